@@ -1,0 +1,135 @@
+"""The WSGI application: one request from environ to handler and back, top to bottom.
+
+It is a plain WSGI callable built from a product path, so it runs under
+apiphant's gevent server, gunicorn, or any other WSGI server.
+"""
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from apiphant import reporting
+from apiphant.errors import ApiError, status_line
+from apiphant.product import Product, locate
+from apiphant.request import parse
+from apiphant.routing import Route, load
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+JSON = "application/json"
+
+StartResponse = Callable[..., Any]
+_encode = json.JSONEncoder(allow_nan=False).encode
+
+
+def _headers(body: bytes, close: bool) -> list[tuple[str, str]]:
+    headers = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
+    if close:
+        headers.append(("Connection", "close"))
+    return headers
+
+
+class BodyError(ApiError):
+    """The body could not be read in full; the connection is closed after the answer."""
+
+
+class App:
+    """Route a POST to its handler, JSON in and JSON out; every error is a JSON answer."""
+
+    def __init__(self, product: Product, routes: dict[str, Route], max_body: int) -> None:
+        self.product = product
+        self.routes = routes
+        self.max_body = max_body
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        route = self.routes.get(environ["PATH_INFO"])
+        try:
+            if route is None:
+                raise ApiError(404)
+            if route.raw_environ:
+                self._check_length(environ)
+                if route.raw_response:
+                    return route.handler(environ, start_response)
+                result = route.handler(environ)
+            else:
+                if environ["REQUEST_METHOD"] != "POST":
+                    raise ApiError(501)
+                request = parse(self._read_body(environ))
+                if route.raw_response:
+                    return route.handler(request, start_response)
+                result = route.handler(request)
+            if result is None:
+                result = {}
+            elif not isinstance(result, dict):
+                raise TypeError(
+                    f"{route.module}.{route.action} returned {type(result).__name__}, "
+                    "expected a dict or None"
+                )
+            body = _encode(result).encode()
+            status = "200 OK"
+        except ApiError as error:
+            body = _encode(error.body).encode()
+            status = status_line(error.status)
+            close = isinstance(error, BodyError)
+            return self._finish(environ, start_response, status, body, close)
+        except Exception as error:
+            self._report(route, error)
+            status = "500 Internal Server Error"
+            body = b'{"error": "500 Internal Server Error"}'
+        return self._finish(environ, start_response, status, body, False)
+
+    @staticmethod
+    def _finish(
+        environ: dict, start_response: StartResponse, status: str, body: bytes, close: bool
+    ) -> list[bytes]:
+        start_response(status, _headers(body, close))
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+    def _check_length(self, environ: dict) -> int | None:
+        """The declared body length, refused with 413 when over the limit, before any read."""
+        declared = environ.get("CONTENT_LENGTH")
+        if not declared:
+            return None
+        try:
+            length = int(declared)
+        except ValueError:
+            raise BodyError(400, "Content-Length should be a number") from None
+        if length < 0:
+            raise BodyError(400, "Content-Length should be a number")
+        if length > self.max_body:
+            raise BodyError(413)
+        return length
+
+    def _read_body(self, environ: dict) -> bytes:
+        length = self._check_length(environ)
+        stream = environ["wsgi.input"]
+        try:
+            if length is not None:
+                body = stream.read(length)
+                if len(body) < length:
+                    raise BodyError(400, "Request body ended early")
+                return body
+            if environ.get("HTTP_TRANSFER_ENCODING", "").lower() != "chunked":
+                return b""
+            body = stream.read(self.max_body + 1)
+        except OSError:
+            raise BodyError(400, "Request body could not be read") from None
+        except ValueError:  # gevent's Input signals a malformed chunk this way
+            raise BodyError(400, "Request body could not be read") from None
+        if len(body) > self.max_body:
+            raise BodyError(413)
+        return body
+
+    def _report(self, route: Route | None, error: Exception) -> None:
+        where = route.path if route else "?"
+        log.error("%s failed", where, exc_info=error)
+        reporting.capture(error, route=where)
+
+
+def create_app(product_path: str | Path, max_body: int = DEFAULT_MAX_BODY) -> App:
+    """Build the WSGI application for a product folder; import errors surface here."""
+    product = locate(product_path)
+    return App(product, load(product), max_body)

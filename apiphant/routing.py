@@ -1,0 +1,119 @@
+"""The route table: from a product folder to ``{"/api/v0/echo/read": Route}``.
+
+``discover`` is pure (it only lists files); ``load`` imports the target
+modules once, at start-up, so a broken target stops the server early with
+its file and traceback instead of failing on the first request.
+"""
+
+import importlib
+import re
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apiphant.product import Product
+
+ACTIONS = ("create", "read", "update", "delete")
+VERSION_RE = re.compile(r"^v\d+$")
+
+
+class RouteError(Exception):
+    """A target that cannot be routed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target module: ``url`` like ``/api/v0/users/settings``, ``module`` its dotted name."""
+
+    url: str
+    module: str
+    file: Path
+
+
+@dataclass(frozen=True)
+class Route:
+    """One action of one target, with the escape hatches it asked for."""
+
+    path: str
+    handler: Callable[..., Any]
+    module: str
+    action: str
+    raw_environ: bool
+    raw_response: bool
+
+
+def _is_public(name: str) -> bool:
+    return name.isidentifier() and not name.startswith("_")
+
+
+def _walk(folder: Path, url: str, module: str) -> list[Target]:
+    targets: list[Target] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.suffix == ".py" and _is_public(entry.stem):
+            if (folder / entry.stem).is_dir():
+                raise RouteError(
+                    f"{entry}: both {entry.name} and {entry.stem}/ define target {url}/{entry.stem}"
+                )
+            targets.append(Target(f"{url}/{entry.stem}", f"{module}.{entry.stem}", entry))
+        elif entry.is_dir() and _is_public(entry.name):
+            init = entry / "__init__.py"
+            child_url, child_module = f"{url}/{entry.name}", f"{module}.{entry.name}"
+            if init.is_file():
+                targets.append(Target(child_url, child_module, init))
+            targets.extend(_walk(entry, child_url, child_module))
+    return targets
+
+
+def discover(product: Product) -> list[Target]:
+    """List every target module of the product, nested ones included, without importing."""
+    targets: list[Target] = []
+    for version in sorted(product.api_path.iterdir()):
+        if version.is_dir() and VERSION_RE.match(version.name):
+            targets.extend(
+                _walk(version, f"/api/{version.name}", f"{product.name}.api.{version.name}")
+            )
+    return targets
+
+
+def _import(target: Target) -> Any:
+    try:
+        return importlib.import_module(target.module)
+    except Exception as error:
+        details = "".join(traceback.format_exception(error)).rstrip()
+        raise RouteError(f"{target.file}: cannot import {target.module}\n{details}") from None
+
+
+def load(product: Product) -> dict[str, Route]:
+    """Import every target and map each action's URL path to its Route."""
+    routes: dict[str, Route] = {}
+    for target in discover(product):
+        module = _import(target)
+        for action in ACTIONS:
+            handler = module.__dict__.get(action)
+            if handler is None:
+                continue
+            if not callable(handler):
+                raise RouteError(f"{target.file}: {action} is not a function")
+            path = f"{target.url}/{action}"
+            routes[path] = Route(
+                path=path,
+                handler=handler,
+                module=target.module,
+                action=action,
+                raw_environ=bool(getattr(handler, "raw_environ", False)),
+                raw_response=bool(getattr(handler, "raw_response", False)),
+            )
+    return routes
+
+
+def describe(routes: dict[str, Route]) -> list[str]:
+    """One line a route, for ``apiphant routes``."""
+    lines = []
+    for path in sorted(routes):
+        route = routes[path]
+        flags = [flag for flag in ("raw_environ", "raw_response") if getattr(route, flag)]
+        suffix = f"  [{', '.join(flags)}]" if flags else ""
+        lines.append(f"POST {path}  {route.module}:{route.action}{suffix}")
+    return lines

@@ -1,0 +1,74 @@
+"""Functional tests against a live server, in the seed's one-line style.
+
+    from apiphant.test import test
+    test('echo', 'read', {"hello": "world"}, 200, {"hello": "world", "server": "myproduct"})
+
+prints ``POST http://127.0.0.1:8888/api/v0/echo/read {"hello": "world"} --> 200 {...}``.
+The server is 127.0.0.1:8888 and the version v0 unless ``config`` or the
+environment (APIPHANT_URL, APIPHANT_HOST, APIPHANT_PORT, APIPHANT_VERSION)
+says otherwise, so one test file checks a laptop and a deployment alike.
+"""
+
+import json
+import os
+from typing import Any
+
+import requests
+
+from apiphant.request import AttrDict
+
+config = AttrDict(
+    url=os.environ.get("APIPHANT_URL", ""),
+    host=os.environ.get("APIPHANT_HOST", "127.0.0.1"),
+    port=int(os.environ.get("APIPHANT_PORT", "8888")),
+    version=os.environ.get("APIPHANT_VERSION", "v0"),
+    timeout=float(os.environ.get("APIPHANT_TIMEOUT", "10")),
+)
+counts = AttrDict(passed=0)
+_session = requests.Session()
+
+
+def base_url() -> str:
+    """``config.url`` when set (a deployment), else ``http://host:port``."""
+    if config.url:
+        return config.url.rstrip("/")
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"http://{host}:{config.port}"
+
+
+def url(target: str, action: str) -> str:
+    return f"{base_url()}/api/{config.version}/{target}/{action}"
+
+
+def test(
+    target: str,
+    action: str,
+    request_json: Any,
+    status_code: int,
+    response_json: Any,
+    method: str = "POST",
+) -> requests.Response:
+    """Send one request and assert its status and JSON body; print the seed's line.
+
+    ``request_json`` None sends no body; bytes are sent as they are (to
+    test bad input); anything else is sent as JSON.
+    """
+    if request_json is None or isinstance(request_json, bytes):
+        data, shown = request_json, request_json
+    else:
+        data = shown = json.dumps(request_json)
+    address = url(target, action)
+    print(f"{method} {address} {shown} --> {status_code} {response_json}", flush=True)
+    response = _session.request(method, address, data=data, timeout=config.timeout)
+    try:
+        received: Any = response.json()
+    except ValueError:
+        received = response.text
+    if response.status_code != status_code or received != response_json:
+        raise AssertionError(
+            f"{method} {address} {shown}\n"
+            f"  expected: {status_code} {response_json!r}\n"
+            f"  received: {response.status_code} {received!r}"
+        )
+    counts.passed += 1
+    return response

@@ -1,0 +1,55 @@
+"""apiphant: a small, fast framework for JSON web APIs on gevent."""
+
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+
+
+def template_packages() -> dict[str, str]:
+    """Ship the template product (myproduct/) inside the package as apiphant.template."""
+    mapping = {"apiphant.template": "myproduct"}
+    for folder in sorted((HERE / "myproduct").rglob("*")):
+        if folder.is_dir() and folder.name != "__pycache__":
+            relative = folder.relative_to(HERE / "myproduct")
+            mapping["apiphant.template." + ".".join(relative.parts)] = str(
+                Path("myproduct", relative)
+            )
+    return mapping
+
+
+TEMPLATE = template_packages()
+
+setup(
+    name="apiphant",
+    version="1.0.0",
+    description="Simple Python Web API framework, based on Gevent, JSON, CRUD.",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=["apiphant", *TEMPLATE],
+    package_dir=TEMPLATE,
+    package_data={name: ["*.toml", "*.txt", "*.md", "*.sh", "*.example"] for name in TEMPLATE},
+    install_requires=[
+        "gevent>=23.9",
+        "requests>=2.28",
+        "sentry-sdk>=2.0",
+    ],
+    extras_require={
+        "deploy": ["fabric>=3.2", "jinja2>=3.1"],
+        "test": ["pytest>=8", "hypothesis>=6", "ruff>=0.5", "fabric>=3.2", "jinja2>=3.1"],
+    },
+    entry_points={
+        "console_scripts": [
+            "apiphant = apiphant.cli:main",
+            "apiphant-background = apiphant.background:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: Gevent",
+        "Topic :: Internet :: WWW/HTTP :: WSGI :: Application",
+    ],
+)
