@@ -39,7 +39,17 @@ setup(
     ],
     extras_require={
         "deploy": ["fabric>=3.2", "jinja2>=3.1"],
-        "test": ["pytest>=8", "hypothesis>=6", "ruff>=0.5", "fabric>=3.2", "jinja2>=3.1"],
+        "bench": ["flask>=3", "gunicorn>=22", "falcon>=4"],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "ruff>=0.5",
+            "fabric>=3.2",
+            "jinja2>=3.1",
+            "flask>=3",
+            "gunicorn>=22",
+            "falcon>=4",
+        ],
     },
     entry_points={
         "console_scripts": [

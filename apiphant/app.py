@@ -6,6 +6,7 @@ apiphant's gevent server, gunicorn, or any other WSGI server.
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from apiphant.routing import Route, load
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1024 * 1024
+#: Any method: 200 with the product and release, for health checks by deploys and balancers.
+HEALTH_PATH = "/health"
+#: The deploy sets it to the release id, so a health check proves which code answers.
+RELEASE_ENV = "APIPHANT_RELEASE"
 JSON = "application/json"
 
 StartResponse = Callable[..., Any]
@@ -43,11 +48,16 @@ class App:
         self.product = product
         self.routes = routes
         self.max_body = max_body
+        self.health = _encode(
+            {"status": "ok", "product": product.name, "release": os.environ.get(RELEASE_ENV, "")}
+        ).encode()
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         route = self.routes.get(environ["PATH_INFO"])
         try:
             if route is None:
+                if environ["PATH_INFO"] == HEALTH_PATH:
+                    return self._finish(environ, start_response, "200 OK", self.health, False)
                 raise ApiError(404)
             if route.raw_environ:
                 self._check_length(environ)
