@@ -1,0 +1,42 @@
+"""Shared fixtures: the template product, product folders written per test, live servers."""
+
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.servers import MYPRODUCT, serving
+
+
+@pytest.fixture
+def make_product(tmp_path: Path) -> Callable[..., Path]:
+    """Write a product folder from {relative path: source} and return its path."""
+
+    made: list[str] = []
+
+    def make(files: dict[str, str], name: str = "prod") -> Path:
+        made.append(name)
+        root = tmp_path / "products" / name
+        (root / "api").mkdir(parents=True, exist_ok=True)
+        for relative, source in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(source))
+        return root
+
+    yield make
+    for name in made:  # the next test may build a product of the same name
+        for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[module]
+    parent = str(tmp_path / "products")
+    while parent in sys.path:
+        sys.path.remove(parent)
+
+
+@pytest.fixture
+def live(tmp_path: Path):
+    """The template product served by a real `apiphant` process on loopback."""
+    with serving(MYPRODUCT, tmp_path) as server:
+        yield server

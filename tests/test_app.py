@@ -1,0 +1,126 @@
+"""The WSGI application through the in-process client: no socket, real routing and handlers."""
+
+import logging
+
+import pytest
+
+from apiphant.app import App, create_app
+from apiphant.client import Client
+from tests.servers import MYPRODUCT
+
+
+@pytest.fixture(scope="module")
+def client():
+    return Client(MYPRODUCT)
+
+
+def test_echo(client):
+    result = client.post("echo", "read", {"hello": "world"})
+    assert result.status == 200
+    assert result.body == b'{"hello": "world", "server": "myproduct"}'
+    assert result.headers["Content-Type"] == "application/json"
+    assert result.headers["Content-Length"] == str(len(result.body))
+
+
+def test_nested_target(client):
+    result = client.post("users/settings", "update", {"user_id": 1, "settings": {"theme": "dark"}})
+    assert result.json == {"user_id": 1, "settings": {"theme": "dark", "language": "en"}}
+
+
+def test_unknown_paths_are_404_and_other_methods_501(client):
+    assert client.request("/api/v0/nothing/read").json == {"error": "404 Not Found"}
+    assert client.request("/api/v0/echo/json").status == 404
+    assert client.request("/api/v0/../v0/echo/read").status == 404
+    assert client.request("/api/v0/echo/read/").status == 404
+    result = client.request("/api/v0/echo/read", method="GET")
+    assert (result.status, result.json) == (501, {"error": "501 Not Implemented"})
+    assert client.request("/api/v0/echo/read", method="PUT").status == 501
+
+
+def test_head_gets_headers_without_a_body(client):
+    result = client.request("/api/v0/echo/read", method="HEAD")
+    assert result.status == 501 and result.body == b""
+    assert int(result.headers["Content-Length"]) > 0
+
+
+def test_handler_returning_none_answers_an_empty_object(client):
+    assert client.post("self", "create", {"test": "return none"}).json == {}
+
+
+def test_handler_returning_a_non_dict_is_500_and_logged(client, caplog):
+    with caplog.at_level(logging.ERROR):
+        result = client.post("self", "create", {"test": "return invalid_json_object"})
+    assert (result.status, result.json) == (500, {"error": "500 Internal Server Error"})
+    assert "returned str, expected a dict or None" in caplog.text
+
+
+def test_unexpected_exception_is_500_without_details_and_logged(client, caplog):
+    with caplog.at_level(logging.ERROR):
+        result = client.post("self", "create", {"test": "1/0"})
+    assert result.body == b'{"error": "500 Internal Server Error"}'
+    assert "ZeroDivisionError" in caplog.text and "/api/v0/self/create" in caplog.text
+
+
+def test_api_errors(client):
+    assert client.post("self", "create", {"test": "api_error"}).json == {"error": "403 Forbidden"}
+    result = client.post("self", "create", {"test": "api_error_body"})
+    assert (result.status, result.json) == (409, {"error": {"conflict": "exists"}})
+
+
+def test_body_over_the_limit_is_413_and_closes_without_reading():
+    client = Client(MYPRODUCT, max_body=100)
+    result = client.post("echo", "read", {"x": "y" * 200})
+    assert (result.status, result.json) == (413, {"error": "413 Request Entity Too Large"})
+    assert result.headers["Connection"] == "close"
+    assert client.post("echo", "read", {"x": "y" * 50}).status == 200
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3"])
+def test_bad_content_length_is_400(client, length):
+    result = client.request("/api/v0/echo/read", b"{}", headers={"Content-Length": length})
+    assert result.status == 400 and result.headers["Connection"] == "close"
+
+
+def test_short_body_is_400(client):
+    result = client.request("/api/v0/echo/read", b"{}", headers={"Content-Length": "10"})
+    assert (result.status, result.json) == (400, {"error": "Request body ended early"})
+
+
+def test_raw_environ_gets_the_environ_and_any_method(client):
+    result = client.request("/api/v0/raw/update", b"0123456789", method="PUT")
+    assert result.json == {"method": "PUT", "length": 10}
+
+
+def test_raw_environ_still_enforces_the_body_limit():
+    client = Client(MYPRODUCT, max_body=5)
+    assert client.request("/api/v0/raw/update", b"0123456789").status == 413
+
+
+def test_raw_response_answers_in_its_own_format(client):
+    result = client.post("raw", "delete", {"id": 3})
+    assert (result.status, result.body) == (200, b"deleted 3\n")
+    assert result.headers["Content-Type"] == "text/plain"
+
+
+def test_raw_environ_and_raw_response_make_a_plain_wsgi_app(client):
+    assert client.request("/api/v0/raw/read", method="GET").body == b"GET /api/v0/raw/read\n"
+
+
+def test_health_answers_any_method_with_product_and_release(monkeypatch):
+    monkeypatch.setenv("APIPHANT_RELEASE", "20261124T150000Z")
+    client = Client(MYPRODUCT)
+    for method in ("GET", "POST", "HEAD"):
+        result = client.request("/health", method=method)
+        assert result.status == 200
+    assert client.request("/health").json == {
+        "status": "ok", "product": "myproduct", "release": "20261124T150000Z"}
+
+
+def test_nan_in_a_response_is_a_500_not_invalid_json(make_product):
+    root = make_product({"api/v0/t.py": "def read(r): return {'x': float('nan')}"}, name="nanp")
+    assert Client(root).post("t", "read").status == 500
+
+
+def test_create_app_returns_a_plain_wsgi_callable():
+    app = create_app(MYPRODUCT)
+    assert isinstance(app, App) and callable(app)

@@ -1,0 +1,95 @@
+"""`apiphant.test.test` and `test.sh`: the seed's output line, clear failures, both modes."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from apiphant import test as functional
+from tests.servers import MYPRODUCT, REPO, free_port
+
+
+@pytest.fixture
+def pointed(live, monkeypatch):
+    monkeypatch.setitem(functional.config, "url", "")
+    monkeypatch.setitem(functional.config, "host", live.host)
+    monkeypatch.setitem(functional.config, "port", live.port)
+    return live
+
+
+def test_prints_the_seeds_line(pointed, capsys):
+    functional.test("echo", "read", {"hello": "world"}, 200,
+                    {"hello": "world", "server": "myproduct"})
+    assert capsys.readouterr().out == (
+        f"POST http://127.0.0.1:{pointed.port}/api/v0/echo/read {{\"hello\": \"world\"}} --> "
+        "200 {'hello': 'world', 'server': 'myproduct'}\n")
+
+
+def test_mismatch_shows_both_sides(pointed):
+    with pytest.raises(AssertionError) as caught:
+        functional.test("echo", "read", {"a": 1}, 200, {"a": 2})
+    message = str(caught.value)
+    assert "expected: 200 {'a': 2}" in message
+    assert "received: 200 {'a': 1, 'server': 'myproduct'}" in message
+
+
+def test_status_mismatch_fails(pointed):
+    with pytest.raises(AssertionError, match="received: 404"):
+        functional.test("nothing", "read", None, 200, {})
+
+
+def test_url_from_the_environment_targets_a_deployment(live):
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "from apiphant.test import test, base_url; print(base_url());"
+         "test('echo', 'read', {}, 200, {'server': 'myproduct'})"],
+        env={**os.environ, "APIPHANT_URL": live.url + "/"}, capture_output=True, text=True,
+        timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == live.url
+
+
+def smoke(*args: str, port: int | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "APIPHANT_PORT": str(port or free_port())}
+    return subprocess.run([str(REPO / "test.sh"), *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_test_sh_starts_a_server_runs_the_tests_and_stops_it():
+    port = free_port()
+    result = smoke(port=port)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK:" in result.stdout and "passed" in result.stdout
+    with pytest.raises(OSError):
+        __import__("socket").create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_test_sh_against_a_running_server(live):
+    result = smoke(live.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_sh_fails_and_shows_the_server_log(make_product):
+    root = make_product({
+        "api/v0/t.py": "def read(r):\n    return {'v': 1}\n",
+        "test.py": "from apiphant.test import test\ntest('t', 'read', {}, 200, {'v': 2})\n",
+    }, name="failing")
+    result = smoke("--product", str(root))
+    assert result.returncode != 0
+    assert "test.sh: tests failed; server log tail:" in result.stderr
+    assert "Apiphant is serving failing" in result.stderr
+
+
+def test_test_sh_when_the_server_cannot_start(make_product):
+    root = make_product({"api/v0/t.py": "import nope\n", "test.py": ""}, name="nostart")
+    result = smoke("--product", str(root))
+    assert result.returncode != 0
+    assert "the server exited" in result.stderr and "cannot import" in result.stderr
+
+
+def test_template_test_py_covers_the_seed_self_tests():
+    text = (MYPRODUCT / "test.py").read_text()
+    for case in ["optional", "default", "required", "valid_value", "valid_type", "valid_length",
+                 "max_length", "explain", "return invalid_json_object", "1/0"]:
+        assert f'"test": "{case}"' in text

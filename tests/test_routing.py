@@ -1,0 +1,81 @@
+import pytest
+
+from apiphant.product import ProductError, locate
+from apiphant.routing import RouteError, describe, discover, load
+from tests.servers import MYPRODUCT
+
+
+def test_template_product_routes_include_nested_targets():
+    routes = load(locate(MYPRODUCT))
+    assert "/api/v0/echo/read" in routes
+    assert "/api/v0/users/settings/update" in routes
+    assert "/api/v0/self/delete" not in routes
+    assert routes["/api/v0/raw/read"].raw_environ and routes["/api/v0/raw/read"].raw_response
+
+
+def test_discover_lists_modules_packages_and_versions_without_importing(make_product):
+    root = make_product({
+        "api/v0/a.py": "raise SystemExit('imported!')",
+        "api/v0/pkg/__init__.py": "",
+        "api/v0/pkg/deep/leaf.py": "",
+        "api/v1/b.py": "",
+        "api/v1/_private.py": "",
+        "api/v1/__init__.py": "",
+        "api/vx/c.py": "",
+        "api/notes.txt": "",
+    })
+    targets = discover(locate(root))
+    assert [t.url for t in targets] == [
+        "/api/v0/a", "/api/v0/pkg", "/api/v0/pkg/deep/leaf", "/api/v1/b"]
+    assert targets[2].module == "prod.api.v0.pkg.deep.leaf"
+
+
+def test_only_the_four_actions_are_routed(make_product):
+    root = make_product({
+        "api/v0/t.py": """
+            import json
+            def read(request): return {}
+            def helper(request): return {}
+            def _delete(request): return {}
+        """,
+    }, name="only4")
+    routes = load(locate(root))
+    assert list(routes) == ["/api/v0/t/read"]
+    assert describe(routes) == ["POST /api/v0/t/read  only4.api.v0.t:read"]
+
+
+def test_a_package_target_defines_actions_in_its_init(make_product):
+    root = make_product({"api/v0/users/__init__.py": "def create(r): return {}"}, name="pkgt")
+    assert "/api/v0/users/create" in load(locate(root))
+
+
+def test_import_error_names_the_file_and_shows_the_traceback(make_product):
+    root = make_product({"api/v0/broken.py": "import not_a_module_at_all\n"}, name="broken1")
+    with pytest.raises(RouteError) as caught:
+        load(locate(root))
+    message = str(caught.value)
+    assert message.splitlines()[0].startswith(str(root / "api/v0/broken.py"))
+    assert "ModuleNotFoundError" in message and "Traceback" in message
+
+
+def test_module_and_folder_with_the_same_target_name_is_refused(make_product):
+    root = make_product({"api/v0/users.py": "", "api/v0/users/settings.py": ""}, name="twice")
+    with pytest.raises(RouteError, match="both users.py and users/"):
+        discover(locate(root))
+
+
+def test_an_action_that_is_not_callable_is_refused(make_product):
+    root = make_product({"api/v0/t.py": "read = 5\n"}, name="notcallable")
+    with pytest.raises(RouteError, match="read is not a function"):
+        load(locate(root))
+
+
+def test_product_errors_are_one_line(tmp_path):
+    with pytest.raises(ProductError, match="no such product folder"):
+        locate(tmp_path / "nope")
+    (tmp_path / "noapi").mkdir()
+    with pytest.raises(ProductError, match="no api/ folder"):
+        locate(tmp_path / "noapi")
+    (tmp_path / "my-product" / "api").mkdir(parents=True)
+    with pytest.raises(ProductError, match="not a Python identifier"):
+        locate(tmp_path / "my-product")

@@ -1,0 +1,99 @@
+import pytest
+
+from apiphant.errors import ApiError
+from apiphant.request import parse
+from apiphant.validation import BadRequest, Invalid, Missing, field
+
+
+def error_of(call):
+    with pytest.raises(ApiError) as caught:
+        call()
+    assert caught.value.status == 400
+    return caught.value.body["error"]
+
+
+def test_seed_bodies():
+    assert Missing("id").body == {"error": {"field": "id", "state": "missing"}}
+    assert Invalid("id").body == {"error": {"field": "id", "state": "invalid"}}
+    assert Invalid("id", -1).body == {"error": {"field": "id", "state": "invalid", "explain": -1}}
+    assert isinstance(Invalid("id"), BadRequest) and isinstance(Missing("id"), ApiError)
+
+
+def test_optional_default_and_required():
+    request = parse(b'{"x": "X", "nothing": null}')
+    assert field(request, "x") == "X"
+    assert field(request, "y") is None
+    assert field(request, "y", default_value=3) == 3
+    assert field(request, "nothing", is_required=True) is None
+    assert error_of(lambda: field(request, "y", is_required=True)) == {
+        "field": "y", "state": "missing"}
+    assert error_of(lambda: field(request, "y", is_required=True, explain="give y")) == {
+        "field": "y", "state": "missing", "explain": "give y"}
+
+
+@pytest.mark.parametrize(
+    ("value", "valid_type", "ok"),
+    [
+        (42, int, True),
+        (True, int, False),
+        (False, int, False),
+        (True, bool, True),
+        (1, bool, False),
+        (1, float, True),
+        (1.5, float, True),
+        (True, float, False),
+        (1.5, int, False),
+        ("1", int, False),
+        ({}, dict, True),
+        ([], list, True),
+        ("s", (int, str), True),
+        (None, int, False),
+    ],
+)
+def test_types_are_checked_as_json_means_them(value, valid_type, ok):
+    request = {"x": value}
+    if ok:
+        assert field(request, "x", valid_type=valid_type) == value
+    else:
+        assert error_of(lambda: field(request, "x", valid_type=valid_type))["state"] == "invalid"
+
+
+def test_valid_value_equality_set_and_predicate():
+    request = {"x": "b", "n": 1, "flag": True}
+    assert field(request, "x", valid_value="b") == "b"
+    assert field(request, "x", valid_value={"a", "b"}) == "b"
+    assert field(request, "n", valid_value=lambda n: n > 0) == 1
+    assert error_of(lambda: field(request, "x", valid_value="a"))["state"] == "invalid"
+    assert error_of(lambda: field(request, "x", valid_value={"a"}))["state"] == "invalid"
+    assert error_of(lambda: field(request, "flag", valid_value=1))["state"] == "invalid"
+    assert error_of(lambda: field(request, "flag", valid_value={1}))["state"] == "invalid"
+    assert error_of(lambda: field(request, "x", valid_value=lambda v: v > 0))["state"] == "invalid"
+
+
+def test_lengths_refuse_values_without_a_length_instead_of_crashing():
+    request = {"s": "123", "n": 5}
+    assert field(request, "s", valid_length=3) == "123"
+    assert field(request, "s", max_length=3) == "123"
+    assert error_of(lambda: field(request, "s", max_length=2))["state"] == "invalid"
+    assert error_of(lambda: field(request, "n", max_length=2))["state"] == "invalid"
+    assert error_of(lambda: field(request, "n", valid_length=1))["state"] == "invalid"
+
+
+def test_subfields_report_the_whole_path():
+    request = parse(b'{"address": {"geo": {"lat": "x"}}, "items": [{"id": 1}, {"id": "2"}]}')
+    address = field(request, "address", is_required=True, valid_type=dict)
+    assert error_of(lambda: field(address, "city", is_required=True)) == {
+        "field": "address.city", "state": "missing"}
+    geo = field(address, "geo", valid_type=dict)
+    assert error_of(lambda: field(geo, "lat", valid_type=float))["field"] == "address.geo.lat"
+    items = field(request, "items", valid_type=list)
+    assert field(items[0], "id", valid_type=int) == 1
+    assert error_of(lambda: field(items[1], "id", valid_type=int))["field"] == "items[1].id"
+    assert error_of(lambda: field(items, 5, is_required=True))["field"] == "[5]"
+
+
+def test_an_absent_optional_object_reads_as_absent_fields():
+    request = parse(b"{}")
+    address = field(request, "address")
+    assert field(address, "city", default_value="nowhere") == "nowhere"
+    assert error_of(lambda: field(address, "city", is_required=True))["state"] == "missing"
