@@ -34,7 +34,7 @@ def init(component: str, environ: dict[str, str] | None = None) -> bool:
         auto_enabling_integrations=False,
         send_default_pii=False,
     )
-    sentry_sdk.set_tag("component", component)
+    sentry_sdk.get_global_scope().set_tag("component", component)  # seen from every greenlet
     _enabled = True
     return True
 
