@@ -54,6 +54,8 @@ class App:
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         route = self.routes.get(environ["PATH_INFO"])
+        if route is not None and "%" in environ.get("RAW_URI", ""):
+            route = self._unencoded(environ, route)
         try:
             if route is None:
                 if environ["PATH_INFO"] == HEALTH_PATH:
@@ -92,6 +94,11 @@ class App:
         return self._finish(environ, start_response, status, body, False)
 
     @staticmethod
+    def _unencoded(environ: dict, route: Route) -> Route | None:
+        """Route names never need percent-encoding: ``echo%2Fread`` is not ``echo/read``."""
+        return None if "%" in environ["RAW_URI"].partition("?")[0] else route
+
+    @staticmethod
     def _finish(
         environ: dict, start_response: StartResponse, status: str, body: bytes, close: bool
     ) -> list[bytes]:
@@ -125,6 +132,8 @@ class App:
             if environ.get("HTTP_TRANSFER_ENCODING", "").lower() != "chunked":
                 return b""
             body = stream.read(self.max_body + 1)
+        except TimeoutError:
+            raise BodyError(408) from None
         except OSError:
             raise BodyError(400, "Request body could not be read") from None
         except ValueError:  # gevent's Input signals a malformed chunk this way

@@ -1,6 +1,7 @@
 """The request: a JSON object body parsed into a dict with attribute access."""
 
 import json
+import math
 from typing import Any
 
 from apiphant.errors import ApiError
@@ -50,7 +51,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_decode = json.JSONDecoder(object_hook=AttrDict, parse_constant=_reject_constant).decode
+def _finite_float(text: str) -> float:
+    """``1e400`` would be infinity, which no JSON answer can carry: refuse it here."""
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
+_decode = json.JSONDecoder(
+    object_hook=AttrDict, parse_float=_finite_float, parse_constant=_reject_constant
+).decode
 
 
 def parse(body: bytes) -> AttrDict:

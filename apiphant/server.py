@@ -10,8 +10,11 @@
   let in-flight requests finish with ``Connection: close``, bounded.
 """
 
+import http.client
+import json
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,16 +23,43 @@ import gevent
 from gevent.pool import Pool
 from gevent.pywsgi import MAX_REQUEST_LINE, Input, LoggingLogAdapter, WSGIHandler, WSGIServer
 
+from apiphant.errors import status_line
+
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("apiphant.access")
 
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    b'Content-Length: 32\r\n\r\n{"error": "408 Request Timeout"}'
-)
 #: A body left unread by the application is read and dropped to keep the
 #: connection, up to this size; past it, the connection is closed instead.
 DISCARD_LIMIT = 64 * 1024
+_FORBIDDEN_IN_VALUES = ("\x00", "\r", "\n")
+
+
+def error_response(status: int) -> bytes:
+    """A complete JSON error response that closes the connection."""
+    body = json.dumps({"error": status_line(status)}).encode()
+    return (
+        f"HTTP/1.1 {status_line(status)}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+class ClientError(ValueError):
+    """A request that breaks HTTP: answered with ``status`` and the connection closed."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class HeaderTimeout(ClientError):
+    """Request headers took longer than the header deadline (slowloris)."""
+
+    def __init__(self) -> None:
+        super().__init__(408, "request headers timed out")
+
+
+class BodyTimeout(TimeoutError):
+    """The request body took longer than the request timeout (a slow body)."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +73,27 @@ class Limits:
     drain_timeout: float = 10.0
 
 
-class HeaderTimeout(ValueError):
-    """Request headers took longer than the header deadline."""
-
-
 class _Input(Input):
-    """pywsgi's request body, which gives up dropping a large unread body and closes instead."""
+    """pywsgi's request body, with a deadline for the whole body.
 
-    __slots__ = ("handler",)
+    An unread body is dropped to keep the connection only when it is small;
+    otherwise, or when dropping it fails, the connection is closed instead.
+    """
+
+    __slots__ = ("handler", "deadline")
+
+    def read(self, length: int | None = None) -> bytes:
+        return self._before_deadline(super().read, length)
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self._before_deadline(super().readline, size)
+
+    def _before_deadline(self, read: Callable, size: int | None) -> bytes:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise BodyTimeout("request body timed out")
+        with gevent.Timeout(left, BodyTimeout("request body timed out")):
+            return read(size)
 
     def _discard(self) -> None:
         handler = self.handler
@@ -59,7 +102,11 @@ class _Input(Input):
         if self.chunked_input or (self.content_length or 0) - self.position > DISCARD_LIMIT:
             handler.close_connection = True
             return
-        super()._discard()
+        try:
+            super()._discard()
+        except BaseException:
+            handler.close_connection = True
+            raise
 
 
 class Handler(WSGIHandler):
@@ -96,14 +143,70 @@ class Handler(WSGIHandler):
         return line.decode("latin-1")
 
     def read_request(self, raw_requestline: str) -> bool:
-        with gevent.Timeout(self.server.limits.header_timeout, HeaderTimeout):
-            return super().read_request(raw_requestline)
+        """Parse the request line and headers, refusing what could desynchronise a connection.
+
+        Unlike pywsgi, it refuses malformed header lines, folded or control
+        characters in values, Content-Length with Transfer-Encoding, differing
+        Content-Lengths, and transfer codings other than chunked: the
+        ingredients of request smuggling.
+        """
+        self.requestline = raw_requestline.rstrip()
+        words = self.requestline.split()
+        if len(words) != 3:
+            raise ClientError(400, f"bad request line {self.requestline[:100]!r}")
+        self.command, self.path, self.request_version = words
+        if self.request_version not in ("HTTP/1.1", "HTTP/1.0"):
+            raise ClientError(
+                505 if self.request_version[:5] == "HTTP/" else 400,
+                f"bad HTTP version {self.request_version[:20]!r}",
+            )
+        try:
+            with gevent.Timeout(self.server.limits.header_timeout, HeaderTimeout):
+                self.headers = headers = self.MessageClass(self.rfile, 0)
+        except http.client.HTTPException as error:  # more than 100 header lines
+            raise ClientError(431, str(error)) from None
+        if headers.status:  # a header line over 64 KiB
+            raise ClientError(431, headers.status)
+        if headers.defects:
+            raise ClientError(400, "malformed header line")
+        for _, value in headers._headers:
+            if any(char in value for char in _FORBIDDEN_IN_VALUES):
+                raise ClientError(400, "control character in a header value")
+        lengths = headers.get_all("content-length")
+        coding = headers.get("transfer-encoding")
+        if coding is not None:
+            if coding.strip().lower() != "chunked":
+                raise ClientError(501, f"unsupported Transfer-Encoding {coding[:40]!r}")
+            if lengths:
+                raise ClientError(400, "both Content-Length and Transfer-Encoding")
+            self.content_length = None
+        elif lengths:
+            if len(set(lengths)) > 1 or not lengths[0].isdigit() or not lengths[0].isascii():
+                raise ClientError(400, f"bad Content-Length {lengths[0][:40]!r}")
+            self.content_length = int(lengths[0])
+        else:
+            self.content_length = None
+        connection = (headers.get("connection") or "").lower()
+        if self.request_version == "HTTP/1.1":
+            self.close_connection = connection == "close"
+        else:
+            self.close_connection = connection != "keep-alive"
+        return True
+
+    def handle_one_request(self) -> Any:
+        result = super().handle_one_request()
+        if isinstance(result, tuple):  # pywsgi's own refusals (414) answer in JSON too
+            return result[0], error_response(int(result[0]))
+        return result
 
     def _handle_client_error(self, ex: Exception) -> tuple[str, bytes]:
-        if isinstance(ex, HeaderTimeout):
-            log.info("Request headers timed out (from %s)", self.client_address)
-            return ("408", _TIMEOUT_RESPONSE)
-        return super()._handle_client_error(ex)
+        status = ex.status if isinstance(ex, ClientError) else 400
+        log.info("Refused a request from %s: %d %s", self._client_host(), status, ex)
+        return str(status), error_response(status)
+
+    def _client_host(self) -> str:
+        address = self.client_address
+        return address[0] if isinstance(address, tuple) else str(address or "-")
 
     def get_environ(self) -> dict:
         env = super().get_environ()
@@ -114,6 +217,8 @@ class Handler(WSGIHandler):
             chunked_input=self.wsgi_input.chunked_input,
         )
         body.handler = self
+        body.deadline = time.monotonic() + self.server.limits.request_timeout
+        env["RAW_URI"] = self.path
         if env["wsgi.input"] is self.wsgi_input:
             env["wsgi.input"] = body
         self.wsgi_input = body
@@ -149,7 +254,7 @@ class Handler(WSGIHandler):
         if self.server.access_log:
             access_log.info(
                 '%s "%s" %s %s %.6f',
-                self.client_address[0] if isinstance(self.client_address, tuple) else "-",
+                self._client_host(),
                 self.requestline,
                 (self._orig_status or "000").split(" ", 1)[0],
                 self.response_length or "-",

@@ -40,3 +40,12 @@ def live(tmp_path: Path):
     """The template product served by a real `apiphant` process on loopback."""
     with serving(MYPRODUCT, tmp_path) as server:
         yield server
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the hostile-input figures, when that suite ran."""
+    hostile = sys.modules.get("tests.test_hostile")
+    figures = getattr(hostile, "FIGURES", None)
+    if figures and figures["inputs tried"]:
+        terminalreporter.write_sep("-", "hostile input")
+        terminalreporter.write_line(", ".join(f"{k}: {v}" for k, v in figures.items()))

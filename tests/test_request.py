@@ -21,7 +21,7 @@ def test_attribute_access_reads_and_writes_keys():
 def test_missing_attribute_is_attribute_error_so_getattr_defaults_work():
     request = parse(b"{}")
     with pytest.raises(AttributeError):
-        request.nothing
+        _ = request.nothing
     assert getattr(request, "nothing", 7) == 7
     assert not hasattr(request, "nothing")
 
