@@ -37,6 +37,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
@@ -97,6 +107,13 @@ def serve_parser() -> argparse.ArgumentParser:
         default=d.drain_timeout,
         help=f"seconds in-flight requests get on SIGTERM (default {d.drain_timeout:g})",
     )
+    p.add_argument(
+        "--drain-idle-grace",
+        type=_non_negative,
+        default=d.drain_idle_grace,
+        help="during a drain, close idle keep-alive connections only after this many seconds "
+        "idle; behind Nginx, set it above the upstream keepalive_timeout (default 0)",
+    )
     return p
 
 
@@ -123,6 +140,7 @@ def serve(args: argparse.Namespace) -> int:
         header_timeout=args.header_timeout,
         request_timeout=args.request_timeout,
         drain_timeout=args.drain_timeout,
+        drain_idle_grace=args.drain_idle_grace,
     )
     server = Server((host, port), app, limits, access_log=args.access_log)
     try:

@@ -6,8 +6,12 @@
 - An idle keep-alive timeout, a deadline for request headers (slowloris),
   and a per-read timeout for bodies.
 - A bound on concurrent connections (a gevent Pool).
-- A graceful drain: stop accepting, close idle keep-alive connections,
-  let in-flight requests finish with ``Connection: close``, bounded.
+- A graceful drain: stop accepting, let in-flight requests finish with
+  ``Connection: close``, and close idle keep-alive connections, bounded.
+  Behind Nginx, idle connections are closed only after ``drain_idle_grace``:
+  Nginx does not retry a POST that fails on a reused connection, so the
+  worker must never close one that Nginx may be writing to. With the grace
+  above Nginx's upstream ``keepalive_timeout``, Nginx closes them first.
 """
 
 import http.client
@@ -71,6 +75,7 @@ class Limits:
     header_timeout: float = 10.0
     request_timeout: float = 30.0
     drain_timeout: float = 10.0
+    drain_idle_grace: float = 0.0  # behind Nginx: above its upstream keepalive_timeout
 
 
 class _Input(Input):
@@ -113,6 +118,7 @@ class Handler(WSGIHandler):
     """One connection: its keep-alive loop, timeouts, and its part in the drain."""
 
     idle = False
+    idle_since = 0.0
 
     def __init__(self, sock: socket.socket, address: Any, server: "Server") -> None:
         try:
@@ -133,6 +139,7 @@ class Handler(WSGIHandler):
         limits = self.server.limits
         self.socket.settimeout(limits.keepalive_timeout)
         self.idle = True
+        self.idle_since = time.monotonic()
         try:
             if self.server.draining:
                 return ""
@@ -261,9 +268,13 @@ class Handler(WSGIHandler):
                 (self.time_finish or 0) - self.time_start,
             )
 
-    def close_if_idle(self) -> None:
-        """Part of the drain: a connection waiting for its next request is closed now."""
-        if self.idle and self.socket is not None:
+    def close_if_idle(self, for_at_least: float = 0.0) -> None:
+        """Part of the drain: close this connection if it has waited long enough for a request."""
+        if (
+            self.idle
+            and self.socket is not None
+            and time.monotonic() - self.idle_since >= for_at_least
+        ):
             try:
                 self.socket.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -296,12 +307,16 @@ class Server(WSGIServer):
 
     def drain(self, timeout: float | None = None) -> bool:
         """Stop accepting and wait for in-flight requests; True when all finished in time."""
-        timeout = self.limits.drain_timeout if timeout is None else timeout
+        limits = self.limits
+        timeout = limits.drain_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         self.draining = True
         self.close()
-        for handler in list(self.connections):
-            handler.close_if_idle()
-        finished = self.pool.join(timeout=timeout)
+        while self.connections and time.monotonic() < deadline:
+            for handler in list(self.connections):
+                handler.close_if_idle(limits.drain_idle_grace)
+            self.pool.join(timeout=min(0.05, max(deadline - time.monotonic(), 0)))
+        finished = self.pool.join(timeout=max(deadline - time.monotonic(), 0))
         if not finished:
             log.warning(
                 "%d connection(s) still busy after %.1fs; closing them",

@@ -218,3 +218,22 @@ def test_open_files_soft_limit_is_raised_to_the_hard_limit(live):
     line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
     soft, hard = line.split()[3:5]
     assert soft == hard
+
+
+def test_drain_grace_keeps_idle_connections_for_their_next_request(tmp_path):
+    """Behind Nginx, a reused connection must never be closed under its feet."""
+    with serving(MYPRODUCT, tmp_path, "--drain-idle-grace", "1.5") as live:
+        reused = http.client.HTTPConnection(live.host, live.port, timeout=5)
+        forgotten = http.client.HTTPConnection(live.host, live.port, timeout=5)
+        for conn in (reused, forgotten):
+            assert post(conn, "/api/v0/echo/read", b"{}")[0].status == 200
+        live.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        response, body = post(reused, "/api/v0/echo/read", b'{"late": 1}')
+        assert (response.status, response.getheader("Connection")) == (200, "close")
+        assert json.loads(body) == {"late": 1, "server": "myproduct"}
+        forgotten.sock.settimeout(5)
+        started = time.monotonic()
+        assert forgotten.sock.recv(1) == b""  # closed once idle past the grace
+        assert 0.3 < time.monotonic() - started < 4
+        assert live.process.wait(10) == 0
