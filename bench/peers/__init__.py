@@ -1,0 +1,1 @@
+"""The systems apiphant is measured against, each doing the same JSON echo."""

@@ -1,0 +1,435 @@
+"""The benchmark: apiphant against the bare server it runs on and against its peers.
+
+    python -m bench                       # everything, 5 rounds x 5 s (about 10 minutes)
+    python -m bench --quick               # 1 round x 1 s, 200 concurrent connections
+    python -m bench --write bench/RESULTS.md
+
+Systems take turns (A, B, C, D, then the next round in a rotated order), so a
+slow minute of the machine hits every system alike; the table shows medians
+and ratios to the bare gevent.pywsgi server, the limit of this stack.
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import string
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python bench/run.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import machine  # noqa: E402
+from bench.concurrency import ProbeResult, probe  # noqa: E402
+from bench.load import LoadResult, require_wrk, wrk  # noqa: E402
+from bench.servers import (  # noqa: E402
+    BASELINE,
+    CLIENT_CPU,
+    HOST,
+    SERVER_CPU,
+    SYSTEMS,
+    BenchError,
+    Process,
+    can_pin,
+    free_port,
+    serving,
+)
+
+HERE = Path(__file__).resolve().parent
+NGINX_TEMPLATE = HERE / "nginx.conf.template"
+BEGIN = "<!-- bench:results:begin -->"
+END = "<!-- bench:results:end -->"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load shape: wrk with ``connections`` against one worker, or through nginx."""
+
+    key: str
+    title: str
+    connections: int
+    nginx: bool = False
+
+
+SCENARIOS = {
+    "throughput": Scenario("throughput", "50 connections", 50),
+    "latency": Scenario("latency", "1 connection", 1),
+    "c1000": Scenario("c1000", "1,000 connections", 1000),
+    "nginx": Scenario("nginx", "nginx + 2 workers, 100 connections", 100, nginx=True),
+}
+#: Only apiphant and its baseline sit behind nginx: the deploy runs apiphant, not the peers.
+NGINX_SYSTEMS = ("apiphant", "bare")
+PROBE_SYSTEMS = ("apiphant", "bare")
+ALL_SCENARIOS = (*SCENARIOS, "concurrency")
+
+Results = dict[str, dict[str, list[LoadResult]]]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rotate(items: list[str], by: int) -> list[str]:
+    by %= len(items) or 1
+    return items[by:] + items[:by]
+
+
+def take_turns(
+    scenario: Scenario,
+    ports: dict[str, int],
+    args: argparse.Namespace,
+    cpu: str | None,
+    results: Results,
+) -> None:
+    """Every round, each system gets the same wrk run, in a rotated order."""
+    keys = list(ports)
+    if args.warmup > 0:
+        for key in keys:
+            wrk(ports[key], scenario.connections, args.warmup, cpu)
+    for round_index in range(args.rounds):
+        for key in rotate(keys, round_index):
+            result = wrk(ports[key], scenario.connections, args.seconds, cpu)
+            results.setdefault(scenario.key, {}).setdefault(key, []).append(result)
+            errors = f", {result.error_count} errors" if result.error_count else ""
+            log(
+                f"  {scenario.key} round {round_index + 1}/{args.rounds}: "
+                f"{key} {result.rps:,.0f} req/s{errors}"
+            )
+
+
+def run_direct(
+    scenarios: list[Scenario], systems: list[str], args: argparse.Namespace, logs: Path
+) -> Results:
+    """All systems up at once, each pinned to the server core; wrk on the other core."""
+    results: Results = {}
+    server_cpu = SERVER_CPU if args.pin else None
+    client_cpu = CLIENT_CPU if args.pin else None
+    with ExitStack() as stack:
+        ports = {}
+        for key in systems:
+            _, ports[key] = stack.enter_context(serving(SYSTEMS[key], logs, server_cpu))
+        for scenario in scenarios:
+            log(f"{scenario.title}:")
+            take_turns(scenario, ports, args, client_cpu, results)
+    return results
+
+
+def run_nginx(systems: list[str], args: argparse.Namespace, logs: Path) -> Results:
+    """Two workers of each system behind one private nginx; nothing pinned, as deployed."""
+    if shutil.which("nginx") is None:
+        raise BenchError("nginx is not installed: apt-get install nginx")
+    scenario = SCENARIOS["nginx"]
+    results: Results = {}
+    with ExitStack() as stack:
+        prefix = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-nginx-")))
+        fill: dict[str, int | str] = {"prefix": str(prefix)}
+        ports = {}
+        for key in NGINX_SYSTEMS:
+            for worker in (1, 2):
+                _, fill[f"{key}_{worker}"] = stack.enter_context(
+                    serving(SYSTEMS[key], logs, None, suffix=f"-nginx{worker}")
+                )
+            ports[key] = fill[f"{key}_port"] = free_port()
+        conf = prefix / "nginx.conf"
+        conf.write_text(string.Template(NGINX_TEMPLATE.read_text()).substitute(fill))
+        command = ["nginx", "-e", str(prefix / "error.log"), "-c", str(conf), "-p", str(prefix),
+                   "-g", "daemon off;"]  # fmt: skip
+        nginx = stack.enter_context(Process("nginx", command, logs))
+        for key in NGINX_SYSTEMS:
+            nginx.wait_listening(ports[key])
+        log(f"{scenario.title}:")
+        take_turns(scenario, {k: ports[k] for k in systems if k in ports}, args, None, results)
+    return results
+
+
+def run_probe(systems: list[str], args: argparse.Namespace, logs: Path) -> dict[str, ProbeResult]:
+    """One fresh server per system: idle RSS after a warm-up, then N connections held."""
+    probes = {}
+    server_cpu = SERVER_CPU if args.pin else None
+    client_cpu = CLIENT_CPU if args.pin else None
+    for key in systems:
+        with serving(SYSTEMS[key], logs, server_cpu, suffix="-probe") as (proc, port):
+            if args.warmup > 0:
+                wrk(port, 50, args.warmup, client_cpu)
+            time.sleep(0.5)  # let the warm-up's connections close
+            log(f"concurrency: {key} with {args.concurrency:,} connections")
+            probes[key] = result = probe(port, proc.pid, args.concurrency, client_cpu)
+            log(
+                f"  answered {result.answered} of {result.connections:,}, "
+                f"{result.errors} errors, {result.kib_per_connection:.1f} KiB per connection"
+            )
+    return probes
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def median_rps(results: Results, scenario: str, system: str) -> float | None:
+    runs = results.get(scenario, {}).get(system)
+    return statistics.median(r.rps for r in runs) if runs else None
+
+
+def ratio(results: Results, scenario: str, system: str, to: str = BASELINE) -> float | None:
+    mine, base = median_rps(results, scenario, system), median_rps(results, scenario, to)
+    return mine / base if mine is not None and base else None
+
+
+def _errors(runs: list[LoadResult]) -> str:
+    totals = {kind: sum(r.errors[kind] for r in runs) for kind in runs[0].errors}
+    wrong = [f"{kind} {count}" for kind, count in totals.items() if count]
+    return ", ".join(wrong) if wrong else "0"
+
+
+def _ms(microseconds: float) -> str:
+    return f"{microseconds / 1000:.2f}"
+
+
+def summary_table(results: Results, systems: list[str]) -> list[str]:
+    scenarios = [s for s in SCENARIOS.values() if s.key in results]
+    lines = [
+        "| system | " + " | ".join(s.title for s in scenarios) + " |",
+        "|---" * (len(scenarios) + 1) + "|",
+    ]
+    for key in systems:
+        cells = []
+        for s in scenarios:
+            rps, r = median_rps(results, s.key, key), ratio(results, s.key, key)
+            cells.append(f"{rps:,.0f} req/s, **{r:.2f}×**" if rps is not None and r else "—")
+        lines.append(f"| {SYSTEMS[key].label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def details_table(results: Results) -> list[str]:
+    lines = [
+        "| scenario | system | req/s (median) | × bare | p50 ms | p99 ms | errors "
+        "| req/s by round |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in SCENARIOS.values():
+        for key, runs in results.get(s.key, {}).items():
+            r = ratio(results, s.key, key)
+            rounds = " ".join(f"{run.rps:,.0f}" for run in runs)
+            lines.append(
+                f"| {s.title} | {key} | {median_rps(results, s.key, key):,.0f} | "
+                f"{f'{r:.2f}' if r else '—'} | {_ms(statistics.median(x.p50_us for x in runs))} | "
+                f"{_ms(statistics.median(x.p99_us for x in runs))} | {_errors(runs)} | {rounds} |"
+            )
+    return lines
+
+
+def probe_table(probes: dict[str, ProbeResult]) -> list[str]:
+    lines = [
+        "| system | connections | answered (round 1, round 2) | errors | idle RSS | "
+        "peak RSS | per connection |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, p in probes.items():
+        answered = ", ".join(f"{n:,}" for n in p.answered)
+        seconds = ", ".join(f"{r['seconds']:.1f} s" for r in p.rounds)
+        lines.append(
+            f"| {key} | {p.connections:,} | {answered} (in {seconds}) | {p.errors} | "
+            f"{p.idle_kib / 1024:.1f} MiB | {p.peak_kib / 1024:.1f} MiB | "
+            f"{p.kib_per_connection:.1f} KiB |"
+        )
+    return lines
+
+
+def targets(results: Results, probes: dict[str, ProbeResult]) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for each target of issue 5 that this run measured."""
+    rows: list[tuple[str, str, bool | None]] = []
+
+    def against(label: str, scenario: str, other: str, check: Callable[[float], bool]) -> None:
+        r = ratio(results, scenario, "apiphant", other)
+        if r is not None:
+            rows.append((label, f"{r:.2f}×", check(r)))
+
+    against("apiphant ≥ 0.90 × bare pywsgi, 50 connections", "throughput", BASELINE,
+            lambda r: r >= 0.90)  # fmt: skip
+    against("apiphant ≥ 0.85 × bare pywsgi, 1 connection", "latency", BASELINE,
+            lambda r: r >= 0.85)  # fmt: skip
+    against("apiphant ≥ 2 × Flask on gunicorn gevent, 50 connections", "throughput", "flask",
+            lambda r: r >= 2.0)  # fmt: skip
+    against("apiphant ahead of Falcon on pywsgi, 50 connections", "throughput", "falcon",
+            lambda r: r > 1.0)  # fmt: skip
+    runs = results.get("c1000", {}).get("apiphant")
+    if runs:
+        rows.append(("apiphant, 1,000 connections: no error, no timeout", _errors(runs),
+                     all(r.error_count == 0 for r in runs)))  # fmt: skip
+    p = probes.get("apiphant")
+    if p is not None:
+        measured = (
+            f"{p.connections:,} held; answered {', '.join(f'{n:,}' for n in p.answered)}; "
+            f"{p.errors} errors; {p.kib_per_connection:.1f} KiB per connection"
+        )
+        met = p.complete and p.kib_per_connection <= 16
+        full = p.connections >= 15000
+        rows.append(("15,000 keep-alive connections, all answered, ≤ 16 KiB each",
+                     measured if full else measured + " (fewer than 15,000: not the target)",
+                     met if full else None))  # fmt: skip
+    return rows
+
+
+def report(
+    results: Results, probes: dict[str, ProbeResult], systems: list[str], args: argparse.Namespace
+) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    pin = (
+        f"server processes on core {SERVER_CPU}, wrk and probe clients on core {CLIENT_CPU} "
+        "(`taskset`); the nginx scenario is not pinned"
+        if args.pin
+        else "nothing pinned"
+    )
+    out = [
+        f"## Run of {when}",
+        "",
+        f"`{' '.join(['python -m bench', *args.argv])}`",
+        f"— {args.rounds} round(s) × {args.seconds:g} s per system per scenario, "
+        f"systems taking turns; {pin}.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        *(f"| {what} | {value} |" for what, value in machine.describe()),
+        "",
+    ]
+    if results:
+        out += [
+            "### Requests per second: median, and ratio to the bare gevent.pywsgi server",
+            "",
+            *summary_table(results, systems),
+            "",
+            *details_table(results),
+            "",
+        ]
+    if probes:
+        out += [
+            "### Concurrency: keep-alive connections held open on one worker",
+            "",
+            *probe_table(probes),
+            "",
+        ]
+    rows = targets(results, probes)
+    if rows:
+        out += ["### Targets", "", "| target | measured | met |", "|---|---|---|"]
+        marks = {True: "yes", False: "**NO**", None: "—"}
+        out += [f"| {label} | {measured} | {marks[met]} |" for label, measured, met in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def write_results(path: Path, text: str) -> None:
+    """Replace the generated part of RESULTS.md, keeping what people wrote around it."""
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+    if path.exists():
+        current = path.read_text()
+        if BEGIN in current and END in current:
+            head, rest = current.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1]
+            path.write_text(head + block + tail)
+            return
+        path.write_text(current.rstrip() + "\n\n" + block + "\n")
+        return
+    path.write_text(f"# Benchmark results\n\n{block}\n")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark apiphant against bare gevent.pywsgi, Flask and Falcon with wrk.",
+    )
+    p.add_argument("--rounds", type=int, default=5, help="turns per system (default 5)")
+    p.add_argument("--seconds", type=float, default=5, help="wrk seconds per turn (default 5)")
+    p.add_argument("--warmup", type=float, default=1, help="unrecorded seconds first (default 1)")
+    p.add_argument(
+        "--scenarios",
+        default=",".join(ALL_SCENARIOS),
+        help=f"comma-separated, of {', '.join(ALL_SCENARIOS)} (default: all)",
+    )
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated, of {', '.join(SYSTEMS)} (default: all; bare is always run)",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=15000, help="connections of the probe (default 15000)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 1 round of 1 s, no warm-up, 200 probe connections",
+    )
+    p.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
+    p.add_argument("--write", type=Path, metavar="MD", help="update the results in this file")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also save raw results as JSON")
+    args = p.parse_args(argv)
+    args.argv = argv
+    if args.quick:
+        args.rounds, args.seconds, args.warmup = 1, 1, 0
+        if "--concurrency" not in " ".join(argv):
+            args.concurrency = 200
+    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(args.scenario_list) - set(ALL_SCENARIOS) | set(args.system_list) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown: {', '.join(sorted(unknown))}")
+    if args.rounds < 1 or args.seconds < 1 or args.concurrency < 1:
+        p.error("--rounds, --seconds and --concurrency should be at least 1")
+    if args.pin and not can_pin():
+        log("fewer than 2 cores or no taskset: running unpinned")
+        args.pin = False
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    systems = [key for key in SYSTEMS if key in args.system_list or key == BASELINE]
+    results: Results = {}
+    probes: dict[str, ProbeResult] = {}
+    try:
+        require_wrk()
+        with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
+            direct = [SCENARIOS[k] for k in SCENARIOS if k in args.scenario_list and k != "nginx"]
+            if direct:
+                results.update(run_direct(direct, systems, args, Path(logs)))
+            if "nginx" in args.scenario_list:
+                results.update(run_nginx([k for k in systems if k in NGINX_SYSTEMS], args,
+                                         Path(logs)))  # fmt: skip
+            if "concurrency" in args.scenario_list:
+                probe_systems = [k for k in systems if k in PROBE_SYSTEMS]
+                probes = run_probe(probe_systems, args, Path(logs))
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 1
+    text = report(results, probes, systems, args)
+    print(text)
+    if args.write:
+        write_results(args.write, text)
+        log(f"wrote {args.write}")
+    if args.json:
+        raw = {
+            "machine": dict(machine.describe()),
+            "argv": argv,
+            "results": {
+                s: {k: [asdict(r) | {"rps": r.rps} for r in runs] for k, runs in by.items()}
+                for s, by in results.items()
+            },
+            "probes": {k: asdict(p) | {"kib_per_connection": p.kib_per_connection}
+                       for k, p in probes.items()},  # fmt: skip
+            "targets": [
+                {"target": t, "measured": m, "met": ok} for t, m, ok in targets(results, probes)
+            ],
+            "host": HOST,
+        }
+        args.json.write_text(json.dumps(raw, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The systems under test, and the processes that serve them on loopback ports.
+
+Every process the harness starts goes through ``Process``, a context manager
+that stops it (and checks that it stopped) however the measurement ends.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+ECHO_PATH = "/api/v0/echo/read"
+REQUEST_BODY = b'{"hello": "world"}'
+#: apiphant's output contract: json.dumps defaults, byte for byte.
+CONTRACT_BODY = b'{"hello": "world", "server": "myproduct"}'
+#: The server gets core 0 and the load generator core 1, when there are two cores.
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+
+
+class BenchError(Exception):
+    """A system could not be started or answered wrongly: the run stops with this message."""
+
+
+@dataclass(frozen=True)
+class System:
+    """One contender: how to start it on a port, and whether its body must match byte for byte."""
+
+    key: str
+    label: str
+    exact_body: bool
+
+    def command(self, port: int) -> list[str]:
+        address = f"{HOST}:{port}"
+        python = sys.executable
+        if self.key == "apiphant":
+            return [*apiphant_command(), str(REPO / "myproduct"), address]
+        if self.key == "bare":
+            return [python, "-m", "bench.peers.bare_pywsgi", address]
+        if self.key == "falcon":
+            return [python, "-m", "bench.peers.bare_pywsgi", address, "--app", "falcon"]
+        if self.key == "flask":
+            # One worker, like one apiphant process; gunicorn's defaults otherwise
+            # (1,000 worker connections, backlog 2048, TCP_NODELAY, no access log).
+            return [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", address,
+                    "bench.peers.flask_app:app"]  # fmt: skip
+        raise ValueError(self.key)
+
+    @property
+    def stop_signal(self) -> int:
+        """gunicorn drains keep-alive clients for 30 s on SIGTERM; SIGINT is its quick stop."""
+        return signal.SIGINT if self.key == "flask" else signal.SIGTERM
+
+
+SYSTEMS = {
+    "apiphant": System("apiphant", "apiphant (`apiphant` command)", exact_body=True),
+    "bare": System("bare", "bare gevent.pywsgi + TCP_NODELAY", exact_body=True),
+    "flask": System("flask", "Flask 3 on gunicorn -k gevent -w 1", exact_body=False),
+    "falcon": System("falcon", "Falcon 4 on gevent.pywsgi", exact_body=False),
+}
+BASELINE = "bare"
+
+
+def apiphant_command() -> list[str]:
+    """The installed ``apiphant`` script of this Python, else ``python -m apiphant``."""
+    script = Path(sys.executable).parent / "apiphant"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("apiphant")
+    return [found] if found else [sys.executable, "-m", "apiphant"]
+
+
+def pinned(command: list[str], cpu: str | None) -> list[str]:
+    """Prefix ``taskset -c CPU`` so that server and load generator never share a core."""
+    return ["taskset", "-c", cpu, *command] if cpu is not None else command
+
+
+def can_pin() -> bool:
+    return (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process from /proc/PID/status, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise BenchError(f"no {field} for process {pid}")
+
+
+class Process:
+    """A started command whose output goes to a log file; stopping it is never forgotten."""
+
+    def __init__(
+        self, name: str, command: list[str], log_dir: Path, stop_signal: int = signal.SIGTERM
+    ) -> None:
+        self.name = name
+        self.command = command
+        self.stop_signal = stop_signal
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "Process":
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(
+                self.command,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask politely, then kill: no process of the harness outlives it."""
+        popen = self.popen
+        if popen is None or popen.poll() is not None:
+            return
+        popen.send_signal(self.stop_signal)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+    def wait_listening(self, port: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.popen is not None
+            code = self.popen.poll()
+            if code is not None:
+                raise BenchError(f"{self.name} exited ({code}):\n{self.log_tail()}")
+            try:
+                socket.create_connection((HOST, port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise BenchError(f"{self.name} did not listen on {HOST}:{port}:\n{self.log_tail()}")
+
+
+def check_echo(port: int, exact: bool, name: str) -> None:
+    """One echo request before any load: a system that answers wrongly is not measured."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("POST", ECHO_PATH, REQUEST_BODY, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    expected = json.loads(CONTRACT_BODY)
+    if response.status != 200 or json.loads(body) != expected:
+        raise BenchError(f"{name} answered {response.status} {body!r} to the echo")
+    if exact and body != CONTRACT_BODY:
+        raise BenchError(f"{name} broke the output contract: {body!r} != {CONTRACT_BODY!r}")
+
+
+@contextmanager
+def serving(
+    system: System, log_dir: Path, cpu: str | None, suffix: str = ""
+) -> Iterator[tuple[Process, int]]:
+    """Start ``system`` on a free port, check its echo, yield (process, port), stop it."""
+    port = free_port()
+    name = f"{system.key}{suffix}"
+    with Process(name, pinned(system.command(port), cpu), log_dir, system.stop_signal) as proc:
+        proc.wait_listening(port)
+        check_echo(port, system.exact_body, name)
+        yield proc, port
