@@ -420,8 +420,10 @@ def main(argv: list[str] | None = None) -> int:
                 s: {k: [asdict(r) | {"rps": r.rps} for r in runs] for k, runs in by.items()}
                 for s, by in results.items()
             },
-            "probes": {k: asdict(p) | {"kib_per_connection": p.kib_per_connection}
-                       for k, p in probes.items()},  # fmt: skip
+            "probes": {
+                k: asdict(p) | {"kib_per_connection": p.kib_per_connection}
+                for k, p in probes.items()
+            },
             "targets": [
                 {"target": t, "measured": m, "met": ok} for t, m, ok in targets(results, probes)
             ],
