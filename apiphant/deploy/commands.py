@@ -1,0 +1,358 @@
+"""Shell commands run on the hosts, built as strings: pure, and every argument quoted.
+
+Each function returns one POSIX shell command (run by the SSH user's shell,
+root). Names and paths come from a checked Config, and are quoted with
+shlex.quote all the same. Loops are bounded: a health check gives up.
+"""
+
+from collections.abc import Iterable
+from shlex import quote as q
+
+from apiphant.deploy.render import NGINX_PIDFILE, Paths
+
+SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"
+SUPERVISOR_INCLUDE = "/etc/supervisor/conf.d"
+NGINX_CONF = "/etc/nginx/nginx.conf"
+NGINX_SITES = "/etc/nginx/sites-enabled"
+#: Debian's supervisor package runs on the system Python; its config parser is checked with it.
+SUPERVISOR_PYTHON = "/usr/bin/python3"
+#: Exit status of the lock command when another deploy holds the lock.
+LOCKED = 75
+HEALTH_TRIES = 60  # half a second apart: 30 s and more for a worker to answer
+
+
+def join(*commands: str) -> str:
+    """``a && b``; a command list (with ``;``) is grouped so ``&&`` applies to all of it."""
+    return " && ".join(f"{{ {c}; }}" if ";" in c else c for c in commands)
+
+
+def lock(paths: Paths, holder: str) -> str:
+    """Take the per-host deploy lock (mkdir is atomic) or say who holds it."""
+    return (
+        f"mkdir -p {q(paths.root)} && "
+        f"if mkdir {q(paths.lock)} 2>/dev/null; then "
+        f"printf '%s\\n' {q(holder)} > {q(paths.lock + '/holder')}; "
+        f'else echo "held by $(cat {q(paths.lock + "/holder")} 2>/dev/null || echo unknown)"; '
+        f"exit {LOCKED}; fi"
+    )
+
+
+def unlock(paths: Paths) -> str:
+    return f"rm -rf {q(paths.lock)}"
+
+
+def apt_install(packages: Iterable[str]) -> str:
+    """Install the packages not installed yet; nothing (not even apt-get update) when all are."""
+    names = " ".join(q(p) for p in packages)
+    return (
+        f"missing=''; for p in {names}; do "
+        "dpkg-query -W -f='${db:Status-Abbrev}' \"$p\" 2>/dev/null | grep -q '^ii' "
+        '|| missing="$missing $p"; done; '
+        "if [ -z \"$missing\" ]; then echo 'apt: all installed'; else "
+        'echo "apt: installing$missing"; export DEBIAN_FRONTEND=noninteractive; '
+        "apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing; fi"
+    )
+
+
+def system_user(user: str, home: str) -> str:
+    return (
+        f"id -u {q(user)} >/dev/null 2>&1 || useradd --system --user-group "
+        f"--home-dir {q(home)} --no-create-home --shell /usr/sbin/nologin {q(user)}"
+    )
+
+
+def make_release_dirs(paths: Paths, logs: str) -> str:
+    return join(
+        f"install -d -m 0755 {q(paths.root)} {q(paths.releases)} {q(paths.shared)} {q(logs)}",
+        f"if [ -e {q(paths.release)} ]; then echo 'release {paths.release_id} exists already' >&2;"
+        " false; fi",
+        f"install -d -m 0755 {q(paths.release)} {q(paths.release + '/config')}",
+    )
+
+
+def extract(paths: Paths, tarball: str) -> str:
+    return join(
+        f"tar -xzf {q(tarball)} -C {q(paths.release)} --no-same-owner",
+        f"rm -f {q(tarball)}",
+    )
+
+
+def upload_prepare(temp: str, mode: int, owner: str) -> str:
+    """An empty file with its final mode and owner: the content arrives already private."""
+    return f"install -m {mode:04o} -o {q(owner)} -g {q(owner)} /dev/null {q(temp)}"
+
+
+def upload_finish(temp: str, remote: str) -> str:
+    """Rename over the target: atomic, and replaces a symlink rather than writing through it."""
+    return f"mv -Tf {q(temp)} {q(remote)}"
+
+
+def virtualenv(paths: Paths, python: str, product: str) -> str:
+    venv = paths.release + "/venv"
+    return join(
+        f"{q(python)} -m venv {q(venv)}",
+        f"{q(venv + '/bin/pip')} install --quiet --disable-pip-version-check "
+        f"-r {q(paths.release + '/config/requirements.txt')}",
+        f"{q(venv + '/bin/python')} -m compileall -q {q(paths.release + '/' + product)}",
+    )
+
+
+def check_supervisor(paths: Paths, product: str) -> str:
+    """Parse Supervisor's config as it will be (the other programs plus this release's) with
+    Supervisor's own parser, before anything live is touched."""
+    check = paths.release + "/config/check"
+    conf = paths.release + "/config/supervisor.conf"
+    ours = f"{SUPERVISOR_INCLUDE}/{product}.conf"
+    parse = (
+        "import sys; from supervisor.options import ServerOptions; o = ServerOptions(); "
+        "o.realize(['-c', sys.argv[1]]); "
+        "print('supervisor: config parses,', len(o.process_group_configs), 'programs')"
+    )
+    return join(
+        f"mkdir -p {q(check)}",
+        f"others=''; for f in {SUPERVISOR_INCLUDE}/*.conf; do "
+        f'[ -e "$f" ] && [ "$f" != {q(ours)} ] && others="$others $f"; done; '
+        f"printf '[supervisord]\\n[include]\\nfiles = %s%s\\n' "
+        f'{q(conf)} "$others" > {q(check + "/supervisord.conf")}',
+        f"{SUPERVISOR_PYTHON} -c {q(parse)} {q(check + '/supervisord.conf')}",
+    )
+
+
+def check_nginx(paths: Paths, product: str) -> str:
+    """``nginx -t`` on the full config: nginx.conf and every other site, with this release's
+    site in place of the live one. A lone site file cannot be tested: it relies on includes."""
+    check = paths.release + "/config/check/nginx"
+    site = paths.release + "/config/nginx.conf"
+    ours = f"{NGINX_SITES}/{product}.conf"
+    return join(
+        f"grep -q {q('include ' + NGINX_SITES + '/')} {NGINX_CONF} || "
+        f"{{ echo 'nginx: {NGINX_CONF} does not include {NGINX_SITES}/*' >&2; false; }}",
+        f"rm -rf {q(check)}",
+        f"mkdir -p {q(check + '/sites')}",
+        f'for f in {NGINX_SITES}/*; do [ -e "$f" ] || continue; [ "$f" = {q(ours)} ] && continue; '
+        f'ln -s "$(readlink -f "$f")" {q(check + "/sites")}/"$(basename "$f")"; done',
+        f"ln -s {q(site)} {q(check + '/sites/' + product + '.conf')}",
+        f"sed {q('s#' + NGINX_SITES + '/#' + check + '/sites/#g')} {NGINX_CONF} "
+        f"> {q(check + '/nginx.conf')}",
+        f"nginx -t -q -c {q(check + '/nginx.conf')}",
+        "echo 'nginx: full config with this release is ok'",
+    )
+
+
+def check_logrotate(paths: Paths) -> str:
+    check = paths.release + "/config/check"
+    return join(
+        f"mkdir -p {q(check)}",
+        f"logrotate -d -s {q(check + '/logrotate.state')} {q(paths.release + '/config/logrotate')}"
+        " 2>/dev/null",
+        "echo 'logrotate: config parses'",
+    )
+
+
+def switch(paths: Paths, release: str) -> str:
+    """Point ``current`` at a release: a new symlink renamed over the old one, atomic."""
+    target = f"{paths.releases}/{release}"
+    temp = paths.current + ".new"
+    return join(
+        f"test -x {q(target + '/venv/bin/apiphant')}",
+        f"ln -sfn {q(target)} {q(temp)}",
+        f"mv -Tf {q(temp)} {q(paths.current)}",
+        f'echo "current -> $(readlink {q(paths.current)})"',
+    )
+
+
+def current_release(paths: Paths) -> str:
+    return f'basename "$(readlink -f {q(paths.current)})" 2>/dev/null; true'
+
+
+def link(targets: dict[str, str], unused: Iterable[str], current: str) -> str:
+    """Link the release's configs into /etc (via ``current``); unlink those no role needs."""
+    parts = []
+    for name, destination in targets.items():
+        directory, _, base = destination.rpartition("/")
+        temp = f"{directory}/.{base}.new"
+        parts.append(f"ln -sfn {q(current + '/config/' + name)} {q(temp)}")
+        parts.append(f"mv -Tf {q(temp)} {q(destination)}")
+    for destination in unused:
+        parts.append(f"if [ -L {q(destination)} ]; then rm -f {q(destination)}; fi")
+    return join(*parts) if parts else "true"
+
+
+def systemd_or(service: str, direct: str) -> str:
+    """Start a service with systemd when it runs the host, else directly (containers)."""
+    return f"if [ -d /run/systemd/system ]; then systemctl start {q(service)}; else {direct}; fi"
+
+
+def supervisor_ready() -> str:
+    """Reread the config when supervisord runs; start it when not. Programs start untouched:
+    the rolling restart applies changes one program at a time."""
+    start = systemd_or("supervisor", f"supervisord -c {SUPERVISOR_CONF}")
+    return (
+        "if supervisorctl pid >/dev/null 2>&1; then supervisorctl reread; else "
+        f"{start}; ok=; for i in $(seq 1 50); do "
+        "if supervisorctl pid >/dev/null 2>&1; then ok=1; break; fi; sleep 0.2; done; "
+        "[ -n \"$ok\" ] || { echo 'supervisord did not start' >&2; false; }; "
+        "echo 'supervisord started'; fi"
+    )
+
+
+def nginx_reload() -> str:
+    """Reload Nginx and wait (bounded) for its old workers to finish their requests, so
+    no request goes on with the previous upstreams once this returns."""
+    pid = NGINX_PIDFILE
+    return (
+        f"{{ master=$(cat {pid}); old=$(pgrep -P \"$master\" | tr '\\n' ' '); "
+        "nginx -s reload && { alive=; for i in $(seq 1 100); do alive=; "
+        'for p in $old; do kill -0 "$p" 2>/dev/null && alive=1; done; '
+        '[ -z "$alive" ] && break; sleep 0.1; done; '
+        "if [ -n \"$alive\" ]; then echo 'nginx reloaded; old workers still finishing requests';"
+        " else echo 'nginx reloaded'; fi; }; }"
+    )
+
+
+def nginx_ready() -> str:
+    """Reload Nginx when it runs; start it when not."""
+    pid = NGINX_PIDFILE
+    start = systemd_or("nginx", "nginx")
+    return (
+        f'if [ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; then {nginx_reload()}; '
+        f"else {start} && echo 'nginx started'; fi"
+    )
+
+
+def _healthy(url: str, release: str) -> str:
+    needle = f'"release": "{release}"'
+    return f"curl -fsS --max-time 2 {q(url)} 2>/dev/null | grep -qF {q(needle)}"
+
+
+def restart_worker(program: str, address: str, release: str, log: str) -> str:
+    """Apply this program's own config change, restart it unless it already runs the release,
+    and wait until /health on its port answers with the release id."""
+    url = f"http://{address}/health"
+    return (
+        f"supervisorctl update {q(program)} >/dev/null; "
+        f"if {_healthy(url, release)}; then echo '{program} already runs {release}'; "
+        f"else supervisorctl restart {q(program)}; fi; "
+        f"ok=; for i in $(seq 1 {HEALTH_TRIES}); do "
+        f"if {_healthy(url, release)}; then ok=1; break; fi; sleep 0.5; done; "
+        f"if [ -n \"$ok\" ]; then echo '{program}: /health answers release {release}'; else "
+        f"echo '{program}: no /health answer with release {release} on {address}' >&2; "
+        f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
+    )
+
+
+def _runs_release(program: str, release: str) -> str:
+    return (
+        f'pid=$(supervisorctl pid {q(program)} 2>/dev/null); [ "${{pid:-0}}" -gt 0 ] 2>/dev/null '
+        f"&& tr '\\0' '\\n' < /proc/$pid/environ | grep -qx {q('APIPHANT_RELEASE=' + release)}"
+    )
+
+
+def restart_background(program: str, release: str, log: str) -> str:
+    """The runner has no port: it is checked by the release id in its environment."""
+    return (
+        f"supervisorctl update {q(program)} >/dev/null; "
+        f"if {_runs_release(program, release)}; then echo '{program} already runs {release}'; "
+        f"else supervisorctl restart {q(program)}; fi; "
+        f"ok=; for i in $(seq 1 20); do if {_runs_release(program, release)}; then "
+        "ok=1; break; fi; sleep 0.5; done; "
+        f"if [ -n \"$ok\" ]; then echo '{program} runs release {release}'; else "
+        f"echo '{program} does not run release {release}' >&2; "
+        f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
+    )
+
+
+def supervisor_sync(product: str, programs: Iterable[str]) -> str:
+    """Add and remove the product's programs to match the config (workers added or gone);
+    other products' programs are left alone."""
+    names = " ".join(q(p) for p in programs)
+    pattern = f"^{product}-(api-[0-9]+|background)$"
+    return (
+        "if supervisorctl pid >/dev/null 2>&1; then "
+        f"supervisorctl update {names} $(supervisorctl status 2>/dev/null | awk '{{print $1}}' "
+        f"| grep -E {q(pattern)}); fi; true"
+    )
+
+
+def smoke_test(paths: Paths, release: str, product: str, user: str, url: str) -> str:
+    """The product's test.py through Nginx with the release's own test.sh and virtualenv."""
+    root = f"{paths.releases}/{release}"
+    return (
+        f"cd {q(root)} && runuser -u {q(user)} -- env PYTHON={q(root + '/venv/bin/python')} "
+        f"bash {q(root + '/test.sh')} --product {q(root + '/' + product)} {q(url)}"
+    )
+
+
+def mark_good(paths: Paths) -> str:
+    return f"touch {q(paths.release + '/.good')}"
+
+
+def cleanup(paths: Paths, keep: int) -> str:
+    """Keep the newest ``keep`` good releases and current; failed ones never count, and go."""
+    rel = q(paths.releases)
+    return (
+        f'cd {rel} && current=$(basename "$(readlink -f {q(paths.current)})") && '
+        "kept=$(for r in $(ls -1 | grep -E '^[0-9]{14}$' | sort -r); do "
+        f"[ -e \"$r/.good\" ] && echo \"$r\"; done | head -n {int(keep)} | tr '\\n' ' ') && "
+        "for r in $(ls -1 | grep -E '^[0-9]{14}$'); do "
+        'case " $kept $current " in *" $r "*) ;; '
+        f'*) echo "removing release $r"; rm -rf -- {rel}/"$r" ;; esac; done; '
+        'echo "kept: $kept"'
+    )
+
+
+def releases(paths: Paths) -> str:
+    """One line per release, newest first: ``ID good|failed [current]``."""
+    return (
+        f'current=$(basename "$(readlink -f {q(paths.current)})" 2>/dev/null); '
+        f"for r in $(ls -1 {q(paths.releases)} 2>/dev/null | grep -E '^[0-9]{{14}}$' | sort -r); "
+        f'do s=failed; [ -e {q(paths.releases)}/"$r"/.good ] && s=good; '
+        'c=; [ "$r" = "$current" ] && c=current; echo "$r $s $c"; done; true'
+    )
+
+
+def status(paths: Paths, product: str, workers: list[tuple[str, str]], logs: str) -> str:
+    """Release, processes and health of one host, read-only."""
+    parts = [
+        f'echo "release: $(basename "$(readlink -f {q(paths.current)})" 2>/dev/null || echo none)"',
+        f'echo "releases:"; {releases(paths)} | sed "s/^/  /"',
+        f'if [ -d {q(paths.lock)} ]; then echo "lock: held by $(cat {q(paths.lock + "/holder")})";'
+        " else echo 'lock: free'; fi",
+        "echo 'processes:'; if supervisorctl pid >/dev/null 2>&1; then "
+        f"supervisorctl status | grep -E {q('^' + product + '-')} | sed 's/^/  /'; "
+        "else echo '  supervisord is not running'; fi",
+    ]
+    if workers:
+        parts.append("echo 'health:'")
+    for program, address in workers:
+        parts.append(
+            f"printf '  %s %s ' {q(program)} {q(address)}; "
+            f"curl -sS --max-time 2 {q('http://' + address + '/health')} 2>&1; echo"
+        )
+    pid = NGINX_PIDFILE
+    parts.append(
+        f'if [ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; then echo "nginx: running"; '
+        "else echo 'nginx: not running'; fi"
+    )
+    return "; ".join(parts) + "; true"
+
+
+def tail_logs(logs: str, lines: int, follow: bool) -> str:
+    flag = "-F" if follow else ""
+    return f"tail -n {int(lines)} {flag} {q(logs)}/*.log".replace("  ", " ")
+
+
+def mark_down(site: str, destination: str, host: str, program: str) -> str:
+    """Link a copy of the site with one worker's server line marked ``down``, then reload:
+    Nginx stops sending to that worker before it is restarted. Server lines end with
+    ``# HOST PROGRAM`` (see nginx.conf.j2)."""
+    directory, _, base = destination.rpartition("/")
+    temp = f"{directory}/.{base}.new"
+    tag = f"# {host} {program}".replace(".", "\\.")
+    sed = rf"s/^([[:space:]]*server [^;]*);([[:space:]]*{tag})$/\1 down;\2/"
+    return (
+        f"sed -E {q(sed)} {q(site)} > {q(temp)}; "
+        f"if grep -qE {q('server .* down;[[:space:]]*' + tag + '$')} {q(temp)}; then "
+        f"mv -Tf {q(temp)} {q(destination)} && {nginx_reload()}; "
+        f"else rm -f {q(temp)}; echo 'nginx: {program} of {host} is not in this site'; fi"
+    )

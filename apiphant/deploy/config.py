@@ -1,0 +1,633 @@
+"""PRODUCT/deploy.toml, parsed and checked into frozen dataclasses.
+
+Every name that later reaches a shell command, a file path or a config
+file (product, hosts, pools, targets, server names, environment keys) is
+checked against a strict pattern here, so the layers above can rely on it.
+A mistake is one line naming the key and what was expected::
+
+    deploy.toml: hosts.web1.workers: expected a positive integer, got 'x'
+"""
+
+import ipaddress
+import keyword
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apiphant.app import DEFAULT_MAX_BODY
+
+ROOT = "/opt"
+LOG_ROOT = "/var/log"
+DEFAULT_PORT = 8001
+DEFAULT_WORKERS = 2
+KEEP_RELEASES = 5
+KNOWN_ROLES = ("nginx", "api", "background")
+
+PRODUCT = re.compile(r"[a-z_][a-z0-9_]{0,30}")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+SSH = re.compile(
+    r"(?:(?P<user>[a-z_][a-z0-9_-]{0,31})@)?"
+    r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+SERVER_NAME = re.compile(r"(\*\.)?[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*")
+POOL = re.compile(r"[a-z][a-z0-9_]{0,30}")
+TARGET = re.compile(r"v[0-9]+(/[A-Za-z_][A-Za-z0-9_]*)*")
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ABS_PATH = re.compile(r"/[A-Za-z0-9_./+-]*")
+RESERVED_ENV = {"APIPHANT_RELEASE"}  # set by the deploy to the release id
+
+
+class ConfigError(Exception):
+    """A deploy.toml that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Api:
+    """What every API worker is started with (apiphant's serve options)."""
+
+    max_body: int = DEFAULT_MAX_BODY
+    keepalive_timeout: float = 75.0
+    header_timeout: float = 10.0
+    request_timeout: float = 30.0
+    drain_timeout: float = 10.0
+    max_connections: int | None = None
+    access_log: bool = False
+
+
+@dataclass(frozen=True)
+class Nginx:
+    """The front: where it listens and how long it waits."""
+
+    listen_host: str = ""  # "" = every address
+    listen_port: int = 80
+    connect_timeout: float = 2.0
+    read_timeout: float = 60.0
+    send_timeout: float = 60.0
+    client_timeout: float = 15.0
+    keepalive_timeout: float = 65.0
+    upstream_keepalive: int = 32
+    #: Nginx closes an idle upstream connection after this; a draining worker waits
+    #: longer (``drain_idle_grace``) before closing one, so Nginx never writes to a closed one.
+    upstream_keepalive_timeout: float = 4.0
+
+    @property
+    def drain_idle_grace(self) -> float:
+        return self.upstream_keepalive_timeout + 1
+
+    @property
+    def listen(self) -> str:
+        if not self.listen_host:
+            return str(self.listen_port)
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
+
+    @property
+    def local_url(self) -> str:
+        """The URL of this front as seen from its own host: what the smoke test calls."""
+        host = self.listen_host
+        if not host or host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.listen_port}"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One machine of the deployment: how to reach it and what it runs."""
+
+    name: str
+    ssh: str
+    roles: tuple[str, ...]
+    workers: int = 0
+    first_port: int = DEFAULT_PORT
+    private_address: str | None = None
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return tuple(range(self.first_port, self.first_port + self.workers))
+
+
+@dataclass(frozen=True)
+class Pool:
+    """API hosts that serve some targets; the pool without targets gets the rest."""
+
+    name: str
+    hosts: tuple[str, ...]
+    targets: tuple[str, ...] = ()
+
+    @property
+    def is_default(self) -> bool:
+        return not self.targets
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One API process: a Supervisor program listening on bind:port."""
+
+    host: str
+    program: str
+    bind: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"[{self.bind}]:{self.port}" if ":" in self.bind else f"{self.bind}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole deployment of one product."""
+
+    product: str
+    product_dir: Path
+    path: Path
+    server_names: tuple[str, ...]
+    hosts: tuple[Host, ...]
+    pools: tuple[Pool, ...]
+    keep_releases: int = KEEP_RELEASES
+    environment: tuple[tuple[str, str], ...] = ()
+    secrets: Path | None = None
+    python: str = "/usr/bin/python3"
+    api: Api = field(default_factory=Api)
+    nginx: Nginx = field(default_factory=Nginx)
+    background_stop_timeout: float = 10.0
+
+    # Paths on the hosts, all derived from the product name.
+    @property
+    def root(self) -> str:
+        return f"{ROOT}/{self.product}"
+
+    @property
+    def user(self) -> str:
+        return self.product
+
+    @property
+    def logs(self) -> str:
+        return f"{LOG_ROOT}/{self.product}"
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise ConfigError(f"{self.path.name}: no host {name!r} (hosts: {self.host_list()})")
+
+    def host_list(self) -> str:
+        return ", ".join(h.name for h in self.hosts)
+
+    def select(self, wanted: Iterable[str]) -> list[Host]:
+        """Hosts by name or by ssh target, in config order; none wanted means all."""
+        wanted = list(wanted)
+        if not wanted:
+            return list(self.hosts)
+        chosen = []
+        for want in wanted:
+            match = [h for h in self.hosts if want in (h.name, h.ssh)]
+            if not match:
+                shown = ", ".join(f"{h.name} ({h.ssh})" for h in self.hosts)
+                raise ConfigError(f"unknown host {want!r}: {self.path.name} has {shown}")
+            chosen.extend(h for h in match if h not in chosen)
+        return [h for h in self.hosts if h in chosen]
+
+    def fronts(self) -> list[Host]:
+        return [h for h in self.hosts if h.has("nginx")]
+
+    def bind_address(self, host: Host) -> str:
+        """Loopback when only this host's own Nginx calls its workers, else its private address."""
+        if all(front.name == host.name for front in self.fronts()):
+            return "127.0.0.1"
+        assert host.private_address  # checked by parse()
+        return host.private_address
+
+    def workers(self, host: Host) -> list[Worker]:
+        if not host.has("api"):
+            return []
+        bind = self.bind_address(host)
+        return [Worker(host.name, f"{self.product}-api-{port}", bind, port) for port in host.ports]
+
+    def all_workers(self) -> list[Worker]:
+        return [w for h in self.hosts for w in self.workers(h)]
+
+    def pool_workers(self, pool: Pool) -> list[Worker]:
+        return [w for name in pool.hosts for w in self.workers(self.host(name))]
+
+    def background_host(self) -> Host | None:
+        return next((h for h in self.hosts if h.has("background")), None)
+
+    @property
+    def background_program(self) -> str:
+        return f"{self.product}-background"
+
+    def programs(self, host: Host) -> list[str]:
+        names = [w.program for w in self.workers(host)]
+        if host.has("background"):
+            names.append(self.background_program)
+        return names
+
+
+# Parsing
+
+
+def load(path: Path, product_dir: Path | None = None) -> Config:
+    """Read and check a deploy.toml; ``product_dir`` defaults to the file's folder."""
+    shown = path.name
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{shown}: not valid TOML: {error}") from None
+    return parse(data, path, product_dir or path.parent)
+
+
+class _Reader:
+    """Typed access to one table, with errors that name the full key."""
+
+    def __init__(self, shown: str, prefix: str, table: Any, allowed: Iterable[str]) -> None:
+        self.shown = shown
+        self.prefix = prefix
+        if not isinstance(table, dict):
+            raise ConfigError(f"{shown}: {prefix}: expected a table, got {table!r}")
+        self.table = table
+        unknown = sorted(set(table) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"{shown}: {self.key(unknown[0])}: unknown key "
+                f"(expected one of: {', '.join(allowed)})"
+            )
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, expected: str, got: Any) -> ConfigError:
+        return ConfigError(f"{self.shown}: {self.key(name)}: expected {expected}, got {got!r}")
+
+    def has(self, name: str) -> bool:
+        return name in self.table
+
+    def text(self, name: str, pattern: re.Pattern[str] | None, expected: str, default: Any = None):
+        value = self.table.get(name, default)
+        if value is None:
+            raise ConfigError(f"{self.shown}: {self.key(name)}: missing, expected {expected}")
+        if not isinstance(value, str) or (pattern and not pattern.fullmatch(value)):
+            raise self.fail(name, expected, value)
+        return value
+
+    def integer(self, name: str, default: int | None, low: int = 1, high: int = 2**31) -> int:
+        value = self.table.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            what = f"an integer from {low} to {high}"
+            if low == 1:
+                what = "a positive integer" + (f" up to {high}" if high < 2**31 else "")
+            raise self.fail(name, what, value)
+        return value
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self.table.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
+            raise self.fail(name, "a positive number of seconds", value)
+        return float(value)
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.table.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, "true or false", value)
+        return value
+
+    def names(self, name: str, pattern: re.Pattern[str], expected: str, default: Any = None):
+        value = self.table.get(name, default)
+        if value is None:
+            raise ConfigError(
+                f"{self.shown}: {self.key(name)}: missing, expected a list of {expected}"
+            )
+        if not isinstance(value, list):
+            raise self.fail(name, f"a list of {expected}", value)
+        for item in value:
+            if not isinstance(item, str) or not pattern.fullmatch(item):
+                raise self.fail(name, f"a list of {expected}", item)
+        if len(set(value)) != len(value):
+            raise self.fail(name, f"a list of distinct {expected}", value)
+        return tuple(value)
+
+
+def _size(reader: _Reader, name: str, default: int) -> int:
+    value = reader.table.get(name, default)
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    if isinstance(value, str):
+        factor = units.get(value[-1:].upper(), 1)
+        number = value[:-1] if factor > 1 else value
+        if number.isdigit() and int(number) > 0:
+            return int(number) * factor
+    elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise reader.fail(name, "a size like 1048576, '512K' or '1M'", value)
+
+
+def _address(reader: _Reader, name: str) -> str | None:
+    value = reader.table.get(name)
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise reader.fail(name, "an IP address like 10.0.0.5", value) from None
+
+
+def _listen(reader: _Reader) -> tuple[str, int]:
+    value = reader.table.get("listen", "80")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    expected = "a port like '80' or an address like '127.0.0.1:8080' or '[::]:80'"
+    if not isinstance(value, str):
+        raise reader.fail("listen", expected, value)
+    host, _, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        if host:
+            host = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise reader.fail("listen", expected, value) from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise reader.fail("listen", expected, value)
+    return host, int(port)
+
+
+def _environment(shown: str, table: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{shown}: environment: expected a table of NAME = value")
+    items = []
+    for key, value in table.items():
+        if not ENV_KEY.fullmatch(key):
+            raise ConfigError(
+                f"{shown}: environment.{key}: expected a variable name like SENTRY_ENVIRONMENT"
+            )
+        if key in RESERVED_ENV:
+            raise ConfigError(f"{shown}: environment.{key}: set by the deploy, leave it out")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if isinstance(value, int | float):
+            value = str(value)
+        if not isinstance(value, str) or "\n" in value or "\r" in value or "\0" in value:
+            raise ConfigError(
+                f"{shown}: environment.{key}: expected a one-line string or number, got {value!r}"
+            )
+        items.append((key, value))
+    return tuple(items)
+
+
+TOP_KEYS = (
+    "product",
+    "server_names",
+    "keep_releases",
+    "python",
+    "secrets",
+    "environment",
+    "api",
+    "background",
+    "nginx",
+    "hosts",
+    "pools",
+)
+HOST_KEYS = ("ssh", "roles", "workers", "first_port", "private_address")
+
+
+def parse(data: dict, path: Path, product_dir: Path) -> Config:
+    """Check a loaded deploy.toml against the product folder it deploys."""
+    shown = path.name
+    top = _Reader(shown, "", data, TOP_KEYS)
+    product = top.text("product", PRODUCT, "a lowercase Python identifier like myproduct")
+    if keyword.iskeyword(product):
+        raise top.fail("product", "a name that is not a Python keyword", product)
+    if product != product_dir.name:
+        raise ConfigError(
+            f"{shown}: product: expected the product folder's name {product_dir.name!r}, "
+            f"got {product!r}"
+        )
+    server_names = top.names("server_names", SERVER_NAME, "domain names like 'api.example.com'")
+    if not server_names:
+        raise top.fail("server_names", "at least one domain name", [])
+    keep = top.integer("keep_releases", KEEP_RELEASES, low=1, high=100)
+    python = top.text(
+        "python", ABS_PATH, "an absolute path like /usr/bin/python3", "/usr/bin/python3"
+    )
+    secrets = None
+    if top.has("secrets"):
+        raw = top.text("secrets", None, "a path to a KEY=value file on this machine")
+        secrets = Path(raw).expanduser()
+        if not secrets.is_absolute():
+            secrets = path.parent / secrets
+    environment = _environment(shown, data.get("environment", {}))
+
+    a = _Reader(shown, "api", data.get("api", {}), (
+        "max_body", "keepalive_timeout", "header_timeout", "request_timeout",
+        "drain_timeout", "max_connections", "access_log",
+    ))  # fmt: skip
+    d = Api()
+    api = Api(
+        max_body=_size(a, "max_body", d.max_body),
+        keepalive_timeout=a.seconds("keepalive_timeout", d.keepalive_timeout),
+        header_timeout=a.seconds("header_timeout", d.header_timeout),
+        request_timeout=a.seconds("request_timeout", d.request_timeout),
+        drain_timeout=a.seconds("drain_timeout", d.drain_timeout),
+        max_connections=a.integer("max_connections", 1) if a.has("max_connections") else None,
+        access_log=a.flag("access_log", d.access_log),
+    )
+    b = _Reader(shown, "background", data.get("background", {}), ("stop_timeout",))
+    stop_timeout = b.seconds("stop_timeout", 10.0)
+
+    n = _Reader(shown, "nginx", data.get("nginx", {}), (
+        "listen", "connect_timeout", "read_timeout", "send_timeout", "client_timeout",
+        "keepalive_timeout", "upstream_keepalive", "upstream_keepalive_timeout",
+    ))  # fmt: skip
+    dn = Nginx()
+    listen_host, listen_port = _listen(n)
+    nginx = Nginx(
+        listen_host=listen_host,
+        listen_port=listen_port,
+        connect_timeout=n.seconds("connect_timeout", dn.connect_timeout),
+        read_timeout=n.seconds("read_timeout", dn.read_timeout),
+        send_timeout=n.seconds("send_timeout", dn.send_timeout),
+        client_timeout=n.seconds("client_timeout", dn.client_timeout),
+        keepalive_timeout=n.seconds("keepalive_timeout", dn.keepalive_timeout),
+        upstream_keepalive=n.integer(
+            "upstream_keepalive", dn.upstream_keepalive, low=1, high=10000
+        ),
+    )
+
+    hosts = _hosts(shown, data.get("hosts"), nginx)
+    pools = _pools(shown, data.get("pools"), hosts)
+    config = Config(
+        product=product,
+        product_dir=product_dir,
+        path=path,
+        server_names=server_names,
+        hosts=hosts,
+        pools=pools,
+        keep_releases=keep,
+        environment=environment,
+        secrets=secrets,
+        python=python,
+        api=api,
+        nginx=nginx,
+        background_stop_timeout=stop_timeout,
+    )
+    _check_deployment(config, shown)
+    return config
+
+
+def _hosts(shown: str, table: Any, nginx: Nginx) -> tuple[Host, ...]:
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{shown}: hosts: missing, expected at least one [hosts.NAME] table")
+    hosts = []
+    for name, body in table.items():
+        if not HOST_NAME.fullmatch(name):
+            raise ConfigError(f"{shown}: hosts.{name}: expected a host name like web1")
+        r = _Reader(shown, f"hosts.{name}", body, HOST_KEYS)
+        ssh = r.text("ssh", SSH, "user@host or user@host:port, like root@203.0.113.10", name)
+        port = SSH.fullmatch(ssh)["port"]  # type: ignore[index]
+        if port is not None and not 0 < int(port) < 65536:
+            raise r.fail("ssh", "a port from 1 to 65535", ssh)
+        roles = r.names(
+            "roles", re.compile("|".join(KNOWN_ROLES)), f"roles ({', '.join(KNOWN_ROLES)})"
+        )
+        if not roles:
+            raise r.fail("roles", f"at least one of {', '.join(KNOWN_ROLES)}", [])
+        workers = 0
+        first_port = DEFAULT_PORT
+        if "api" in roles:
+            workers = r.integer("workers", DEFAULT_WORKERS, low=1, high=256)
+            first_port = r.integer("first_port", DEFAULT_PORT, low=1024, high=65535)
+            if first_port + workers - 1 > 65535:
+                raise r.fail(
+                    "first_port", f"a port that leaves room for {workers} workers", first_port
+                )
+            if "nginx" in roles and nginx.listen_port in range(first_port, first_port + workers):
+                raise r.fail(
+                    "first_port",
+                    f"worker ports apart from nginx.listen ({nginx.listen_port})",
+                    first_port,
+                )
+        else:
+            for key in ("workers", "first_port"):
+                if r.has(key):
+                    raise ConfigError(
+                        f"{shown}: hosts.{name}.{key}: only for hosts with the api role"
+                    )
+        hosts.append(Host(name, ssh, roles, workers, first_port, _address(r, "private_address")))
+    ssh_targets = [h.ssh for h in hosts]
+    for host in hosts:
+        if ssh_targets.count(host.ssh) > 1:
+            raise ConfigError(f"{shown}: hosts.{host.name}.ssh: {host.ssh!r} is used by two hosts")
+    return tuple(hosts)
+
+
+def _pools(shown: str, table: Any, hosts: tuple[Host, ...]) -> tuple[Pool, ...]:
+    api_hosts = [h.name for h in hosts if h.has("api")]
+    if table is None:
+        return (Pool("default", tuple(api_hosts)),) if api_hosts else ()
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{shown}: pools: expected [pools.NAME] tables with hosts and targets")
+    pools = []
+    routed: dict[str, str] = {}
+    for name, body in table.items():
+        if not POOL.fullmatch(name):
+            raise ConfigError(f"{shown}: pools.{name}: expected a pool name like reports")
+        r = _Reader(shown, f"pools.{name}", body, ("hosts", "targets"))
+        members = r.names("hosts", HOST_NAME, "host names")
+        if not members:
+            raise r.fail("hosts", "at least one host with the api role", [])
+        for member in members:
+            if member not in api_hosts:
+                raise r.fail("hosts", f"hosts with the api role ({', '.join(api_hosts)})", member)
+        targets = r.names("targets", TARGET, "target prefixes like 'v0/reports'", [])
+        for target in targets:
+            if target in routed:
+                raise r.fail(
+                    "targets", f"prefixes not already routed by pools.{routed[target]}", target
+                )
+            routed[target] = name
+        pools.append(Pool(name, members, targets))
+    defaults = [p.name for p in pools if p.is_default]
+    if len(defaults) != 1:
+        raise ConfigError(
+            f"{shown}: pools: expected exactly one pool without targets (the default pool), "
+            f"got {len(defaults)}{': ' + ', '.join(defaults) if defaults else ''}"
+        )
+    pooled = {h for p in pools for h in p.hosts}
+    for name in api_hosts:
+        if name not in pooled:
+            raise ConfigError(f"{shown}: hosts.{name}: has the api role but is in no pool")
+    return tuple(pools)
+
+
+def _check_deployment(config: Config, shown: str) -> None:
+    """Rules across hosts: one background runner, private addresses where Nginx is remote."""
+    runners = [h.name for h in config.hosts if h.has("background")]
+    if len(runners) > 1:
+        raise ConfigError(
+            f"{shown}: hosts.{runners[1]}.roles: background runs on exactly one host, "
+            f"already on {runners[0]}"
+        )
+    if runners and not _has_background_module(config.product_dir):
+        raise ConfigError(
+            f"{shown}: hosts.{runners[0]}.roles: background needs "
+            f"{config.product}/api/background.py with @seconds(N) tasks"
+        )
+    api_hosts = [h for h in config.hosts if h.has("api")]
+    if api_hosts and not config.fronts():
+        raise ConfigError(f"{shown}: hosts: no host has the nginx role, so no one serves the API")
+    for host in api_hosts:
+        remote_fronts = [f.name for f in config.fronts() if f.name != host.name]
+        if remote_fronts and not host.private_address:
+            raise ConfigError(
+                f"{shown}: hosts.{host.name}.private_address: missing, expected the address "
+                f"nginx on {remote_fronts[0]} reaches this host at, like 10.0.0.5"
+            )
+
+
+def _has_background_module(product_dir: Path) -> bool:
+    api = product_dir / "api"
+    return (api / "background.py").is_file() or (api / "background" / "__init__.py").is_file()
+
+
+def check_secrets(config: Config) -> None:
+    """The secrets file exists and is KEY=value lines; checked before a deploy uploads it.
+
+    Values are never part of a message: a line is named by its number and key.
+    """
+    if config.secrets is None:
+        return
+    shown = config.path.name
+    try:
+        text = config.secrets.read_text()
+    except OSError as error:
+        raise ConfigError(
+            f"{shown}: secrets: expected a KEY=value file on this machine, cannot read "
+            f"{str(config.secrets)!r}: {error.strerror or error} "
+            "(create it with mode 0600, or remove the key)"
+        ) from None
+    where = f"secrets file {config.secrets}"
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not ENV_KEY.fullmatch(key):
+            raise ConfigError(f"{where}: line {number}: expected NAME=value")
+        if key in RESERVED_ENV:
+            raise ConfigError(f"{where}: line {number}: {key} is set by the deploy, leave it out")
+        if "\r" in value or "\0" in value:
+            raise ConfigError(f"{where}: line {number}: {key}: control characters in the value")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            raise ConfigError(
+                f"{where}: line {number}: {key}: the value is quoted; write {key}=value, "
+                "it is taken literally"
+            )

@@ -1,0 +1,380 @@
+"""The deploy as a list of steps, built from the config alone: pure, printable, testable.
+
+A step is one shell command or one file upload on one host, with the
+reason it is there. A deploy is phases of steps; the runner decides what a
+failure means by the phase it happens in:
+
+- lock: per host; a held lock stops everything before anything happens.
+- prepare: apt, user, the release uploaded, its virtualenv, its configs
+  validated. Nothing live is touched: a failure leaves a failed release dir.
+- activate: ``current`` switched, configs linked, services reloaded, API
+  workers restarted one at a time. From here a failure rolls back.
+- verify: the smoke test through Nginx. A failure rolls back.
+- finish: the release marked good, old releases removed.
+- unlock: always.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apiphant.deploy import commands, roles
+from apiphant.deploy.config import Config, Host, Worker
+from apiphant.deploy.render import HostFiles, Paths
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file to put on a host: from memory or a local path, private when ``secret``."""
+
+    remote: str
+    mode: int
+    label: str
+    owner: str = "root"
+    content: bytes | None = None
+    local: Path | None = None
+    secret: bool = False
+
+    @property
+    def size(self) -> int:
+        if self.content is not None:
+            return len(self.content)
+        return self.local.stat().st_size if self.local and self.local.exists() else 0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command or upload on one host, and why."""
+
+    host: str
+    why: str
+    command: str = ""
+    upload: Upload | None = None
+    switch: bool = False  # after this step the host serves ``release``
+    timeout: int = 900
+    kind: str = ""  # "lock": a failure means another deploy holds the lock
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The phases of a deploy (or a rollback), in order."""
+
+    release: str
+    hosts: tuple[str, ...]
+    lock: tuple[Step, ...] = ()
+    prepare: tuple[Step, ...] = ()
+    activate: tuple[Step, ...] = ()
+    verify: tuple[Step, ...] = ()
+    finish: tuple[Step, ...] = ()
+    unlock: tuple[Step, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def phases(self) -> list[tuple[str, tuple[Step, ...]]]:
+        return [
+            ("lock", self.lock),
+            ("prepare", self.prepare),
+            ("activate", self.activate),
+            ("verify", self.verify),
+            ("finish", self.finish),
+            ("unlock", self.unlock),
+        ]
+
+    def steps(self) -> list[Step]:
+        return [step for _, steps in self.phases() for step in steps]
+
+
+def lock_steps(config: Config, hosts: list[Host], holder: str) -> tuple[Step, ...]:
+    paths = Paths(config.root, "")
+    return tuple(
+        Step(h.name, "take the deploy lock", commands.lock(paths, holder), timeout=60, kind="lock")
+        for h in hosts
+    )
+
+
+def unlock_steps(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
+    paths = Paths(config.root, "")
+    return tuple(
+        Step(h.name, "release the deploy lock", commands.unlock(paths), timeout=60) for h in hosts
+    )
+
+
+def prepare_steps(
+    config: Config,
+    hosts: list[Host],
+    release: str,
+    tarball: Path,
+    rendered: dict[str, HostFiles],
+) -> tuple[Step, ...]:
+    """Everything before the switch: nothing a live service reads is touched."""
+    paths = Paths(config.root, release)
+    steps = []
+    for host in hosts:
+        files = rendered[host.name]
+        name = host.name
+        remote_tarball = f"{paths.release}/release.tar.gz"
+        steps += [
+            Step(name, "apt packages", commands.apt_install(files.apt), timeout=1800),
+            Step(name, f"system user {config.user}", commands.system_user(config.user, paths.root)),
+            Step(name, "release folder", commands.make_release_dirs(paths, config.logs)),
+            Step(
+                name,
+                "upload the release: product code, test.sh, apiphant wheel",
+                upload=Upload(remote_tarball, 0o644, f"{tarball.name}", local=tarball),
+            ),
+            Step(name, "unpack the release", commands.extract(paths, remote_tarball)),
+        ]
+        for file_name, text in files.files.items():
+            steps.append(
+                Step(
+                    name,
+                    f"rendered {file_name}",
+                    upload=Upload(
+                        f"{paths.release}/config/{file_name}",
+                        files.mode(file_name),
+                        f"rendered {file_name}",
+                        content=text.encode(),
+                    ),
+                )
+            )
+        if config.secrets and (host.has("api") or host.has("background")):
+            steps.append(
+                Step(
+                    name,
+                    "secrets, readable by the product user only",
+                    upload=Upload(
+                        paths.secrets,
+                        0o600,
+                        f"secrets {config.secrets}",
+                        owner=config.user,
+                        local=config.secrets,
+                        secret=True,
+                    ),
+                )
+            )
+        steps.append(
+            Step(
+                name,
+                "virtualenv with apiphant and the product's requirements",
+                commands.virtualenv(paths, config.python, config.product),
+                timeout=1800,
+            )
+        )
+        if "supervisor" in files.services:
+            steps.append(
+                Step(
+                    name,
+                    "check: Supervisor config",
+                    commands.check_supervisor(paths, config.product),
+                )
+            )
+        if "nginx" in files.services:
+            steps.append(
+                Step(
+                    name,
+                    "check: nginx -t, full config",
+                    commands.check_nginx(paths, config.product),
+                )
+            )
+        steps.append(Step(name, "check: logrotate config", commands.check_logrotate(paths)))
+    return tuple(steps)
+
+
+def _links(config: Config, host: Host, all_roles: dict[str, roles.Role]) -> tuple[dict, list]:
+    used = roles.links(roles.for_host(host, all_roles), config.product)
+    every = roles.links(list(all_roles.values()), config.product)
+    return used, sorted(set(every.values()) - set(used.values()))
+
+
+def _site(config: Config) -> str:
+    return f"{commands.NGINX_SITES}/{config.product}.conf"
+
+
+def activate_steps(
+    config: Config,
+    hosts: list[Host],
+    releases: dict[str, str],
+    all_roles: dict[str, roles.Role],
+) -> tuple[Step, ...]:
+    """Make ``releases[host]`` live on each host: switch, link, reload, rolling restart.
+
+    Hosts without Nginx go first, so the fronts switch once their backends have.
+    """
+    steps: list[Step] = []
+    for host in sorted(hosts, key=lambda h: h.has("nginx")):
+        paths = Paths(config.root, releases[host.name])
+        used, unused = _links(config, host, all_roles)
+        services = roles.services(roles.for_host(host, all_roles))
+        steps.append(
+            Step(
+                host.name,
+                f"make release {paths.release_id} current",
+                commands.switch(paths, paths.release_id),
+                switch=True,
+            )
+        )
+        steps.append(
+            Step(host.name, "link configs into /etc", commands.link(used, unused, paths.current))
+        )
+        if "supervisor" in services:
+            steps.append(
+                Step(host.name, "supervisord: reread, or start", commands.supervisor_ready())
+            )
+        if "nginx" in services:
+            steps.append(Step(host.name, "nginx: reload, or start", commands.nginx_ready()))
+    steps += rolling_restart(config, hosts, releases, all_roles)
+    for host in hosts:
+        steps.append(
+            Step(
+                host.name,
+                "supervisor: add and remove programs to match the config",
+                commands.supervisor_sync(config.product, config.programs(host)),
+            )
+        )
+    return tuple(steps)
+
+
+def _markable(config: Config, worker: Worker) -> bool:
+    """A worker can be taken out of Nginx only if each of its pools has another worker."""
+    pools = [p for p in config.pools if worker.host in p.hosts]
+    return all(len(config.pool_workers(p)) > 1 for p in pools)
+
+
+def rolling_restart(
+    config: Config,
+    hosts: list[Host],
+    releases: dict[str, str],
+    all_roles: dict[str, roles.Role],
+) -> list[Step]:
+    """API workers one at a time: out of Nginx, restarted, healthy, back; never all at once."""
+    chosen = {h.name for h in hosts}
+    fronts = [f for f in config.fronts() if f.name in chosen]
+    marked: list[Host] = []
+    steps = []
+    for host in hosts:
+        release = releases[host.name]
+        for worker in config.workers(host):
+            if _markable(config, worker):
+                for front in fronts:
+                    site = f"{config.root}/releases/{releases[front.name]}/config/nginx.conf"
+                    steps.append(
+                        Step(
+                            front.name,
+                            f"nginx: stop sending to {worker.program} before it restarts",
+                            commands.mark_down(site, _site(config), host.name, worker.program),
+                        )
+                    )
+                    if front not in marked:
+                        marked.append(front)
+            steps.append(
+                Step(
+                    host.name,
+                    f"restart {worker.program}; wait for /health to answer release {release}",
+                    commands.restart_worker(
+                        worker.program,
+                        worker.address,
+                        release,
+                        f"{config.logs}/{worker.program}.log",
+                    ),
+                )
+            )
+    runner = config.background_host()
+    if runner is not None and runner.name in chosen:
+        program = config.background_program
+        steps.append(
+            Step(
+                runner.name,
+                f"restart {program}",
+                commands.restart_background(
+                    program, releases[runner.name], f"{config.logs}/{program}.log"
+                ),
+            )
+        )
+    for front in marked:
+        current = Paths(config.root, "").current
+        steps.append(
+            Step(
+                front.name,
+                "nginx: every worker back in",
+                commands.join(
+                    commands.link({"nginx.conf": _site(config)}, [], current),
+                    commands.nginx_reload(),
+                ),
+            )
+        )
+    return steps
+
+
+def verify_steps(config: Config, hosts: list[Host], releases: dict[str, str]) -> tuple[Step, ...]:
+    """The product's test.py, through each front's Nginx; through the workers when no front
+    is part of this deploy."""
+    steps = []
+    fronts = [h for h in hosts if h.has("nginx")]
+    for host in fronts or [h for h in hosts if h.has("api")]:
+        paths = Paths(config.root, releases[host.name])
+        if host.has("nginx"):
+            url, why = config.nginx.local_url, "smoke test through Nginx"
+        else:
+            url = "http://" + config.workers(host)[0].address
+            why = "smoke test on the first worker (no Nginx host in this deploy)"
+        steps.append(
+            Step(
+                host.name,
+                f"{why}: test.sh {url}",
+                commands.smoke_test(paths, paths.release_id, config.product, config.user, url),
+            )
+        )
+    return tuple(steps)
+
+
+def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step, ...]:
+    paths = Paths(config.root, release)
+    steps = []
+    for host in hosts:
+        steps.append(Step(host.name, f"mark release {release} good", commands.mark_good(paths)))
+        steps.append(
+            Step(
+                host.name,
+                f"keep the {config.keep_releases} newest good releases; failed ones go",
+                commands.cleanup(paths, config.keep_releases),
+            )
+        )
+    return tuple(steps)
+
+
+def deploy_plan(
+    config: Config,
+    hosts: list[Host],
+    release: str,
+    tarball: Path,
+    rendered: dict[str, HostFiles],
+    holder: str,
+    all_roles: dict[str, roles.Role] | None = None,
+) -> Plan:
+    all_roles = all_roles if all_roles is not None else roles.load_roles()
+    releases = {h.name: release for h in hosts}
+    return Plan(
+        release=release,
+        hosts=tuple(h.name for h in hosts),
+        lock=lock_steps(config, hosts, holder),
+        prepare=prepare_steps(config, hosts, release, tarball, rendered),
+        activate=activate_steps(config, hosts, releases, all_roles),
+        verify=verify_steps(config, hosts, releases),
+        finish=finish_steps(config, hosts, release),
+        unlock=unlock_steps(config, hosts),
+    )
+
+
+def rollback_plan(
+    config: Config,
+    hosts: list[Host],
+    releases: dict[str, str],
+    all_roles: dict[str, roles.Role] | None = None,
+) -> Plan:
+    """Back to ``releases[host]`` on each host: the same activation, then the smoke test.
+    No lock phase: a deploy's rollback runs under its lock; ``fab rollback`` adds its own."""
+    all_roles = all_roles if all_roles is not None else roles.load_roles()
+    return Plan(
+        release=",".join(sorted(set(releases.values()))),
+        hosts=tuple(h.name for h in hosts),
+        activate=activate_steps(config, hosts, releases, all_roles),
+        verify=verify_steps(config, hosts, releases),
+    )

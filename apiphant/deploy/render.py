@@ -1,0 +1,190 @@
+"""Config into files: every file a host needs, from deploy/templates/*.j2. Pure.
+
+Jinja2 runs with StrictUndefined: a name missing from the context is an
+error at render time, never an empty string in a live config. The product
+name is a template variable like any other: no search-and-replace.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from apiphant.deploy import kit_path, roles
+from apiphant.deploy.config import Config, Host, Pool
+
+SUPERVISOR_PIDFILE = "/var/run/supervisord.pid"
+NGINX_PIDFILE = "/run/nginx.pid"
+#: Seconds Supervisor waits after SIGTERM beyond the program's own drain or stop time.
+STOP_MARGIN = 5
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where things live on a host; all derived from the product name and the release."""
+
+    root: str
+    release_id: str
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def release(self) -> str:
+        return f"{self.releases}/{self.release_id}"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def shared(self) -> str:
+        return f"{self.root}/shared"
+
+    @property
+    def secrets(self) -> str:
+        return f"{self.shared}/secrets.env"
+
+    @property
+    def lock(self) -> str:
+        return f"{self.root}/deploy.lock"
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    """The rendered files of one host: name -> text, with modes and system links."""
+
+    host: Host
+    files: dict[str, str]
+    executable: frozenset[str] = frozenset()
+    links: dict[str, str] = field(default_factory=dict)
+    apt: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+
+    def mode(self, name: str) -> int:
+        return 0o755 if name in self.executable else 0o644
+
+
+def environment(templates: Path | None = None) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates or kit_path() / "templates")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["num"] = lambda value: f"{value:g}"
+    return env
+
+
+def product_requirements(config: Config) -> tuple[str, ...]:
+    """The product's own pip requirements: PRODUCT/requirements.txt without comments."""
+    path = config.product_dir / "requirements.txt"
+    if not path.is_file():
+        return ()
+    lines = (line.split(" #", 1)[0].strip() for line in path.read_text().splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+def smoke_names(config: Config) -> list[str]:
+    """Names the host itself uses to reach its Nginx (the deploy's smoke test)."""
+    host = config.nginx.local_url.split("//", 1)[1].rsplit(":", 1)[0]
+    return [name for name in ("localhost", host) if name not in config.server_names]
+
+
+def _pool_about(config: Config, pool: Pool) -> str:
+    if pool.is_default:
+        return "every target no other pool routes"
+    return "targets " + ", ".join(pool.targets)
+
+
+def context(
+    config: Config,
+    host: Host,
+    release: str,
+    wheel: str,
+    host_roles: list[roles.Role],
+) -> dict:
+    """Everything a template may use; templates fail on anything else."""
+    paths = Paths(config.root, release)
+    pools = [
+        {
+            "name": p.name,
+            "is_default": p.is_default,
+            "targets": p.targets,
+            "workers": config.pool_workers(p),
+            "about": _pool_about(config, p),
+        }
+        for p in config.pools
+    ]
+    default = next((p for p in pools if p["is_default"]), None)
+    return {
+        "product": config.product,
+        "user": config.user,
+        "release": release,
+        "wheel": wheel,
+        "host": host,
+        "paths": {
+            "root": paths.root,
+            "release": paths.release,
+            "current": paths.current,
+            "shared": paths.shared,
+            "secrets": paths.secrets,
+            "logs": config.logs,
+        },
+        "first_port": host.first_port,
+        "api": config.api,
+        "api_stopwait": int(config.api.drain_timeout) + STOP_MARGIN,
+        "nginx": config.nginx,
+        "server_names": [*config.server_names, *smoke_names(config)],
+        "pools": pools,
+        "default_pool": default,
+        "workers": config.workers(host),
+        "background_program": config.background_program,
+        "background_stop_timeout": config.background_stop_timeout,
+        "background_stopwait": int(config.background_stop_timeout) + STOP_MARGIN,
+        "environment": config.environment,
+        "apt": roles.apt_packages(host_roles),
+        "pip": roles.pip_packages(host_roles),
+        "product_requirements": product_requirements(config),
+        "services": roles.services(host_roles),
+        "supervisor_pidfile": SUPERVISOR_PIDFILE,
+        "nginx_pidfile": NGINX_PIDFILE,
+    }
+
+
+def render_host(
+    config: Config,
+    host: Host,
+    release: str,
+    wheel: str,
+    all_roles: dict[str, roles.Role] | None = None,
+    env: jinja2.Environment | None = None,
+) -> HostFiles:
+    """Every file one host needs, by the templates its roles name."""
+    all_roles = all_roles if all_roles is not None else roles.load_roles()
+    host_roles = roles.for_host(host, all_roles)
+    env = env or environment()
+    ctx = context(config, host, release, wheel, host_roles)
+    files = {
+        name: env.get_template(f"{name}.j2").render(ctx) for name in roles.templates(host_roles)
+    }
+    return HostFiles(
+        host=host,
+        files=files,
+        executable=frozenset(roles.executables(host_roles)),
+        links=roles.links(host_roles, config.product),
+        apt=roles.apt_packages(host_roles),
+        services=roles.services(host_roles),
+    )
+
+
+def render_all(
+    config: Config, hosts: Iterable[Host], release: str, wheel: str
+) -> dict[str, HostFiles]:
+    all_roles = roles.load_roles()
+    env = environment()
+    return {h.name: render_host(config, h, release, wheel, all_roles, env) for h in hosts}

@@ -1,0 +1,248 @@
+"""Real parts for the deploy kit's tests: an sshd on 127.0.0.1, `fab` as a subprocess,
+and a host cleanup that leaves this machine as the test found it.
+
+The SSH target is this machine: the deploy's nginx and supervisord are the
+system's own (they run as root and use /etc), so the e2e test needs root,
+Debian's openssh-server, nginx and supervisor (all installed by .ci/run).
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+SSHD = "/usr/sbin/sshd"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive free ports (bounded search)."""
+    for _ in range(200):
+        base = free_port(host)
+        if base + count > 65000:
+            continue
+        try:
+            socks = []
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports on {host}")
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        socket.create_connection((host, port), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Sshd:
+    """sshd in the foreground on 127.0.0.1:PORT, root login with a generated key only."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.key = folder / "client_key"
+        self.proc: subprocess.Popen | None = None
+        self.made_privsep = False
+
+    def __enter__(self) -> "Sshd":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        host_key = self.folder / "host_key"
+        for path in (host_key, self.key):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True
+            )
+        (self.folder / "authorized_keys").write_text((self.folder / "client_key.pub").read_text())
+        config = self.folder / "sshd_config"
+        config.write_text(
+            f"Port {self.port}\n"
+            "ListenAddress 127.0.0.1\n"
+            f"HostKey {host_key}\n"
+            f"PidFile {self.folder / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {self.folder / 'authorized_keys'}\n"
+            "PermitRootLogin prohibit-password\n"
+            "PubkeyAuthentication yes\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "UsePAM no\n"
+            "StrictModes no\n"
+            "Subsystem sftp internal-sftp\n"
+            "LogLevel ERROR\n"
+        )
+        privsep = Path("/run/sshd")
+        if not privsep.exists():
+            privsep.mkdir(mode=0o755)
+            self.made_privsep = True
+        self.log = (self.folder / "sshd.log").open("wb")
+        self.proc = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(config)], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise RuntimeError(
+                    f"sshd did not start: {(self.folder / 'sshd.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.05)
+        return self
+
+    @property
+    def target(self) -> str:
+        return f"root@127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+        self.log.close()
+        if self.made_privsep:
+            shutil.rmtree("/run/sshd", ignore_errors=True)
+
+
+def fab(
+    *args: str, key: Path | None = None, timeout: float = 600, cwd: Path = CHECKOUT
+) -> subprocess.CompletedProcess:
+    """``fab [-i KEY] ARGS`` from the checkout, output captured (and echoed for the log)."""
+    command = [sys.executable, "-m", "fabric"]
+    if key is not None:
+        command += ["-i", str(key)]
+    command += list(args)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+    print(f"$ fab {' '.join(args)}\n{done.stdout}{done.stderr}\n(exit {done.returncode})")
+    return done
+
+
+def run(command: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command, shell=True, capture_output=True, text=True, timeout=timeout, check=check
+    )
+
+
+class HostCleanup:
+    """Remember what runs before the test; afterwards stop what the deploy started and remove
+    what it made: /opt/PRODUCT, /var/log/PRODUCT, the linked configs, the system user."""
+
+    def __init__(self, product: str) -> None:
+        self.product = product
+        self.supervisord_was_running = run("supervisorctl pid").returncode == 0
+        self.nginx_was_running = (
+            run('[ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)"').returncode == 0
+        )
+        self.user_existed = run(f"id -u {product}").returncode == 0
+        self.moved_default: Path | None = None
+
+    def clashes(self) -> str:
+        """Why this machine cannot host the test deploy, or ''."""
+        if Path(f"/opt/{self.product}").exists():
+            return f"/opt/{self.product} exists: a real deployment, not touched"
+        if self.user_existed:
+            return f"user {self.product} exists, not touched"
+        return ""
+
+    def free_port_80(self) -> None:
+        """Debian's default site listens on :80; when nginx is not running and something else
+        holds :80, that site is moved aside for the test and put back after."""
+        default = Path("/etc/nginx/sites-enabled/default")
+        if self.nginx_was_running or not default.exists():
+            return
+        if port_open("127.0.0.1", 80) or port_open("::1", 80):
+            self.moved_default = default.with_name(".default.moved-by-apiphant-test")
+            default.rename(self.moved_default)
+            print(f"note: {default} moved aside while the test runs (port 80 is busy)")
+
+    def __call__(self) -> None:
+        p = self.product
+        for link in (
+            f"/etc/supervisor/conf.d/{p}.conf",
+            f"/etc/nginx/sites-enabled/{p}.conf",
+            f"/etc/logrotate.d/{p}",
+        ):
+            if os.path.islink(link):
+                os.unlink(link)
+        if self.supervisord_was_running:
+            run("supervisorctl update", timeout=120)
+        else:
+            run("supervisorctl shutdown", timeout=60)
+            _wait_gone("/var/run/supervisord.pid")
+        if self.nginx_was_running:
+            run("nginx -s reload")
+        else:
+            run("nginx -s stop")
+            _wait_gone("/run/nginx.pid")
+        if self.moved_default is not None:
+            self.moved_default.rename(self.moved_default.with_name("default"))
+        shutil.rmtree(f"/opt/{p}", ignore_errors=True)
+        shutil.rmtree(f"/var/log/{p}", ignore_errors=True)
+        if not self.user_existed:
+            run(f"userdel {p}")
+            run(f"groupdel {p}")
+
+
+def _wait_gone(pidfile: str, timeout: float = 30) -> None:
+    """Wait until the process of a pid file has exited (bounded)."""
+    try:
+        pid = int(Path(pidfile).read_text().strip())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
+def deploy_toml(
+    ssh: str, listen: str, first_port: int, secrets: Path | None = None, workers: int = 2
+) -> str:
+    """myproduct/deploy.toml with this machine's sshd, free ports and a secrets file."""
+    text = (CHECKOUT / "myproduct" / "deploy.toml").read_text()
+    replacements = {
+        'ssh = "root@203.0.113.10"': f'ssh = "{ssh}"',
+        'listen = "80"': f'listen = "{listen}"',
+        "first_port = 8001": f"first_port = {first_port}",
+        "workers = 2 ": f"workers = {workers} ",
+    }
+    if secrets is not None:
+        replacements['# secrets = "~/.config/apiphant/myproduct.secrets.env"'] = (
+            f'secrets = "{secrets}"'
+        )
+    for old, new in replacements.items():
+        assert old in text, f"myproduct/deploy.toml no longer has {old!r}"
+        text = text.replace(old, new)
+    return text
