@@ -1,0 +1,302 @@
+"""Background tasks: ``@seconds(N)`` in PRODUCT/api/background.py, run by
+``apiphant-background PRODUCT``.
+
+    from apiphant.background import seconds
+
+    @seconds(60)
+    def update_something():
+        ...
+
+Every task runs once at start, then every N seconds, each in its own
+greenlet (see apiphant.scheduler for the rules). Success logs
+``Task NAME: OK.``; failure logs ``Task NAME failed:`` with the traceback,
+reports it to Sentry when SENTRY_DSN is set, and calls the module's
+``on_error(text)`` hook if it has one.
+"""
+
+import argparse
+import inspect
+import logging
+import math
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TypeVar
+
+from apiphant.scheduler import Slot, Task
+
+log = logging.getLogger("apiphant.background")
+
+PROG = "apiphant-background"
+DEFAULT_STOP_TIMEOUT = 10.0
+
+F = TypeVar("F", bound=Callable[[], object])
+OnError = Callable[[str], object]
+
+_tasks: dict[str, Task] = {}
+
+
+class BackgroundError(Exception):
+    """A background module that cannot be scheduled; the message is one line."""
+
+
+def seconds(interval: float) -> Callable[[F], F]:
+    """Register the decorated function to run every ``interval`` seconds.
+
+    The function is returned unchanged, so it can still be called directly,
+    for example from a test. Mistakes raise at import time, where the
+    runner can name the file and line.
+    """
+    if callable(interval):
+        raise TypeError("@seconds needs an interval: write @seconds(60), not @seconds")
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise TypeError(f"@seconds(N) needs a number of seconds, got {interval!r}")
+    if not (math.isfinite(interval) and interval > 0):
+        raise ValueError(f"@seconds(N) needs a positive finite number, got {interval!r}")
+
+    def register(func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+            raise TypeError(
+                f"task {func.__name__} is async: write a plain def; gevent makes its I/O "
+                "cooperative"
+            )
+        try:
+            inspect.signature(func).bind()
+        except TypeError:
+            raise TypeError(f"task {func.__name__} must be callable without arguments") from None
+        except ValueError:  # some builtins have no signature; let them be
+            pass
+        name = func.__name__
+        old = _tasks.get(name)
+        if old is not None and _origin(old.func) != _origin(func):
+            raise ValueError(
+                f"task name {name!r} is already used by {_origin(old.func)}: "
+                "task names must be unique"
+            )
+        _tasks[name] = Task(name=name, func=func, interval=float(interval))
+        return func
+
+    return register
+
+
+def tasks() -> list[Task]:
+    """The tasks registered so far, in registration order."""
+    return list(_tasks.values())
+
+
+def _origin(func: Callable[..., object]) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}"
+
+
+def run_task(task: Task, on_error: OnError | None = None) -> bool:
+    """Run a task once: log the outcome, report a failure, call ``on_error``.
+
+    Returns whether the task succeeded. Only ``Exception`` is caught, so
+    GreenletExit (a kill at shutdown) and SystemExit still end things.
+    """
+    try:
+        task.func()
+    except Exception as error:
+        text = f"Task {task.name} failed:\n{_traceback(error)}"
+        log.error("%s", text)
+        _report(error, task=task.name)
+        if on_error is not None:
+            try:
+                on_error(text)
+            except Exception as hook_error:
+                log.error("on_error failed:\n%s", _traceback(hook_error))
+                _report(hook_error, task=task.name, hook="on_error")
+            else:
+                log.info("on_error: OK.")
+        return False
+    log.info("Task %s: OK.", task.name)
+    return True
+
+
+def _traceback(error: BaseException) -> str:
+    """The traceback from the failing code down, without the runner's own frame."""
+    tb = error.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb)).rstrip("\n")
+
+
+def _report(error: BaseException, **tags: str) -> None:
+    """Send to Sentry now: the process may be stopped long before a next event.
+
+    ``component`` is repeated here because a tag set at init lives in the
+    main greenlet's scope, and tasks run in greenlets of their own.
+    """
+    from apiphant import reporting
+
+    if reporting.enabled():
+        reporting.capture(error, component="background", **tags)
+        reporting.flush()
+
+
+# Loading the product's background module
+
+
+def _shown(path: str | Path) -> str:
+    """A path relative to the working folder when it is inside it, for short messages."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def _inside(path: str, root: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
+def _culprit(error: BaseException, root: Path) -> tuple[str, int | None] | None:
+    """The product file and line where an import failed: where the user should look."""
+    if isinstance(error, SyntaxError) and error.filename and _inside(error.filename, root):
+        return error.filename, error.lineno
+    found = None
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        if _inside(frame.f_code.co_filename, root):
+            found = frame.f_code.co_filename, lineno
+    return found
+
+
+def load(product_path: str | Path) -> tuple[ModuleType, list[Task], OnError | None]:
+    """Import PRODUCT.api.background; return it, its tasks and its ``on_error``.
+
+    Raises ProductError or BackgroundError with a one-line message.
+    """
+    import importlib
+
+    from apiphant.product import locate
+
+    product = locate(product_path)
+    api = product.api_path
+    module_file = api / "background.py"
+    package_file = api / "background" / "__init__.py"
+    if not module_file.is_file() and not package_file.is_file():
+        raise BackgroundError(
+            f"no background module: create {_shown(module_file)} "
+            f"(or a package {_shown(package_file.parent)}/) with @seconds(N) tasks"
+        )
+    where = module_file if module_file.is_file() else package_file
+    name = f"{product.name}.api.background"
+    try:
+        module = importlib.import_module(name)
+    except Exception as error:
+        culprit = _culprit(error, product.path) or (str(where), None)
+        place = _shown(culprit[0]) + (f":{culprit[1]}" if culprit[1] else "")
+        reason = traceback.format_exception_only(type(error), error)[-1].strip()
+        log.debug("Import of %s failed:\n%s", name, _traceback(error))
+        raise BackgroundError(f"cannot import {place}: {reason}") from error
+    found = tasks()
+    if not found:
+        raise BackgroundError(
+            f"no task registered in {_shown(where)}: decorate a function with @seconds(N)"
+            + (", and import the task modules in __init__.py" if where == package_file else "")
+        )
+    on_error = getattr(module, "on_error", None)
+    if on_error is not None and not callable(on_error):
+        raise BackgroundError(f"on_error in {_shown(where)} is not a function")
+    return module, found, on_error
+
+
+# The command
+
+
+def _stop_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run the @seconds(N) tasks of PRODUCT/api/background.py until "
+        "SIGTERM or SIGINT.",
+    )
+    p.add_argument("product", help="the product folder, e.g. myproduct")
+    p.add_argument(
+        "--stop-timeout", type=_stop_timeout, default=DEFAULT_STOP_TIMEOUT, metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long running tasks may take to finish before they are "
+        f"killed (default {DEFAULT_STOP_TIMEOUT:g}); keep Supervisor's stopwaitsecs above it",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``apiphant-background PRODUCT``: schedule the tasks until SIGTERM or SIGINT, exit 0."""
+    # Before anything imports socket, ssl or the product: tasks' I/O must be cooperative.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import signal
+
+    import gevent
+    from gevent.event import Event
+
+    from apiphant import logs, reporting
+    from apiphant.product import ProductError
+    from apiphant.scheduler import Scheduler
+
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure()
+    try:
+        module, found, on_error = load(args.product)
+    except (ProductError, BackgroundError) as error:
+        sys.exit(f"{PROG}: {error}")
+    reporting.init("background")
+
+    stop = Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, on_signal, signum)
+
+    def run(task: Task, slot: Slot) -> None:
+        run_task(task, on_error)
+
+    scheduler = Scheduler(found, run)
+    log.info(
+        "Scheduling %s (%s): %s", module.__name__, _shown(module.__file__ or args.product),
+        ", ".join(f"{task.name} every {task.interval:g}s" for task in found),
+    )
+    scheduler.start()
+    while not stop.wait(timeout=60):  # a timer keeps the hub from seeing nothing to do
+        pass
+    running = scheduler.running
+    log.info(
+        "%s: stopping; waiting up to %gs for running tasks%s.",
+        signal.Signals(received[0]).name, args.stop_timeout,
+        f" ({', '.join(running)})" if running else " (none)",
+    )
+    left = scheduler.stop(args.stop_timeout)
+    if left:
+        log.warning("Killed tasks still running after %gs: %s.", args.stop_timeout,
+                    ", ".join(left))
+    reporting.flush()
+    log.info("Stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the imported module's main: tasks register in apiphant.background,
+    # not in this __main__ copy of it.
+    from apiphant.background import main as _main
+
+    sys.exit(_main())
