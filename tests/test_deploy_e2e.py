@@ -1,0 +1,256 @@
+"""End to end: `fab deploy --product=myproduct` over SSH to this machine, for real.
+
+sshd runs on 127.0.0.1 with a generated key; the deploy brings up the
+system's nginx and supervisord; myproduct's own test.sh passes through
+Nginx. A release with a broken handler fails its smoke test and is rolled
+back by itself; `fab rollback` goes back past a failed release; a repeated
+deploy leaves the same state. The test leaves the machine as it found it.
+"""
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.deploy_helpers import (
+    CHECKOUT,
+    HostCleanup,
+    Sshd,
+    deploy_toml,
+    fab,
+    free_port,
+    free_ports,
+    run,
+)
+
+PRODUCT = "myproduct"
+ROOT = Path("/opt/myproduct")
+SECRET = "s3cret-value-4711"
+
+NEEDS = ("/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/supervisord", "/usr/bin/python3")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="deploys to this machine as root"),
+    pytest.mark.skipif(
+        not all(Path(p).exists() for p in NEEDS), reason="needs sshd, nginx, supervisor"
+    ),
+]
+
+
+class Host:
+    """This machine as a deploy target: sshd, ports, a deploy.toml for them."""
+
+    def __init__(self, folder: Path, sshd: Sshd) -> None:
+        self.folder = folder
+        self.sshd = sshd
+        self.nginx_port = free_port()
+        self.first_port = free_ports(2)
+        self.secrets = folder / "myproduct.secrets.env"
+        self.secrets.write_text(f"# for the e2e test\nMYPRODUCT_TOKEN={SECRET}\n")
+        self.secrets.chmod(0o600)
+        self.config = folder / "deploy.toml"
+        text = deploy_toml(
+            sshd.target, f"127.0.0.1:{self.nginx_port}", self.first_port, self.secrets
+        )
+        # Two good releases kept: proves a failed release does not push a good one out.
+        self.config.write_text(text.replace("keep_releases = 5", "keep_releases = 2"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+    def fab(self, *args: str, product: str = PRODUCT) -> subprocess.CompletedProcess:
+        return fab(*args, f"--product={product}", "--config", str(self.config), key=self.sshd.key)
+
+    def worker_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in (self.first_port, self.first_port + 1)]
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory):
+    cleanup = HostCleanup(PRODUCT)
+    clash = cleanup.clashes()
+    if clash:
+        pytest.skip(clash)
+    folder = tmp_path_factory.mktemp("e2e")
+    cleanup.free_port_80()
+    try:
+        with Sshd(folder / "ssh") as sshd:
+            yield Host(folder, sshd)
+    finally:
+        cleanup()
+
+
+def health(url: str) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/health", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def released(output: str) -> str:
+    match = re.search(r"release (\d{14}) is live", output)
+    assert match, output[-3000:]
+    return match.group(1)
+
+
+def snapshot() -> dict:
+    """What a repeated deploy must leave the same: links, their files, processes, user."""
+    links = {}
+    for link in (
+        f"/etc/supervisor/conf.d/{PRODUCT}.conf",
+        f"/etc/nginx/sites-enabled/{PRODUCT}.conf",
+        f"/etc/logrotate.d/{PRODUCT}",
+    ):
+        links[link] = (os.readlink(link), Path(link).read_text())
+    status = run("supervisorctl status").stdout
+    programs = sorted(
+        (line.split()[0], line.split()[1])
+        for line in status.splitlines()
+        if line.startswith(PRODUCT)
+    )
+    secrets = ROOT / "shared" / "secrets.env"
+    info = secrets.stat()
+    return {
+        "links": links,
+        "programs": programs,
+        "user": run(f"id {PRODUCT}").stdout,
+        "secrets": (stat.S_IMODE(info.st_mode), info.st_uid, secrets.read_text()),
+    }
+
+
+def releases() -> dict[str, bool]:
+    return {
+        p.name: (p / ".good").exists()
+        for p in (ROOT / "releases").iterdir()
+        if re.fullmatch(r"\d{14}", p.name)
+    }
+
+
+def broken_copy(folder: Path) -> Path:
+    """myproduct with a handler that fails: its smoke test cannot pass."""
+    product = folder / "broken" / PRODUCT
+    shutil.copytree(
+        CHECKOUT / PRODUCT, product, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    echo = product / "api" / "v0" / "echo.py"
+    echo.write_text(echo.read_text() + "\n\ndef read(request):\n    raise RuntimeError('broken')\n")
+    return product
+
+
+def test_deploy_rollback_and_redeploy(host: Host) -> None:
+    started = time.monotonic()
+
+    # 1. A first deploy to a bare host: user, release, venv, configs, supervisord, nginx.
+    first = host.fab("deploy", "web1")
+    assert first.returncode == 0, first.stdout[-4000:]
+    r1 = released(first.stdout)
+    assert re.search(r"OK: \d+ passed", first.stdout), "the smoke test did not run"
+    assert health(host.url)["release"] == r1
+    for url in host.worker_urls():
+        assert health(url) == {"status": "ok", "product": PRODUCT, "release": r1}
+    # The product's own test.sh, from this machine, through Nginx.
+    smoke = subprocess.run(
+        [str(CHECKOUT / "test.sh"), host.url], capture_output=True, text=True, timeout=120
+    )
+    assert smoke.returncode == 0, smoke.stdout[-2000:] + smoke.stderr[-2000:]
+    # Secrets: 0600, the product user's, in the workers' environment, never printed.
+    state = snapshot()
+    assert state["secrets"][0] == 0o600
+    assert state["secrets"][1] == int(run(f"id -u {PRODUCT}").stdout)
+    assert SECRET not in first.stdout + first.stderr
+    pid = run(f"supervisorctl pid {PRODUCT}-api-{host.first_port}").stdout.strip()
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert f"MYPRODUCT_TOKEN={SECRET}".encode() in environ
+    assert f"APIPHANT_RELEASE={r1}".encode() in environ
+    assert run(f"ps -o user= -p {pid}").stdout.strip() == PRODUCT
+    assert [name for name, state in state["programs"]] == [
+        f"{PRODUCT}-api-{host.first_port}",
+        f"{PRODUCT}-api-{host.first_port + 1}",
+    ]
+    assert all(s == "RUNNING" for _, s in state["programs"])
+
+    # 2. A broken release: the smoke test fails after the switch, the rollback is automatic.
+    broken = host.fab("deploy", "web1", product=str(broken_copy(host.folder)))
+    assert broken.returncode == 1
+    assert "ROLLED BACK" in broken.stdout and f"web1 serves {r1} again" in broken.stdout
+    assert "smoke test through Nginx" in broken.stdout
+    assert health(host.url)["release"] == r1
+    for url in host.worker_urls():
+        assert health(url)["release"] == r1
+    assert os.readlink(ROOT / "current").endswith(r1)
+    r2 = [r for r, good in releases().items() if not good]
+    assert len(r2) == 1, releases()
+    assert not (ROOT / "deploy.lock").exists()
+
+    # 3. A good deploy again; the failed release goes, the good ones stay (keep 2).
+    third = host.fab("deploy", "web1")
+    assert third.returncode == 0, third.stdout[-4000:]
+    r3 = released(third.stdout)
+    assert releases() == {r1: True, r3: True}
+    after_third = snapshot()
+
+    # 4. fab rollback: to the previous good release, past the failed one.
+    back = host.fab("rollback", "web1")
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert f"web1 serves {r1}" in back.stdout
+    assert health(host.url)["release"] == r1
+    assert all(health(url)["release"] == r1 for url in host.worker_urls())
+
+    # 5. A repeated deploy of the same code leaves the same state, with a new release.
+    worker = f"{PRODUCT}-api-{host.first_port}"
+    pid_before = run(f"supervisorctl pid {worker}").stdout.strip()
+    fourth = host.fab("deploy", "web1")
+    assert fourth.returncode == 0, fourth.stdout[-4000:]
+    r4 = released(fourth.stdout)
+    assert snapshot() == after_third
+    assert releases() == {r3: True, r4: True}  # keep 2: r1 goes, current is r4
+    assert health(host.url)["release"] == r4
+    assert run(f"supervisorctl pid {worker}").stdout.strip() != pid_before
+    # The workers were restarted one at a time, each healthy before the next restarted.
+    lines = fourth.stdout.splitlines()
+    order = [
+        i
+        for i, line in enumerate(lines)
+        if re.match(r"\[web1\] restart myproduct-api-\d+;", line)
+        or re.match(r"\[web1\]   myproduct-api-\d+: /health answers release", line)
+    ]
+    assert len(order) == 4
+    assert "restart" in lines[order[0]] and "answers" in lines[order[1]]
+    assert "restart" in lines[order[2]] and "answers" in lines[order[3]]
+
+    status = host.fab("status", "web1")
+    assert status.returncode == 0
+    assert f"release: {r4}" in status.stdout and "lock: free" in status.stdout
+    assert status.stdout.count('"status": "ok"') == 2
+
+    logs = host.fab("logs", "web1", "--lines", "5")
+    assert logs.returncode == 0 and "nginx-access.log" in logs.stdout
+
+    print(f"e2e deploy cycle took {time.monotonic() - started:.1f}s", file=sys.stderr)
+
+
+def test_lock_held_refuses_with_holder(host: Host) -> None:
+    lock = ROOT / "deploy.lock"
+    lock.mkdir(parents=True)
+    (lock / "holder").write_text(
+        "alice@laptop since 2026-01-02T03:04:05Z (release 20260102030405)\n"
+    )
+    try:
+        refused = host.fab("deploy", "web1")
+        assert refused.returncode == 1
+        line = next(line for line in refused.stdout.splitlines() if "deploy lock is held" in line)
+        assert "alice@laptop since 2026-01-02T03:04:05Z" in line
+        assert "fab unlock --product=myproduct web1" in line
+        assert lock.is_dir(), "a refused deploy must not take the lock away"
+        unlocked = host.fab("unlock", "web1")
+        assert unlocked.returncode == 0 and "alice@laptop" in unlocked.stdout
+        assert not lock.exists()
+    finally:
+        shutil.rmtree(lock, ignore_errors=True)
