@@ -461,7 +461,16 @@ def parse(data: dict, path: Path, product_dir: Path) -> Config:
         upstream_keepalive=n.integer(
             "upstream_keepalive", dn.upstream_keepalive, low=1, high=10000
         ),
+        upstream_keepalive_timeout=n.seconds(
+            "upstream_keepalive_timeout", dn.upstream_keepalive_timeout
+        ),
     )
+    if api.drain_timeout <= nginx.drain_idle_grace:
+        raise ConfigError(
+            f"{shown}: api.drain_timeout: expected more than {nginx.drain_idle_grace:g}s "
+            f"(nginx.upstream_keepalive_timeout + 1: a draining worker waits that long before "
+            f"closing an idle connection), got {api.drain_timeout:g}"
+        )
 
     hosts = _hosts(shown, data.get("hosts"), nginx)
     pools = _pools(shown, data.get("pools"), hosts)

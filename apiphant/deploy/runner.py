@@ -37,6 +37,15 @@ class Unreachable(DeployError):
     """The host could not be reached over SSH."""
 
 
+def _reason(error: BaseException) -> str:
+    """The cause in words: paramiko wraps refused connections in NoValidConnectionsError."""
+    causes = getattr(error, "errors", None)
+    if isinstance(causes, dict) and causes:
+        error = next(iter(causes.values()))
+    reason = getattr(error, "strerror", None) or str(error)
+    return reason if reason else type(error).__name__
+
+
 class _Prefixed(io.TextIOBase):
     """A stream that writes whole lines, each prefixed with the host."""
 
@@ -131,11 +140,9 @@ class Remote(Executor):
             conn = Connection(host.ssh, **kwargs)
             try:
                 conn.open()
-            except (TimeoutError, OSError, EOFError) as error:
-                raise Unreachable(f"{name} ({host.ssh}): cannot connect: {error}") from None
-            except Exception as error:  # paramiko's SSHException and its kin
+            except Exception as error:  # OSError, paramiko's SSHException and their kin
                 raise Unreachable(
-                    f"{name} ({host.ssh}): cannot connect: {type(error).__name__}: {error}"
+                    f"{name} ({host.ssh}): cannot connect: {_reason(error)}"
                 ) from None
             self.connections[name] = conn
         return self.connections[name]

@@ -1,0 +1,213 @@
+"""deploy.toml: the shipped examples load, every mistake is one line naming the key."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from apiphant.deploy.config import ConfigError, check_secrets, load, parse
+from apiphant.scaffold import create
+from tests.deploy_helpers import CHECKOUT
+
+MYPRODUCT = CHECKOUT / "myproduct"
+
+ONE_HOST = """
+product = "myproduct"
+server_names = ["api.example.com"]
+
+[hosts.web1]
+ssh = "root@203.0.113.10"
+roles = ["nginx", "api"]
+"""
+
+THREE_HOSTS = """
+product = "myproduct"
+server_names = ["api.example.com"]
+
+[hosts.front]
+ssh = "root@203.0.113.10"
+roles = ["nginx"]
+
+[hosts.a]
+ssh = "root@203.0.113.11"
+private_address = "10.0.0.11"
+roles = ["api"]
+
+[hosts.b]
+ssh = "root@203.0.113.12:2222"
+private_address = "10.0.0.12"
+roles = ["api"]
+workers = 3
+first_port = 9000
+
+[pools.main]
+hosts = ["a"]
+
+[pools.reports]
+hosts = ["b"]
+targets = ["v0/reports", "v1"]
+"""
+
+
+def parsed(text: str, product_dir: Path = MYPRODUCT):
+    return parse(tomllib.loads(text), Path("deploy.toml"), product_dir)
+
+
+def error_of(text: str, product_dir: Path = MYPRODUCT) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parsed(text, product_dir)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("deploy.toml: ")
+    return message
+
+
+def test_shipped_one_host_example_loads() -> None:
+    config = load(MYPRODUCT / "deploy.toml")
+    assert config.product == "myproduct"
+    (web1,) = config.hosts
+    assert web1.roles == ("nginx", "api")
+    assert [w.address for w in config.workers(web1)] == ["127.0.0.1:8001", "127.0.0.1:8002"]
+    assert config.pools[0].is_default and config.pools[0].hosts == ("web1",)
+    assert config.keep_releases == 5
+    assert config.nginx.listen == "80" and config.nginx.local_url == "http://127.0.0.1:80"
+
+
+def test_shipped_multihost_example_loads() -> None:
+    config = load(MYPRODUCT / "deploy.multihost.toml.example", MYPRODUCT)
+    assert [h.name for h in config.hosts] == ["front", "api1", "api2"]
+    assert [w.address for w in config.workers(config.host("api2"))] == [
+        "10.0.0.12:8001",
+        "10.0.0.12:8002",
+    ]
+    reports = next(p for p in config.pools if p.name == "reports")
+    assert reports.targets == ("v0/reports",)
+
+
+@pytest.mark.parametrize("name", ["shop", "my_api"])
+def test_new_product_gets_a_working_deploy_toml(tmp_path: Path, name: str) -> None:
+    folder = create(name, tmp_path, template=MYPRODUCT)
+    config = load(folder / "deploy.toml")
+    assert config.product == name and config.user == name
+    assert config.root == f"/opt/{name}"
+    assert [w.program for w in config.all_workers()] == [f"{name}-api-8001", f"{name}-api-8002"]
+    example = load(folder / "deploy.multihost.toml.example", folder)
+    assert example.product == name
+
+
+def test_three_hosts_bind_private_addresses_and_route() -> None:
+    config = parsed(THREE_HOSTS)
+    assert [w.address for w in config.workers(config.host("b"))] == [
+        "10.0.0.12:9000",
+        "10.0.0.12:9001",
+        "10.0.0.12:9002",
+    ]
+    assert config.workers(config.host("front")) == []
+    assert config.select(["root@203.0.113.12:2222"]) == [config.host("b")]
+    assert config.select([]) == list(config.hosts)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ONE_HOST + "workers = 'x'\n",
+            "deploy.toml: hosts.web1.workers: expected a positive integer up to 256, got 'x'",
+        ),
+        (ONE_HOST + "wokers = 2\n", "deploy.toml: hosts.web1.wokers: unknown key"),
+        ("colour = 1\n" + ONE_HOST, "deploy.toml: colour: unknown key"),
+        (ONE_HOST.replace('"myproduct"', '"x; rm -rf /"'), "deploy.toml: product: expected"),
+        (ONE_HOST.replace('"myproduct"', '"shop"'), "expected the product folder's name"),
+        (ONE_HOST.replace("[hosts.web1]", '[hosts."web1;ls"]'), "hosts.web1;ls: expected"),
+        (ONE_HOST.replace("root@203.0.113.10", "root@host;reboot"), "hosts.web1.ssh: expected"),
+        (ONE_HOST.replace("root@203.0.113.10", "root@host:99999"), "hosts.web1.ssh: expected"),
+        (ONE_HOST.replace('"api"]', '"api", "db"]'), "hosts.web1.roles: expected a list of roles"),
+        (ONE_HOST.replace('"api.example.com"', '"a b"'), "server_names: expected"),
+        (ONE_HOST.replace('"api.example.com"', '"a;b"'), "server_names: expected"),
+        (ONE_HOST + "first_port = 80\n", "hosts.web1.first_port: expected an integer from 1024"),
+        (ONE_HOST + "[nginx]\nlisten = 'eighty'\n", "nginx.listen: expected"),
+        (
+            ONE_HOST + "[nginx]\nlisten = '127.0.0.1:8001'\n",
+            "hosts.web1.first_port: expected worker ports apart from nginx.listen",
+        ),
+        (ONE_HOST + "[api]\nmax_body = '1X'\n", "api.max_body: expected a size"),
+        (ONE_HOST + "[api]\ndrain_timeout = 3\n", "api.drain_timeout: expected more than 5s"),
+        (ONE_HOST + "[api]\ndrain_timeout = true\n", "api.drain_timeout: expected a positive"),
+        (ONE_HOST + "[environment]\n'A-B' = 'x'\n", "environment.A-B: expected a variable name"),
+        (ONE_HOST + '[environment]\nA = "x\\ny"\n', "environment.A: expected a one-line"),
+        (ONE_HOST + "[environment]\nAPIPHANT_RELEASE = 'x'\n", "set by the deploy"),
+        ("keep_releases = 0\n" + ONE_HOST, "keep_releases: expected a positive integer"),
+        ("python = 'python3'\n" + ONE_HOST, "python: expected an absolute path"),
+        (ONE_HOST.replace('roles = ["nginx", "api"]', "roles = []"), "hosts.web1.roles"),
+        ('product = "myproduct"\nserver_names = ["a.b"]\n', "hosts: missing"),
+        (ONE_HOST.replace("server_names", "#"), "server_names: missing"),
+        (
+            THREE_HOSTS.replace('private_address = "10.0.0.11"\n', ""),
+            "hosts.a.private_address: missing, expected the address nginx on front reaches",
+        ),
+        (THREE_HOSTS.replace('"v0/reports"', '"reports; ls"'), "pools.reports.targets: expected"),
+        (THREE_HOSTS.replace('hosts = ["b"]', 'hosts = ["front"]'), "pools.reports.hosts"),
+        (
+            THREE_HOSTS.replace('targets = ["v0/reports", "v1"]', ""),
+            "pools: expected exactly one pool without targets",
+        ),
+        (
+            THREE_HOSTS.replace('hosts = ["b"]', 'hosts = ["a"]'),
+            "hosts.b: has the api role but is in no pool",
+        ),
+        (THREE_HOSTS.replace('"root@203.0.113.11"', '"root@203.0.113.10"'), "used by two hosts"),
+        (ONE_HOST.replace('["nginx", "api"]', '["api"]'), "hosts: no host has the nginx role"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(change: str, expected: str) -> None:
+    assert expected in error_of(change)
+
+
+def test_background_runs_on_one_host_only(tmp_path: Path) -> None:
+    product = tmp_path / "myproduct"
+    (product / "api").mkdir(parents=True)
+    text = THREE_HOSTS.replace('roles = ["api"]', 'roles = ["api", "background"]')
+    message = error_of(text, product)
+    assert "hosts.b.roles: background runs on exactly one host, already on a" in message
+    once = THREE_HOSTS.replace('roles = ["api"]\n', 'roles = ["api", "background"]\n', 1)
+    assert "background needs myproduct/api/background.py" in error_of(once, product)
+    (product / "api" / "background.py").write_text("")
+    assert parsed(once, product).background_host().name == "a"
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.toml"
+    path.write_text("product = \n")
+    with pytest.raises(ConfigError, match=r"^deploy.toml: not valid TOML: "):
+        load(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "nothing.toml")
+
+
+def test_secrets_are_checked_and_never_quoted_in_errors(tmp_path: Path) -> None:
+    secrets = tmp_path / "x.secrets.env"
+    config = parsed(f'secrets = "{secrets}"\n' + ONE_HOST)
+    with pytest.raises(ConfigError, match="secrets: expected a KEY=value file"):
+        check_secrets(config)
+    for content, expected in [
+        ("SENTRY_DSN=https://k@o.example/1\n# comment\n\nEMPTY=\n", None),
+        ("not a pair hunter2\n", "line 1: expected NAME=value"),
+        ("A=1\nBAD-KEY=hunter2\n", "line 2: expected NAME=value"),
+        ('TOKEN="hunter2"\n', "line 1: TOKEN: the value is quoted"),
+        ("APIPHANT_RELEASE=hunter2\n", "line 1: APIPHANT_RELEASE is set by the deploy"),
+    ]:
+        secrets.write_text(content)
+        if expected is None:
+            check_secrets(config)
+            continue
+        with pytest.raises(ConfigError) as caught:
+            check_secrets(config)
+        assert expected in str(caught.value)
+        assert "hunter2" not in str(caught.value)
+
+
+def test_relative_secrets_path_is_next_to_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.toml"
+    path.write_text('secrets = "../s.secrets.env"\n' + ONE_HOST)
+    config = load(path, MYPRODUCT)
+    assert config.secrets == tmp_path / ".." / "s.secrets.env"

@@ -1,0 +1,207 @@
+"""The deploy as steps, built from config alone, and the `fab` command line around it."""
+
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from apiphant.deploy import plan, render
+from apiphant.deploy.argv import flag_names, hosts_as_flags
+from apiphant.deploy.config import load, parse
+from tests.deploy_helpers import CHECKOUT, fab
+from tests.test_deploy_config import THREE_HOSTS
+
+MYPRODUCT = CHECKOUT / "myproduct"
+RELEASE = "20260102030405"
+WHEEL = "apiphant-1.0.0-py3-none-any.whl"
+
+
+def deploy_plan(config, hosts=None) -> plan.Plan:
+    hosts = hosts or list(config.hosts)
+    rendered = render.render_all(config, hosts, RELEASE, WHEEL)
+    tarball = Path("/tmp/myproduct.tar.gz")
+    return plan.deploy_plan(config, hosts, RELEASE, tarball, rendered, "me@here since now")
+
+
+def one_host():
+    return load(MYPRODUCT / "deploy.toml")
+
+
+def three_hosts():
+    return parse(tomllib.loads(THREE_HOSTS), Path("deploy.toml"), MYPRODUCT)
+
+
+def index(steps: list[plan.Step], text: str) -> int:
+    return next(i for i, s in enumerate(steps) if text in s.why)
+
+
+def test_phases_in_order_and_validation_before_the_switch() -> None:
+    the_plan = deploy_plan(one_host())
+    steps = the_plan.steps()
+    assert steps[0].kind == "lock" and "deploy.lock" in steps[-1].command
+    switch = next(i for i, s in enumerate(steps) if s.switch)
+    for check in ("check: Supervisor", "check: nginx -t", "check: logrotate", "virtualenv"):
+        assert index(steps, check) < switch
+    assert switch < index(steps, "link configs") < index(steps, "restart myproduct-api-8001")
+    assert index(steps, "restart myproduct-api-8001") < index(steps, "restart myproduct-api-8002")
+    assert index(steps, "restart myproduct-api-8002") < index(steps, "smoke test")
+    assert index(steps, "smoke test") < index(steps, "mark release") < index(steps, "keep the 5")
+    assert all(not s.switch for s in the_plan.prepare)
+    uploads = [s.upload.remote for s in the_plan.prepare if s.upload]
+    assert f"/opt/myproduct/releases/{RELEASE}/config/nginx.conf" in uploads
+    assert not any(u.startswith("/etc/") for u in uploads), "nothing live before the switch"
+
+
+def test_workers_restart_one_at_a_time_out_of_nginx() -> None:
+    steps = deploy_plan(one_host()).activate
+    whys = [s.why for s in steps]
+    start = whys.index("nginx: stop sending to myproduct-api-8001 before it restarts")
+    assert whys[start : start + 4] == [
+        "nginx: stop sending to myproduct-api-8001 before it restarts",
+        f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}",
+        "nginx: stop sending to myproduct-api-8002 before it restarts",
+        f"restart myproduct-api-8002; wait for /health to answer release {RELEASE}",
+    ]
+    assert whys[start + 4] == "nginx: every worker back in"
+    for step in steps:
+        # Never a whole-group restart, never an update of every program on the host.
+        assert "supervisorctl restart all" not in step.command
+        assert "supervisorctl update;" not in step.command
+    restart = steps[
+        whys.index(f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}")
+    ]
+    assert "supervisorctl restart myproduct-api-8001" in restart.command
+    assert "http://127.0.0.1:8001/health" in restart.command
+
+
+def test_three_hosts_backends_first_and_marked_down_on_the_front() -> None:
+    config = three_hosts()
+    the_plan = deploy_plan(config)
+    switches = [s.host for s in the_plan.activate if s.switch]
+    assert switches == ["a", "b", "front"]
+    marks = [s for s in the_plan.activate if s.why.startswith("nginx: stop sending")]
+    # Pool main has one worker on a (2 workers: markable); b has three.
+    assert {s.host for s in marks} == {"front"}
+    assert [s.why.split()[4] for s in marks] == [
+        "myproduct-api-8001",
+        "myproduct-api-8002",
+        "myproduct-api-9000",
+        "myproduct-api-9001",
+        "myproduct-api-9002",
+    ]
+    assert [s.host for s in the_plan.verify] == ["front"]
+    assert "http://127.0.0.1:80" in the_plan.verify[0].command
+    # Deploying only the backends: no front to mark down, the smoke test goes to the workers.
+    partial = deploy_plan(config, [config.host("b")])
+    assert not any(s.why.startswith("nginx:") for s in partial.activate)
+    assert "http://10.0.0.12:9000" in partial.verify[0].command
+
+
+def test_single_worker_is_not_marked_down() -> None:
+    config = parse(
+        tomllib.loads(THREE_HOSTS.replace("workers = 3", "workers = 1")), Path("x.toml"), MYPRODUCT
+    )
+    marks = [s.why for s in deploy_plan(config).activate if s.why.startswith("nginx: stop")]
+    assert not any("9000" in why for why in marks), "marking the only worker down is an outage"
+
+
+def test_every_command_is_valid_shell() -> None:
+    config = three_hosts()
+    the_plan = deploy_plan(config)
+    back = plan.rollback_plan(
+        config, list(config.hosts), {h.name: "<previous>" for h in config.hosts}
+    )
+    for step in the_plan.steps() + back.steps():
+        if step.command:
+            checked = subprocess.run(["bash", "-n", "-c", step.command], capture_output=True)
+            assert checked.returncode == 0, (step.why, checked.stderr)
+
+
+def test_secrets_upload_is_private_and_only_where_programs_run(tmp_path: Path) -> None:
+    secrets = tmp_path / "s.secrets.env"
+    secrets.write_text("TOKEN=hunter2\n")
+    text = THREE_HOSTS.replace(
+        'server_names = ["api.example.com"]', f'server_names = ["a.b"]\nsecrets = "{secrets}"'
+    )
+    config = parse(tomllib.loads(text), Path("deploy.toml"), MYPRODUCT)
+    uploads = [s for s in deploy_plan(config).prepare if s.upload and s.upload.secret]
+    assert [s.host for s in uploads] == ["a", "b"]
+    for step in uploads:
+        assert step.upload.mode == 0o600 and step.upload.owner == "myproduct"
+        assert step.upload.remote == "/opt/myproduct/shared/secrets.env"
+        assert step.upload.content is None and step.upload.local == secrets
+
+
+def test_rollback_plan_restores_the_previous_release() -> None:
+    config = one_host()
+    back = plan.rollback_plan(config, list(config.hosts), {"web1": "20250101000000"})
+    assert not back.lock and not back.prepare
+    assert back.activate[0].switch
+    assert (
+        "/opt/myproduct/releases/20250101000000 /opt/myproduct/current.new"
+        in back.activate[0].command
+    )
+    assert any('"release": "20250101000000"' in s.command for s in back.activate)
+    assert "releases/20250101000000/test.sh" in back.verify[0].command
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        (["deploy", "--product=x", "web1"], ["deploy", "--product=x", "--host", "web1"]),
+        (
+            ["deploy", "--product", "x", "web1", "web2", "--dry-run"],
+            ["deploy", "--product", "x", "--host", "web1", "--host", "web2", "--dry-run"],
+        ),
+        (["deploy", "--product=x"], ["deploy", "--product=x"]),
+        (
+            ["logs", "--lines", "5", "web1", "-i", "k"],
+            ["logs", "--lines", "5", "--host", "web1", "-i", "k"],
+        ),
+        (["render", "a", "status", "b"], ["render", "--host", "a", "status", "--host", "b"]),
+        (["deploy", "--", "web1"], ["deploy", "--", "web1"]),
+        (["nothing", "web1"], ["nothing", "web1"]),
+    ],
+)
+def test_hosts_as_positional_arguments(tokens: list[str], expected: list[str]) -> None:
+    tasks = {
+        name: flag_names(["product", "host", "config", "out", "lines", "release"])
+        for name in ("deploy", "render", "status", "logs")
+    }
+    assert hosts_as_flags(tokens, tasks, flag_names(["i", "identity"])) == expected
+
+
+def test_dry_run_prints_everything_and_connects_to_nothing(tmp_path: Path) -> None:
+    secrets = tmp_path / "x.secrets.env"
+    secrets.write_text("SENTRY_DSN=https://hunter2@o.example/1\n")
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        (MYPRODUCT / "deploy.toml")
+        .read_text()
+        .replace('# secrets = "~/.config/apiphant/myproduct.secrets.env"', f'secrets = "{secrets}"')
+    )
+    # 203.0.113.10 is TEST-NET-3: a connection attempt would hang, not answer.
+    done = fab(
+        "deploy", "--product=myproduct", "--config", str(config), "--dry-run", "web1", timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "hunter2" not in out + done.stderr
+    assert "upload secrets" in out and "(content not shown)" in out
+    assert "-> /opt/myproduct/shared/secrets.env (mode 0600, owner myproduct)" in out
+    for text in (
+        "==> lock",
+        "==> prepare",
+        "==> activate",
+        "==> verify",
+        "==> finish",
+        "==> unlock",
+        "nginx -t -q -c",
+        "supervisorctl restart myproduct-api-8001",
+        "on a failure after the switch: rollback",
+        "make release <previous> current",
+        "dry run: nothing was run",
+    ):
+        assert text in out, text
+    assert "local $ " in out and "pip wheel --no-deps" in out

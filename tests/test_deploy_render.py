@@ -1,0 +1,237 @@
+"""Rendered files: what they say, and that the real tools accept them.
+
+nginx -t runs on the rendered site wrapped in a minimal nginx.conf,
+Supervisor's own parser reads the programs, logrotate -d the rotation;
+all without connecting anywhere.
+"""
+
+import os
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from apiphant.app import DEFAULT_MAX_BODY
+from apiphant.deploy import commands, render
+from apiphant.deploy.config import load, parse
+from tests.deploy_helpers import CHECKOUT
+from tests.test_deploy_config import THREE_HOSTS
+
+MYPRODUCT = CHECKOUT / "myproduct"
+RELEASE = "20260102030405"
+WHEEL = "apiphant-1.0.0-py3-none-any.whl"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def one_host() -> render.HostFiles:
+    config = load(MYPRODUCT / "deploy.toml")
+    return render.render_host(config, config.hosts[0], RELEASE, WHEEL)
+
+
+def three_hosts() -> dict[str, render.HostFiles]:
+    config = parse(tomllib.loads(THREE_HOSTS), Path("deploy.toml"), MYPRODUCT)
+    return render.render_all(config, config.hosts, RELEASE, WHEEL)
+
+
+def test_one_host_files_and_links() -> None:
+    files = one_host()
+    assert set(files.files) == {
+        "apt.txt",
+        "requirements.txt",
+        "environment",
+        "logrotate",
+        "supervisor.conf",
+        "run",
+        "nginx.conf",
+    }
+    assert files.links == {
+        "logrotate": "/etc/logrotate.d/myproduct",
+        "supervisor.conf": "/etc/supervisor/conf.d/myproduct.conf",
+        "nginx.conf": "/etc/nginx/sites-enabled/myproduct.conf",
+    }
+    assert files.mode("run") == 0o755 and files.mode("nginx.conf") == 0o644
+    assert set(files.apt) >= {"nginx", "supervisor", "python3-venv", "curl", "logrotate"}
+
+
+def test_nginx_site_says_what_the_issue_asks() -> None:
+    site = one_host().files["nginx.conf"]
+    assert f"client_max_body_size {DEFAULT_MAX_BODY};" in site
+    assert "server_tokens off;" in site
+    assert "proxy_http_version 1.1;" in site
+    assert 'proxy_set_header Connection "";' in site
+    assert "upstream myproduct_default {" in site and "keepalive 32;" in site
+    assert "server 127.0.0.1:8001 max_fails=1 fail_timeout=5s;  # web1 myproduct-api-8001" in site
+    assert "proxy_read_timeout 60s;" in site and "proxy_connect_timeout 2s;" in site
+    assert "access_log /var/log/myproduct/nginx-access.log myproduct_apiphant;" in site
+    # Retries: a refused connection always; a request already sent only for /read.
+    assert site.count("proxy_next_upstream error timeout;") == 1
+    assert "location ~ ^/api/v[0-9]+/.+/read$ {" in site
+    assert site.count("proxy_next_upstream error timeout non_idempotent;") == 1
+    assert "server_name api.example.com localhost 127.0.0.1;" in site
+
+
+def test_supervisor_programs_say_what_the_issue_asks() -> None:
+    conf = one_host().files["supervisor.conf"]
+    assert "[group:" not in conf  # each program its own group: update restarts one at a time
+    for port in (8001, 8002):
+        assert f"[program:myproduct-api-{port}]" in conf
+        assert (
+            f"command=/opt/myproduct/current/config/run apiphant myproduct 127.0.0.1:{port} "
+            f"--max-body {DEFAULT_MAX_BODY} " in conf
+        )
+    for line in (
+        "user=myproduct",
+        "directory=/opt/myproduct/current",
+        "autorestart=true",
+        "stopsignal=TERM",
+        "stopwaitsecs=15",  # above --drain-timeout 10
+        "stdout_logfile=/var/log/myproduct/myproduct-api-8001.log",
+        'environment=HOME="/opt/myproduct",USER="myproduct"',
+    ):
+        assert line in conf
+    assert "--drain-timeout 10 --drain-idle-grace 5" in conf
+    assert RELEASE not in conf, "the Supervisor config must not change from release to release"
+
+
+def test_release_specific_files() -> None:
+    files = one_host().files
+    assert f"/opt/myproduct/releases/{RELEASE}/wheels/{WHEEL}\n" in files["requirements.txt"]
+    assert "APIPHANT_LOG_LEVEL=INFO\nSENTRY_ENVIRONMENT=production\n" in files["environment"]
+    for name in ("nginx.conf", "supervisor.conf", "logrotate", "run"):
+        assert RELEASE not in files[name]
+    assert "kill -USR2" in files["logrotate"] and "kill -USR1" in files["logrotate"]
+
+
+def test_templates_fail_on_unknown_names(tmp_path: Path) -> None:
+    (tmp_path / "x.j2").write_text("{{ product }} {{ prodcut }}")
+    env = render.environment(tmp_path)
+    with pytest.raises(jinja2.UndefinedError):
+        env.get_template("x.j2").render(product="p")
+
+
+def test_product_requirements_are_installed(tmp_path: Path) -> None:
+    product = tmp_path / "myproduct"
+    shutil.copytree(MYPRODUCT, product, ignore=shutil.ignore_patterns("__pycache__"))
+    (product / "requirements.txt").write_text("# ours\nrequests-toolbelt>=1.0  # uploads\n\n")
+    config = load(product / "deploy.toml")
+    text = render.render_host(config, config.hosts[0], RELEASE, WHEEL).files["requirements.txt"]
+    assert text.splitlines()[-1] == "requests-toolbelt>=1.0"
+
+
+def test_the_run_launcher_loads_environment_and_secrets(tmp_path: Path) -> None:
+    """config/run, with its paths pointed into a temporary folder, starts a program with the
+    clear environment, the secrets taken literally, and the release id."""
+    files = one_host().files
+    root = tmp_path / "opt"
+    release = root / "releases" / RELEASE
+    (release / "config").mkdir(parents=True)
+    (release / "venv" / "bin").mkdir(parents=True)
+    (release / "config" / "environment").write_text(files["environment"])
+    (root / "shared").mkdir()
+    (root / "shared" / "secrets.env").write_text("TOKEN=a b $(echo no) 'x'\n# c\n\nLAST=1")
+    (root / "current").symlink_to(release)
+    probe = release / "venv" / "bin" / "probe"
+    probe.write_text('#!/bin/sh\necho "$TOKEN|$LAST|$APIPHANT_LOG_LEVEL|$APIPHANT_RELEASE|$*"\n')
+    probe.chmod(0o755)
+    run = tmp_path / "run"
+    run.write_text(files["run"].replace("/opt/myproduct", str(root)))
+    done = subprocess.run(["sh", str(run), "probe", "--x", "y z"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"a b $(echo no) 'x'|1|INFO|{RELEASE}|--x y z\n"
+
+
+def _nginx_t(tmp_path: Path, site: str) -> subprocess.CompletedProcess:
+    """nginx -t on a site file inside a minimal nginx.conf (a lone site cannot be tested)."""
+    (tmp_path / "site.conf").write_text(site)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{ include {tmp_path}/site.conf; }}\n"
+    )
+    return subprocess.run(
+        [
+            NGINX,
+            "-t",
+            "-q",
+            "-p",
+            str(tmp_path),
+            "-e",
+            str(tmp_path / "error.log"),
+            "-c",
+            str(conf),
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+needs_nginx = pytest.mark.skipif(not os.path.exists(NGINX), reason="needs nginx")
+
+
+@needs_nginx
+def test_nginx_accepts_the_sites_and_the_marked_down_copies(tmp_path: Path) -> None:
+    sites = {"web1": one_host().files["nginx.conf"]}
+    sites.update({"front": three_hosts()["front"].files["nginx.conf"]})
+    for name, site in sites.items():
+        site = site.replace("/var/log/myproduct/", f"{tmp_path}/")
+        checked = _nginx_t(tmp_path, site)
+        assert checked.returncode == 0, f"{name}: {checked.stderr}"
+    # The copy the rolling restart links: exactly one server line marked down, still valid.
+    source = tmp_path / "release.conf"
+    source.write_text(sites["front"].replace("/var/log/myproduct/", f"{tmp_path}/"))
+    destination = tmp_path / "live.conf"
+    command = commands.mark_down(str(source), str(destination), "b", "myproduct-api-9001")
+    command = command.split("; if grep")[0]  # the sed part; the rest reloads nginx
+    subprocess.run(command.replace(".live.conf.new", "live.conf"), shell=True, check=True)
+    marked = destination.read_text()
+    down = [line for line in marked.splitlines() if " down;" in line]
+    assert down == [
+        "    server 10.0.0.12:9001 max_fails=1 fail_timeout=5s down;  # b myproduct-api-9001"
+    ]
+    assert _nginx_t(tmp_path, marked).returncode == 0
+
+
+def test_supervisor_parser_accepts_the_programs(tmp_path: Path) -> None:
+    python = commands.SUPERVISOR_PYTHON
+    if subprocess.run([python, "-c", "import supervisor"], capture_output=True).returncode:
+        pytest.skip("needs Debian's supervisor")
+    for name, files in {"web1": one_host(), **three_hosts()}.items():
+        if "supervisor.conf" not in files.files:
+            continue
+        # Supervisor checks that the user and the log folder exist: the deploy makes both
+        # before its own check.
+        text = files.files["supervisor.conf"].replace("user=myproduct", "user=nobody")
+        text = text.replace("/var/log/myproduct/", f"{tmp_path}/")
+        (tmp_path / f"{name}.conf").write_text(text)
+        main = tmp_path / "supervisord.conf"
+        main.write_text(f"[supervisord]\n[include]\nfiles = {tmp_path}/{name}.conf\n")
+        code = (
+            "import sys; from supervisor.options import ServerOptions; o = ServerOptions(); "
+            "o.realize(['-c', sys.argv[1]]); "
+            "print(' '.join(sorted(g.name for g in o.process_group_configs)))"
+        )
+        done = subprocess.run([python, "-c", code, str(main)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        expected = {
+            "web1": "myproduct-api-8001 myproduct-api-8002",
+            "a": "myproduct-api-8001 myproduct-api-8002",
+            "b": "myproduct-api-9000 myproduct-api-9001 myproduct-api-9002",
+        }
+        assert done.stdout.strip() == expected[name]
+
+
+@pytest.mark.skipif(not shutil.which("logrotate"), reason="needs logrotate")
+def test_logrotate_accepts_the_rotation(tmp_path: Path) -> None:
+    conf = tmp_path / "myproduct"
+    conf.write_text(one_host().files["logrotate"])
+    done = subprocess.run(
+        ["logrotate", "-d", "-s", str(tmp_path / "state"), str(conf)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rotating pattern: /var/log/myproduct/*.log" in done.stderr

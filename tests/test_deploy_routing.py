@@ -1,0 +1,175 @@
+"""Routing across hosts, with real nginx: a three-host config rendered by `fab render`,
+its front's site served by nginx on 127.0.0.1, its two pools by apiphant workers on
+127.0.0.2 and 127.0.0.3 bound as their own hosts' Supervisor configs say.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.deploy_helpers import fab, free_port, port_open, stop_process
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+PRODUCT = "routedprod"
+LOGS = Path(f"/var/log/{PRODUCT}")
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(NGINX) or os.geteuid() != 0, reason="needs nginx, as root (logs in /var/log)"
+)
+
+HANDLER = """
+import os
+
+
+def read(request):
+    return {"pool": os.environ["POOL"], "target": __name__.rsplit(".", 1)[-1]}
+
+
+def create(request):
+    return read(request)
+"""
+
+
+def make_product(folder: Path, front: int, port_a: int, port_b: int) -> Path:
+    product = folder / PRODUCT
+    for part in ("", "api", "api/v0"):
+        (product / part).mkdir(parents=True, exist_ok=True)
+        (product / part / "__init__.py").write_text("")
+    for target in ("echo", "reports", "sales"):
+        (product / "api" / "v0" / f"{target}.py").write_text(HANDLER)
+    (product / "deploy.toml").write_text(
+        textwrap.dedent(
+            f"""
+            product = "{PRODUCT}"
+            server_names = ["api.example.com"]
+
+            [api]
+            max_body = "64K"
+
+            [nginx]
+            listen = "127.0.0.1:{front}"
+
+            [hosts.front]
+            ssh = "root@front.example.com"
+            roles = ["nginx"]
+
+            [hosts.a]
+            ssh = "root@a.example.com"
+            private_address = "127.0.0.2"
+            roles = ["api"]
+            workers = 1
+            first_port = {port_a}
+
+            [hosts.b]
+            ssh = "root@b.example.com"
+            private_address = "127.0.0.3"
+            roles = ["api"]
+            workers = 1
+            first_port = {port_b}
+
+            [pools.a]
+            hosts = ["a"]
+
+            [pools.b]
+            hosts = ["b"]
+            targets = ["v0/reports"]
+            """
+        )
+    )
+    return product
+
+
+def post(url: str, body: bytes = b"{}") -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+def wait_for(host: str, port: int, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not port_open(host, port):
+        assert proc.poll() is None, f"{what} exited"
+        assert time.monotonic() < deadline, f"{what} did not listen on {host}:{port}"
+        time.sleep(0.05)
+
+
+def test_targets_are_routed_to_their_pools(tmp_path: Path) -> None:
+    front, port_a, port_b = free_port(), free_port("127.0.0.2"), free_port("127.0.0.3")
+    product = make_product(tmp_path, front, port_a, port_b)
+    out = tmp_path / "rendered"
+    rendered = fab("render", f"--product={product}", "--out", str(out))
+    assert rendered.returncode == 0, rendered.stdout
+
+    # Each backend host binds its private address, as its own Supervisor config says.
+    for host, address in (("a", f"127.0.0.2:{port_a}"), ("b", f"127.0.0.3:{port_b}")):
+        supervisor = (out / host / "supervisor.conf").read_text()
+        assert f" {PRODUCT} {address} --max-body 65536 " in supervisor
+    site = (out / "front" / "nginx.conf").read_text()
+    assert "client_max_body_size 65536;" in site
+    assert not (out / "front" / "supervisor.conf").exists()
+
+    procs: list[subprocess.Popen] = []
+    made_logs = not LOGS.exists()
+    LOGS.mkdir(exist_ok=True)
+    try:
+        for pool, host, port in (("A", "127.0.0.2", port_a), ("B", "127.0.0.3", port_b)):
+            log = (tmp_path / f"worker-{pool}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "apiphant", str(product), f"{host}:{port}"],
+                    env=dict(os.environ, POOL=pool),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            wait_for(host, port, procs[-1], f"worker {pool}")
+
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(
+            f"daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+            "worker_processes 1;\nevents { worker_connections 128; }\n"
+            f"http {{\n  client_body_temp_path {tmp_path}/body;\n"
+            f"  proxy_temp_path {tmp_path}/proxy;\n"
+            f"  include {out}/front/nginx.conf;\n}}\n"
+        )
+        nginx = [NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)]
+        checked = subprocess.run([*nginx, "-t", "-q"], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        procs.append(subprocess.Popen(nginx, stderr=subprocess.DEVNULL))
+        wait_for("127.0.0.1", front, procs[-1], "nginx")
+
+        url = f"http://127.0.0.1:{front}"
+        assert post(f"{url}/api/v0/echo/read") == (200, {"pool": "A", "target": "echo"})
+        assert post(f"{url}/api/v0/reports/read") == (200, {"pool": "B", "target": "reports"})
+        assert post(f"{url}/api/v0/reports/create") == (200, {"pool": "B", "target": "reports"})
+        assert post(f"{url}/api/v0/sales/read") == (200, {"pool": "A", "target": "sales"})
+        status, body = post(f"{url}/health")
+        assert status == 200 and body["product"] == PRODUCT  # everything else: the default pool
+        # The app's body limit is Nginx's: larger gets 413 before any worker sees it.
+        assert post(f"{url}/api/v0/echo/read", b"x" * (64 * 1024 + 1))[0] == 413
+
+        access = (LOGS / "nginx-access.log").read_text()
+        assert re.search(
+            rf'"POST /api/v0/reports/read HTTP/1.1" 200 \d+ \S+ 127.0.0.3:{port_b}', access
+        )
+        assert re.search(
+            rf'"POST /api/v0/echo/read HTTP/1.1" 200 \d+ \S+ 127.0.0.2:{port_a}', access
+        )
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+        if made_logs:
+            shutil.rmtree(LOGS, ignore_errors=True)
