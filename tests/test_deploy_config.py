@@ -66,7 +66,9 @@ def test_shipped_one_host_example_loads() -> None:
     config = load(MYPRODUCT / "deploy.toml")
     assert config.product == "myproduct"
     (web1,) = config.hosts
-    assert web1.roles == ("nginx", "api")
+    assert web1.roles == ("nginx", "api", "background")
+    assert config.background_host() == web1
+    assert config.programs(web1)[-1] == "myproduct-background"
     assert [w.address for w in config.workers(web1)] == ["127.0.0.1:8001", "127.0.0.1:8002"]
     assert config.pools[0].is_default and config.pools[0].hosts == ("web1",)
     assert config.keep_releases == 5

@@ -173,8 +173,11 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     assert [name for name, state in state["programs"]] == [
         f"{PRODUCT}-api-{host.first_port}",
         f"{PRODUCT}-api-{host.first_port + 1}",
+        f"{PRODUCT}-background",
     ]
     assert all(s == "RUNNING" for _, s in state["programs"])
+    runner = run(f"supervisorctl pid {PRODUCT}-background").stdout.strip()
+    assert f"APIPHANT_RELEASE={r1}".encode() in Path(f"/proc/{runner}/environ").read_bytes()
 
     # 2. A broken release: the smoke test fails after the switch, the rollback is automatic.
     broken = host.fab("deploy", "web1", product=str(broken_copy(host.folder)))

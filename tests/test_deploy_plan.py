@@ -63,7 +63,10 @@ def test_workers_restart_one_at_a_time_out_of_nginx() -> None:
         "nginx: stop sending to myproduct-api-8002 before it restarts",
         f"restart myproduct-api-8002; wait for /health to answer release {RELEASE}",
     ]
-    assert whys[start + 4] == "nginx: every worker back in"
+    assert whys[start + 4 : start + 6] == [
+        "nginx: every worker back in",
+        "restart myproduct-background",
+    ]
     for step in steps:
         # Never a whole-group restart, never an update of every program on the host.
         assert "supervisorctl restart all" not in step.command

@@ -93,6 +93,11 @@ def test_supervisor_programs_say_what_the_issue_asks() -> None:
     ):
         assert line in conf
     assert "--drain-timeout 10 --drain-idle-grace 5" in conf
+    assert "[program:myproduct-background]" in conf
+    assert (
+        "command=/opt/myproduct/current/config/run apiphant-background myproduct --stop-timeout 10"
+        in conf
+    )
     assert RELEASE not in conf, "the Supervisor config must not change from release to release"
 
 
@@ -217,7 +222,7 @@ def test_supervisor_parser_accepts_the_programs(tmp_path: Path) -> None:
         done = subprocess.run([python, "-c", code, str(main)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         expected = {
-            "web1": "myproduct-api-8001 myproduct-api-8002",
+            "web1": "myproduct-api-8001 myproduct-api-8002 myproduct-background",
             "a": "myproduct-api-8001 myproduct-api-8002",
             "b": "myproduct-api-9000 myproduct-api-9001 myproduct-api-9002",
         }

@@ -276,18 +276,6 @@ def rolling_restart(
                     ),
                 )
             )
-    runner = config.background_host()
-    if runner is not None and runner.name in chosen:
-        program = config.background_program
-        steps.append(
-            Step(
-                runner.name,
-                f"restart {program}",
-                commands.restart_background(
-                    program, releases[runner.name], f"{config.logs}/{program}.log"
-                ),
-            )
-        )
     for front in marked:
         current = Paths(config.root, "").current
         steps.append(
@@ -297,6 +285,18 @@ def rolling_restart(
                 commands.join(
                     commands.link({"nginx.conf": _site(config)}, [], current),
                     commands.nginx_reload(),
+                ),
+            )
+        )
+    runner = config.background_host()
+    if runner is not None and runner.name in chosen:
+        program = config.background_program
+        steps.append(
+            Step(
+                runner.name,
+                f"restart {program}",
+                commands.restart_background(
+                    program, releases[runner.name], f"{config.logs}/{program}.log"
                 ),
             )
         )
