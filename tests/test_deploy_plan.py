@@ -208,3 +208,34 @@ def test_dry_run_prints_everything_and_connects_to_nothing(tmp_path: Path) -> No
     ):
         assert text in out, text
     assert "local $ " in out and "pip wheel --no-deps" in out
+
+
+def test_rollback_dry_run_names_its_target_and_connects_to_nothing() -> None:
+    done = fab("rollback", "--product=myproduct", "--dry-run", "web1", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "make release <previous> current" in done.stdout
+    assert "==> lock" in done.stdout and "==> unlock" in done.stdout
+    named = fab("rollback", "--product=myproduct", "--release", "2026", "--dry-run", timeout=60)
+    assert "error: --release: expected a release id like 20250102030405, got '2026'" in named.stdout
+
+
+@pytest.mark.parametrize(
+    ("programs", "status", "updated"),
+    [
+        (["p-api-1"], "p-api-3 RUNNING\nother RUNNING\n", "update p-api-1 p-api-3"),
+        ([], "other RUNNING\n", ""),  # never a bare `supervisorctl update`: it touches all
+    ],
+)
+def test_supervisor_sync_updates_only_the_products_programs(programs, status, updated) -> None:
+    from apiphant.deploy import commands
+
+    fake = (
+        "supervisorctl() { case $1 in pid) echo 1 ;; "
+        f'status) printf {status!r} ;; update) echo "$*" ;; esac; }}; '
+    )
+    done = subprocess.run(
+        ["bash", "-c", fake + commands.supervisor_sync("p", programs)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip() == updated

@@ -263,14 +263,16 @@ def restart_background(program: str, release: str, log: str) -> str:
 
 
 def supervisor_sync(product: str, programs: Iterable[str]) -> str:
-    """Add and remove the product's programs to match the config (workers added or gone);
-    other products' programs are left alone."""
+    """Add and remove the product's programs to match the config (workers added or gone).
+    Only the product's own names are given: a bare ``supervisorctl update`` would apply
+    every pending change of every program on the host."""
     names = " ".join(q(p) for p in programs)
     pattern = f"^{product}-(api-[0-9]+|background)$"
     return (
         "if supervisorctl pid >/dev/null 2>&1; then "
-        f"supervisorctl update {names} $(supervisorctl status 2>/dev/null | awk '{{print $1}}' "
-        f"| grep -E {q(pattern)}); fi; true"
+        f"names=$(printf '%s\\n' {names} $(supervisorctl status 2>/dev/null | awk '{{print $1}}' "
+        f"| grep -E {q(pattern)}) | sort -u | tr '\\n' ' '); "
+        'if [ -n "${names% }" ]; then supervisorctl update $names; fi; fi; true'
     )
 
 

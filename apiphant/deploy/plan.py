@@ -14,7 +14,7 @@ failure means by the phase it happens in:
 - unlock: always.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from apiphant.deploy import commands, roles
@@ -66,7 +66,6 @@ class Plan:
     verify: tuple[Step, ...] = ()
     finish: tuple[Step, ...] = ()
     unlock: tuple[Step, ...] = ()
-    notes: tuple[str, ...] = field(default=())
 
     def phases(self) -> list[tuple[str, tuple[Step, ...]]]:
         return [

@@ -7,7 +7,6 @@ shows its path, never its content.
 """
 
 import io
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -398,7 +397,3 @@ def run_plan(plan: Plan, executor: Executor) -> Outcome:
         return Outcome(False, str(error))
     finally:
         _unlock(executor, plan, locked)
-
-
-def fail(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -170,36 +170,27 @@ def rollback(
                 f"--release: expected a release id like 20250102030405, got {release!r}"
             )
         all_roles = roles.load_roles()
-        holder = artifacts.holder(release or "rollback")
-        locks = plan.Plan("", (), lock=plan.lock_steps(config, chosen, holder))
+        locks = plan.lock_steps(config, chosen, artifacts.holder(release or "rollback"))
         unlocks = plan.unlock_steps(config, chosen)
         executor = _executor(config, dry_run, fabric_config)
         try:
             if dry_run:
                 targets = {h.name: release or "<previous>" for h in chosen}
-                print_plan(
-                    plan.Plan(
-                        release or "<previous>",
-                        tuple(h.name for h in chosen),
-                        lock=locks.lock,
-                        activate=plan.rollback_plan(config, chosen, targets, all_roles).activate,
-                        verify=plan.rollback_plan(config, chosen, targets, all_roles).verify,
-                        unlock=unlocks,
-                    ),
-                    executor,
+                back = plan.rollback_plan(config, chosen, targets, all_roles)
+                shown = plan.Plan(
+                    back.release, back.hosts, locks, (), back.activate, back.verify, (), unlocks
                 )
+                print_plan(shown, executor)
                 say(executor.out, "dry run: nothing was run")
                 return 0
-            the_plan = plan.Plan("", (), lock=locks.lock, unlock=unlocks)
             held: list[str] = []
             try:
-                for step in the_plan.lock:
+                for step in locks:
                     executor.run(step)
                     held.append(step.host)
                 targets = {h.name: _target(executor, config, h, release) for h in chosen}
                 say(print, "rolling back: " + ", ".join(f"{h} to {r}" for h, r in targets.items()))
-                back = plan.rollback_plan(config, chosen, targets, all_roles)
-                outcome = run_plan(back, executor)
+                outcome = run_plan(plan.rollback_plan(config, chosen, targets, all_roles), executor)
             finally:
                 for step in unlocks:
                     if step.host in held:
