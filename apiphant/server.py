@@ -36,6 +36,10 @@ access_log = logging.getLogger("apiphant.access")
 #: connection, up to this size; past it, the connection is closed instead.
 DISCARD_LIMIT = 64 * 1024
 _FORBIDDEN_IN_VALUES = ("\x00", "\r", "\n")
+#: The read buffer of a connection. pywsgi's 8 KiB cost about 5 KiB of resident
+#: memory per idle keep-alive connection (bench/RESULTS.md). A request up to
+#: this size takes one recv; a larger body is read straight into its bytes.
+READ_BUFFER = 1024
 
 
 def error_response(status: int) -> bytes:
@@ -117,8 +121,10 @@ class _Input(Input):
 class Handler(WSGIHandler):
     """One connection: its keep-alive loop, timeouts, and its part in the drain."""
 
-    idle = False
-    idle_since = 0.0
+    # A slot, not one more key in the instance dict: pywsgi's handler already
+    # sets 27 attributes, and past 28 CPython 3.11 gives each handler its own
+    # 1.5 KiB dict instead of sharing the keys (tests/test_bench_smoke.py).
+    __slots__ = ("idle_since",)
 
     def __init__(self, sock: socket.socket, address: Any, server: "Server") -> None:
         try:
@@ -126,6 +132,8 @@ class Handler(WSGIHandler):
         except OSError:  # not TCP (a Unix socket): nothing to tune
             pass
         super().__init__(sock, address, server)
+        self.rfile = sock.makefile("rb", READ_BUFFER)
+        self.idle_since: float | None = None  # waiting for a request since, or None
 
     def handle(self) -> None:
         connections = self.server.connections
@@ -136,16 +144,19 @@ class Handler(WSGIHandler):
             connections.discard(self)
 
     def read_requestline(self) -> str:
+        # Wait for the next request holding no objects of the last one: they
+        # would be kept by every idle keep-alive connection.
+        self.environ = self.wsgi_input = self.response_headers = None
+        self.headers = WSGIHandler.headers
         limits = self.server.limits
         self.socket.settimeout(limits.keepalive_timeout)
-        self.idle = True
         self.idle_since = time.monotonic()
         try:
             if self.server.draining:
                 return ""
             line = self.rfile.readline(MAX_REQUEST_LINE)
         finally:
-            self.idle = False
+            self.idle_since = None
         self.socket.settimeout(limits.request_timeout)
         return line.decode("latin-1")
 
@@ -270,10 +281,11 @@ class Handler(WSGIHandler):
 
     def close_if_idle(self, for_at_least: float = 0.0) -> None:
         """Part of the drain: close this connection if it has waited long enough for a request."""
+        idle_since = self.idle_since
         if (
-            self.idle
+            idle_since is not None
             and self.socket is not None
-            and time.monotonic() - self.idle_since >= for_at_least
+            and time.monotonic() - idle_since >= for_at_least
         ):
             try:
                 self.socket.shutdown(socket.SHUT_RDWR)
@@ -285,6 +297,9 @@ class Server(WSGIServer):
     """A pywsgi server with limits, TCP_NODELAY and a graceful drain."""
 
     handler_class = Handler
+    #: pywsgi's 128 drops connections when a thousand clients connect at once;
+    #: the kernel caps it at net.core.somaxconn. gunicorn's default.
+    backlog = 2048
 
     def __init__(
         self,
