@@ -316,8 +316,10 @@ def releases(paths: Paths) -> str:
 def status(paths: Paths, product: str, workers: list[tuple[str, str]], logs: str) -> str:
     """Release, processes and health of one host, read-only."""
     parts = [
-        f'echo "release: $(basename "$(readlink -f {q(paths.current)})" 2>/dev/null || echo none)"',
-        f'echo "releases:"; {releases(paths)} | sed "s/^/  /"',
+        f"if [ -e {q(paths.current)} ]; then "
+        f'echo "release: $(basename "$(readlink -f {q(paths.current)})")"; '
+        "else echo 'release: none'; fi",
+        f'echo "releases:"; {{ {releases(paths)}; }} | sed "s/^/  /"',
         f'if [ -d {q(paths.lock)} ]; then echo "lock: held by $(cat {q(paths.lock + "/holder")})";'
         " else echo 'lock: free'; fi",
         "echo 'processes:'; if supervisorctl pid >/dev/null 2>&1; then "
