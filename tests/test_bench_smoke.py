@@ -6,7 +6,9 @@ connections, and that the table is whole. Plus one memory property of the
 server that the 15,000-connection target depends on.
 """
 
+import io
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -15,9 +17,10 @@ import threading
 
 import gevent
 import pytest
+from gevent.pywsgi import headers_factory
 
 from apiphant.app import create_app
-from apiphant.server import Limits, Server
+from apiphant.server import Limits, Server, parse_headers
 from bench.run import BEGIN, END, write_results
 from tests.servers import MYPRODUCT, REPO
 
@@ -142,3 +145,49 @@ def test_idle_handlers_keep_few_enough_attributes_to_share_dict_keys(server):
     finally:
         for client in clients:
             client.close()
+
+
+# The hot path's shortcuts give what the code they shortcut gives.
+
+HEADER_PIECES = ["Host", "X-A", "a", "Content-Length", "From", "From ", " ", "\t", ":",
+                 ": ", "\r", "\n", "\r\n", "\x00", "\x0b", "\x85", "é", "x", "1", ";", "_",
+                 "\x7f"]  # fmt: skip
+LINE_ENDS = ["\r\n", "\n", "\r\r\n"]
+
+
+def _header_block(rng: random.Random) -> bytes:
+    lines = []
+    for _ in range(rng.randint(0, 6)):
+        if rng.random() < 0.6:
+            name = "".join(rng.choice(["Host", "X-A", "a", "From", "_x", "x\x7f", "é"])
+                           for _ in range(rng.randint(1, 2)))  # fmt: skip
+            value = "".join(rng.choice(HEADER_PIECES) for _ in range(rng.randint(0, 5)))
+            lines.append(f"{name}:{value}{rng.choice(LINE_ENDS)}")
+        else:
+            line = "".join(rng.choice(HEADER_PIECES) for _ in range(rng.randint(0, 6)))
+            lines.append(line + rng.choice(LINE_ENDS[:2]))
+    lines.append(rng.choice([*LINE_ENDS[:2], ""]))
+    return "".join(lines).encode("latin-1") + b"BODY"
+
+
+def _parsed(parse, data: bytes) -> tuple:
+    stream = io.BytesIO(data)
+    try:
+        message = parse(stream)
+    except Exception as error:  # noqa: BLE001 - the exception is part of what is compared
+        return type(error).__name__, str(error)
+    return (message.status, [type(d).__name__ for d in message.defects], list(message._headers),
+            message.get_all("content-length"), message.typeheader, stream.read())  # fmt: skip
+
+
+def test_fast_header_parsing_equals_pywsgis_email_parser():
+    rng = random.Random(5)
+    blocks = [_header_block(rng) for _ in range(5000)] + [
+        b"Host: x\r\nContent-Length: 18\r\nContent-Type: application/json\r\n\r\n{}",
+        b"A: " + b"x" * 70000 + b"\r\n\r\n",  # a line too long
+        b"".join(b"H%d: v\r\n" % i for i in range(101)) + b"\r\n",  # too many lines
+        b"Folded: a\r\n b\r\n\r\n",
+        b"NoColon\r\n\r\n",
+    ]
+    for data in blocks:
+        assert _parsed(parse_headers, data) == _parsed(lambda f: headers_factory(f, 0), data), data
