@@ -34,6 +34,7 @@ from gevent.pywsgi import (
     OldMessage,
     WSGIHandler,
     WSGIServer,
+    unquote_latin1,
 )
 
 from apiphant.errors import status_line
@@ -272,19 +273,53 @@ class Handler(WSGIHandler):
         return address[0] if isinstance(address, tuple) else str(address or "-")
 
     def get_environ(self) -> dict:
-        env = super().get_environ()
+        """pywsgi's environ, plus RAW_URI and a body with a deadline.
+
+        pywsgi formats each parsed header back into a line, then splits it
+        again; this builds the same dict from the parsed pairs in one pass.
+        """
+        env = self.server.get_environ()
+        env["REQUEST_METHOD"] = self.command
+        env["SCRIPT_NAME"] = ""
+        path, _, query = self.path.partition("?")
+        env["PATH_INFO"] = unquote_latin1(path)
+        env["QUERY_STRING"] = query
+        headers = self.headers
+        content_type = headers.get("content-type")
+        if content_type is not None:
+            env["CONTENT_TYPE"] = content_type
+        length = headers.get("content-length")
+        if length:
+            env["CONTENT_LENGTH"] = length
+        env["SERVER_PROTOCOL"] = self.request_version
+        address = self.client_address
+        if isinstance(address, tuple):
+            env["REMOTE_ADDR"] = str(address[0])
+            env["REMOTE_PORT"] = str(address[1])
+        for name, value in headers._headers:
+            if "_" in name:  # as pywsgi: X_Forwarded_For must not pass for X-Forwarded-For
+                continue
+            key = "HTTP_" + name.replace("-", "_").upper()
+            if key == "HTTP_CONTENT_TYPE" or key == "HTTP_CONTENT_LENGTH":
+                continue
+            value = value.strip()
+            if key in env:
+                env[key] += ("; " if "COOKIE" in key else ",") + value
+            else:
+                env[key] = value
         body = _Input(
             self.rfile,
             self.content_length,
-            socket=self.wsgi_input.socket,
-            chunked_input=self.wsgi_input.chunked_input,
+            socket=self.socket if env.get("HTTP_EXPECT") == "100-continue" else None,
+            chunked_input=env.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked",
         )
         body.handler = self
         body.deadline = time.monotonic() + self.server.limits.request_timeout
-        env["RAW_URI"] = self.path
-        if env["wsgi.input"] is self.wsgi_input:
-            env["wsgi.input"] = body
         self.wsgi_input = body
+        reads = not self._connection_upgrade_requested()
+        env["wsgi.input"] = body if reads else self.rfile
+        env["wsgi.input_terminated"] = reads
+        env["RAW_URI"] = self.path
         return env
 
     def start_response(self, status: str, headers: list, exc_info: Any = None) -> Callable:

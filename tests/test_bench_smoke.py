@@ -17,10 +17,10 @@ import threading
 
 import gevent
 import pytest
-from gevent.pywsgi import headers_factory
+from gevent.pywsgi import WSGIHandler, headers_factory
 
 from apiphant.app import create_app
-from apiphant.server import Limits, Server, parse_headers
+from apiphant.server import Handler, Limits, Server, parse_headers
 from bench.run import BEGIN, END, write_results
 from tests.servers import MYPRODUCT, REPO
 
@@ -191,3 +191,55 @@ def test_fast_header_parsing_equals_pywsgis_email_parser():
     ]
     for data in blocks:
         assert _parsed(parse_headers, data) == _parsed(lambda f: headers_factory(f, 0), data), data
+
+
+ENVIRON_NAMES = ["Host", "Cookie", "X-Forwarded-For", "X_Forwarded_For", "Content-Type",
+                 "content-length", "Expect", "Transfer-Encoding", "Connection", "Upgrade",
+                 "Accept", "ß-é"]  # fmt: skip
+ENVIRON_VALUES = ["a", " b ", "\tc", "100-continue", "chunked", "upgrade", "websocket", "1",
+                  "0", "x\x0b", "\x85y", "", "a=1; b=2", "close"]  # fmt: skip
+PATHS = ["/api/v0/echo/read", "/api/v0/echo/read?x=1&y=%20", "/a%2Fb?c?d", "/%e9", "/?"]
+
+
+def _environs(handler: Handler, requestline: str, block: bytes) -> tuple[dict, dict] | None:
+    """The environ of the request from apiphant's handler, and from pywsgi's own code."""
+    client, server_end = socket.socketpair()
+    with client, server_end:
+        client.sendall(block)
+        handler.rfile = server_end.makefile("rb", 1024)
+        try:
+            handler.read_request(requestline)
+        except ValueError:  # refused before any environ is built
+            return None
+        ours = handler.get_environ()
+        handler.wsgi_input = None
+        theirs = WSGIHandler.get_environ(handler)
+        return ours, theirs
+
+
+def test_one_pass_environ_equals_pywsgis():
+    rng = random.Random(7)
+    server = Server(("127.0.0.1", 0), create_app(MYPRODUCT), Limits())
+    sock, _ = socket.socketpair()
+    handler = Handler(sock, ("127.0.0.1", 40000), server)
+    compared = 0
+    for _ in range(1500):
+        lines = [f"{rng.choice(ENVIRON_NAMES)}: {rng.choice(ENVIRON_VALUES)}\r\n"
+                 for _ in range(rng.randint(0, 6))]  # fmt: skip
+        block = ("".join(lines) + "\r\n").encode("latin-1")
+        path = rng.choice(PATHS)
+        both = _environs(handler, f"{rng.choice(['POST', 'GET'])} {path} HTTP/1.1", block)
+        if both is None:
+            continue
+        ours, theirs = both
+        assert ours.pop("RAW_URI") == path
+        body, their_body = ours.pop("wsgi.input"), theirs.pop("wsgi.input")
+        assert ours == theirs, block
+        if body is handler.rfile:
+            assert their_body is handler.rfile
+        else:
+            assert (body.content_length, body.chunked_input, body.socket) == (
+                their_body.content_length, their_body.chunked_input, their_body.socket)
+        compared += 1
+    assert compared > 500
+    sock.close()
