@@ -38,6 +38,7 @@ from bench.servers import (  # noqa: E402
     BenchError,
     Process,
     can_pin,
+    export_ref,
     free_port,
     serving,
 )
@@ -177,8 +178,13 @@ def median_rps(results: Results, scenario: str, system: str) -> float | None:
 
 
 def ratio(results: Results, scenario: str, system: str, to: str = BASELINE) -> float | None:
-    mine, base = median_rps(results, scenario, system), median_rps(results, scenario, to)
-    return mine / base if mine is not None and base else None
+    """The median of per-round ratios: each run against the other system's run of its round,
+    so that a slow minute of the machine, which both runs share, cancels out."""
+    mine, base = results.get(scenario, {}).get(system), results.get(scenario, {}).get(to)
+    if not mine or not base:
+        return None
+    ratios = [m.rps / b.rps for m, b in zip(mine, base, strict=True) if b.rps]
+    return statistics.median(ratios) if ratios else None
 
 
 def _errors(runs: list[LoadResult]) -> str:
@@ -364,6 +370,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="a smoke run: 1 round of 1 s, no warm-up, 200 probe connections",
     )
+    p.add_argument(
+        "--against",
+        metavar="REF",
+        help="also run apiphant as it was at this git ref (before and after a change)",
+    )
     p.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
     p.add_argument("--write", type=Path, metavar="MD", help="update the results in this file")
     p.add_argument("--json", type=Path, metavar="FILE", help="also save raw results as JSON")
@@ -386,24 +397,59 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def choose(args: argparse.Namespace, older: str | None) -> list[str]:
+    """The systems to run, in table order; the baseline always, an older apiphant after it."""
+    keys = [k for k in SYSTEMS if k in args.system_list or k == BASELINE]
+    if older is not None:
+        keys.insert(keys.index("apiphant") + 1 if "apiphant" in keys else 0, older)
+    return keys
+
+
+def measure(args: argparse.Namespace, logs: Path) -> tuple[list[str], Results, dict]:
+    older = None
+    if args.against:
+        system = export_ref(args.against, logs / "against")
+        SYSTEMS[system.key] = system
+        older = system.key
+    systems = choose(args, older)
+    results: Results = {}
+    direct = [SCENARIOS[k] for k in SCENARIOS if k in args.scenario_list and k != "nginx"]
+    if direct:
+        results.update(run_direct(direct, systems, args, logs))
+    if "nginx" in args.scenario_list:
+        results.update(run_nginx([k for k in systems if k in NGINX_SYSTEMS], args, logs))
+    probes = {}
+    if "concurrency" in args.scenario_list:
+        probe_systems = [k for k in systems if k in PROBE_SYSTEMS or k == older]
+        probes = run_probe(probe_systems, args, logs)
+    return systems, results, probes
+
+
+def raw_results(argv: list[str], results: Results, probes: dict[str, ProbeResult]) -> dict:
+    return {
+        "machine": dict(machine.describe()),
+        "argv": argv,
+        "host": HOST,
+        "results": {
+            s: {k: [asdict(r) | {"rps": r.rps} for r in runs] for k, runs in by.items()}
+            for s, by in results.items()
+        },
+        "probes": {
+            k: asdict(p) | {"kib_per_connection": p.kib_per_connection} for k, p in probes.items()
+        },
+        "targets": [
+            {"target": t, "measured": m, "met": ok} for t, m, ok in targets(results, probes)
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    systems = [key for key in SYSTEMS if key in args.system_list or key == BASELINE]
-    results: Results = {}
-    probes: dict[str, ProbeResult] = {}
     try:
         require_wrk()
         with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
-            direct = [SCENARIOS[k] for k in SCENARIOS if k in args.scenario_list and k != "nginx"]
-            if direct:
-                results.update(run_direct(direct, systems, args, Path(logs)))
-            if "nginx" in args.scenario_list:
-                results.update(run_nginx([k for k in systems if k in NGINX_SYSTEMS], args,
-                                         Path(logs)))  # fmt: skip
-            if "concurrency" in args.scenario_list:
-                probe_systems = [k for k in systems if k in PROBE_SYSTEMS]
-                probes = run_probe(probe_systems, args, Path(logs))
+            systems, results, probes = measure(args, Path(logs))
     except BenchError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 1
@@ -413,23 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         write_results(args.write, text)
         log(f"wrote {args.write}")
     if args.json:
-        raw = {
-            "machine": dict(machine.describe()),
-            "argv": argv,
-            "results": {
-                s: {k: [asdict(r) | {"rps": r.rps} for r in runs] for k, runs in by.items()}
-                for s, by in results.items()
-            },
-            "probes": {
-                k: asdict(p) | {"kib_per_connection": p.kib_per_connection}
-                for k, p in probes.items()
-            },
-            "targets": [
-                {"target": t, "measured": m, "met": ok} for t, m, ok in targets(results, probes)
-            ],
-            "host": HOST,
-        }
-        args.json.write_text(json.dumps(raw, indent=2))
+        args.json.write_text(json.dumps(raw_results(argv, results, probes), indent=2))
     return 0
 
 

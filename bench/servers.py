@@ -5,6 +5,7 @@ that stops it (and checks that it stopped) however the measurement ends.
 """
 
 import http.client
+import io
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,41 +37,73 @@ class BenchError(Exception):
 
 @dataclass(frozen=True)
 class System:
-    """One contender: how to start it on a port, and whether its body must match byte for byte."""
+    """One contender: how to start it on a port, and whether its body must match byte for byte.
+
+    ``tree`` is an exported older apiphant (``--against REF``): served by
+    ``python -m apiphant`` from that folder, whose package shadows the installed one.
+    """
 
     key: str
+    kind: str
     label: str
     exact_body: bool
+    tree: Path | None = None
 
     def command(self, port: int) -> list[str]:
         address = f"{HOST}:{port}"
         python = sys.executable
-        if self.key == "apiphant":
+        if self.kind == "apiphant" and self.tree is not None:
+            return [python, "-m", "apiphant", str(self.tree / "myproduct"), address]
+        if self.kind == "apiphant":
             return [*apiphant_command(), str(REPO / "myproduct"), address]
-        if self.key == "bare":
+        if self.kind == "bare":
             return [python, "-m", "bench.peers.bare_pywsgi", address]
-        if self.key == "falcon":
+        if self.kind == "falcon":
             return [python, "-m", "bench.peers.bare_pywsgi", address, "--app", "falcon"]
-        if self.key == "flask":
+        if self.kind == "flask":
             # One worker, like one apiphant process; gunicorn's defaults otherwise
             # (1,000 worker connections, backlog 2048, TCP_NODELAY, no access log).
             return [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", address,
                     "bench.peers.flask_app:app"]  # fmt: skip
-        raise ValueError(self.key)
+        raise ValueError(self.kind)
+
+    @property
+    def cwd(self) -> Path:
+        return self.tree or REPO
 
     @property
     def stop_signal(self) -> int:
         """gunicorn drains keep-alive clients for 30 s on SIGTERM; SIGINT is its quick stop."""
-        return signal.SIGINT if self.key == "flask" else signal.SIGTERM
+        return signal.SIGINT if self.kind == "flask" else signal.SIGTERM
 
 
 SYSTEMS = {
-    "apiphant": System("apiphant", "apiphant (`apiphant` command)", exact_body=True),
-    "bare": System("bare", "bare gevent.pywsgi + TCP_NODELAY", exact_body=True),
-    "flask": System("flask", "Flask 3 on gunicorn -k gevent -w 1", exact_body=False),
-    "falcon": System("falcon", "Falcon 4 on gevent.pywsgi", exact_body=False),
+    "apiphant": System("apiphant", "apiphant", "apiphant (`apiphant` command)", exact_body=True),
+    "bare": System("bare", "bare", "bare gevent.pywsgi + TCP_NODELAY", exact_body=True),
+    "flask": System("flask", "flask", "Flask 3 on gunicorn -k gevent -w 1", exact_body=False),
+    "falcon": System("falcon", "falcon", "Falcon 4 on gevent.pywsgi", exact_body=False),
 }
 BASELINE = "bare"
+
+
+def export_ref(ref: str, into: Path) -> System:
+    """apiphant and myproduct as they were at a git ref, as one more system to compare."""
+    short = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True
+    )
+    if short.returncode != 0:
+        raise BenchError(f"unknown git ref {ref!r}: {short.stderr.strip()}")
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref, "apiphant", "myproduct"],
+        cwd=REPO,
+        capture_output=True,
+    )
+    if archive.returncode != 0:
+        raise BenchError(f"git archive {ref} failed: {archive.stderr.decode()[:500]}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    name = short.stdout.strip()
+    return System(f"apiphant@{name}", "apiphant", f"apiphant at {name}", True, tree=into)
 
 
 def apiphant_command() -> list[str]:
@@ -109,11 +143,17 @@ class Process:
     """A started command whose output goes to a log file; stopping it is never forgotten."""
 
     def __init__(
-        self, name: str, command: list[str], log_dir: Path, stop_signal: int = signal.SIGTERM
+        self,
+        name: str,
+        command: list[str],
+        log_dir: Path,
+        stop_signal: int = signal.SIGTERM,
+        cwd: Path = REPO,
     ) -> None:
         self.name = name
         self.command = command
         self.stop_signal = stop_signal
+        self.cwd = cwd
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -121,7 +161,7 @@ class Process:
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
                 self.command,
-                cwd=REPO,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -192,7 +232,8 @@ def serving(
     """Start ``system`` on a free port, check its echo, yield (process, port), stop it."""
     port = free_port()
     name = f"{system.key}{suffix}"
-    with Process(name, pinned(system.command(port), cpu), log_dir, system.stop_signal) as proc:
+    command = pinned(system.command(port), cpu)
+    with Process(name, command, log_dir, system.stop_signal, system.cwd) as proc:
         proc.wait_listening(port)
         check_echo(port, system.exact_body, name)
         yield proc, port
