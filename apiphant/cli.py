@@ -9,6 +9,7 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from apiphant.address import AddressError, format_address, parse_address
@@ -27,30 +28,24 @@ def _size(text: str) -> int:
     return int(number) * factor
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+def _number(kind: type, minimum: float, words: str) -> Callable[[str], float]:
+    """An argparse type: a ``kind`` number of at least ``minimum``."""
+
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value >= minimum:
+            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}")
+        return value
+
+    return convert
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
+_seconds = _number(float, 1e-3, "a positive number of seconds")
+_non_negative = _number(float, 0, "0 or more seconds")
+_count = _number(int, 1, "a positive whole number")
 
 
 def serve_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import MYPRODUCT, serving
+from tests.servers import MYPRODUCT, serving, start
 
 
 @pytest.fixture
@@ -40,6 +40,21 @@ def live(tmp_path: Path):
     """The template product served by a real `apiphant` process on loopback."""
     with serving(MYPRODUCT, tmp_path) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def strict_worker(tmp_path_factory):
+    """One worker for a whole module of bad input, with 1 s header and body deadlines."""
+    live = start(
+        MYPRODUCT,
+        tmp_path_factory.mktemp("strict"),
+        "--header-timeout",
+        "1",
+        "--request-timeout",
+        "1",
+    )
+    yield live
+    live.stop()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -11,7 +11,7 @@ from apiphant.client import Client
 from apiphant.errors import ApiError
 from apiphant.request import AttrDict, parse
 from apiphant.validation import BadRequest, field
-from tests.servers import MYPRODUCT, start
+from tests.servers import MYPRODUCT
 
 json_values = st.recursive(
     st.none()
@@ -94,17 +94,8 @@ header_values = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_s
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory):
-    live = start(
-        MYPRODUCT,
-        tmp_path_factory.mktemp("props"),
-        "--header-timeout",
-        "1",
-        "--request-timeout",
-        "1",
-    )
-    yield live
-    live.stop()
+def worker(strict_worker):
+    return strict_worker
 
 
 @settings(
