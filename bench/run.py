@@ -14,6 +14,7 @@ import json
 import shutil
 import statistics
 import string
+import subprocess
 import sys
 import tempfile
 import time
@@ -140,8 +141,9 @@ def run_nginx(systems: list[str], args: argparse.Namespace, logs: Path) -> Resul
             ports[key] = fill[f"{key}_port"] = free_port()
         conf = prefix / "nginx.conf"
         conf.write_text(string.Template(NGINX_TEMPLATE.read_text()).substitute(fill))
-        command = ["nginx", "-e", str(prefix / "error.log"), "-c", str(conf), "-p", str(prefix),
-                   "-g", "daemon off;"]  # fmt: skip
+        command = ["nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"]
+        if "-e filename" in subprocess.run(["nginx", "-h"], capture_output=True, text=True).stderr:
+            command[1:1] = ["-e", str(prefix / "error.log")]  # else the system's log, at start
         nginx = stack.enter_context(Process("nginx", command, logs))
         for key in NGINX_SYSTEMS:
             nginx.wait_listening(ports[key])
