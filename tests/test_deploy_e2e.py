@@ -7,12 +7,14 @@ back by itself; `fab rollback` goes back past a failed release; a repeated
 deploy leaves the same state. The test leaves the machine as it found it.
 """
 
+import http.client
 import os
 import re
 import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,6 +94,43 @@ def health(url: str) -> dict:
 
     with urllib.request.urlopen(url + "/health", timeout=5) as response:
         return json.loads(response.read())
+
+
+class Load:
+    """Threads posting to echo/read through Nginx on keep-alive connections, counting
+    every answer that is not the expected 200 and every connection error."""
+
+    def __init__(self, port: int, threads: int = 4) -> None:
+        self.port = port
+        self.sent = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+
+    def run(self) -> None:
+        body = b'{"hello": "world"}'
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while not self.stop.is_set():
+            try:
+                conn.request("POST", "/api/v0/echo/read", body)
+                response = conn.getresponse()
+                answer = response.read()
+                if response.status != 200 or b'"server": "myproduct"' not in answer:
+                    self.failures.append(f"{response.status} {answer[:100]!r}")
+            except (OSError, http.client.HTTPException) as error:
+                self.failures.append(repr(error))
+                conn.close()
+            self.sent += 1
+
+    def __enter__(self) -> "Load":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(15)
 
 
 def released(output: str) -> str:
@@ -206,10 +245,13 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     assert health(host.url)["release"] == r1
     assert all(health(url)["release"] == r1 for url in host.worker_urls())
 
-    # 5. A repeated deploy of the same code leaves the same state, with a new release.
+    # 5. A repeated deploy of the same code leaves the same state, with a new release,
+    #    and not one request through Nginx fails while it restarts the workers.
     worker = f"{PRODUCT}-api-{host.first_port}"
     pid_before = run(f"supervisorctl pid {worker}").stdout.strip()
-    fourth = host.fab("deploy", "web1")
+    with Load(host.nginx_port) as load:  # clients keep posting through Nginx meanwhile
+        fourth = host.fab("deploy", "web1")
+    assert load.sent > 100 and load.failures == [], (load.sent, load.failures[:5])
     assert fourth.returncode == 0, fourth.stdout[-4000:]
     r4 = released(fourth.stdout)
     assert snapshot() == after_third

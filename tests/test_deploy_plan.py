@@ -53,60 +53,49 @@ def test_phases_in_order_and_validation_before_the_switch() -> None:
     assert not any(u.startswith("/etc/") for u in uploads), "nothing live before the switch"
 
 
-def test_workers_restart_one_at_a_time_out_of_nginx() -> None:
+def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     steps = deploy_plan(one_host()).activate
     whys = [s.why for s in steps]
-    start = whys.index("nginx: stop sending to myproduct-api-8001 before it restarts")
-    assert whys[start : start + 4] == [
-        "nginx: stop sending to myproduct-api-8001 before it restarts",
+    start = whys.index(f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}")
+    assert whys[start:] == [
         f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}",
-        "nginx: stop sending to myproduct-api-8002 before it restarts",
+        "wait 4s: Nginx takes the restarted worker back (fail_timeout 3s) before the next restarts",
         f"restart myproduct-api-8002; wait for /health to answer release {RELEASE}",
-    ]
-    assert whys[start + 4 : start + 6] == [
-        "nginx: every worker back in",
         "restart myproduct-background",
+        "supervisor: add and remove programs to match the config",
     ]
-    for step in steps:
-        # Never a whole-group restart, never an update of every program on the host.
+    for step in steps[start:]:
+        # Never a whole-group restart, never an update of every program on the host, and no
+        # Nginx reload: that would close busy client connections.
         assert "supervisorctl restart all" not in step.command
         assert "supervisorctl update;" not in step.command
-    restart = steps[
-        whys.index(f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}")
-    ]
+        assert "nginx -s reload" not in step.command
+    restart = steps[start]
     assert "supervisorctl restart myproduct-api-8001" in restart.command
     assert "http://127.0.0.1:8001/health" in restart.command
+    reload = steps[whys.index("nginx: reload if the site changed, or start")].command
+    assert "if cmp -s /etc/nginx/sites-enabled/myproduct.conf" in reload
 
 
-def test_three_hosts_backends_first_and_marked_down_on_the_front() -> None:
+def test_three_hosts_backends_first() -> None:
     config = three_hosts()
     the_plan = deploy_plan(config)
     switches = [s.host for s in the_plan.activate if s.switch]
     assert switches == ["a", "b", "front"]
-    marks = [s for s in the_plan.activate if s.why.startswith("nginx: stop sending")]
-    # Pool main has one worker on a (2 workers: markable); b has three.
-    assert {s.host for s in marks} == {"front"}
-    assert [s.why.split()[4] for s in marks] == [
-        "myproduct-api-8001",
-        "myproduct-api-8002",
-        "myproduct-api-9000",
-        "myproduct-api-9001",
-        "myproduct-api-9002",
+    restarts = [(s.host, s.why.split(";")[0]) for s in the_plan.activate if "/health" in s.why]
+    assert restarts == [
+        ("a", "restart myproduct-api-8001"),
+        ("a", "restart myproduct-api-8002"),
+        ("b", "restart myproduct-api-9000"),
+        ("b", "restart myproduct-api-9001"),
+        ("b", "restart myproduct-api-9002"),
     ]
     assert [s.host for s in the_plan.verify] == ["front"]
     assert "http://127.0.0.1:80" in the_plan.verify[0].command
-    # Deploying only the backends: no front to mark down, the smoke test goes to the workers.
+    # Deploying only the backends: the smoke test goes to the workers.
     partial = deploy_plan(config, [config.host("b")])
     assert not any(s.why.startswith("nginx:") for s in partial.activate)
     assert "http://10.0.0.12:9000" in partial.verify[0].command
-
-
-def test_single_worker_is_not_marked_down() -> None:
-    config = parse(
-        tomllib.loads(THREE_HOSTS.replace("workers = 3", "workers = 1")), Path("x.toml"), MYPRODUCT
-    )
-    marks = [s.why for s in deploy_plan(config).activate if s.why.startswith("nginx: stop")]
-    assert not any("9000" in why for why in marks), "marking the only worker down is an outage"
 
 
 def test_every_command_is_valid_shell() -> None:

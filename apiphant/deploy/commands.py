@@ -210,13 +210,18 @@ def nginx_reload() -> str:
     )
 
 
-def nginx_ready() -> str:
-    """Reload Nginx when it runs; start it when not."""
+def nginx_ready(site: str, loaded: str) -> str:
+    """Start Nginx when it is not running; reload it only when the site changed since the
+    last load (``loaded`` keeps a copy): a reload makes the old Nginx workers close their
+    busy client connections, which clients reusing them see as errors."""
     pid = NGINX_PIDFILE
     start = systemd_or("nginx", "nginx")
+    keep = f"cp {q(site)} {q(loaded)}"
     return (
-        f'if [ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; then {nginx_reload()}; '
-        f"else {start} && echo 'nginx started'; fi"
+        f'if [ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; then '
+        f"if cmp -s {q(site)} {q(loaded)}; then echo 'nginx: site unchanged, not reloaded'; "
+        f"else {nginx_reload()} && {keep}; fi; "
+        f"else {{ {start}; }} && echo 'nginx started' && {keep}; fi"
     )
 
 
@@ -344,19 +349,3 @@ def status(paths: Paths, product: str, workers: list[tuple[str, str]], logs: str
 def tail_logs(logs: str, lines: int, follow: bool) -> str:
     flag = "-F" if follow else ""
     return f"tail -n {int(lines)} {flag} {q(logs)}/*.log".replace("  ", " ")
-
-
-def mark_down(site: str, destination: str, host: str, program: str) -> str:
-    """Link a copy of the site with one worker's server line marked ``down``, then reload:
-    Nginx stops sending to that worker before it is restarted. Server lines end with
-    ``# HOST PROGRAM`` (see nginx.conf.j2)."""
-    directory, _, base = destination.rpartition("/")
-    temp = f"{directory}/.{base}.new"
-    tag = f"# {host} {program}".replace(".", "\\.")
-    sed = rf"s/^([[:space:]]*server [^;]*);([[:space:]]*{tag})$/\1 down;\2/"
-    return (
-        f"sed -E {q(sed)} {q(site)} > {q(temp)}; "
-        f"if grep -qE {q('server .* down;[[:space:]]*' + tag + '$')} {q(temp)}; then "
-        f"mv -Tf {q(temp)} {q(destination)} && {nginx_reload()}; "
-        f"else rm -f {q(temp)}; echo 'nginx: {program} of {host} is not in this site'; fi"
-    )

@@ -73,6 +73,8 @@ class Nginx:
     #: Nginx closes an idle upstream connection after this; a draining worker waits
     #: longer (``drain_idle_grace``) before closing one, so Nginx never writes to a closed one.
     upstream_keepalive_timeout: float = 4.0
+    #: A worker that refused a connection gets no requests for this long (max_fails=1).
+    fail_timeout: float = 3.0
 
     @property
     def drain_idle_grace(self) -> float:
@@ -446,7 +448,7 @@ def parse(data: dict, path: Path, product_dir: Path) -> Config:
 
     n = _Reader(shown, "nginx", data.get("nginx", {}), (
         "listen", "connect_timeout", "read_timeout", "send_timeout", "client_timeout",
-        "keepalive_timeout", "upstream_keepalive", "upstream_keepalive_timeout",
+        "keepalive_timeout", "upstream_keepalive", "upstream_keepalive_timeout", "fail_timeout",
     ))  # fmt: skip
     dn = Nginx()
     listen_host, listen_port = _listen(n)
@@ -464,6 +466,7 @@ def parse(data: dict, path: Path, product_dir: Path) -> Config:
         upstream_keepalive_timeout=n.seconds(
             "upstream_keepalive_timeout", dn.upstream_keepalive_timeout
         ),
+        fail_timeout=n.seconds("fail_timeout", dn.fail_timeout),
     )
     if api.drain_timeout <= nginx.drain_idle_grace:
         raise ConfigError(

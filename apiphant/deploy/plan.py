@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apiphant.deploy import commands, roles
-from apiphant.deploy.config import Config, Host, Worker
+from apiphant.deploy.config import Config, Host
 from apiphant.deploy.render import HostFiles, Paths
 
 
@@ -218,7 +218,14 @@ def activate_steps(
                 Step(host.name, "supervisord: reread, or start", commands.supervisor_ready())
             )
         if "nginx" in services:
-            steps.append(Step(host.name, "nginx: reload, or start", commands.nginx_ready()))
+            loaded = f"{paths.shared}/nginx-loaded.conf"
+            steps.append(
+                Step(
+                    host.name,
+                    "nginx: reload if the site changed, or start",
+                    commands.nginx_ready(_site(config), loaded),
+                )
+            )
     steps += rolling_restart(config, hosts, releases, all_roles)
     for host in hosts:
         steps.append(
@@ -231,38 +238,35 @@ def activate_steps(
     return tuple(steps)
 
 
-def _markable(config: Config, worker: Worker) -> bool:
-    """A worker can be taken out of Nginx only if each of its pools has another worker."""
-    pools = [p for p in config.pools if worker.host in p.hosts]
-    return all(len(config.pool_workers(p)) > 1 for p in pools)
-
-
 def rolling_restart(
     config: Config,
     hosts: list[Host],
     releases: dict[str, str],
     all_roles: dict[str, roles.Role],
 ) -> list[Step]:
-    """API workers one at a time: out of Nginx, restarted, healthy, back; never all at once."""
+    """API workers one at a time, each healthy before the next; never all at once.
+
+    Nginx is not reloaded for this: a reload makes its old workers close busy
+    client connections, which a client reusing them sees as an error. Instead a
+    restarting worker drains (it stops accepting, so Nginx's connects are refused
+    and tried on the next worker, safe even for a create), and before the next
+    worker restarts, Nginx has had ``fail_timeout`` to take the previous one back.
+    """
     chosen = {h.name for h in hosts}
-    fronts = [f for f in config.fronts() if f.name in chosen]
-    marked: list[Host] = []
+    pause = int(config.nginx.fail_timeout) + 1
     steps = []
     for host in hosts:
         release = releases[host.name]
         for worker in config.workers(host):
-            if _markable(config, worker):
-                for front in fronts:
-                    site = f"{config.root}/releases/{releases[front.name]}/config/nginx.conf"
-                    steps.append(
-                        Step(
-                            front.name,
-                            f"nginx: stop sending to {worker.program} before it restarts",
-                            commands.mark_down(site, _site(config), host.name, worker.program),
-                        )
+            if any(s.why.startswith("restart ") for s in steps):
+                steps.append(
+                    Step(
+                        host.name,
+                        f"wait {pause}s: Nginx takes the restarted worker back "
+                        f"(fail_timeout {config.nginx.fail_timeout:g}s) before the next restarts",
+                        f"sleep {pause}",
                     )
-                    if front not in marked:
-                        marked.append(front)
+                )
             steps.append(
                 Step(
                     host.name,
@@ -275,18 +279,6 @@ def rolling_restart(
                     ),
                 )
             )
-    for front in marked:
-        current = Paths(config.root, "").current
-        steps.append(
-            Step(
-                front.name,
-                "nginx: every worker back in",
-                commands.join(
-                    commands.link({"nginx.conf": _site(config)}, [], current),
-                    commands.nginx_reload(),
-                ),
-            )
-        )
     runner = config.background_host()
     if runner is not None and runner.name in chosen:
         program = config.background_program
