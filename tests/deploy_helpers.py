@@ -192,8 +192,13 @@ class HostCleanup:
         ):
             if os.path.islink(link):
                 os.unlink(link)
-        if self.supervisord_was_running:
-            run("supervisorctl update", timeout=120)
+        if self.supervisord_was_running:  # drop the product's programs, no one else's
+            run(
+                "names=$(supervisorctl status | awk '{print $1}' "
+                f"| grep -E '^{p}-(api-[0-9]+|background)$'); "
+                '[ -z "$names" ] || supervisorctl update $names',
+                timeout=120,
+            )
         else:
             run("supervisorctl shutdown", timeout=60)
             _wait_gone("/var/run/supervisord.pid")

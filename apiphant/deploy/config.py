@@ -592,7 +592,7 @@ def _check_deployment(config: Config, shown: str) -> None:
     if runners and not _has_background_module(config.product_dir):
         raise ConfigError(
             f"{shown}: hosts.{runners[0]}.roles: background needs "
-            f"{config.product}/api/background.py with @seconds(N) tasks"
+            f"{config.product}/api/background.py with @seconds(N) tasks (or take the role out)"
         )
     api_hosts = [h for h in config.hosts if h.has("api")]
     if api_hosts and not config.fronts():
