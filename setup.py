@@ -29,7 +29,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=["apiphant", *TEMPLATE],
+    packages=["apiphant", "apiphant.deploy", *TEMPLATE],
     package_dir=TEMPLATE,
     package_data={name: ["*.toml", "*.txt", "*.md", "*.sh", "*.example"] for name in TEMPLATE},
     install_requires=[
