@@ -52,7 +52,7 @@ def _commit() -> str:
         return done.stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "?"
-    dirty = git("status", "--porcelain", "--", "apiphant", "bench")
+    dirty = git("status", "--porcelain", "--", "apiphant", "bench", ":!bench/RESULTS.md")
     return commit + (" (with uncommitted changes)" if dirty else "")
 
 
