@@ -16,7 +16,8 @@ def _first_line(command: list[str]) -> str:
     if shutil.which(command[0]) is None:
         return "not installed"
     done = subprocess.run(command, capture_output=True, text=True)
-    return (done.stdout + done.stderr).strip().splitlines()[0] if done.stdout + done.stderr else "?"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].split(" Copyright")[0] if lines else "?"
 
 
 def _cpu_model() -> str:
