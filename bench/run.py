@@ -39,6 +39,7 @@ from bench.servers import (  # noqa: E402
     BenchError,
     Process,
     can_pin,
+    check_echo,
     export_ref,
     free_port,
     serving,
@@ -57,14 +58,13 @@ class Scenario:
     key: str
     title: str
     connections: int
-    nginx: bool = False
 
 
 SCENARIOS = {
     "throughput": Scenario("throughput", "50 connections", 50),
     "latency": Scenario("latency", "1 connection", 1),
     "c1000": Scenario("c1000", "1,000 connections", 1000),
-    "nginx": Scenario("nginx", "nginx + 2 workers, 100 connections", 100, nginx=True),
+    "nginx": Scenario("nginx", "nginx + 2 workers, 100 connections", 100),
 }
 #: Only apiphant and its baseline sit behind nginx: the deploy runs apiphant, not the peers.
 NGINX_SYSTEMS = ("apiphant", "bare")
@@ -147,6 +147,7 @@ def run_nginx(systems: list[str], args: argparse.Namespace, logs: Path) -> Resul
         nginx = stack.enter_context(Process("nginx", command, logs))
         for key in NGINX_SYSTEMS:
             nginx.wait_listening(ports[key])
+            check_echo(ports[key], SYSTEMS[key].exact_body, f"nginx in front of {key}")
         log(f"{scenario.title}:")
         take_turns(scenario, {k: ports[k] for k in systems if k in ports}, args, None, results)
     return results
