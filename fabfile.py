@@ -1,4 +1,4 @@
-"""The deploy kit's tasks: ``fab TASK --product=NAME [HOST ...]``. See the Deploy section of README.md.
+"""The deploy kit's tasks: ``fab TASK --product=NAME [HOST ...]`` (README.md, "Deploy").
 
     fab render   --product=myproduct [HOST ...] [--out DIR]   every file, no connection
     fab deploy   --product=myproduct [HOST ...] [--dry-run]   no host: every host
