@@ -62,10 +62,10 @@ def system_user(user: str, home: str) -> str:
 
 
 def make_release_dirs(paths: Paths, logs: str) -> str:
+    exists = q(f"release {paths.release_id} exists already")
     return join(
         f"install -d -m 0755 {q(paths.root)} {q(paths.releases)} {q(paths.shared)} {q(logs)}",
-        f"if [ -e {q(paths.release)} ]; then echo 'release {paths.release_id} exists already' >&2;"
-        " false; fi",
+        f"if [ -e {q(paths.release)} ]; then echo {exists} >&2; false; fi",
         f"install -d -m 0755 {q(paths.release)} {q(paths.release + '/config')}",
     )
 
@@ -234,14 +234,16 @@ def restart_worker(program: str, address: str, release: str, log: str) -> str:
     """Apply this program's own config change, restart it unless it already runs the release,
     and wait until /health on its port answers with the release id."""
     url = f"http://{address}/health"
+    already = q(f"{program} already runs {release}")
+    answers = q(f"{program}: /health answers release {release}")
+    silent = q(f"{program}: no /health answer with release {release} on {address}")
     return (
         f"supervisorctl update {q(program)} >/dev/null; "
-        f"if {_healthy(url, release)}; then echo '{program} already runs {release}'; "
+        f"if {_healthy(url, release)}; then echo {already}; "
         f"else supervisorctl restart {q(program)}; fi; "
         f"ok=; for i in $(seq 1 {HEALTH_TRIES}); do "
         f"if {_healthy(url, release)}; then ok=1; break; fi; sleep 0.5; done; "
-        f"if [ -n \"$ok\" ]; then echo '{program}: /health answers release {release}'; else "
-        f"echo '{program}: no /health answer with release {release} on {address}' >&2; "
+        f'if [ -n "$ok" ]; then echo {answers}; else echo {silent} >&2; '
         f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
     )
 
@@ -255,14 +257,16 @@ def _runs_release(program: str, release: str) -> str:
 
 def restart_background(program: str, release: str, log: str) -> str:
     """The runner has no port: it is checked by the release id in its environment."""
+    already = q(f"{program} already runs {release}")
+    runs = q(f"{program} runs release {release}")
+    not_yet = q(f"{program} does not run release {release}")
     return (
         f"supervisorctl update {q(program)} >/dev/null; "
-        f"if {_runs_release(program, release)}; then echo '{program} already runs {release}'; "
+        f"if {_runs_release(program, release)}; then echo {already}; "
         f"else supervisorctl restart {q(program)}; fi; "
         f"ok=; for i in $(seq 1 20); do if {_runs_release(program, release)}; then "
         "ok=1; break; fi; sleep 0.5; done; "
-        f"if [ -n \"$ok\" ]; then echo '{program} runs release {release}'; else "
-        f"echo '{program} does not run release {release}' >&2; "
+        f'if [ -n "$ok" ]; then echo {runs}; else echo {not_yet} >&2; '
         f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
     )
 

@@ -39,6 +39,13 @@ TARGET = re.compile(r"v[0-9]+(/[A-Za-z_][A-Za-z0-9_]*)*")
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ABS_PATH = re.compile(r"/[A-Za-z0-9_./+-]*")
 RESERVED_ENV = {"APIPHANT_RELEASE"}  # set by the deploy to the release id
+#: Debian's own accounts (base-passwd) and sshd: the product is also its system user, and the
+#: deploy reuses an existing one, so such a name would run the workers as root or share an
+#: account (and its files) with the system.
+SYSTEM_USERS = frozenset(
+    "root daemon bin sys sync games man lp mail news uucp proxy backup list irc gnats nobody "
+    "sshd messagebus".split()
+)
 
 
 class ConfigError(Exception):
@@ -333,14 +340,25 @@ def _size(reader: _Reader, name: str, default: int) -> int:
     raise reader.fail(name, "a size like 1048576, '512K' or '1M'", value)
 
 
-def _address(reader: _Reader, name: str) -> str | None:
+def _private_address(reader: _Reader, name: str) -> str | None:
+    """An address workers may bind: loopback or private, never public, wildcard or multicast."""
     value = reader.table.get(name)
     if value is None:
         return None
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise reader.fail(name, "an IP address like 10.0.0.5", value) from None
+    if (
+        address.is_global
+        or address.is_unspecified
+        or address.is_multicast
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    ):
+        raise reader.fail(
+            name, "a private address like 10.0.0.5 (workers bind it: never a public one)", value
+        )
+    return str(address)
 
 
 def _listen(reader: _Reader) -> tuple[str, int]:
@@ -409,6 +427,8 @@ def parse(data: dict, path: Path, product_dir: Path) -> Config:
     product = top.text("product", PRODUCT, "a lowercase Python identifier like myproduct")
     if keyword.iskeyword(product):
         raise top.fail("product", "a name that is not a Python keyword", product)
+    if product in SYSTEM_USERS:
+        raise top.fail("product", "a name that is not a system account (it is the user)", product)
     if product != product_dir.name:
         raise ConfigError(
             f"{shown}: product: expected the product folder's name {product_dir.name!r}, "
@@ -534,7 +554,8 @@ def _hosts(shown: str, table: Any, nginx: Nginx) -> tuple[Host, ...]:
                     raise ConfigError(
                         f"{shown}: hosts.{name}.{key}: only for hosts with the api role"
                     )
-        hosts.append(Host(name, ssh, roles, workers, first_port, _address(r, "private_address")))
+        private = _private_address(r, "private_address")
+        hosts.append(Host(name, ssh, roles, workers, first_port, private))
     ssh_targets = [h.ssh for h in hosts]
     for host in hosts:
         if ssh_targets.count(host.ssh) > 1:
