@@ -58,9 +58,15 @@ def strict_worker(tmp_path_factory):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """Print the hostile-input figures, when that suite ran."""
+    """Print the hostile-input and fault figures, when those suites ran."""
     hostile = sys.modules.get("tests.test_hostile")
     figures = getattr(hostile, "FIGURES", None)
     if figures and figures["inputs tried"]:
         terminalreporter.write_sep("-", "hostile input")
         terminalreporter.write_line(", ".join(f"{k}: {v}" for k, v in figures.items()))
+    faults = getattr(sys.modules.get("tests.test_faults"), "FIGURES", None)
+    if faults:
+        terminalreporter.write_sep("-", "faults under load")
+        for scenario, numbers in faults.items():
+            shown = ", ".join(f"{k}: {v}" for k, v in numbers.items())
+            terminalreporter.write_line(f"{scenario}: {shown}")
