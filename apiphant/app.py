@@ -87,7 +87,7 @@ class App:
             status = status_line(error.status)
             close = isinstance(error, BodyError)
             return self._finish(environ, start_response, status, body, close)
-        except Exception as error:
+        except (Exception, SystemExit, KeyboardInterrupt) as error:  # sys.exit() kills no worker
             self._report(route, error)
             status = "500 Internal Server Error"
             body = b'{"error": "500 Internal Server Error"}'

@@ -5,6 +5,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Debian's own accounts (base-passwd), sshd and Nginx's: a deployed product is also its
+#: system user, so such a name would run the workers as root or share an account's files.
+SYSTEM_USERS = frozenset(
+    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc "
+    "gnats nobody sshd messagebus".split()
+)
+
 
 class ProductError(Exception):
     """A product folder that cannot be served; the message is one line for the user."""

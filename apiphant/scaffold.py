@@ -9,6 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from apiphant.product import SYSTEM_USERS
+
 TEMPLATE_NAME = "myproduct"
 SKIP = {"__pycache__", ".pytest_cache"}
 TEXT_SUFFIXES = {".py", ".toml", ".txt", ".md", ".sh", ".cfg", ".ini", ".json", ".example"}
@@ -34,6 +36,8 @@ def check_name(name: str) -> None:
         )
     if name in sys.stdlib_module_names or name in {"apiphant", "gevent", "test", "tests"}:
         raise ScaffoldError(f"bad product name {name!r}: it would shadow the module {name}")
+    if name in SYSTEM_USERS:
+        raise ScaffoldError(f"bad product name {name!r}: deployed, it would be the system user")
 
 
 def plan(name: str, template: Path) -> list[tuple[Path, Path, bool]]:

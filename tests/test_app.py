@@ -124,3 +124,12 @@ def test_nan_in_a_response_is_a_500_not_invalid_json(make_product):
 def test_create_app_returns_a_plain_wsgi_callable():
     app = create_app(MYPRODUCT)
     assert isinstance(app, App) and callable(app)
+
+
+@pytest.mark.parametrize("exit_call", ["sys.exit(3)", "raise KeyboardInterrupt", "exit()"])
+def test_a_handler_that_exits_gets_a_500_and_kills_no_worker(make_product, exit_call):
+    root = make_product({"api/v0/t.py": f"import sys\ndef read(r):\n    {exit_call}\n"},
+                        name="exits")
+    client = Client(root)
+    assert client.post("t", "read").json == {"error": "500 Internal Server Error"}
+    assert client.post("t", "read").status == 500

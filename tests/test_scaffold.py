@@ -52,7 +52,9 @@ def _env_with_free_port() -> dict[str, str]:
     return {**os.environ, "APIPHANT_PORT": str(free_port()), "PYTHON": sys.executable}
 
 
-@pytest.mark.parametrize("name", ["my-shop", "Shop", "class", "json", "test", "1shop", ""])
+@pytest.mark.parametrize(
+    "name", ["my-shop", "Shop", "class", "json", "test", "1shop", "", "root", "nobody"]
+)
 def test_bad_names_are_refused(name):
     with pytest.raises(ScaffoldError):
         check_name(name)

@@ -237,3 +237,13 @@ def test_drain_grace_keeps_idle_connections_for_their_next_request(tmp_path):
         assert forgotten.sock.recv(1) == b""  # closed once idle past the grace
         assert 0.3 < time.monotonic() - started < 4
         assert live.process.wait(10) == 0
+
+
+def test_sys_exit_in_a_handler_does_not_stop_the_worker(make_product, tmp_path):
+    root = make_product({"api/v0/t.py": "import sys\ndef read(r):\n    sys.exit(1)\n"},
+                        name="exitlive")
+    with serving(root, tmp_path) as live:
+        for _ in range(3):
+            answer = requests.post(f"{live.url}/api/v0/t/read", json={})
+            assert answer.json() == {"error": "500 Internal Server Error"}
+        assert live.process.poll() is None

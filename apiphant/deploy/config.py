@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from apiphant.app import DEFAULT_MAX_BODY
+from apiphant.product import SYSTEM_USERS
 
 ROOT = "/opt"
 LOG_ROOT = "/var/log"
@@ -39,13 +40,6 @@ TARGET = re.compile(r"v[0-9]+(/[A-Za-z_][A-Za-z0-9_]*)*")
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ABS_PATH = re.compile(r"/[A-Za-z0-9_./+-]*")
 RESERVED_ENV = {"APIPHANT_RELEASE"}  # set by the deploy to the release id
-#: Debian's own accounts (base-passwd) and sshd: the product is also its system user, and the
-#: deploy reuses an existing one, so such a name would run the workers as root or share an
-#: account (and its files) with the system.
-SYSTEM_USERS = frozenset(
-    "root daemon bin sys sync games man lp mail news uucp proxy backup list irc gnats nobody "
-    "sshd messagebus".split()
-)
 
 
 class ConfigError(Exception):
