@@ -16,6 +16,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from tests.servers import service_ports
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
 
@@ -27,24 +29,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> int:
-    """The first of ``count`` consecutive free ports (bounded search)."""
-    for _ in range(200):
-        base = free_port(host)
-        if base + count > 65000:
-            continue
-        try:
-            socks = []
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind((host, port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports on {host}")
+    """The first of ``count`` consecutive free ports, below the ephemeral range."""
+    return service_ports(count, host)
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:

@@ -21,10 +21,8 @@ import ipaddress
 import json
 import os
 import pwd
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +34,7 @@ from pathlib import Path
 from apiphant.deploy import render
 from apiphant.deploy.config import load
 from tests.deploy_helpers import CHECKOUT, deploy_toml, port_open
+from tests.servers import service_ports
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SUPERVISORD = shutil.which("supervisord") or "/usr/bin/supervisord"
@@ -85,33 +84,6 @@ KINDS = {
 THREADS = 8
 
 Edit = Callable[[str, str], str]
-
-
-def service_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports below the ephemeral range, as a service's
-    would be: a restarting worker must find its port free, and an ephemeral port can be taken
-    by any outgoing connection while the worker is down. Probed with SO_REUSEADDR, as the
-    servers bind (connections in TIME_WAIT do not keep them from binding)."""
-    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
-    pick = random.Random()
-    for _ in range(200):
-        base = pick.randrange(10000, max(low, 10000 + count + 1) - count)
-        socks = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(("127.0.0.1", port))
-                sock.listen(1)
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports below {low}")
 
 
 def _replace(text: str, old: str, new: str, what: str) -> str:

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,6 +21,33 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def service_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive free ports below the ephemeral range, as a service's
+    would be: a restarting worker must find its port free, and an ephemeral port can be taken
+    by any outgoing connection while the worker is down. Probed with SO_REUSEADDR, as the
+    servers bind (connections in TIME_WAIT do not keep them from binding)."""
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
+    pick = random.Random()
+    for _ in range(200):
+        base = pick.randrange(10000, max(low, 10000 + count + 1) - count)
+        socks = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                sock.listen(1)
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports below {low} on {host}")
 
 
 def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
