@@ -1,5 +1,7 @@
 """``--reload``: run the server in a child process and restart it when a .py file changes."""
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -9,6 +11,8 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def snapshot(folder: Path) -> dict[str, float]:
@@ -29,6 +33,15 @@ def changed(before: dict[str, float], after: dict[str, float]) -> list[str]:
     )
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: if the reloader dies, even by SIGKILL, the server stops too."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the reloader's own SIGTERM path still holds
+        pass
+
+
 def run(folder: Path, argv: list[str], interval: float = 1.0) -> int:
     """Restart ``python -m apiphant argv`` on change, until SIGINT or SIGTERM; return its code."""
     stopping = False
@@ -41,7 +54,7 @@ def run(folder: Path, argv: list[str], interval: float = 1.0) -> int:
     signal.signal(signal.SIGINT, stop)
     command = [sys.executable, "-m", "apiphant", *argv]
     while True:
-        child = subprocess.Popen(command)
+        child = subprocess.Popen(command, preexec_fn=_die_with_parent)
         before = snapshot(folder)
         while not stopping:
             time.sleep(interval)

@@ -4,11 +4,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.servers import MYPRODUCT, free_port, serving
+from tests.servers import MYPRODUCT, free_port, serving, start
 
 
 def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -100,3 +101,26 @@ def test_reload_restarts_when_a_handler_changes(make_product, tmp_path):
             time.sleep(0.2)
         assert "Reloading:" in live.log()
     assert live.process.returncode == 0
+
+
+def test_reload_child_stops_when_the_reloader_is_killed(make_product, tmp_path):
+    root = make_product({"api/v0/t.py": "def read(r):\n    return {}\n"}, name="orphan")
+    live = start(root, tmp_path, "--reload")
+    try:
+        children = Path(f"/proc/{live.process.pid}/task/{live.process.pid}/children")
+        child = int(children.read_text().split()[0])
+        live.process.kill()
+        live.process.wait(5)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and "zombie" not in _state(child):
+            assert time.monotonic() < deadline, "the server outlived its reloader"
+            time.sleep(0.1)
+    finally:
+        live.stop()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
