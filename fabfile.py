@@ -24,30 +24,30 @@ def _done(status: int) -> None:
         raise Exit(code=status)
 
 
-@task(
-    iterable=["host"],
-    auto_shortflags=False,
-    help={
-        "product": "the product folder, e.g. myproduct",
-        "host": "a host of deploy.toml (also as bare words after the flags); none: all",
-        "out": "write the files to DIR/HOST/NAME instead of printing them",
-        "config": "another deploy.toml than PRODUCT/deploy.toml",
-    },
+def host_task(**extra_help: str):
+    """An invoke task over deploy.toml's hosts: --product, --host (repeatable), --config."""
+    return task(
+        iterable=["host"],
+        auto_shortflags=False,
+        help={
+            "product": "the product folder, e.g. myproduct",
+            "host": "a host of deploy.toml (also as bare words after the flags); none: all",
+            "config": "another deploy.toml than PRODUCT/deploy.toml",
+            **extra_help,
+        },
+    )
+
+
+@host_task(
+    out="write the files to DIR/HOST/NAME instead of printing them",
 )
 def render(c, product="", host=None, out="", config=""):
     """Render every file for every host (Supervisor, Nginx, logrotate...) without connecting."""
     _done(tasks.render_files(product, host or [], out, config))
 
 
-@task(
-    iterable=["host"],
-    auto_shortflags=False,
-    help={
-        "product": "the product folder, e.g. myproduct",
-        "host": "a host of deploy.toml (also as bare words after the flags); none: all",
-        "dry_run": "print every command and upload; connect to nothing",
-        "config": "another deploy.toml than PRODUCT/deploy.toml",
-    },
+@host_task(
+    dry_run="print every command and upload; connect to nothing",
 )
 def deploy(c, product="", host=None, dry_run=False, config=""):
     """Deploy the product: lock, upload, validate, switch, rolling restart, smoke test;
@@ -55,61 +55,31 @@ def deploy(c, product="", host=None, dry_run=False, config=""):
     _done(tasks.deploy(product, host or [], dry_run, config, c.config))
 
 
-@task(
-    iterable=["host"],
-    auto_shortflags=False,
-    help={
-        "product": "the product folder, e.g. myproduct",
-        "host": "a host of deploy.toml (also as bare words after the flags); none: all",
-        "release": "the release id to go back to (default: the previous good one)",
-        "dry_run": "print every command; connect to nothing",
-        "config": "another deploy.toml than PRODUCT/deploy.toml",
-    },
+@host_task(
+    release="the release id to go back to (default: the previous good one)",
+    dry_run="print every command; connect to nothing",
 )
 def rollback(c, product="", host=None, release="", dry_run=False, config=""):
     """Go back to the previous good release (or --release ID), worker by worker."""
     _done(tasks.rollback(product, host or [], release, dry_run, config, c.config))
 
 
-@task(
-    iterable=["host"],
-    auto_shortflags=False,
-    help={
-        "product": "the product folder, e.g. myproduct",
-        "host": "a host of deploy.toml (also as bare words after the flags); none: all",
-        "config": "another deploy.toml than PRODUCT/deploy.toml",
-    },
-)
+@host_task()
 def status(c, product="", host=None, config=""):
     """Current release, kept releases, lock, processes and /health of each worker."""
     _done(tasks.status(product, host or [], config, c.config))
 
 
-@task(
-    iterable=["host"],
-    auto_shortflags=False,
-    help={
-        "product": "the product folder, e.g. myproduct",
-        "host": "a host of deploy.toml (also as bare words after the flags); none: all",
-        "lines": "how many last lines of each log (default 50)",
-        "follow": "keep printing new lines (one host)",
-        "config": "another deploy.toml than PRODUCT/deploy.toml",
-    },
+@host_task(
+    lines="how many last lines of each log (default 50)",
+    follow="keep printing new lines (one host)",
 )
 def logs(c, product="", host=None, lines=50, follow=False, config=""):
     """Tail the product's logs: its workers, its background runner, its Nginx site."""
     _done(tasks.logs(product, host or [], int(lines), follow, config, c.config))
 
 
-@task(
-    iterable=["host"],
-    auto_shortflags=False,
-    help={
-        "product": "the product folder, e.g. myproduct",
-        "host": "a host of deploy.toml (also as bare words after the flags); none: all",
-        "config": "another deploy.toml than PRODUCT/deploy.toml",
-    },
-)
+@host_task()
 def unlock(c, product="", host=None, config=""):
     """Remove the deploy lock a dead deploy left behind (it says whose it was)."""
     _done(tasks.unlock(product, host or [], config, c.config))
