@@ -123,7 +123,12 @@ def server():
 def test_idle_handlers_keep_few_enough_attributes_to_share_dict_keys(server):
     """Past about 28 attribute names, CPython 3.11 stops sharing the keys of the
     handlers' instance dicts, and each idle keep-alive connection pays 1.3 KiB
-    more: 20 MiB at 15,000 connections (bench/RESULTS.md)."""
+    more: 20 MiB at 15,000 connections (bench/RESULTS.md).
+
+    The attribute count is what the code decides, so that is what is asserted.
+    The dict's size is not: whether CPython shares the keys also depends on the
+    order other handlers set theirs, and asserting on it failed one run in three.
+    The memory itself is measured by the bench probe (idle KiB per connection)."""
     address = ("127.0.0.1", server.server_port)
     socket.create_connection(address).close()  # no request: this lowers the limit to 28
     request = (
@@ -140,8 +145,6 @@ def test_idle_handlers_keep_few_enough_attributes_to_share_dict_keys(server):
         assert len(handlers) == 3
         for handler in handlers:
             assert len(handler.__dict__) <= 28, sorted(handler.__dict__)
-            if sys.version_info[:2] == (3, 11):
-                assert sys.getsizeof(handler.__dict__) < 1000  # shared keys: values only
     finally:
         for client in clients:
             client.close()
