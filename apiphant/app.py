@@ -25,13 +25,15 @@ HEALTH_PATH = "/health"
 #: The deploy sets it to the release id, so a health check proves which code answers.
 RELEASE_ENV = "APIPHANT_RELEASE"
 JSON = "application/json"
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 StartResponse = Callable[..., Any]
 _encode = json.JSONEncoder(allow_nan=False).encode
 
 
 def _headers(body: bytes, close: bool) -> list[tuple[str, str]]:
-    headers = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
+    # nosniff: a browser never runs an answer as a script or page, whatever it holds.
+    headers = [("Content-Type", JSON), NOSNIFF, ("Content-Length", str(len(body)))]
     if close:
         headers.append(("Connection", "close"))
     return headers

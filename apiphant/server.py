@@ -6,6 +6,10 @@
 - An idle keep-alive timeout, a deadline for request headers (slowloris),
   and a per-read timeout for bodies.
 - A bound on concurrent connections (a gevent Pool).
+- A lingering close: a connection closed with request bytes still arriving
+  is half-closed and drained for a bounded time first, so the client reads
+  its answer instead of a TCP reset (behind Nginx, a reset takes the worker
+  out of rotation).
 - A graceful drain: stop accepting, let in-flight requests finish with
   ``Connection: close``, and close idle keep-alive connections, bounded.
   Behind Nginx, idle connections are closed only after ``drain_idle_grace``:
@@ -62,7 +66,8 @@ def error_response(status: int) -> bytes:
     body = json.dumps({"error": status_line(status)}).encode()
     return (
         f"HTTP/1.1 {status_line(status)}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
@@ -123,13 +128,18 @@ class Limits:
     request_timeout: float = 30.0
     drain_timeout: float = 10.0
     drain_idle_grace: float = 0.0  # behind Nginx: above its upstream keepalive_timeout
+    #: A lingering close waits at most this long for each read, and this long in all
+    #: (Nginx's lingering_timeout and lingering_time).
+    linger_timeout: float = 2.0
+    linger_time: float = 30.0
 
 
 class _Input(Input):
     """pywsgi's request body, with a deadline for the whole body.
 
-    An unread body is dropped to keep the connection only when it is small;
-    otherwise, or when dropping it fails, the connection is closed instead.
+    An unread body is dropped to keep the connection only when it is small
+    and framed by Content-Length; otherwise, or when dropping it fails, the
+    connection is closed instead, with a lingering close.
     """
 
     __slots__ = ("handler", "deadline")
@@ -147,11 +157,29 @@ class _Input(Input):
         with gevent.Timeout(left, BodyTimeout("request body timed out")):
             return read(size)
 
+    def unread(self) -> bool:
+        """Whether body bytes may still arrive that nothing has read."""
+        if self.chunked_input:
+            return self.chunk_length != 0  # 0 once the last chunk is read
+        return (self.content_length or 0) > self.position
+
+    def too_large_to_drop(self) -> bool:
+        """Whether dropping the unread rest would cost more than a new connection.
+
+        A body the client was never invited to send (``Expect: 100-continue``
+        with no ``100 Continue`` yet) is not waited for either.
+        """
+        return (
+            self.chunked_input
+            or (self.content_length or 0) - self.position > DISCARD_LIMIT
+            or self.socket is not None
+        )
+
     def _discard(self) -> None:
         handler = self.handler
-        if handler.close_connection:
+        if handler.close_connection or not self.unread():
             return
-        if self.chunked_input or (self.content_length or 0) - self.position > DISCARD_LIMIT:
+        if self.too_large_to_drop():
             handler.close_connection = True
             return
         try:
@@ -237,7 +265,10 @@ class Handler(WSGIHandler):
             if "\n" in value or "\r" in value or "\x00" in value:
                 raise ClientError(400, "control character in a header value")
         lengths = headers.get_all("content-length")
-        coding = headers.get("transfer-encoding")
+        codings = headers.get_all("transfer-encoding")
+        if codings and len(codings) > 1:
+            raise ClientError(400, "more than one Transfer-Encoding header")
+        coding = codings[0] if codings else None
         if coding is not None:
             if coding.strip().lower() != "chunked":
                 raise ClientError(501, f"unsupported Transfer-Encoding {coding[:40]!r}")
@@ -259,9 +290,43 @@ class Handler(WSGIHandler):
 
     def handle_one_request(self) -> Any:
         result = super().handle_one_request()
-        if isinstance(result, tuple):  # pywsgi's own refusals (414) answer in JSON too
-            return result[0], error_response(int(result[0]))
+        if isinstance(result, tuple):
+            # Refused before the application: the rest of the request may be on its
+            # way. pywsgi's own refusals (414) answer in JSON too.
+            self._orig_status = result[0]
+            try:
+                self.socket.sendall(error_response(int(result[0])))
+            except OSError:
+                return None
+            self.time_finish = time.time()
+            self.log_request()
+            self.linger()
+            return None
+        if result is None and self.socket is not None:
+            body = self.wsgi_input
+            if body is not None and body.unread():
+                self.linger()
         return result
+
+    def linger(self) -> None:
+        """Half-close, then read and drop what the client still sends, bounded in time.
+
+        A close() with request bytes unread makes the kernel send a reset, which
+        can destroy the answer before the client reads it: a direct client sees
+        ECONNRESET instead of its 413, and Nginx takes the worker out of rotation
+        (RFC 9112 section 9.6; Nginx's lingering close does the same).
+        """
+        limits = self.server.limits
+        sock, rfile = self.socket, self.rfile
+        deadline = time.monotonic() + limits.linger_time
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(min(limits.linger_timeout, left))
+                if not rfile.read1(16384):
+                    break
+        except (OSError, ValueError):  # a reset, a timeout, or a closed file: done
+            pass
 
     def _handle_client_error(self, ex: Exception) -> tuple[str, bytes]:
         status = ex.status if isinstance(ex, ClientError) else 400
@@ -323,7 +388,15 @@ class Handler(WSGIHandler):
         return env
 
     def start_response(self, status: str, headers: list, exc_info: Any = None) -> Callable:
-        if self.server.draining:
+        """Say ``Connection: close`` whenever the connection will not be reused: draining,
+        asked to by the client, or a body left unread that is too large to drop."""
+        body = self.wsgi_input
+        if (
+            self.server.draining
+            or self.close_connection
+            or (body is not None and body.unread() and body.too_large_to_drop())
+        ):
+            self.close_connection = True
             headers = [h for h in headers if h[0].lower() != "connection"]
             headers.append(("Connection", "close"))
         return super().start_response(status, headers, exc_info)

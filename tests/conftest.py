@@ -61,6 +61,7 @@ def strict_worker(tmp_path_factory):
 FIGURE_SOURCES = {
     "hostile input": "tests.test_hostile",
     "faults under load": "tests.test_faults",
+    "one client against a deployment": "tests.test_hardening",
     "deploy under load": "tests.test_deploy_e2e",
 }
 

@@ -20,6 +20,11 @@ from tests.servers import service_ports
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
+#: myproduct's server name: a client of the public listener sends it as Host (any other
+#: Host gets the catch-all's 404).
+SERVER_NAME = "api.example.com"
+NGINX_CONF = Path("/etc/nginx/nginx.conf")
+DEBIAN_SITE = Path("/etc/nginx/sites-enabled/default")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -148,7 +153,9 @@ class HostCleanup:
             run('[ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)"').returncode == 0
         )
         self.user_existed = run(f"id -u {product}").returncode == 0
-        self.moved_default: Path | None = None
+        # The deploy replaces Debian's nginx.conf with a link (keeping it beside) and unlinks
+        # Debian's default site; both are put back.
+        self.debian_site = os.readlink(DEBIAN_SITE) if DEBIAN_SITE.is_symlink() else None
 
     def clashes(self) -> str:
         """Why this machine cannot host the test deploy, or ''."""
@@ -157,17 +164,6 @@ class HostCleanup:
         if self.user_existed:
             return f"user {self.product} exists, not touched"
         return ""
-
-    def free_port_80(self) -> None:
-        """Debian's default site listens on :80; when nginx is not running and something else
-        holds :80, that site is moved aside for the test and put back after."""
-        default = Path("/etc/nginx/sites-enabled/default")
-        if self.nginx_was_running or not default.exists():
-            return
-        if port_open("127.0.0.1", 80) or port_open("::1", 80):
-            self.moved_default = default.with_name(".default.moved-by-apiphant-test")
-            default.rename(self.moved_default)
-            print(f"note: {default} moved aside while the test runs (port 80 is busy)")
 
     def __call__(self) -> None:
         p = self.product
@@ -188,13 +184,16 @@ class HostCleanup:
         else:
             run("supervisorctl shutdown", timeout=60)
             _wait_gone("/var/run/supervisord.pid")
+        kept = NGINX_CONF.with_name(NGINX_CONF.name + ".before-apiphant")
+        if NGINX_CONF.is_symlink() and kept.is_file():
+            kept.replace(NGINX_CONF)
+        if self.debian_site is not None and not DEBIAN_SITE.is_symlink():
+            DEBIAN_SITE.symlink_to(self.debian_site)
         if self.nginx_was_running:
             run("nginx -s reload")
         else:
             run("nginx -s stop")
             _wait_gone("/run/nginx.pid")
-        if self.moved_default is not None:
-            self.moved_default.rename(self.moved_default.with_name("default"))
         shutil.rmtree(f"/opt/{p}", ignore_errors=True)
         shutil.rmtree(f"/var/log/{p}", ignore_errors=True)
         if not self.user_existed:
@@ -219,13 +218,18 @@ def _wait_gone(pidfile: str, timeout: float = 30) -> None:
 
 
 def deploy_toml(
-    ssh: str, listen: str, first_port: int, secrets: Path | None = None, workers: int = 2
+    ssh: str,
+    listen: str,
+    first_port: int,
+    secrets: Path | None = None,
+    workers: int = 2,
+    local_port: int = 8000,
 ) -> str:
     """myproduct/deploy.toml with this machine's sshd, free ports and a secrets file."""
     text = (CHECKOUT / "myproduct" / "deploy.toml").read_text()
     replacements = {
         'ssh = "root@203.0.113.10"': f'ssh = "{ssh}"',
-        'listen = "80"': f'listen = "{listen}"',
+        'listen = "80"': f'listen = "{listen}"\nlocal_port = {local_port}',
         "first_port = 8001": f"first_port = {first_port}",
         "workers = 2 ": f"workers = {workers} ",
     }

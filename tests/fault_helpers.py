@@ -33,7 +33,7 @@ from pathlib import Path
 
 from apiphant.deploy import render
 from apiphant.deploy.config import load
-from tests.deploy_helpers import CHECKOUT, deploy_toml, port_open
+from tests.deploy_helpers import CHECKOUT, SERVER_NAME, deploy_toml, port_open
 from tests.servers import service_ports
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -82,6 +82,8 @@ KINDS = {
 
 #: Client threads of a load: each has one request out at a time.
 THREADS = 8
+#: What a client of the public listener sends: its Host is one of the server names.
+HEADERS = {"Content-Type": "application/json", "Host": SERVER_NAME}
 
 Edit = Callable[[str, str], str]
 
@@ -96,13 +98,19 @@ class Stack:
 
     ``edit(name, text)`` may change a rendered file before it is written: the
     mutation checks use it to remove a protection and see the tests fail.
+    ``nginx_toml`` adds lines to deploy.toml's [nginx] table.
+
+    Nginx runs with the deploy's own main config (nginx-main.conf: its process sizing),
+    with only its system paths moved into the folder, and as root (no www-data).
     """
 
-    def __init__(self, folder: Path, edit: Edit | None = None) -> None:
+    def __init__(self, folder: Path, edit: Edit | None = None, nginx_toml: str = "") -> None:
         self.folder = folder
         self.edit = edit
-        self.first_port = service_ports(3)
+        self.nginx_toml = nginx_toml
+        self.first_port = service_ports(4)
         self.nginx_port = self.first_port + 2
+        self.local_port = self.first_port + 3
         self.ports = (self.first_port, self.first_port + 1)
         self.root = folder / "opt"  # /opt/myproduct
         self.logs = folder / "log"  # /var/log/myproduct
@@ -149,7 +157,13 @@ class Stack:
             CHECKOUT / PRODUCT, source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
         (source / "api" / "v0" / "ledger.py").write_text(LEDGER)
-        text = deploy_toml("root@127.0.0.1", f"127.0.0.1:{self.nginx_port}", self.first_port)
+        text = deploy_toml(
+            "root@127.0.0.1",
+            f"127.0.0.1:{self.nginx_port}",
+            self.first_port,
+            local_port=self.local_port,
+        )
+        text = _replace(text, "[nginx]\n", "[nginx]\n" + self.nginx_toml + "\n", "deploy.toml")
         text = _replace(
             text,
             'APIPHANT_LOG_LEVEL = "INFO"',
@@ -166,6 +180,18 @@ class Stack:
             body = body.replace("/var/log/myproduct", str(self.logs))
             if name == "supervisor.conf":
                 body = _replace(body, "user=myproduct", f"user={user}", name)
+            if name == "nginx-main.conf":
+                f = self.folder
+                for old, new in (
+                    ("user www-data;", f"user {user};"),
+                    ("/run/nginx.pid", f"{f}/nginx.pid"),
+                    ("/var/log/nginx/", f"{f}/nginx-main-"),
+                    ("/etc/nginx/sites-enabled/*", f"{f}/etc/nginx.conf"),
+                    ("/etc/nginx/conf.d/*.conf", f"{f}/etc/none-*.conf"),
+                    ("http {\n", f"http {{\n    client_body_temp_path {f}/body;\n"
+                                 f"    proxy_temp_path {f}/proxy;\n"),
+                ):  # fmt: skip
+                    body = _replace(body, old, new, name)
             if self.edit is not None:
                 body = self.edit(name, body)
             out[name] = body
@@ -206,6 +232,7 @@ class Stack:
         (etc / "supervisor.conf").symlink_to(self.root / "current" / "config" / "supervisor.conf")
         (etc / "nginx.conf").symlink_to(self.root / "current" / "config" / "nginx.conf")
         f = self.folder
+        self.nginx_main = self.root / "current" / "config" / "nginx-main.conf"
         self.conf.write_text(
             f"[unix_http_server]\nfile={f}/supervisor.sock\nchmod=0700\n\n"
             f"[supervisord]\nlogfile={f}/supervisord.log\npidfile={f}/supervisord.pid\n"
@@ -214,12 +241,6 @@ class Stack:
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
             f"[supervisorctl]\nserverurl=unix://{f}/supervisor.sock\n\n"
             f"[include]\nfiles = {etc}/supervisor.conf\n"
-        )
-        (f / "nginx-main.conf").write_text(
-            f"daemon off;\npid {f}/nginx.pid;\nerror_log {f}/nginx-main-error.log;\n"
-            "worker_processes 1;\nevents { worker_connections 512; }\n"
-            f"http {{\n  client_body_temp_path {f}/body;\n  proxy_temp_path {f}/proxy;\n"
-            f"  include {etc}/nginx.conf;\n}}\n"
         )
 
     # Running
@@ -233,7 +254,8 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        nginx = [NGINX, "-p", str(self.folder), "-c", str(self.folder / "nginx-main.conf")]
+        nginx = [NGINX, "-p", str(self.folder), "-e", str(self.folder / "nginx-main-error.log"),
+                 "-c", str(self.nginx_main), "-g", "daemon off;"]  # fmt: skip
         checked = subprocess.run([*nginx, "-t", "-q"], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
         self.nginx = subprocess.Popen(nginx, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -315,7 +337,7 @@ class Stack:
             assert time.monotonic() < deadline, f"Nginx reached only {seen} of {wanted}"
             conn = http.client.HTTPConnection("127.0.0.1", self.nginx_port, timeout=5)
             try:
-                conn.request("POST", KINDS["read"], json.dumps({"id": "settle"}))
+                conn.request("POST", KINDS["read"], json.dumps({"id": "settle"}), HEADERS)
                 response = conn.getresponse()
                 body = response.read()
                 if response.status == 200:
@@ -428,9 +450,7 @@ class Load:
                 expected = {"id": request_id}
             why = ""
             try:
-                conn.request(
-                    "POST", KINDS[kind], json.dumps(body), {"Content-Type": "application/json"}
-                )
+                conn.request("POST", KINDS[kind], json.dumps(body), HEADERS)
                 response = conn.getresponse()
                 answer = response.read()
                 if response.status != 200:

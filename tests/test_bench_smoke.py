@@ -242,7 +242,10 @@ def test_one_pass_environ_equals_pywsgis():
             assert their_body is handler.rfile
         else:
             assert (body.content_length, body.chunked_input, body.socket) == (
-                their_body.content_length, their_body.chunked_input, their_body.socket)
+                their_body.content_length,
+                their_body.chunked_input,
+                their_body.socket,
+            )
         compared += 1
     assert compared > 500
     sock.close()

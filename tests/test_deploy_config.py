@@ -72,7 +72,7 @@ def test_shipped_one_host_example_loads() -> None:
     assert [w.address for w in config.workers(web1)] == ["127.0.0.1:8001", "127.0.0.1:8002"]
     assert config.pools[0].is_default and config.pools[0].hosts == ("web1",)
     assert config.keep_releases == 5
-    assert config.nginx.listen == "80" and config.nginx.local_url == "http://127.0.0.1:80"
+    assert config.nginx.listen == "80" and config.nginx.local_url == "http://127.0.0.1:8000"
 
 
 def test_shipped_multihost_example_loads() -> None:

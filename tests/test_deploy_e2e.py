@@ -22,6 +22,9 @@ import pytest
 
 from tests.deploy_helpers import (
     CHECKOUT,
+    DEBIAN_SITE,
+    NGINX_CONF,
+    SERVER_NAME,
     HostCleanup,
     Sshd,
     deploy_toml,
@@ -51,20 +54,26 @@ class Host:
         self.folder = folder
         self.sshd = sshd
         self.nginx_port = free_port()
+        self.local_port = free_port()
         self.first_port = free_ports(2)
         self.secrets = folder / "myproduct.secrets.env"
         self.secrets.write_text(f"# for the e2e test\nMYPRODUCT_TOKEN={SECRET}\n")
         self.secrets.chmod(0o600)
         self.config = folder / "deploy.toml"
         text = deploy_toml(
-            sshd.target, f"127.0.0.1:{self.nginx_port}", self.first_port, self.secrets
+            sshd.target,
+            f"127.0.0.1:{self.nginx_port}",
+            self.first_port,
+            self.secrets,
+            local_port=self.local_port,
         )
         # Two good releases kept: proves a failed release does not push a good one out.
         self.config.write_text(text.replace("keep_releases = 5", "keep_releases = 2"))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.nginx_port}"
+        """Nginx's loopback listener: the host's own way in, any Host (the smoke test's)."""
+        return f"http://127.0.0.1:{self.local_port}"
 
     def fab(self, *args: str, product: str = PRODUCT) -> subprocess.CompletedProcess:
         return fab(*args, f"--product={product}", "--config", str(self.config), key=self.sshd.key)
@@ -80,7 +89,6 @@ def host(tmp_path_factory: pytest.TempPathFactory):
     if clash:
         pytest.skip(clash)
     folder = tmp_path_factory.mktemp("e2e")
-    cleanup.free_port_80()
     try:
         with Sshd(folder / "ssh") as sshd:
             yield Host(folder, sshd)
@@ -132,7 +140,7 @@ class Load:
         while not self.stop.is_set():
             path, body, expected = self.REQUESTS[sent % 2]
             try:
-                conn.request("POST", path, body)
+                conn.request("POST", path, body, {"Host": SERVER_NAME})
                 response = conn.getresponse()
                 answer = response.read()
                 if response.status != 200 or expected not in answer:
@@ -171,6 +179,7 @@ def snapshot() -> dict:
         f"/etc/supervisor/conf.d/{PRODUCT}.conf",
         f"/etc/nginx/sites-enabled/{PRODUCT}.conf",
         f"/etc/logrotate.d/{PRODUCT}",
+        str(NGINX_CONF),
     ):
         links[link] = (os.readlink(link), Path(link).read_text())
     status = run("supervisorctl status").stdout
@@ -224,10 +233,31 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
         [str(CHECKOUT / "test.sh"), host.url], capture_output=True, text=True, timeout=120
     )
     assert smoke.returncode == 0, smoke.stdout[-2000:] + smoke.stderr[-2000:]
-    # Secrets: 0600, the product user's, in the workers' environment, never printed.
+    # Secrets: 0640, root's, readable by the product's group (its programs cannot change
+    # them), in the workers' environment, never printed.
     state = snapshot()
-    assert state["secrets"][0] == 0o600
-    assert state["secrets"][1] == int(run(f"id -u {PRODUCT}").stdout)
+    assert state["secrets"][:2] == (0o640, 0)
+    assert (ROOT / "shared" / "secrets.env").stat().st_gid == int(run(f"id -g {PRODUCT}").stdout)
+    refused = run(f"runuser -u {PRODUCT} -- sh -c 'echo X=1 >> {ROOT}/shared/secrets.env'")
+    assert refused.returncode != 0, "the product user can write its secrets"
+    # Logs may hold what clients sent: root's and adm's only, not every local user's.
+    logs = Path(f"/var/log/{PRODUCT}").stat()
+    assert (stat.S_IMODE(logs.st_mode), logs.st_uid) == (0o750, 0)
+    peek = run(f"runuser -u {PRODUCT} -- cat /var/log/{PRODUCT}/nginx-access.log")
+    assert peek.returncode != 0, "a local user can read the product's logs"
+    # Nginx: the kit's main config (Debian's kept beside it), Debian's default site gone;
+    # a stranger's Host, or none, gets the catch-all's JSON 404 on the public listener.
+    assert os.readlink(NGINX_CONF) == f"{ROOT}/current/config/nginx-main.conf"
+    assert NGINX_CONF.with_name("nginx.conf.before-apiphant").is_file()
+    assert not DEBIAN_SITE.exists()
+    conn = http.client.HTTPConnection("127.0.0.1", host.nginx_port, timeout=5)
+    conn.request("POST", "/api/v0/echo/read", b"{}", {"Host": "203.0.113.10"})
+    stranger = conn.getresponse()
+    assert (stranger.status, stranger.read()) == (404, b'{"error": "404 Not Found"}')
+    assert stranger.getheader("Server") == "nginx"
+    conn.request("POST", "/api/v0/echo/read", b"{}", {"Host": SERVER_NAME})
+    assert conn.getresponse().read() == b'{"server": "myproduct"}'
+    conn.close()
     assert SECRET not in first.stdout + first.stderr
     pid = run(f"supervisorctl pid {PRODUCT}-api-{host.first_port}").stdout.strip()
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

@@ -73,8 +73,11 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     restart = steps[start]
     assert "supervisorctl restart myproduct-api-8001" in restart.command
     assert "http://127.0.0.1:8001/health" in restart.command
-    reload = steps[whys.index("nginx: reload if the site changed, or start")].command
-    assert "if cmp -s /etc/nginx/sites-enabled/myproduct.conf" in reload
+    reload = steps[whys.index("nginx: reload if its config changed, or start")].command
+    assert (
+        "if cat /opt/myproduct/current/config/nginx-main.conf "
+        "/opt/myproduct/current/config/nginx.conf | cmp -s - " in reload
+    )
 
 
 def test_three_hosts_backends_first() -> None:
@@ -120,7 +123,10 @@ def test_secrets_upload_is_private_and_only_where_programs_run(tmp_path: Path) -
     uploads = [s for s in deploy_plan(config).prepare if s.upload and s.upload.secret]
     assert [s.host for s in uploads] == ["a", "b"]
     for step in uploads:
-        assert step.upload.mode == 0o600 and step.upload.owner == "myproduct"
+        # Readable by the product's programs, not writable by them: its lines become every
+        # program's environment (PYTHONPATH and a sitecustomize.py would be code execution).
+        assert step.upload.mode == 0o640 and step.upload.owner == "root"
+        assert step.upload.group == "myproduct"
         assert step.upload.remote == "/opt/myproduct/shared/secrets.env"
         assert step.upload.content is None and step.upload.local == secrets
 
@@ -181,7 +187,7 @@ def test_dry_run_prints_everything_and_connects_to_nothing(tmp_path: Path) -> No
     out = done.stdout
     assert "hunter2" not in out + done.stderr
     assert "upload secrets" in out and "(content not shown)" in out
-    assert "-> /opt/myproduct/shared/secrets.env (mode 0600, owner myproduct)" in out
+    assert "-> /opt/myproduct/shared/secrets.env (mode 0640, owner root:myproduct)" in out
     for text in (
         "==> lock",
         "==> prepare",

@@ -46,12 +46,15 @@ def test_one_host_files_and_links() -> None:
         "supervisor.conf",
         "run",
         "nginx.conf",
+        "nginx-main.conf",
     }
     assert files.links == {
         "logrotate": "/etc/logrotate.d/myproduct",
         "supervisor.conf": "/etc/supervisor/conf.d/myproduct.conf",
         "nginx.conf": "/etc/nginx/sites-enabled/myproduct.conf",
+        "nginx-main.conf": "/etc/nginx/nginx.conf",
     }
+    assert files.unlinks == ("/etc/nginx/sites-enabled/default",)
     assert files.mode("run") == 0o755 and files.mode("nginx.conf") == 0o644
     assert set(files.apt) >= {"nginx", "supervisor", "python3-venv", "curl", "logrotate"}
 
@@ -70,7 +73,42 @@ def test_nginx_site_says_what_the_issue_asks() -> None:
     assert site.count("proxy_next_upstream error timeout;") == 1
     assert "location ~ ^/api/v[0-9]+/.+/read$ {" in site
     assert site.count("proxy_next_upstream error timeout non_idempotent;") == 1
-    assert "server_name api.example.com localhost 127.0.0.1;" in site
+    # Only the configured names; the smoke test has a listener of its own, on loopback.
+    assert "server_name api.example.com;" in site
+    assert "listen 127.0.0.1:8000;" in site and "localhost" not in site
+
+
+def test_nginx_is_hardened_for_the_whole_host() -> None:
+    """Settings Nginx takes from the http context or a listen socket's default server: the
+    header timeout, server tokens; and the catch-all that replaces Debian's default site."""
+    site = one_host().files["nginx.conf"]
+    http, _, servers = site.partition("\nserver {")
+    for line in ("server_tokens off;", "client_header_timeout 15s;",
+                 "reset_timedout_connection on;",
+                 "limit_conn_zone $binary_remote_addr zone=myproduct_conn:10m;"):  # fmt: skip
+        assert f"\n{line}\n" in http, line
+    assert "limit_req_zone" not in site  # off unless configured
+    catch_all = servers.partition("\n}\n")[0]
+    assert "listen 80 default_server;" in catch_all and "server_name _;" in catch_all
+    assert 'return 404 \'{"error": "404 Not Found"}\';' in catch_all
+    assert "    limit_conn myproduct_conn 100;\n    limit_conn_status 429;\n" in site
+    assert "error_page 502 @myproduct_502;" in site
+    assert 'return 429 \'{"error": "429 Too Many Requests"}\';' in site
+    main = one_host().files["nginx-main.conf"]
+    assert "worker_connections 16384;" in main and "worker_rlimit_nofile 17408;" in main
+    assert "include /etc/nginx/sites-enabled/*;" in main
+
+
+def test_rate_limit_when_configured() -> None:
+    config = parse(
+        {**tomllib.loads((MYPRODUCT / "deploy.toml").read_text()),
+         "nginx": {"limit_req": "5r/s", "limit_req_burst": 3, "limit_conn": 0}},
+        MYPRODUCT / "deploy.toml", MYPRODUCT,
+    )  # fmt: skip
+    site = render.render_host(config, config.hosts[0], RELEASE, WHEEL).files["nginx.conf"]
+    assert "limit_req_zone $binary_remote_addr zone=myproduct_req:10m rate=5r/s;" in site
+    assert "limit_req zone=myproduct_req burst=3 nodelay;" in site
+    assert "limit_conn" not in site
 
 
 def test_supervisor_programs_say_what_the_issue_asks() -> None:

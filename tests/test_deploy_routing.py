@@ -3,6 +3,7 @@ its front's site served by nginx on 127.0.0.1, its two pools by apiphant workers
 127.0.0.2 and 127.0.0.3 bound as their own hosts' Supervisor configs say.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -13,11 +14,14 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.deploy_helpers import fab, free_port, port_open, stop_process
+from tests.servers import raw_exchange
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PRODUCT = "routedprod"
@@ -40,7 +44,8 @@ def create(request):
 """
 
 
-def make_product(folder: Path, front: int, port_a: int, port_b: int) -> Path:
+def make_product(folder: Path, front: int, local: int, port_a: int, port_b: int,
+                 nginx: str = "") -> Path:  # fmt: skip
     product = folder / PRODUCT
     for part in ("", "api", "api/v0"):
         (product / part).mkdir(parents=True, exist_ok=True)
@@ -58,6 +63,8 @@ def make_product(folder: Path, front: int, port_a: int, port_b: int) -> Path:
 
             [nginx]
             listen = "127.0.0.1:{front}"
+            local_port = {local}
+            {nginx}
 
             [hosts.front]
             ssh = "root@front.example.com"
@@ -89,13 +96,19 @@ def make_product(folder: Path, front: int, port_a: int, port_b: int) -> Path:
     return product
 
 
-def post(url: str, body: bytes = b"{}") -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST")
+def exchange(url: str, body: bytes = b"{}", host: str = "api.example.com") -> tuple[int, dict]:
+    """POST, the answer's status and headers; the body, JSON-decoded, under "body"."""
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Host": host})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
+            return response.status, {**response.headers, "body": json.loads(response.read())}
     except urllib.error.HTTPError as error:
-        return error.code, {}
+        return error.code, {**error.headers, "body": json.loads(error.read() or b"null")}
+
+
+def post(url: str, body: bytes = b"{}", host: str = "api.example.com") -> tuple[int, dict]:
+    status, answer = exchange(url, body, host)
+    return status, answer["body"]
 
 
 def wait_for(host: str, port: int, proc: subprocess.Popen, what: str) -> None:
@@ -106,21 +119,24 @@ def wait_for(host: str, port: int, proc: subprocess.Popen, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_targets_are_routed_to_their_pools(tmp_path: Path) -> None:
-    front, port_a, port_b = free_port(), free_port("127.0.0.2"), free_port("127.0.0.3")
-    product = make_product(tmp_path, front, port_a, port_b)
+@dataclass
+class Front:
+    url: str
+    local_url: str
+    out: Path
+    ports: tuple[int, int]
+
+
+@contextlib.contextmanager
+def front_and_pools(tmp_path: Path, nginx_toml: str = "") -> Iterator[Front]:
+    """The three-host config rendered by `fab render`; its front's site served by a real nginx,
+    its pools by apiphant workers on 127.0.0.2 and 127.0.0.3."""
+    front, local = free_port(), free_port()
+    port_a, port_b = free_port("127.0.0.2"), free_port("127.0.0.3")
+    product = make_product(tmp_path, front, local, port_a, port_b, nginx_toml)
     out = tmp_path / "rendered"
     rendered = fab("render", f"--product={product}", "--out", str(out))
     assert rendered.returncode == 0, rendered.stdout
-
-    # Each backend host binds its private address, as its own Supervisor config says.
-    for host, address in (("a", f"127.0.0.2:{port_a}"), ("b", f"127.0.0.3:{port_b}")):
-        supervisor = (out / host / "supervisor.conf").read_text()
-        assert f" {PRODUCT} {address} --max-body 65536 " in supervisor
-    site = (out / "front" / "nginx.conf").read_text()
-    assert "client_max_body_size 65536;" in site
-    assert not (out / "front" / "supervisor.conf").exists()
-
     procs: list[subprocess.Popen] = []
     made_logs = not LOGS.exists()
     LOGS.mkdir(exist_ok=True)
@@ -150,16 +166,38 @@ def test_targets_are_routed_to_their_pools(tmp_path: Path) -> None:
         assert checked.returncode == 0, checked.stderr
         procs.append(subprocess.Popen(nginx, stderr=subprocess.DEVNULL))
         wait_for("127.0.0.1", front, procs[-1], "nginx")
+        yield Front(f"http://127.0.0.1:{front}", f"http://127.0.0.1:{local}", out,
+                    (port_a, port_b))  # fmt: skip
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+        if made_logs:
+            shutil.rmtree(LOGS, ignore_errors=True)
 
-        url = f"http://127.0.0.1:{front}"
+
+def test_targets_are_routed_to_their_pools(tmp_path: Path) -> None:
+    with front_and_pools(tmp_path) as front:
+        port_a, port_b = front.ports
+        out = front.out
+        # Each backend host binds its private address, as its own Supervisor config says.
+        for host, address in (("a", f"127.0.0.2:{port_a}"), ("b", f"127.0.0.3:{port_b}")):
+            supervisor = (out / host / "supervisor.conf").read_text()
+            assert f" {PRODUCT} {address} --max-body 65536 " in supervisor
+        site = (out / "front" / "nginx.conf").read_text()
+        assert "client_max_body_size 65536;" in site
+        assert not (out / "front" / "supervisor.conf").exists()
+
+        url = front.url
         assert post(f"{url}/api/v0/echo/read") == (200, {"pool": "A", "target": "echo"})
         assert post(f"{url}/api/v0/reports/read") == (200, {"pool": "B", "target": "reports"})
         assert post(f"{url}/api/v0/reports/create") == (200, {"pool": "B", "target": "reports"})
         assert post(f"{url}/api/v0/sales/read") == (200, {"pool": "A", "target": "sales"})
         status, body = post(f"{url}/health")
         assert status == 200 and body["product"] == PRODUCT  # everything else: the default pool
-        # The app's body limit is Nginx's: larger gets 413 before any worker sees it.
-        assert post(f"{url}/api/v0/echo/read", b"x" * (64 * 1024 + 1))[0] == 413
+        # The app's body limit is Nginx's: larger gets 413 before any worker sees it, in JSON.
+        too_big = b"x" * (64 * 1024 + 1)
+        assert post(f"{url}/api/v0/echo/read", too_big) == (
+            413, {"error": "413 Request Entity Too Large"})  # fmt: skip
 
         access = (LOGS / "nginx-access.log").read_text()
         assert re.search(
@@ -168,8 +206,33 @@ def test_targets_are_routed_to_their_pools(tmp_path: Path) -> None:
         assert re.search(
             rf'"POST /api/v0/echo/read HTTP/1.1" 200 \d+ \S+ 127.0.0.2:{port_a}', access
         )
-    finally:
-        for proc in reversed(procs):
-            stop_process(proc)
-        if made_logs:
-            shutil.rmtree(LOGS, ignore_errors=True)
+
+
+def test_only_the_server_names_reach_the_api_from_outside(tmp_path: Path) -> None:
+    """An IP, localhost, no Host or a stranger's name gets the catch-all's JSON 404 with no
+    version; the smoke test's loopback listener takes any Host."""
+    with front_and_pools(tmp_path) as front:
+        echo = "/api/v0/echo/read"
+        for host in ("127.0.0.1", "localhost", "evil.example"):
+            status, answer = exchange(front.url + echo, host=host)
+            assert (status, answer["body"]) == (404, {"error": "404 Not Found"}), host
+            assert answer["Server"] == "nginx", answer  # no version
+            assert answer["X-Content-Type-Options"] == "nosniff"
+        port = int(front.url.rsplit(":", 1)[1])
+        no_host = f"POST {echo} HTTP/1.0\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+        no_host = raw_exchange("127.0.0.1", port, no_host)
+        assert no_host.startswith(b"HTTP/1.1 404 ") and b"Server: nginx\r\n" in no_host, no_host
+        # Nginx's own refusals carry no version either.
+        bad = raw_exchange("127.0.0.1", port, b"GARBAGE\r\n\r\n")
+        assert bad.startswith(b"HTTP/1.1 400 ") and b"nginx/" not in bad, bad
+        assert post(front.local_url + echo, host="localhost") == (
+            200, {"pool": "A", "target": "echo"})  # fmt: skip
+
+
+def test_rate_limit_answers_429_in_json(tmp_path: Path) -> None:
+    with front_and_pools(tmp_path, 'limit_req = "1r/m"\nlimit_req_burst = 2') as front:
+        statuses = [exchange(f"{front.url}/api/v0/echo/read") for _ in range(5)]
+        assert [s for s, _ in statuses] == [200, 200, 200, 429, 429]  # 1 now + a burst of 2
+        status, answer = statuses[-1]
+        assert answer["body"] == {"error": "429 Too Many Requests"}
+        assert answer["Retry-After"] == "1" and answer["Content-Type"] == "application/json"

@@ -58,6 +58,10 @@ CASES = {
         framed("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n") + b"2\r\n{}\r\n0\r\n\r\n",
         [400],
     ),
+    "two Transfer-Encodings": (
+        framed("Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n") + b"0\r\n\r\n",
+        [400],
+    ),
     "unknown transfer coding": (framed("Transfer-Encoding: gzip\r\n") + b"{}", [501]),
     "chunked then gzip": (framed("Transfer-Encoding: chunked, gzip\r\n") + b"{}", [501]),
     "Content-Length larger than the body": (framed("Content-Length: 50\r\n") + b"{}", [408]),

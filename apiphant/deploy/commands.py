@@ -12,8 +12,10 @@ from apiphant.deploy.render import NGINX_PIDFILE, Paths
 
 SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"
 SUPERVISOR_INCLUDE = "/etc/supervisor/conf.d"
-NGINX_CONF = "/etc/nginx/nginx.conf"
 NGINX_SITES = "/etc/nginx/sites-enabled"
+#: A system file the deploy replaces with a link is kept beside it under this suffix, and
+#: put back when the link goes.
+BEFORE = ".before-apiphant"
 #: Debian's supervisor package runs on the system Python; its config parser is checked with it.
 SUPERVISOR_PYTHON = "/usr/bin/python3"
 #: Exit status of the lock command when another deploy holds the lock.
@@ -61,10 +63,16 @@ def system_user(user: str, home: str) -> str:
     )
 
 
+#: Logs may hold what clients sent: readable by root and the adm group only (Debian's way).
+LOGS_OWNER = ("root", "adm", 0o750)
+
+
 def make_release_dirs(paths: Paths, logs: str) -> str:
     exists = q(f"release {paths.release_id} exists already")
+    owner, group, mode = LOGS_OWNER
     return join(
-        f"install -d -m 0755 {q(paths.root)} {q(paths.releases)} {q(paths.shared)} {q(logs)}",
+        f"install -d -m 0755 {q(paths.root)} {q(paths.releases)} {q(paths.shared)}",
+        f"install -d -m {mode:04o} -o {owner} -g {group} {q(logs)}",
         f"if [ -e {q(paths.release)} ]; then echo {exists} >&2; false; fi",
         f"install -d -m 0755 {q(paths.release)} {q(paths.release + '/config')}",
     )
@@ -77,9 +85,9 @@ def extract(paths: Paths, tarball: str) -> str:
     )
 
 
-def upload_prepare(temp: str, mode: int, owner: str) -> str:
+def upload_prepare(temp: str, mode: int, owner: str, group: str) -> str:
     """An empty file with its final mode and owner: the content arrives already private."""
-    return f"install -m {mode:04o} -o {q(owner)} -g {q(owner)} /dev/null {q(temp)}"
+    return f"install -m {mode:04o} -o {q(owner)} -g {q(group)} /dev/null {q(temp)}"
 
 
 def upload_finish(temp: str, remote: str) -> str:
@@ -118,22 +126,26 @@ def check_supervisor(paths: Paths, product: str) -> str:
     )
 
 
-def check_nginx(paths: Paths, product: str) -> str:
-    """``nginx -t`` on the full config: nginx.conf and every other site, with this release's
-    site in place of the live one. A lone site file cannot be tested: it relies on includes."""
+def check_nginx(paths: Paths, product: str, unlinked: Iterable[str], open_files: int) -> str:
+    """``nginx -t`` on the full config as it will be: this release's nginx.conf and site, and
+    every other site but those the deploy unlinks. A lone site file cannot be tested: it
+    relies on includes. Also that the host allows the open files the config asks for."""
     check = paths.release + "/config/check/nginx"
-    site = paths.release + "/config/nginx.conf"
-    ours = f"{NGINX_SITES}/{product}.conf"
+    config = paths.release + "/config"
+    skip = " ".join(q(f) for f in (f"{NGINX_SITES}/{product}.conf", *unlinked))
+    too_many = q(f"nginx: worker_rlimit_nofile {open_files} is above this host's fs.nr_open ")
     return join(
-        f"grep -q {q('include ' + NGINX_SITES + '/')} {NGINX_CONF} || "
-        f"{{ echo 'nginx: {NGINX_CONF} does not include {NGINX_SITES}/*' >&2; false; }}",
+        f'[ "$(cat /proc/sys/fs/nr_open)" -ge {int(open_files)} ] || '
+        f'{{ echo {too_many}"($(cat /proc/sys/fs/nr_open)): lower nginx.worker_connections" >&2; '
+        "false; }",
         f"rm -rf {q(check)}",
         f"mkdir -p {q(check + '/sites')}",
-        f'for f in {NGINX_SITES}/*; do [ -e "$f" ] || continue; [ "$f" = {q(ours)} ] && continue; '
+        f'for f in {NGINX_SITES}/*; do [ -e "$f" ] || continue; '
+        f'for s in {skip}; do [ "$f" = "$s" ] && continue 2; done; '
         f'ln -s "$(readlink -f "$f")" {q(check + "/sites")}/"$(basename "$f")"; done',
-        f"ln -s {q(site)} {q(check + '/sites/' + product + '.conf')}",
-        f"sed {q('s#' + NGINX_SITES + '/#' + check + '/sites/#g')} {NGINX_CONF} "
-        f"> {q(check + '/nginx.conf')}",
+        f"ln -s {q(config + '/nginx.conf')} {q(check + '/sites/' + product + '.conf')}",
+        f"sed {q('s#' + NGINX_SITES + '/#' + check + '/sites/#g')} "
+        f"{q(config + '/nginx-main.conf')} > {q(check + '/nginx.conf')}",
         f"nginx -t -q -c {q(check + '/nginx.conf')}",
         "echo 'nginx: full config with this release is ok'",
     )
@@ -166,15 +178,28 @@ def current_release(paths: Paths) -> str:
 
 
 def link(targets: dict[str, str], unused: Iterable[str], current: str) -> str:
-    """Link the release's configs into /etc (via ``current``); unlink those no role needs."""
+    """Link the release's configs into /etc (via ``current``); unlink those no role needs.
+
+    A system file a link replaces (Debian's nginx.conf) is kept as ``FILE.before-apiphant``
+    and put back when the link goes.
+    """
     parts = []
     for name, destination in targets.items():
         directory, _, base = destination.rpartition("/")
         temp = f"{directory}/.{base}.new"
+        kept = q(destination + BEFORE)
+        parts.append(
+            f"if [ -f {q(destination)} ] && [ ! -L {q(destination)} ] && [ ! -e {kept} ]; "
+            f"then cp -p {q(destination)} {kept}; fi"
+        )
         parts.append(f"ln -sfn {q(current + '/config/' + name)} {q(temp)}")
         parts.append(f"mv -Tf {q(temp)} {q(destination)}")
     for destination in unused:
-        parts.append(f"if [ -L {q(destination)} ]; then rm -f {q(destination)}; fi")
+        kept = q(destination + BEFORE)
+        parts.append(
+            f"if [ -L {q(destination)} ]; then rm -f {q(destination)}; "
+            f"if [ -f {kept} ]; then mv -f {kept} {q(destination)}; fi; fi"
+        )
     return join(*parts) if parts else "true"
 
 
@@ -210,16 +235,17 @@ def nginx_reload() -> str:
     )
 
 
-def nginx_ready(site: str, loaded: str) -> str:
-    """Start Nginx when it is not running; reload it only when the site changed since the
-    last load (``loaded`` keeps a copy): a reload makes the old Nginx workers close their
-    busy client connections, which clients reusing them see as errors."""
+def nginx_ready(files: Iterable[str], loaded: str) -> str:
+    """Start Nginx when it is not running; reload it only when its config ``files`` changed
+    since the last load (``loaded`` keeps a copy): a reload makes the old Nginx workers
+    close their busy client connections, which clients reusing them see as errors."""
     pid = NGINX_PIDFILE
     start = systemd_or("nginx", "nginx")
-    keep = f"cp {q(site)} {q(loaded)}"
+    both = " ".join(q(f) for f in files)
+    keep = f"cat {both} > {q(loaded)}"
     return (
         f'if [ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; then '
-        f"if cmp -s {q(site)} {q(loaded)}; then echo 'nginx: site unchanged, not reloaded'; "
+        f"if cat {both} | cmp -s - {q(loaded)}; then echo 'nginx: config unchanged, not reloaded'; "
         f"else {nginx_reload()} && {keep}; fi; "
         f"else {{ {start}; }} && echo 'nginx started' && {keep}; fi"
     )

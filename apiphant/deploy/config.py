@@ -39,6 +39,7 @@ POOL = re.compile(r"[a-z][a-z0-9_]{0,30}")
 TARGET = re.compile(r"v[0-9]+(/[A-Za-z_][A-Za-z0-9_]*)*")
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ABS_PATH = re.compile(r"/[A-Za-z0-9_./+-]*")
+RATE = re.compile(r"[1-9][0-9]{0,5}r/[sm]")
 RESERVED_ENV = {"APIPHANT_RELEASE"}  # set by the deploy to the release id
 
 
@@ -76,10 +77,26 @@ class Nginx:
     upstream_keepalive_timeout: float = 4.0
     #: A worker that refused a connection gets no requests for this long (max_fails=1).
     fail_timeout: float = 3.0
+    #: Connections per Nginx worker process, clients and upstreams together. Debian's 768
+    #: let about 1,500 slow clients shut everyone out.
+    worker_connections: int = 16384
+    #: Requests in progress per client address (0: no limit); more get a JSON 429.
+    limit_conn: int = 100
+    #: Requests per second ("20r/s") or minute ("600r/m") per client address; "" for none.
+    limit_req: str = ""
+    limit_req_burst: int = 20
+    #: The front's way in for the host itself (the deploy's smoke test), on loopback only:
+    #: the public server answers only its server_names.
+    local_port: int = 8000
 
     @property
     def drain_idle_grace(self) -> float:
         return self.upstream_keepalive_timeout + 1
+
+    @property
+    def worker_rlimit_nofile(self) -> int:
+        """Open files per Nginx worker: every connection, plus room for logs and temp files."""
+        return self.worker_connections + 1024
 
     @property
     def listen(self) -> str:
@@ -91,11 +108,7 @@ class Nginx:
     @property
     def local_url(self) -> str:
         """The URL of this front as seen from its own host: what the smoke test calls."""
-        host = self.listen_host
-        if not host or host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.listen_port}"
+        return f"http://127.0.0.1:{self.local_port}"
 
 
 @dataclass(frozen=True)
@@ -375,6 +388,13 @@ def _listen(reader: _Reader) -> tuple[str, int]:
     return host, int(port)
 
 
+def _rate(reader: _Reader, name: str) -> str:
+    """A rate for Nginx's limit_req, or "" for none."""
+    if reader.table.get(name, "") == "":
+        return ""
+    return reader.text(name, RATE, "a rate like '20r/s' or '600r/m', or \"\" for none")
+
+
 def _environment(shown: str, table: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(table, dict):
         raise ConfigError(f"{shown}: environment: expected a table of NAME = value")
@@ -463,6 +483,7 @@ def parse(data: dict, path: Path, product_dir: Path) -> Config:
     n = _Reader(shown, "nginx", data.get("nginx", {}), (
         "listen", "connect_timeout", "read_timeout", "send_timeout", "client_timeout",
         "keepalive_timeout", "upstream_keepalive", "upstream_keepalive_timeout", "fail_timeout",
+        "worker_connections", "limit_conn", "limit_req", "limit_req_burst", "local_port",
     ))  # fmt: skip
     dn = Nginx()
     listen_host, listen_port = _listen(n)
@@ -481,7 +502,18 @@ def parse(data: dict, path: Path, product_dir: Path) -> Config:
             "upstream_keepalive_timeout", dn.upstream_keepalive_timeout
         ),
         fail_timeout=n.seconds("fail_timeout", dn.fail_timeout),
+        worker_connections=n.integer(
+            "worker_connections", dn.worker_connections, low=1024, high=1048576 - 1024
+        ),
+        limit_conn=n.integer("limit_conn", dn.limit_conn, low=0, high=1000000),
+        limit_req=_rate(n, "limit_req"),
+        limit_req_burst=n.integer("limit_req_burst", dn.limit_req_burst, low=0, high=1000000),
+        local_port=n.integer("local_port", dn.local_port, low=1, high=65535),
     )
+    if nginx.local_port == listen_port:
+        raise n.fail(
+            "local_port", f"a port other than nginx.listen's ({listen_port})", nginx.local_port
+        )
     if api.drain_timeout <= nginx.drain_idle_grace:
         raise ConfigError(
             f"{shown}: api.drain_timeout: expected more than {nginx.drain_idle_grace:g}s "
@@ -536,12 +568,12 @@ def _hosts(shown: str, table: Any, nginx: Nginx) -> tuple[Host, ...]:
                 raise r.fail(
                     "first_port", f"a port that leaves room for {workers} workers", first_port
                 )
-            if "nginx" in roles and nginx.listen_port in range(first_port, first_port + workers):
-                raise r.fail(
-                    "first_port",
-                    f"worker ports apart from nginx.listen ({nginx.listen_port})",
-                    first_port,
-                )
+            ports = range(first_port, first_port + workers)
+            for key, taken in (("listen", nginx.listen_port), ("local_port", nginx.local_port)):
+                if "nginx" in roles and taken in ports:
+                    raise r.fail(
+                        "first_port", f"worker ports apart from nginx.{key} ({taken})", first_port
+                    )
         else:
             for key in ("workers", "first_port"):
                 if r.has(key):

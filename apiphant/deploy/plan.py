@@ -30,6 +30,7 @@ class Upload:
     mode: int
     label: str
     owner: str = "root"
+    group: str = "root"
     content: bytes | None = None
     local: Path | None = None
     secret: bool = False
@@ -138,12 +139,14 @@ def prepare_steps(
             steps.append(
                 Step(
                     name,
-                    "secrets, readable by the product user only",
+                    # Root's, readable by the product's group: the product user cannot
+                    # change what its programs start with (PYTHONPATH and the like).
+                    "secrets, root's, readable by the product's group only",
                     upload=Upload(
                         paths.secrets,
-                        0o600,
+                        0o640,
                         f"secrets {config.secrets}",
-                        owner=config.user,
+                        group=config.user,
                         local=config.secrets,
                         secret=True,
                     ),
@@ -170,7 +173,9 @@ def prepare_steps(
                 Step(
                     name,
                     "check: nginx -t, full config",
-                    commands.check_nginx(paths, config.product),
+                    commands.check_nginx(
+                        paths, config.product, files.unlinks, config.nginx.worker_rlimit_nofile
+                    ),
                 )
             )
         steps.append(Step(name, "check: logrotate config", commands.check_logrotate(paths)))
@@ -178,13 +183,13 @@ def prepare_steps(
 
 
 def _links(config: Config, host: Host, all_roles: dict[str, roles.Role]) -> tuple[dict, list]:
-    used = roles.links(roles.for_host(host, all_roles), config.product)
+    """The links this host's roles make, and those to remove: the other roles' links, and
+    what this host's roles unlink."""
+    host_roles = roles.for_host(host, all_roles)
+    used = roles.links(host_roles, config.product)
     every = roles.links(list(all_roles.values()), config.product)
-    return used, sorted(set(every.values()) - set(used.values()))
-
-
-def _site(config: Config) -> str:
-    return f"{commands.NGINX_SITES}/{config.product}.conf"
+    unused = set(every.values()) - set(used.values()) | set(roles.unlinks(host_roles))
+    return used, sorted(unused)
 
 
 def activate_steps(
@@ -219,11 +224,12 @@ def activate_steps(
             )
         if "nginx" in services:
             loaded = f"{paths.shared}/nginx-loaded.conf"
+            nginx_files = [f"{paths.current}/config/{n}" for n in ("nginx-main.conf", "nginx.conf")]
             steps.append(
                 Step(
                     host.name,
-                    "nginx: reload if the site changed, or start",
-                    commands.nginx_ready(_site(config), loaded),
+                    "nginx: reload if its config changed, or start",
+                    commands.nginx_ready(nginx_files, loaded),
                 )
             )
     steps += rolling_restart(config, hosts, releases, all_roles)

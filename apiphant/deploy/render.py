@@ -13,6 +13,7 @@ import jinja2
 
 from apiphant.deploy import kit_path, roles
 from apiphant.deploy.config import Config, Host, Pool
+from apiphant.errors import status_line
 
 SUPERVISOR_PIDFILE = "/var/run/supervisord.pid"
 NGINX_PIDFILE = "/run/nginx.pid"
@@ -62,6 +63,7 @@ class HostFiles:
     links: dict[str, str] = field(default_factory=dict)
     apt: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
+    unlinks: tuple[str, ...] = ()
 
     def mode(self, name: str) -> int:
         return 0o755 if name in self.executable else 0o644
@@ -89,10 +91,8 @@ def product_requirements(config: Config) -> tuple[str, ...]:
     return tuple(line for line in lines if line and not line.startswith("#"))
 
 
-def smoke_names(config: Config) -> list[str]:
-    """Names the host itself uses to reach its Nginx (the deploy's smoke test)."""
-    host = config.nginx.local_url.split("//", 1)[1].rsplit(":", 1)[0]
-    return [name for name in ("localhost", host) if name not in config.server_names]
+#: Nginx's own answers that its site gives in JSON, as the workers give theirs.
+NGINX_ERRORS = (400, 413, 414, 429, 500, 502, 503, 504)
 
 
 def _pool_about(config: Config, pool: Pool) -> str:
@@ -139,7 +139,9 @@ def context(
         "api": config.api,
         "api_stopwait": int(config.api.drain_timeout) + STOP_MARGIN,
         "nginx": config.nginx,
-        "server_names": [*config.server_names, *smoke_names(config)],
+        "server_names": config.server_names,
+        "nginx_errors": [(code, status_line(code)) for code in NGINX_ERRORS],
+        "not_found": status_line(404),
         "pools": pools,
         "default_pool": default,
         "workers": config.workers(host),
@@ -179,6 +181,7 @@ def render_host(
         links=roles.links(host_roles, config.product),
         apt=roles.apt_packages(host_roles),
         services=roles.services(host_roles),
+        unlinks=roles.unlinks(host_roles),
     )
 
 

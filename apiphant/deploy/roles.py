@@ -2,7 +2,8 @@
 
 A role names its apt packages, pip packages, the files it renders (each
 from templates/NAME.j2) and where some of them are linked on the host, and
-the services it needs running. ``base`` applies to every host. A file
+the services it needs running, and system links it removes (``unlink``:
+Debian's default site, which would answer for the product). ``base`` applies to every host. A file
 needed by several roles is rendered once per host, from the host's whole
 context, so one Supervisor file holds a host's API workers and runner.
 """
@@ -37,6 +38,7 @@ class Role:
     templates: tuple[str, ...]
     links: tuple[tuple[str, str], ...]
     executable: tuple[str, ...]
+    unlink: tuple[str, ...] = ()
 
 
 def _names(path: Path, data: dict, key: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
@@ -53,7 +55,7 @@ def load_role(path: Path, templates: Path) -> Role:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise RoleError(f"{path}: {error}") from None
-    known = {"about", "apt", "pip", "services", "templates", "links", "executable"}
+    known = {"about", "apt", "pip", "services", "templates", "links", "executable", "unlink"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise RoleError(f"{path}: {unknown[0]}: unknown key (expected one of: {sorted(known)})")
@@ -80,6 +82,7 @@ def load_role(path: Path, templates: Path) -> Role:
         templates=files,
         links=tuple(links.items()),
         executable=executable,
+        unlink=_names(path, data, "unlink", LINK),
     )
 
 
@@ -124,6 +127,10 @@ def templates(host_roles: list[Role]) -> tuple[str, ...]:
 
 def executables(host_roles: list[Role]) -> tuple[str, ...]:
     return _union([r.executable for r in host_roles])
+
+
+def unlinks(host_roles: list[Role]) -> tuple[str, ...]:
+    return _union([r.unlink for r in host_roles])
 
 
 def links(host_roles: list[Role], product: str) -> dict[str, str]:

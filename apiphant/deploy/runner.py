@@ -71,7 +71,8 @@ def describe_upload(upload: Upload) -> str:
     what = f"{upload.label} ({size} bytes)" if size and not upload.secret else upload.label
     if upload.secret:
         what += " (content not shown)"
-    return f"upload {what} -> {upload.remote} (mode {upload.mode:04o}, owner {upload.owner})"
+    owner = f"{upload.owner}:{upload.group}"
+    return f"upload {what} -> {upload.remote} (mode {upload.mode:04o}, owner {owner})"
 
 
 def upload_commands(upload: Upload) -> tuple[str, str, str]:
@@ -80,7 +81,7 @@ def upload_commands(upload: Upload) -> tuple[str, str, str]:
     temp = f"{directory}/.{base}.upload"
     return (
         temp,
-        commands.upload_prepare(temp, upload.mode, upload.owner),
+        commands.upload_prepare(temp, upload.mode, upload.owner, upload.group),
         commands.upload_finish(temp, upload.remote),
     )
 
