@@ -1,10 +1,15 @@
 """apiphant: a small, fast framework for JSON web APIs on gevent."""
 
+import re
 from pathlib import Path
 
 from setuptools import setup
 
 HERE = Path(__file__).parent
+
+
+#: The template product's files that are not Python modules.
+TEMPLATE_DATA = ["*.toml", "*.txt", "*.md", "*.sh", "*.example", ".gitignore", "*.j2"]
 
 
 def template_packages() -> dict[str, str]:
@@ -20,18 +25,25 @@ def template_packages() -> dict[str, str]:
 
 
 TEMPLATE = template_packages()
+#: One home for the version: apiphant/__init__.py (the deploy reads it there too).
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "apiphant" / "__init__.py").read_text())[1]
+#: The deploy kit's data stays in the repository's deploy/ folder and ships as a package.
+KIT = {"apiphant.deploy_kit": "deploy"}
 
 setup(
     name="apiphant",
-    version="1.0.0",
+    version=VERSION,
     description="Simple Python Web API framework, based on Gevent, JSON, CRUD.",
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=["apiphant", "apiphant.deploy", *TEMPLATE],
-    package_dir=TEMPLATE,
-    package_data={name: ["*.toml", "*.txt", "*.md", "*.sh", "*.example"] for name in TEMPLATE},
+    packages=["apiphant", "apiphant.deploy", *TEMPLATE, *KIT],
+    package_dir={**TEMPLATE, **KIT},
+    package_data={
+        **{name: TEMPLATE_DATA for name in TEMPLATE},
+        "apiphant.deploy_kit": ["templates/*.j2", "roles/*.toml"],
+    },
     install_requires=[
         "gevent>=23.9",
         "requests>=2.28",

@@ -13,6 +13,36 @@ SYSTEM_USERS = frozenset(
 )
 
 
+#: Modules a product must not shadow: the product's folder goes first on sys.path, so a
+#: product named ``requests`` would be imported in place of the library.
+DEPENDENCIES = frozenset(
+    "apiphant gevent greenlet zope jinja2 markupsafe fabric invoke paramiko requests urllib3 "
+    "idna certifi charset_normalizer sentry_sdk supervisor httptools orjson test tests".split()
+)
+#: Linux's limit for a user name is 32; the deploy's program names add to it.
+MAX_NAME = 31
+
+
+def name_problem(name: str, deployable: bool = False) -> str | None:
+    """THE product-name rule, for serve, ``apiphant new`` and the deploy: what is wrong, or None.
+
+    Every product name must be an ASCII Python identifier short enough for a system user,
+    and shadow no standard or dependency module. A deployable one (``new``, the deploy) is
+    also lowercase and no system account's name, because it becomes the system user.
+    """
+    if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
+        return "expected an ASCII Python identifier like shop or my_api"
+    if len(name) > MAX_NAME:
+        return f"expected at most {MAX_NAME} characters (it names a system user)"
+    if name in sys.stdlib_module_names or name in DEPENDENCIES:
+        return f"it would shadow the module {name}"
+    if deployable and not name.islower():
+        return "expected lowercase, like shop or my_api (it names a system user)"
+    if deployable and name in SYSTEM_USERS:
+        return "expected a name that is not a system account's (it names the system user)"
+    return None
+
+
 class ProductError(Exception):
     """A product folder that cannot be served; the message is one line for the user."""
 
@@ -39,8 +69,9 @@ def locate(product_path: str | Path) -> Product:
     if not path.is_dir():
         raise ProductError(f"no such product folder: {product_path}")
     name = path.name
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise ProductError(f"product folder name {name!r} is not a Python identifier: {path}")
+    problem = name_problem(name)
+    if problem:
+        raise ProductError(f"bad product folder name {name!r}: {problem}: {path}")
     if not (path / "api").is_dir():
         raise ProductError(f"no api/ folder in product: {path}")
     parent = str(path.parent)

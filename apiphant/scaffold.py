@@ -4,12 +4,10 @@ The template is the repository's ``myproduct/`` folder; an installed
 apiphant carries a copy of it as ``apiphant/template``.
 """
 
-import keyword
 import shutil
-import sys
 from pathlib import Path
 
-from apiphant.product import SYSTEM_USERS
+from apiphant.product import name_problem
 
 TEMPLATE_NAME = "myproduct"
 SKIP = {"__pycache__", ".pytest_cache"}
@@ -30,14 +28,9 @@ def template_path() -> Path:
 
 
 def check_name(name: str) -> None:
-    if not name.isidentifier() or keyword.iskeyword(name) or not name.islower():
-        raise ScaffoldError(
-            f"bad product name {name!r}: use a lowercase Python identifier, like shop or my_api"
-        )
-    if name in sys.stdlib_module_names or name in {"apiphant", "gevent", "test", "tests"}:
-        raise ScaffoldError(f"bad product name {name!r}: it would shadow the module {name}")
-    if name in SYSTEM_USERS:
-        raise ScaffoldError(f"bad product name {name!r}: deployed, it would be the system user")
+    problem = name_problem(name, deployable=True)
+    if problem:
+        raise ScaffoldError(f"bad product name {name!r}: {problem}")
 
 
 def plan(name: str, template: Path) -> list[tuple[Path, Path, bool]]:

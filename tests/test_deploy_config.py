@@ -90,8 +90,8 @@ def test_shipped_multihost_example_loads() -> None:
 def test_new_product_gets_a_working_deploy_toml(tmp_path: Path, name: str) -> None:
     folder = create(name, tmp_path, template=MYPRODUCT)
     config = load(folder / "deploy.toml")
-    assert config.product == name and config.user == name
-    assert config.root == f"/opt/{name}"
+    assert config.product == name and config.layout.user == name
+    assert config.layout.root == f"/opt/{name}"
     assert [w.program for w in config.all_workers()] == [f"{name}-api-8001", f"{name}-api-8002"]
     example = load(folder / "deploy.multihost.toml.example", folder)
     assert example.product == name

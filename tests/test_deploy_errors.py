@@ -21,7 +21,7 @@ def error_line(done) -> str:
 
 def test_unknown_product() -> None:
     line = error_line(fab("deploy", "--product=nosuchproduct", "web1"))
-    assert line.startswith("error: unknown product 'nosuchproduct': no product folder")
+    assert line.startswith("error: --product nosuchproduct: no product folder (with api/)")
 
 
 def test_product_without_deploy_toml(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_product_without_deploy_toml(tmp_path: Path) -> None:
     line = error_line(fab("render", f"--product={tmp_path / 'shop'}"))
     assert line == (
         f"error: {tmp_path / 'shop' / 'deploy.toml'}: no such file: "
-        "copy myproduct/deploy.toml there and edit it"
+        "apiphant new writes one; or copy myproduct's"
     )
 
 

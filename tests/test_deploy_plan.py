@@ -141,7 +141,10 @@ def test_rollback_plan_restores_the_previous_release() -> None:
         in back.activate[0].command
     )
     assert any('"release": "20250101000000"' in s.command for s in back.activate)
-    assert "releases/20250101000000/test.sh" in back.verify[0].command
+    assert (
+        "/opt/myproduct/releases/20250101000000/config/run sh -c 'python myproduct/test.py'"
+        in back.verify[0].command
+    )
 
 
 @pytest.mark.parametrize(
@@ -223,13 +226,14 @@ def test_rollback_dry_run_names_its_target_and_connects_to_nothing() -> None:
 )
 def test_supervisor_sync_updates_only_the_products_programs(programs, status, updated) -> None:
     from apiphant.deploy import commands
+    from apiphant.deploy.layout import Layout
 
     fake = (
         "supervisorctl() { case $1 in pid) echo 1 ;; "
         f'status) printf {status!r} ;; update) echo "$*" ;; esac; }}; '
     )
     done = subprocess.run(
-        ["bash", "-c", fake + commands.supervisor_sync("p", programs)],
+        ["bash", "-c", fake + commands.supervisor_sync(Layout("p"), programs)],
         capture_output=True,
         text=True,
     )

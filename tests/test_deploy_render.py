@@ -150,7 +150,8 @@ def test_release_specific_files() -> None:
 
 def test_templates_fail_on_unknown_names(tmp_path: Path) -> None:
     (tmp_path / "x.j2").write_text("{{ product }} {{ prodcut }}")
-    env = render.environment(tmp_path)
+    env = render.environment()
+    env.loader = jinja2.FileSystemLoader(str(tmp_path))
     with pytest.raises(jinja2.UndefinedError):
         env.get_template("x.j2").render(product="p")
 
@@ -166,7 +167,9 @@ def test_product_requirements_are_installed(tmp_path: Path) -> None:
 
 def test_the_run_launcher_loads_environment_and_secrets(tmp_path: Path) -> None:
     """config/run, with its paths pointed into a temporary folder, starts a program with the
-    clear environment, the secrets taken literally, and the release id."""
+    clear environment, the secrets taken literally, and the release id: the release it
+    belongs to, whether started as current/config/run (Supervisor) or from the release
+    itself (the release phase, before the switch)."""
     files = one_host().files
     root = tmp_path / "opt"
     release = root / "releases" / RELEASE
@@ -179,11 +182,12 @@ def test_the_run_launcher_loads_environment_and_secrets(tmp_path: Path) -> None:
     probe = release / "venv" / "bin" / "probe"
     probe.write_text('#!/bin/sh\necho "$TOKEN|$LAST|$APIPHANT_LOG_LEVEL|$APIPHANT_RELEASE|$*"\n')
     probe.chmod(0o755)
-    run = tmp_path / "run"
-    run.write_text(files["run"].replace("/opt/myproduct", str(root)))
-    done = subprocess.run(["sh", str(run), "probe", "--x", "y z"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == f"a b $(echo no) 'x'|1|INFO|{RELEASE}|--x y z\n"
+    (release / "config" / "run").write_text(files["run"].replace("/opt/myproduct", str(root)))
+    for run in (root / "current" / "config" / "run", release / "config" / "run"):
+        done = subprocess.run(["sh", str(run), "probe", "--x", "y z"], capture_output=True,
+                              text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"a b $(echo no) 'x'|1|INFO|{RELEASE}|--x y z\n"
 
 
 def _nginx_t(tmp_path: Path, site: str) -> subprocess.CompletedProcess:

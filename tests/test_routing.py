@@ -77,5 +77,5 @@ def test_product_errors_are_one_line(tmp_path):
     with pytest.raises(ProductError, match="no api/ folder"):
         locate(tmp_path / "noapi")
     (tmp_path / "my-product" / "api").mkdir(parents=True)
-    with pytest.raises(ProductError, match="not a Python identifier"):
+    with pytest.raises(ProductError, match="expected an ASCII Python identifier"):
         locate(tmp_path / "my-product")

@@ -53,8 +53,10 @@ def _env_with_free_port() -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["my-shop", "Shop", "class", "json", "test", "1shop", "", "root", "nobody"]
-)
+    "name",
+    ["my-shop", "Shop", "class", "json", "test", "1shop", "", "root", "nobody", "café",
+     "requests", "sentry_sdk", "a" * 32],
+)  # fmt: skip
 def test_bad_names_are_refused(name):
     with pytest.raises(ScaffoldError):
         check_name(name)
@@ -71,5 +73,5 @@ def test_command_errors_are_one_line(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "apiphant new: bad product name 'my-shop': use a lowercase Python identifier, "
+        "apiphant new: bad product name 'my-shop': expected an ASCII Python identifier "
         "like shop or my_api"]

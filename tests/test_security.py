@@ -21,10 +21,9 @@ import pytest
 import requests
 
 from apiphant.deploy import commands, plan, render
-from apiphant.deploy import config as config_module
+from apiphant.deploy import layout as layout_module
 from apiphant.deploy.artifacts import build_tarball
 from apiphant.deploy.config import Config, ConfigError, load, parse
-from apiphant.deploy.render import Paths
 from apiphant.deploy.runner import upload_commands
 from tests.deploy_helpers import CHECKOUT, fab
 from tests.servers import serving
@@ -294,8 +293,8 @@ def test_environment_values_are_taken_literally(tmp_path: Path) -> None:
     probe = release / "venv" / "bin" / "probe"
     probe.write_text('#!/bin/sh\nprintf "%s" "$ODD"\n')
     probe.chmod(0o755)
-    run = tmp_path / "run"
-    run.write_text(files["run"].replace("/opt/myproduct", str(root)))
+    (release / "config" / "run").write_text(files["run"].replace("/opt/myproduct", str(root)))
+    run = root / "current" / "config" / "run"  # as Supervisor starts it
     done = subprocess.run(["sh", str(run), "probe"], capture_output=True, text=True, timeout=10)
     assert done.returncode == 0, done.stderr
     assert done.stdout == value
@@ -322,21 +321,24 @@ def _hostile_plan(canary: Path) -> tuple[Config, list[str]]:
     deploy = plan.deploy_plan(config, chosen, RELEASE, tarball, rendered, f"me {payload}")
     back = plan.rollback_plan(config, chosen, {h.name: "20250101000000" for h in chosen})
     found = []
-    for step in deploy.steps() + back.steps():
+    operator = (
+        plan.status_plan(config, chosen)
+        + plan.logs_plan(config, chosen, 5, False)
+        + plan.unlock_plan(config, chosen)
+        + plan.run_plan(config, chosen, f"echo {payload}")
+        + plan.maintenance_plan(config, chosen, True)
+        + plan.maintenance_plan(config, chosen, False)
+        + plan.history_plan(config, chosen, 5)
+        + plan.record_steps(config, chosen, f"deploy by {payload}")
+    )
+    for step in deploy.steps() + back.steps() + list(operator):
         if step.upload:
-            _, prepare, finish = upload_commands(step.upload)
-            found += [prepare, finish]
+            stage, install = upload_commands(step.upload, f"/tmp/staged{payload}")
+            found += [stage, install]
         else:
             found.append(step.command)
-    paths = Paths(config.root, "")
-    workers = [(w.program, w.address) for h in chosen for w in config.workers(h)]
-    found += [
-        commands.status(paths, config.product, workers, config.logs),
-        commands.tail_logs(config.logs, 5, False),
-        commands.unlock(paths),
-        commands.current_release(paths),
-        commands.releases(paths),
-    ]
+    layout = config.layout
+    found += [commands.current_release(layout), commands.releases(layout)]
     return config, found
 
 
@@ -346,8 +348,8 @@ def test_every_command_quotes_what_it_is_given(tmp_path: Path, monkeypatch) -> N
     command_not_found_handle; /usr/bin/touch: it would create the canary). Neither may
     happen. Nothing else runs: the host paths are moved into the test's folder, and no
     absolute program path exists."""
-    monkeypatch.setattr(config_module, "ROOT", str(tmp_path / "opt"))
-    monkeypatch.setattr(config_module, "LOG_ROOT", str(tmp_path / "log"))
+    monkeypatch.setattr(layout_module, "ROOT", str(tmp_path / "opt"))
+    monkeypatch.setattr(layout_module, "LOG_ROOT", str(tmp_path / "log"))
     monkeypatch.setattr(commands, "SUPERVISOR_PYTHON", "/nonexistent/python3")
     canary = tmp_path / "CANARY"
     ran = tmp_path / "ran.log"

@@ -10,17 +10,7 @@ Layers, each usable alone:
 - ``runner``: runs the steps over Fabric connections, or prints them (--dry-run).
 - ``tasks``: what the fabfile's tasks call.
 
-The kit runs from a checkout of apiphant: roles and templates are read from
-the checkout's ``deploy/`` folder, the smoke test is its ``test.sh``.
+Every path on a host is ``layout``'s. The roles and templates are package
+data (``kit``): an installed apiphant deploys without a checkout.
 """
 
-import os
-from pathlib import Path
-
-#: The checkout this package lives in.
-CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-def kit_path() -> Path:
-    """Where roles/ and templates/ are: APIPHANT_DEPLOY_KIT, else the checkout's deploy/."""
-    return Path(os.environ.get("APIPHANT_DEPLOY_KIT") or CHECKOUT / "deploy")

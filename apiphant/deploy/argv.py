@@ -9,15 +9,19 @@ from collections.abc import Iterable
 
 
 def hosts_as_flags(
-    tokens: list[str], tasks: dict[str, set[str]], value_flags: set[str]
+    tokens: list[str],
+    tasks: dict[str, set[str]],
+    value_flags: set[str],
+    aliases: dict[str, str] | None = None,
 ) -> list[str]:
     """Rewrite ``tokens`` (the command line after the core flags).
 
     ``tasks`` maps each task that takes hosts to its flags that take a value;
     ``value_flags`` are the core flags taking a value, allowed after a task
-    too. A word that is a task name starts that task; anything after ``--``
-    is left alone.
+    too; ``aliases`` spells short flags long (``-e`` is ``--env``). A word that
+    is a task name starts that task; anything after ``--`` is left alone.
     """
+    aliases = aliases or {}
     result: list[str] = []
     current: str | None = None
     expecting_value = False
@@ -32,6 +36,7 @@ def hosts_as_flags(
             current = token
             result.append(token)
         elif token.startswith("-") and len(token) > 1:
+            token = aliases.get(token, token) if current is not None else token
             result.append(token)
             if "=" not in token and current is not None:
                 expecting_value = token in tasks[current] or token in value_flags

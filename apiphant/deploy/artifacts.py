@@ -1,26 +1,41 @@
 """What a deploy builds on the deploying machine: a wheel of apiphant, the release tarball.
 
-The wheel is built from a copy of the checkout (the working tree, committed
-or not), so the build never writes into the checkout other engineers use.
+The hosts run the apiphant the deployer runs (apiphant 1.x is not on the
+package registry), byte for byte where it is installed: from a checkout
+(editable, or on PYTHONPATH) ``pip wheel`` builds it from a copy of the
+working tree, so the build never writes into the checkout; from a wheel or
+an sdist, the installed files are packed back into a wheel.
 """
 
+import base64
+import csv
 import getpass
+import hashlib
+import io
 import re
 import shutil
 import socket
 import subprocess
 import sys
 import tarfile
+import zipfile
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
-from apiphant.deploy import CHECKOUT
-from apiphant.deploy.config import Config
+import apiphant
+from apiphant.deploy.config import Config, ConfigError
+from apiphant.deploy.layout import RELEASE_ID
 
-RELEASE = re.compile(r"[0-9]{14}")
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", ".git", ".venv", "venv"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".log", ".secrets.env")
 SKIP_NAMES = {".env"}
+#: Files of an installed distribution that describe the installation, not the package.
+INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+#: A requirement line that names apiphant itself.
+APIPHANT_REQUIREMENT = re.compile(r"\s*apiphant(?![A-Za-z0-9_.-])", re.IGNORECASE)
+
+__all__ = ["RELEASE_ID"]
 
 
 class BuildError(Exception):
@@ -32,23 +47,39 @@ def release_id(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
 
 
+def deployer() -> str:
+    """user@machine of whoever deploys, safe to print and to write into a host's files."""
+    return re.sub(r"[^A-Za-z0-9_.@-]", "?", f"{getpass.getuser()}@{socket.gethostname()}")
+
+
 def holder(release: str) -> str:
     """Who deploys what since when: written into the lock, shown to whoever finds it held."""
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    who = re.sub(r"[^A-Za-z0-9_.@-]", "?", f"{getpass.getuser()}@{socket.gethostname()}")
-    return f"{who} since {since} (release {release})"
+    return f"{deployer()} since {since} (release {release})"
 
 
-def apiphant_version(checkout: Path = CHECKOUT) -> str:
-    match = re.search(r"""version\s*=\s*["']([^"']+)["']""", (checkout / "setup.py").read_text())
-    if not match:
-        raise BuildError(f"no version= in {checkout / 'setup.py'}")
-    return match.group(1)
+def checkout() -> Path | None:
+    """The source tree the running apiphant comes from, or None when it is installed."""
+    top = Path(apiphant.__file__).resolve().parent.parent
+    return top if (top / "setup.py").is_file() and (top / "apiphant").is_dir() else None
 
 
-def wheel_name(checkout: Path = CHECKOUT) -> str:
+def wheel_name() -> str:
     """The wheel's file name, known before it is built (for --dry-run and rendering)."""
-    return f"apiphant-{apiphant_version(checkout)}-py3-none-any.whl"
+    return f"apiphant-{apiphant.__version__}-py3-none-any.whl"
+
+
+def check_requirements(config: Config) -> None:
+    """A product that pins its own apiphant would mix two: refuse it, naming the line."""
+    path = config.product_dir / "requirements.txt"
+    if not path.is_file():
+        return
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if APIPHANT_REQUIREMENT.match(line):
+            raise ConfigError(
+                f"{path}: line {number}: {line.strip()!r}: the deploy installs the apiphant "
+                f"you run ({apiphant.__version__}) on the hosts; remove this line"
+            )
 
 
 def _skip(path: Path) -> bool:
@@ -71,14 +102,31 @@ def wheel_command(source: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)]
 
 
-def build_wheel(workdir: Path, checkout: Path = CHECKOUT) -> Path:
+def describe_build(workdir: Path) -> str:
+    """What ``build_wheel`` will do, for --dry-run."""
+    source = checkout()
+    if source is None:
+        return f"local: would pack the installed apiphant {apiphant.__version__} into a wheel"
+    return "local $ " + " ".join(wheel_command(workdir / "source", workdir / "wheels"))
+
+
+def build_wheel(workdir: Path) -> Path:
+    """The wheel of the apiphant that runs this deploy: built from its checkout, or packed
+    from its installed files."""
+    source = checkout()
+    if source is None:
+        return pack_installed(workdir / "wheels")
+    return build_from_checkout(workdir, source)
+
+
+def build_from_checkout(workdir: Path, checkout: Path) -> Path:
     """``pip wheel --no-deps`` of a copy of the checkout; returns the wheel's path."""
     source = workdir / "source"
     for name in ("setup.py", "README.md", "pyproject.toml", "setup.cfg", "MANIFEST.in"):
         if (checkout / name).is_file():
             source.mkdir(parents=True, exist_ok=True)
             shutil.copy2(checkout / name, source / name)
-    for folder in ("apiphant", "myproduct"):
+    for folder in ("apiphant", "myproduct", "deploy"):
         for path in _files(checkout / folder):
             target = source / folder / path.relative_to(checkout / folder)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,10 +138,46 @@ def build_wheel(workdir: Path, checkout: Path = CHECKOUT) -> Path:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise BuildError(f"building the apiphant wheel failed:\n{tail}")
-    wheel = out / wheel_name(checkout)
+    wheel = out / wheel_name()
     if not wheel.is_file():
         found = ", ".join(p.name for p in out.glob("*.whl")) or "nothing"
         raise BuildError(f"expected {wheel.name} from pip wheel, got {found}")
+    return wheel
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={digest}"
+
+
+def pack_installed(out: Path) -> Path:
+    """The installed apiphant's files back into a wheel, with a fresh RECORD."""
+    try:
+        dist = metadata.distribution("apiphant")
+    except metadata.PackageNotFoundError:
+        raise BuildError("apiphant is neither installed nor run from a checkout") from None
+    if dist.version != apiphant.__version__:
+        raise BuildError(
+            f"the installed apiphant is {dist.version}, the running one {apiphant.__version__}"
+        )
+    info = f"apiphant-{dist.version}.dist-info"
+    out.mkdir(parents=True, exist_ok=True)
+    wheel = out / wheel_name()
+    rows = []
+    print(f"local: packing the installed apiphant {dist.version} into {wheel.name}", flush=True)
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(dist.files or [], key=str):
+            parts = file.parts
+            if ".." in parts or "__pycache__" in parts or file.suffix == ".pyc":
+                continue  # scripts outside site-packages are made again by pip on the host
+            if parts[0] == info and parts[-1] in INSTALL_ONLY:
+                continue
+            data = Path(str(file.locate())).read_bytes()
+            archive.writestr(str(file), data)
+            rows.append((str(file), _record_hash(data), str(len(data))))
+        record = io.StringIO()
+        csv.writer(record, lineterminator="\n").writerows([*rows, (f"{info}/RECORD", "", "")])
+        archive.writestr(f"{info}/RECORD", record.getvalue())
     return wheel
 
 
@@ -101,10 +185,8 @@ def tarball_path(workdir: Path, config: Config, release: str) -> Path:
     return workdir / f"{config.product}-{release}.tar.gz"
 
 
-def build_tarball(
-    config: Config, release: str, wheel: Path, workdir: Path, checkout: Path = CHECKOUT
-) -> Path:
-    """PRODUCT/ (no caches, no secrets), test.sh, wheels/apiphant-*.whl: one for all hosts."""
+def build_tarball(config: Config, release: str, wheel: Path, workdir: Path) -> Path:
+    """PRODUCT/ (no caches, no secrets, no .git), wheels/apiphant-*.whl: one for all hosts."""
     path = tarball_path(workdir, config, release)
     exclude = {config.secrets.resolve()} if config.secrets else set()
 
@@ -121,7 +203,6 @@ def build_tarball(
             relative = file.relative_to(config.product_dir)
             mode = 0o755 if file.stat().st_mode & 0o100 else 0o644
             add(archive, file, f"{config.product}/{relative}", mode)
-        add(archive, checkout / "test.sh", "test.sh", 0o755)
         add(archive, wheel, f"wheels/{wheel.name}", 0o644)
     print(f"local: built {path} ({path.stat().st_size // 1024} KiB)", flush=True)
     return path

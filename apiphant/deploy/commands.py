@@ -1,21 +1,26 @@
 """Shell commands run on the hosts, built as strings: pure, and every argument quoted.
 
-Each function returns one POSIX shell command (run by the SSH user's shell,
-root). Names and paths come from a checked Config, and are quoted with
+Each function returns one POSIX shell command, run as root (directly, or
+through sudo for a non-root SSH user: the runner wraps it). Paths come from
+``layout`` alone, names from a checked Config, and all are quoted with
 shlex.quote all the same. Loops are bounded: a health check gives up.
 """
 
 from collections.abc import Iterable
 from shlex import quote as q
 
-from apiphant.deploy.render import NGINX_PIDFILE, Paths
+from apiphant.deploy.layout import (
+    BEFORE,
+    NGINX_PIDFILE,
+    NGINX_SITES,
+    RELEASE_ENV,
+    RELEASE_ID_SHELL,
+    SUPERVISOR_CONF,
+    SUPERVISOR_INCLUDE,
+    Layout,
+    Paths,
+)
 
-SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"
-SUPERVISOR_INCLUDE = "/etc/supervisor/conf.d"
-NGINX_SITES = "/etc/nginx/sites-enabled"
-#: A system file the deploy replaces with a link is kept beside it under this suffix, and
-#: put back when the link goes.
-BEFORE = ".before-apiphant"
 #: Debian's supervisor package runs on the system Python; its config parser is checked with it.
 SUPERVISOR_PYTHON = "/usr/bin/python3"
 #: Exit status of the lock command when another deploy holds the lock.
@@ -28,19 +33,24 @@ def join(*commands: str) -> str:
     return " && ".join(f"{{ {c}; }}" if ";" in c else c for c in commands)
 
 
-def lock(paths: Paths, holder: str) -> str:
+def lock(layout: Layout, holder: str) -> str:
     """Take the per-host deploy lock (mkdir is atomic) or say who holds it."""
     return (
-        f"mkdir -p {q(paths.root)} && "
-        f"if mkdir {q(paths.lock)} 2>/dev/null; then "
-        f"printf '%s\\n' {q(holder)} > {q(paths.lock + '/holder')}; "
-        f'else echo "held by $(cat {q(paths.lock + "/holder")} 2>/dev/null || echo unknown)"; '
+        f"mkdir -p {q(layout.root)} && "
+        f"if mkdir {q(layout.lock)} 2>/dev/null; then "
+        f"printf '%s\\n' {q(holder)} > {q(layout.holder)}; "
+        f'else echo "held by $(cat {q(layout.holder)} 2>/dev/null || echo unknown)"; '
         f"exit {LOCKED}; fi"
     )
 
 
-def unlock(paths: Paths) -> str:
-    return f"rm -rf {q(paths.lock)}"
+def unlock(layout: Layout) -> str:
+    """Remove the lock, saying whose it was (for ``fab unlock``: who it interrupts)."""
+    return (
+        f"if [ -d {q(layout.lock)} ]; then echo \"removed the lock of "
+        f'$(cat {q(layout.holder)} 2>/dev/null || echo unknown)"; '
+        f"rm -rf {q(layout.lock)}; else echo 'no lock held'; fi"
+    )
 
 
 def apt_install(packages: Iterable[str]) -> str:
@@ -67,50 +77,56 @@ def system_user(user: str, home: str) -> str:
 LOGS_OWNER = ("root", "adm", 0o750)
 
 
-def make_release_dirs(paths: Paths, logs: str) -> str:
+def make_release_dirs(paths: Paths) -> str:
+    layout = paths.layout
     exists = q(f"release {paths.release_id} exists already")
     owner, group, mode = LOGS_OWNER
     return join(
-        f"install -d -m 0755 {q(paths.root)} {q(paths.releases)} {q(paths.shared)}",
-        f"install -d -m {mode:04o} -o {owner} -g {group} {q(logs)}",
-        f"if [ -e {q(paths.release)} ]; then echo {exists} >&2; false; fi",
-        f"install -d -m 0755 {q(paths.release)} {q(paths.release + '/config')}",
+        f"install -d -m 0755 {q(layout.root)} {q(layout.releases)} {q(layout.shared)}",
+        f"install -d -m {mode:04o} -o {owner} -g {group} {q(layout.logs)}",
+        f"if [ -e {q(paths.dir)} ]; then echo {exists} >&2; false; fi",
+        f"install -d -m 0755 {q(paths.dir)} {q(paths.config)}",
     )
 
 
-def extract(paths: Paths, tarball: str) -> str:
+def extract(paths: Paths) -> str:
     return join(
-        f"tar -xzf {q(tarball)} -C {q(paths.release)} --no-same-owner",
-        f"rm -f {q(tarball)}",
+        f"tar -xzf {q(paths.tarball)} -C {q(paths.dir)} --no-same-owner",
+        f"rm -f {q(paths.tarball)}",
     )
 
 
-def upload_prepare(temp: str, mode: int, owner: str, group: str) -> str:
-    """An empty file with its final mode and owner: the content arrives already private."""
-    return f"install -m {mode:04o} -o {q(owner)} -g {q(group)} /dev/null {q(temp)}"
+#: Where an upload lands first: a private file of the SSH user's, which need not be root.
+STAGE = "mktemp /tmp/apiphant-upload.XXXXXXXX"
 
 
-def upload_finish(temp: str, remote: str) -> str:
-    """Rename over the target: atomic, and replaces a symlink rather than writing through it."""
-    return f"mv -Tf {q(temp)} {q(remote)}"
+def upload_install(staged: str, remote: str, mode: int, owner: str, group: str) -> str:
+    """Copy a staged upload beside its target with its final mode and owner, then rename it
+    over the target: atomic, and it replaces a symlink rather than writing through it."""
+    directory, _, base = remote.rpartition("/")
+    temp = f"{directory}/.{base}.upload"
+    return join(
+        f"install -m {mode:04o} -o {q(owner)} -g {q(group)} {q(staged)} {q(temp)}",
+        f"rm -f {q(staged)}",
+        f"mv -Tf {q(temp)} {q(remote)}",
+    )
 
 
 def virtualenv(paths: Paths, python: str, product: str) -> str:
-    venv = paths.release + "/venv"
     return join(
-        f"{q(python)} -m venv {q(venv)}",
-        f"{q(venv + '/bin/pip')} install --quiet --disable-pip-version-check "
-        f"-r {q(paths.release + '/config/requirements.txt')}",
-        f"{q(venv + '/bin/python')} -m compileall -q {q(paths.release + '/' + product)}",
+        f"{q(python)} -m venv {q(paths.venv)}",
+        f"{q(paths.venv + '/bin/pip')} install --quiet --disable-pip-version-check "
+        f"-r {q(paths.config + '/requirements.txt')}",
+        f"{q(paths.venv + '/bin/python')} -m compileall -q {q(paths.product(product))}",
     )
 
 
-def check_supervisor(paths: Paths, product: str) -> str:
+def check_supervisor(paths: Paths) -> str:
     """Parse Supervisor's config as it will be (the other programs plus this release's) with
     Supervisor's own parser, before anything live is touched."""
-    check = paths.release + "/config/check"
-    conf = paths.release + "/config/supervisor.conf"
-    ours = f"{SUPERVISOR_INCLUDE}/{product}.conf"
+    check = paths.check
+    conf = paths.config + "/supervisor.conf"
+    ours = paths.layout.supervisor_include
     parse = (
         "import sys; from supervisor.options import ServerOptions; o = ServerOptions(); "
         "o.realize(['-c', sys.argv[1]]); "
@@ -126,13 +142,14 @@ def check_supervisor(paths: Paths, product: str) -> str:
     )
 
 
-def check_nginx(paths: Paths, product: str, unlinked: Iterable[str], open_files: int) -> str:
+def check_nginx(paths: Paths, unlinked: Iterable[str], open_files: int) -> str:
     """``nginx -t`` on the full config as it will be: this release's nginx.conf and site, and
     every other site but those the deploy unlinks. A lone site file cannot be tested: it
     relies on includes. Also that the host allows the open files the config asks for."""
-    check = paths.release + "/config/check/nginx"
-    config = paths.release + "/config"
-    skip = " ".join(q(f) for f in (f"{NGINX_SITES}/{product}.conf", *unlinked))
+    check = paths.check + "/nginx"
+    config = paths.config
+    site = paths.layout.site
+    skip = " ".join(q(f) for f in (site, *unlinked))
     too_many = q(f"nginx: worker_rlimit_nofile {open_files} is above this host's fs.nr_open ")
     return join(
         f'[ "$(cat /proc/sys/fs/nr_open)" -ge {int(open_files)} ] || '
@@ -143,7 +160,7 @@ def check_nginx(paths: Paths, product: str, unlinked: Iterable[str], open_files:
         f'for f in {NGINX_SITES}/*; do [ -e "$f" ] || continue; '
         f'for s in {skip}; do [ "$f" = "$s" ] && continue 2; done; '
         f'ln -s "$(readlink -f "$f")" {q(check + "/sites")}/"$(basename "$f")"; done',
-        f"ln -s {q(config + '/nginx.conf')} {q(check + '/sites/' + product + '.conf')}",
+        f"ln -s {q(config + '/nginx.conf')} {q(check + '/sites/' + site.rpartition('/')[2])}",
         f"sed {q('s#' + NGINX_SITES + '/#' + check + '/sites/#g')} "
         f"{q(config + '/nginx-main.conf')} > {q(check + '/nginx.conf')}",
         f"nginx -t -q -c {q(check + '/nginx.conf')}",
@@ -152,32 +169,32 @@ def check_nginx(paths: Paths, product: str, unlinked: Iterable[str], open_files:
 
 
 def check_logrotate(paths: Paths) -> str:
-    check = paths.release + "/config/check"
+    check = paths.check
     return join(
         f"mkdir -p {q(check)}",
-        f"logrotate -d -s {q(check + '/logrotate.state')} {q(paths.release + '/config/logrotate')}"
+        f"logrotate -d -s {q(check + '/logrotate.state')} {q(paths.config + '/logrotate')}"
         " 2>/dev/null",
         "echo 'logrotate: config parses'",
     )
 
 
-def switch(paths: Paths, release: str) -> str:
+def switch(paths: Paths) -> str:
     """Point ``current`` at a release: a new symlink renamed over the old one, atomic."""
-    target = f"{paths.releases}/{release}"
-    temp = paths.current + ".new"
+    current = paths.layout.current
+    temp = current + ".new"
     return join(
-        f"test -x {q(target + '/venv/bin/apiphant')}",
-        f"ln -sfn {q(target)} {q(temp)}",
-        f"mv -Tf {q(temp)} {q(paths.current)}",
-        f'echo "current -> $(readlink {q(paths.current)})"',
+        f"test -x {q(paths.venv + '/bin/apiphant')}",
+        f"ln -sfn {q(paths.dir)} {q(temp)}",
+        f"mv -Tf {q(temp)} {q(current)}",
+        f'echo "current -> $(readlink {q(current)})"',
     )
 
 
-def current_release(paths: Paths) -> str:
-    return f'basename "$(readlink -f {q(paths.current)})" 2>/dev/null; true'
+def current_release(layout: Layout) -> str:
+    return f'basename "$(readlink -f {q(layout.current)})" 2>/dev/null; true'
 
 
-def link(targets: dict[str, str], unused: Iterable[str], current: str) -> str:
+def link(targets: dict[str, str], unused: Iterable[str], current_config: str) -> str:
     """Link the release's configs into /etc (via ``current``); unlink those no role needs.
 
     A system file a link replaces (Debian's nginx.conf) is kept as ``FILE.before-apiphant``
@@ -192,7 +209,7 @@ def link(targets: dict[str, str], unused: Iterable[str], current: str) -> str:
             f"if [ -f {q(destination)} ] && [ ! -L {q(destination)} ] && [ ! -e {kept} ]; "
             f"then cp -p {q(destination)} {kept}; fi"
         )
-        parts.append(f"ln -sfn {q(current + '/config/' + name)} {q(temp)}")
+        parts.append(f"ln -sfn {q(current_config + '/' + name)} {q(temp)}")
         parts.append(f"mv -Tf {q(temp)} {q(destination)}")
     for destination in unused:
         kept = q(destination + BEFORE)
@@ -277,7 +294,7 @@ def restart_worker(program: str, address: str, release: str, log: str) -> str:
 def _runs_release(program: str, release: str) -> str:
     return (
         f'pid=$(supervisorctl pid {q(program)} 2>/dev/null); [ "${{pid:-0}}" -gt 0 ] 2>/dev/null '
-        f"&& tr '\\0' '\\n' < /proc/$pid/environ | grep -qx {q('APIPHANT_RELEASE=' + release)}"
+        f"&& tr '\\0' '\\n' < /proc/$pid/environ | grep -qx {q(RELEASE_ENV + '=' + release)}"
     )
 
 
@@ -297,69 +314,83 @@ def restart_background(program: str, release: str, log: str) -> str:
     )
 
 
-def supervisor_sync(product: str, programs: Iterable[str]) -> str:
-    """Add and remove the product's programs to match the config (workers added or gone).
-    Only the product's own names are given: a bare ``supervisorctl update`` would apply
-    every pending change of every program on the host."""
+def supervisor_sync(layout: Layout, programs: Iterable[str]) -> str:
+    """Add and remove the deployment's programs to match the config (workers added or gone).
+    Only its own names are given: a bare ``supervisorctl update`` would apply every pending
+    change of every program on the host."""
     names = " ".join(q(p) for p in programs)
-    pattern = f"^{product}-(api-[0-9]+|background)$"
     return (
         "if supervisorctl pid >/dev/null 2>&1; then "
         f"names=$(printf '%s\\n' {names} $(supervisorctl status 2>/dev/null | awk '{{print $1}}' "
-        f"| grep -E {q(pattern)}) | sort -u | tr '\\n' ' '); "
+        f"| grep -E {q(layout.programs_pattern)}) | sort -u | tr '\\n' ' '); "
         'if [ -n "${names% }" ]; then supervisorctl update $names; fi; fi; true'
     )
 
 
-def smoke_test(paths: Paths, release: str, product: str, user: str, url: str) -> str:
-    """The product's test.py through Nginx with the release's own test.sh and virtualenv."""
-    root = f"{paths.releases}/{release}"
+def in_release(release_dir: str, user: str, command: str, env: dict[str, str] | None = None) -> str:
+    """``command`` (a shell line) as the product user, in a release's virtualenv with the
+    product's environment and secrets: the release phase, ``fab run``, the smoke test."""
+    extra = "".join(f"{k}={q(v)} " for k, v in (env or {}).items())
     return (
-        f"cd {q(root)} && runuser -u {q(user)} -- env PYTHON={q(root + '/venv/bin/python')} "
-        f"bash {q(root + '/test.sh')} --product {q(root + '/' + product)} {q(url)}"
+        f"cd {q(release_dir)} && runuser -u {q(user)} -- {'env ' + extra if extra else ''}"
+        f"{q(release_dir + '/config/run')} sh -c {q(command)}"
+    )
+
+
+def smoke_test(paths: Paths, product: str, url: str) -> str:
+    """The product's test.py against ``url`` (through Nginx), in the release's virtualenv."""
+    return in_release(
+        paths.dir, paths.layout.user, f"python {q(product + '/test.py')}", {"APIPHANT_URL": url}
     )
 
 
 def mark_good(paths: Paths) -> str:
-    return f"touch {q(paths.release + '/.good')}"
+    return f"touch {q(paths.good)}"
 
 
-def cleanup(paths: Paths, keep: int) -> str:
+def _release_ids(layout: Layout, newest_first: bool = True) -> str:
+    order = " | sort -r" if newest_first else ""
+    return f"ls -1 {q(layout.releases)} 2>/dev/null | grep -E {q(RELEASE_ID_SHELL)}{order}"
+
+
+def cleanup(layout: Layout, keep: int) -> str:
     """Keep the newest ``keep`` good releases and current; failed ones never count, and go."""
-    rel = q(paths.releases)
+    rel = q(layout.releases)
     return (
-        f'cd {rel} && current=$(basename "$(readlink -f {q(paths.current)})") && '
-        "kept=$(for r in $(ls -1 | grep -E '^[0-9]{14}$' | sort -r); do "
-        f"[ -e \"$r/.good\" ] && echo \"$r\"; done | head -n {int(keep)} | tr '\\n' ' ') && "
-        "for r in $(ls -1 | grep -E '^[0-9]{14}$'); do "
+        f'current=$(basename "$(readlink -f {q(layout.current)})") && '
+        f"kept=$(for r in $({_release_ids(layout)}); do "
+        f"[ -e {rel}/\"$r\"/.good ] && echo \"$r\"; done | head -n {int(keep)} | tr '\\n' ' ') && "
+        f"for r in $({_release_ids(layout, newest_first=False)}); do "
         'case " $kept $current " in *" $r "*) ;; '
         f'*) echo "removing release $r"; rm -rf -- {rel}/"$r" ;; esac; done; '
         'echo "kept: $kept"'
     )
 
 
-def releases(paths: Paths) -> str:
+def releases(layout: Layout) -> str:
     """One line per release, newest first: ``ID good|failed [current]``."""
     return (
-        f'current=$(basename "$(readlink -f {q(paths.current)})" 2>/dev/null); '
-        f"for r in $(ls -1 {q(paths.releases)} 2>/dev/null | grep -E '^[0-9]{{14}}$' | sort -r); "
-        f'do s=failed; [ -e {q(paths.releases)}/"$r"/.good ] && s=good; '
+        f'current=$(basename "$(readlink -f {q(layout.current)})" 2>/dev/null); '
+        f"for r in $({_release_ids(layout)}); "
+        f'do s=failed; [ -e {q(layout.releases)}/"$r"/.good ] && s=good; '
         'c=; [ "$r" = "$current" ] && c=current; echo "$r $s $c"; done; true'
     )
 
 
-def status(paths: Paths, product: str, workers: list[tuple[str, str]], logs: str) -> str:
-    """Release, processes and health of one host, read-only."""
+def status(layout: Layout, workers: list[tuple[str, str]]) -> str:
+    """Release, processes, health and maintenance of one host, read-only."""
     parts = [
-        f"if [ -e {q(paths.current)} ]; then "
-        f'echo "release: $(basename "$(readlink -f {q(paths.current)})")"; '
+        f"if [ -e {q(layout.current)} ]; then "
+        f'echo "release: $(basename "$(readlink -f {q(layout.current)})")"; '
         "else echo 'release: none'; fi",
-        f'echo "releases:"; {{ {releases(paths)}; }} | sed "s/^/  /"',
-        f'if [ -d {q(paths.lock)} ]; then echo "lock: held by $(cat {q(paths.lock + "/holder")})";'
+        f'echo "releases:"; {{ {releases(layout)}; }} | sed "s/^/  /"',
+        f'if [ -d {q(layout.lock)} ]; then echo "lock: held by $(cat {q(layout.holder)})";'
         " else echo 'lock: free'; fi",
+        f"if [ -e {q(layout.maintenance)} ]; then echo 'maintenance: on'; "
+        "else echo 'maintenance: off'; fi",
         "echo 'processes:'; if supervisorctl pid >/dev/null 2>&1; then "
-        f"supervisorctl status | grep -E {q('^' + product + '-')} | sed 's/^/  /'; "
-        "else echo '  supervisord is not running'; fi",
+        f"supervisorctl status | awk -v p={q(layout.programs_pattern)} '$1 ~ p' "
+        "| sed 's/^/  /'; else echo '  supervisord is not running'; fi",
     ]
     if workers:
         parts.append("echo 'health:'")
@@ -376,6 +407,32 @@ def status(paths: Paths, product: str, workers: list[tuple[str, str]], logs: str
     return "; ".join(parts) + "; true"
 
 
-def tail_logs(logs: str, lines: int, follow: bool) -> str:
-    flag = "-F" if follow else ""
-    return f"tail -n {int(lines)} {flag} {q(logs)}/*.log".replace("  ", " ")
+def tail_logs(layout: Layout, lines: int, follow: bool) -> str:
+    flag = " -F" if follow else ""
+    return f"tail -n {int(lines)}{flag} {q(layout.logs)}/*.log"
+
+
+def maintenance(layout: Layout, on: bool) -> str:
+    """Turn maintenance on (Nginx answers a JSON 503 to the public) or off; no reload: Nginx
+    checks the file on each request. It lives in shared/, so it outlasts deploys."""
+    if on:
+        return (
+            f"install -m 0644 /dev/null {q(layout.maintenance)} && "
+            "echo 'maintenance: on (every public request gets 503)'"
+        )
+    return f"rm -f {q(layout.maintenance)} && echo 'maintenance: off'"
+
+
+def record(layout: Layout, line: str) -> str:
+    """Append one line to the host's audit log (the deploy's history); never rewritten."""
+    return (
+        f"install -d -m 0755 {q(layout.root)} && "
+        f"printf '%s\\n' {q(line)} >> {q(layout.history)} && chmod 0644 {q(layout.history)}"
+    )
+
+
+def history(layout: Layout, lines: int) -> str:
+    return (
+        f"if [ -f {q(layout.history)} ]; then tail -n {int(lines)} {q(layout.history)}; "
+        "else echo 'no history yet'; fi"
+    )

@@ -9,7 +9,6 @@ A mistake is one line naming the key and what was expected::
 """
 
 import ipaddress
-import keyword
 import re
 import tomllib
 from collections.abc import Iterable
@@ -17,17 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apiphant.app import DEFAULT_MAX_BODY
-from apiphant.product import SYSTEM_USERS
+from apiphant.app import DEFAULT_MAX_BODY, RELEASE_ENV
+from apiphant.deploy.layout import PRODUCTION, Layout
+from apiphant.product import name_problem
 
-ROOT = "/opt"
-LOG_ROOT = "/var/log"
 DEFAULT_PORT = 8001
 DEFAULT_WORKERS = 2
 KEEP_RELEASES = 5
 KNOWN_ROLES = ("nginx", "api", "background")
 
-PRODUCT = re.compile(r"[a-z_][a-z0-9_]{0,30}")
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 SSH = re.compile(
     r"(?:(?P<user>[a-z_][a-z0-9_-]{0,31})@)?"
@@ -40,7 +37,11 @@ TARGET = re.compile(r"v[0-9]+(/[A-Za-z_][A-Za-z0-9_]*)*")
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ABS_PATH = re.compile(r"/[A-Za-z0-9_./+-]*")
 RATE = re.compile(r"[1-9][0-9]{0,5}r/[sm]")
-RESERVED_ENV = {"APIPHANT_RELEASE"}  # set by the deploy to the release id
+RESERVED_ENV = {RELEASE_ENV}  # set by the deploy to the release id
+ENV_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
+LOGIN = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+#: Where a non-root SSH user's sudo password comes from, if it needs one: never a file.
+SUDO_PASSWORD_ENV = "APIPHANT_SUDO_PASSWORD"
 
 
 class ConfigError(Exception):
@@ -174,19 +175,18 @@ class Config:
     api: Api = field(default_factory=Api)
     nginx: Nginx = field(default_factory=Nginx)
     background_stop_timeout: float = 10.0
-
-    # Paths on the hosts, all derived from the product name.
-    @property
-    def root(self) -> str:
-        return f"{ROOT}/{self.product}"
-
-    @property
-    def user(self) -> str:
-        return self.product
+    env: str = PRODUCTION
+    #: Who the deploy logs in as where a host's ``ssh`` names no user; not root: sudo.
+    login: str = "root"
+    #: Run once per deploy in the new release before any worker switches (migrations).
+    release_command: str = ""
+    #: Run once after the smoke test passed; a failure is reported, not rolled back.
+    after_deploy: str = ""
 
     @property
-    def logs(self) -> str:
-        return f"{LOG_ROOT}/{self.product}"
+    def layout(self) -> Layout:
+        """Every path and name on the hosts (apiphant.deploy.layout)."""
+        return Layout(self.product, self.env)
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -225,7 +225,7 @@ class Config:
         if not host.has("api"):
             return []
         bind = self.bind_address(host)
-        return [Worker(host.name, f"{self.product}-api-{port}", bind, port) for port in host.ports]
+        return [Worker(host.name, self.layout.worker(port), bind, port) for port in host.ports]
 
     def all_workers(self) -> list[Worker]:
         return [w for h in self.hosts for w in self.workers(h)]
@@ -236,32 +236,89 @@ class Config:
     def background_host(self) -> Host | None:
         return next((h for h in self.hosts if h.has("background")), None)
 
-    @property
-    def background_program(self) -> str:
-        return f"{self.product}-background"
-
     def programs(self, host: Host) -> list[str]:
         names = [w.program for w in self.workers(host)]
         if host.has("background"):
-            names.append(self.background_program)
+            names.append(self.layout.background)
         return names
+
+    def login_of(self, host: Host) -> str:
+        """The SSH user for ``host``: its ``ssh`` value's, else deploy.toml's ``user``."""
+        return SSH.fullmatch(host.ssh)["user"] or self.login  # type: ignore[index]
+
+    def ssh_target(self, host: Host) -> str:
+        return host.ssh if "@" in host.ssh else f"{self.login}@{host.ssh}"
 
 
 # Parsing
 
 
-def load(path: Path, product_dir: Path | None = None) -> Config:
-    """Read and check a deploy.toml; ``product_dir`` defaults to the file's folder."""
-    shown = path.name
+def _read(path: Path) -> dict:
     try:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{shown}: not valid TOML: {error}") from None
-    return parse(data, path, product_dir or path.parent)
+        raise ConfigError(f"{path.name}: not valid TOML: {error}") from None
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: tables merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def layers(path: Path, env: str = PRODUCTION) -> tuple[dict, dict, str]:
+    """deploy.toml, and the same with environment ``env`` merged over it (its ``[env.NAME]``
+    table, then ``deploy.NAME.toml`` beside it), and the name to show in errors."""
+    base = _read(path)
+    tables = base.pop("env", {})
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise ConfigError(f"{path.name}: env: expected [env.NAME] tables, like [env.staging]")
+    if env == PRODUCTION:
+        return base, base, path.name
+    if not ENV_NAME.fullmatch(env):
+        raise ConfigError(f"--env: expected an environment name like staging, got {env!r}")
+    beside = path.with_name(f"{path.stem}.{env}.toml")
+    found = [tables[env]] if env in tables else []
+    if beside.is_file():
+        found.append(_read(beside))
+    if not found:
+        raise ConfigError(
+            f"--env {env}: no environment {env!r}: no {beside.name} beside {path.name} "
+            f"and no [env.{env}] table in it"
+        )
+    merged = base
+    for layer in found:
+        merged = merge(merged, layer)
+    shown = f"{path.name} + {beside.name}" if beside.is_file() else f"{path.name} [env.{env}]"
+    return base, merged, shown
+
+
+def differences(base: Any, merged: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values an environment changes: what ``fab render -e`` shows."""
+    if isinstance(base, dict) and isinstance(merged, dict):
+        keys = sorted(set(base) | set(merged))
+        found = []
+        for key in keys:
+            name = f"{prefix}.{key}" if prefix else str(key)
+            found += differences(base.get(key), merged.get(key), name)
+        return found
+    return [] if base == merged else [prefix]
+
+
+def load(path: Path, product_dir: Path | None = None, env: str = PRODUCTION) -> Config:
+    """Read and check a deploy.toml (with environment ``env`` over it); ``product_dir``
+    defaults to the file's folder."""
+    _, data, shown = layers(path, env)
+    return parse(data, path, product_dir or path.parent, env, shown)
 
 
 class _Reader:
@@ -388,6 +445,14 @@ def _listen(reader: _Reader) -> tuple[str, int]:
     return host, int(port)
 
 
+def _command(reader: _Reader, name: str) -> str:
+    """A shell command for the product's virtualenv, or "" for none: one line."""
+    value = reader.table.get(name, "")
+    if not isinstance(value, str) or any(c in value for c in "\n\r\0"):
+        raise reader.fail(name, "a one-line command string like 'python -m shop.migrate'", value)
+    return value.strip()
+
+
 def _rate(reader: _Reader, name: str) -> str:
     """A rate for Nginx's limit_req, or "" for none."""
     if reader.table.get(name, "") == "":
@@ -420,6 +485,9 @@ def _environment(shown: str, table: Any) -> tuple[tuple[str, str], ...]:
 
 TOP_KEYS = (
     "product",
+    "user",
+    "release",
+    "after_deploy",
     "server_names",
     "keep_releases",
     "python",
@@ -434,15 +502,16 @@ TOP_KEYS = (
 HOST_KEYS = ("ssh", "roles", "workers", "first_port", "private_address")
 
 
-def parse(data: dict, path: Path, product_dir: Path) -> Config:
+def parse(
+    data: dict, path: Path, product_dir: Path, env: str = PRODUCTION, shown: str = ""
+) -> Config:
     """Check a loaded deploy.toml against the product folder it deploys."""
-    shown = path.name
+    shown = shown or path.name
     top = _Reader(shown, "", data, TOP_KEYS)
-    product = top.text("product", PRODUCT, "a lowercase Python identifier like myproduct")
-    if keyword.iskeyword(product):
-        raise top.fail("product", "a name that is not a Python keyword", product)
-    if product in SYSTEM_USERS:
-        raise top.fail("product", "a name that is not a system account (it is the user)", product)
+    product = top.text("product", None, "the product folder's name, like myproduct")
+    problem = name_problem(product, deployable=True)
+    if problem:
+        raise ConfigError(f"{shown}: product: {problem}, got {product!r}")
     if product != product_dir.name:
         raise ConfigError(
             f"{shown}: product: expected the product folder's name {product_dir.name!r}, "
@@ -462,6 +531,9 @@ def parse(data: dict, path: Path, product_dir: Path) -> Config:
         if not secrets.is_absolute():
             secrets = path.parent / secrets
     environment = _environment(shown, data.get("environment", {}))
+    login = top.text("user", LOGIN, "a user name to log in as, like deploy", "root")
+    release_command = _command(top, "release")
+    after_deploy = _command(top, "after_deploy")
 
     a = _Reader(shown, "api", data.get("api", {}), (
         "max_body", "keepalive_timeout", "header_timeout", "request_timeout",
@@ -537,6 +609,10 @@ def parse(data: dict, path: Path, product_dir: Path) -> Config:
         api=api,
         nginx=nginx,
         background_stop_timeout=stop_timeout,
+        env=env,
+        login=login,
+        release_command=release_command,
+        after_deploy=after_deploy,
     )
     _check_deployment(config, shown)
     return config

@@ -7,11 +7,17 @@ failure means by the phase it happens in:
 - lock: per host; a held lock stops everything before anything happens.
 - prepare: apt, user, the release uploaded, its virtualenv, its configs
   validated. Nothing live is touched: a failure leaves a failed release dir.
+- release: deploy.toml's ``release`` command (migrations), once, on one API
+  host, in the new release. A failure stops the deploy; nothing live switched.
 - activate: ``current`` switched, configs linked, services reloaded, API
   workers restarted one at a time. From here a failure rolls back.
 - verify: the smoke test through Nginx. A failure rolls back.
-- finish: the release marked good, old releases removed.
+- finish: the release marked good, old releases removed, ``after_deploy``
+  (its failure is reported, never rolled back).
 - unlock: always.
+
+status, logs, unlock, run, maintenance and history are plans too: one phase
+of steps, printable with ``--dry-run`` like a deploy.
 """
 
 from dataclasses import dataclass
@@ -19,7 +25,10 @@ from pathlib import Path
 
 from apiphant.deploy import commands, roles
 from apiphant.deploy.config import Config, Host
-from apiphant.deploy.render import HostFiles, Paths
+from apiphant.deploy.render import HostFiles
+
+#: The nginx role's rendered files: Nginx is reloaded when either changed.
+NGINX_FILES = ("nginx-main.conf", "nginx.conf")
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,9 @@ class Step:
     upload: Upload | None = None
     switch: bool = False  # after this step the host serves ``release``
     timeout: int = 900
-    kind: str = ""  # "lock": a failure means another deploy holds the lock
+    #: "lock": a failure means another deploy holds the lock; "report": a failure is
+    #: reported and the plan goes on; "passthrough": output and exit status are the user's.
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ class Plan:
     hosts: tuple[str, ...]
     lock: tuple[Step, ...] = ()
     prepare: tuple[Step, ...] = ()
+    release_phase: tuple[Step, ...] = ()
     activate: tuple[Step, ...] = ()
     verify: tuple[Step, ...] = ()
     finish: tuple[Step, ...] = ()
@@ -72,6 +84,7 @@ class Plan:
         return [
             ("lock", self.lock),
             ("prepare", self.prepare),
+            ("release", self.release_phase),
             ("activate", self.activate),
             ("verify", self.verify),
             ("finish", self.finish),
@@ -83,17 +96,17 @@ class Plan:
 
 
 def lock_steps(config: Config, hosts: list[Host], holder: str) -> tuple[Step, ...]:
-    paths = Paths(config.root, "")
+    layout = config.layout
     return tuple(
-        Step(h.name, "take the deploy lock", commands.lock(paths, holder), timeout=60, kind="lock")
+        Step(h.name, "take the deploy lock", commands.lock(layout, holder), timeout=60, kind="lock")
         for h in hosts
     )
 
 
 def unlock_steps(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
-    paths = Paths(config.root, "")
     return tuple(
-        Step(h.name, "release the deploy lock", commands.unlock(paths), timeout=60) for h in hosts
+        Step(h.name, "release the deploy lock", commands.unlock(config.layout), timeout=60)
+        for h in hosts
     )
 
 
@@ -105,22 +118,24 @@ def prepare_steps(
     rendered: dict[str, HostFiles],
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched."""
-    paths = Paths(config.root, release)
+    layout = config.layout
+    paths = layout.release(release)
     steps = []
     for host in hosts:
         files = rendered[host.name]
         name = host.name
-        remote_tarball = f"{paths.release}/release.tar.gz"
         steps += [
             Step(name, "apt packages", commands.apt_install(files.apt), timeout=1800),
-            Step(name, f"system user {config.user}", commands.system_user(config.user, paths.root)),
-            Step(name, "release folder", commands.make_release_dirs(paths, config.logs)),
+            Step(
+                name, f"system user {layout.user}", commands.system_user(layout.user, layout.root)
+            ),
+            Step(name, "release folder", commands.make_release_dirs(paths)),
             Step(
                 name,
-                "upload the release: product code, test.sh, apiphant wheel",
-                upload=Upload(remote_tarball, 0o644, f"{tarball.name}", local=tarball),
+                "upload the release: product code, apiphant wheel",
+                upload=Upload(paths.tarball, 0o644, f"{tarball.name}", local=tarball),
             ),
-            Step(name, "unpack the release", commands.extract(paths, remote_tarball)),
+            Step(name, "unpack the release", commands.extract(paths)),
         ]
         for file_name, text in files.files.items():
             steps.append(
@@ -128,7 +143,7 @@ def prepare_steps(
                     name,
                     f"rendered {file_name}",
                     upload=Upload(
-                        f"{paths.release}/config/{file_name}",
+                        f"{paths.config}/{file_name}",
                         files.mode(file_name),
                         f"rendered {file_name}",
                         content=text.encode(),
@@ -143,10 +158,10 @@ def prepare_steps(
                     # change what its programs start with (PYTHONPATH and the like).
                     "secrets, root's, readable by the product's group only",
                     upload=Upload(
-                        paths.secrets,
+                        layout.secrets,
                         0o640,
                         f"secrets {config.secrets}",
-                        group=config.user,
+                        group=layout.user,
                         local=config.secrets,
                         secret=True,
                     ),
@@ -165,7 +180,7 @@ def prepare_steps(
                 Step(
                     name,
                     "check: Supervisor config",
-                    commands.check_supervisor(paths, config.product),
+                    commands.check_supervisor(paths),
                 )
             )
         if "nginx" in files.services:
@@ -173,22 +188,37 @@ def prepare_steps(
                 Step(
                     name,
                     "check: nginx -t, full config",
-                    commands.check_nginx(
-                        paths, config.product, files.unlinks, config.nginx.worker_rlimit_nofile
-                    ),
+                    commands.check_nginx(paths, files.unlinks, config.nginx.worker_rlimit_nofile),
                 )
             )
         steps.append(Step(name, "check: logrotate config", commands.check_logrotate(paths)))
     return tuple(steps)
 
 
+def release_phase_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step, ...]:
+    """deploy.toml's ``release`` command, once, on the first API host, in the new release."""
+    runner = next((h for h in hosts if h.has("api")), None)
+    if not config.release_command or runner is None:
+        return ()
+    paths = config.layout.release(release)
+    return (
+        Step(
+            runner.name,
+            f"release command, once, in release {release}: {config.release_command}",
+            commands.in_release(paths.dir, config.layout.user, config.release_command),
+            timeout=3600,
+        ),
+    )
+
+
 def _links(config: Config, host: Host, all_roles: dict[str, roles.Role]) -> tuple[dict, list]:
     """The links this host's roles make, and those to remove: the other roles' links, and
     what this host's roles unlink."""
+    layout = config.layout
     host_roles = roles.for_host(host, all_roles)
-    used = roles.links(host_roles, config.product)
-    every = roles.links(list(all_roles.values()), config.product)
-    unused = set(every.values()) - set(used.values()) | set(roles.unlinks(host_roles))
+    used = roles.links(host_roles, layout)
+    every = roles.links(list(all_roles.values()), layout)
+    unused = set(every.values()) - set(used.values()) | set(roles.unlinks(host_roles, layout))
     return used, sorted(unused)
 
 
@@ -202,34 +232,38 @@ def activate_steps(
 
     Hosts without Nginx go first, so the fronts switch once their backends have.
     """
+    layout = config.layout
     steps: list[Step] = []
     for host in sorted(hosts, key=lambda h: h.has("nginx")):
-        paths = Paths(config.root, releases[host.name])
+        paths = layout.release(releases[host.name])
         used, unused = _links(config, host, all_roles)
         services = roles.services(roles.for_host(host, all_roles))
         steps.append(
             Step(
                 host.name,
                 f"make release {paths.release_id} current",
-                commands.switch(paths, paths.release_id),
+                commands.switch(paths),
                 switch=True,
             )
         )
         steps.append(
-            Step(host.name, "link configs into /etc", commands.link(used, unused, paths.current))
+            Step(
+                host.name,
+                "link configs into /etc",
+                commands.link(used, unused, layout.current_config),
+            )
         )
         if "supervisor" in services:
             steps.append(
                 Step(host.name, "supervisord: reread, or start", commands.supervisor_ready())
             )
         if "nginx" in services:
-            loaded = f"{paths.shared}/nginx-loaded.conf"
-            nginx_files = [f"{paths.current}/config/{n}" for n in ("nginx-main.conf", "nginx.conf")]
+            nginx_files = [f"{layout.current_config}/{n}" for n in NGINX_FILES]
             steps.append(
                 Step(
                     host.name,
                     "nginx: reload if its config changed, or start",
-                    commands.nginx_ready(nginx_files, loaded),
+                    commands.nginx_ready(nginx_files, layout.nginx_loaded),
                 )
             )
     steps += rolling_restart(config, hosts, releases, all_roles)
@@ -238,7 +272,7 @@ def activate_steps(
             Step(
                 host.name,
                 "supervisor: add and remove programs to match the config",
-                commands.supervisor_sync(config.product, config.programs(host)),
+                commands.supervisor_sync(layout, config.programs(host)),
             )
         )
     return tuple(steps)
@@ -259,6 +293,7 @@ def rolling_restart(
     worker restarts, Nginx has had ``fail_timeout`` to take the previous one back.
     """
     chosen = {h.name for h in hosts}
+    layout = config.layout
     pause = int(config.nginx.fail_timeout) + 1
     steps = []
     for host in hosts:
@@ -281,20 +316,18 @@ def rolling_restart(
                         worker.program,
                         worker.address,
                         release,
-                        f"{config.logs}/{worker.program}.log",
+                        layout.log(worker.program),
                     ),
                 )
             )
     runner = config.background_host()
     if runner is not None and runner.name in chosen:
-        program = config.background_program
+        program = layout.background
         steps.append(
             Step(
                 runner.name,
                 f"restart {program}",
-                commands.restart_background(
-                    program, releases[runner.name], f"{config.logs}/{program}.log"
-                ),
+                commands.restart_background(program, releases[runner.name], layout.log(program)),
             )
         )
     return steps
@@ -306,7 +339,7 @@ def verify_steps(config: Config, hosts: list[Host], releases: dict[str, str]) ->
     steps = []
     fronts = [h for h in hosts if h.has("nginx")]
     for host in fronts or [h for h in hosts if h.has("api")]:
-        paths = Paths(config.root, releases[host.name])
+        paths = config.layout.release(releases[host.name])
         if host.has("nginx"):
             url, why = config.nginx.local_url, "smoke test through Nginx"
         else:
@@ -315,15 +348,16 @@ def verify_steps(config: Config, hosts: list[Host], releases: dict[str, str]) ->
         steps.append(
             Step(
                 host.name,
-                f"{why}: test.sh {url}",
-                commands.smoke_test(paths, paths.release_id, config.product, config.user, url),
+                f"{why}: {config.product}/test.py {url}",
+                commands.smoke_test(paths, config.product, url),
             )
         )
     return tuple(steps)
 
 
 def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step, ...]:
-    paths = Paths(config.root, release)
+    layout = config.layout
+    paths = layout.release(release)
     steps = []
     for host in hosts:
         steps.append(Step(host.name, f"mark release {release} good", commands.mark_good(paths)))
@@ -331,7 +365,18 @@ def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step,
             Step(
                 host.name,
                 f"keep the {config.keep_releases} newest good releases; failed ones go",
-                commands.cleanup(paths, config.keep_releases),
+                commands.cleanup(layout, config.keep_releases),
+            )
+        )
+    runner = next((h for h in hosts if h.has("api")), None)
+    if config.after_deploy and runner is not None:
+        steps.append(
+            Step(
+                runner.name,
+                f"after_deploy, once: {config.after_deploy}",
+                commands.in_release(paths.dir, layout.user, config.after_deploy),
+                timeout=3600,
+                kind="report",
             )
         )
     return tuple(steps)
@@ -353,6 +398,7 @@ def deploy_plan(
         hosts=tuple(h.name for h in hosts),
         lock=lock_steps(config, hosts, holder),
         prepare=prepare_steps(config, hosts, release, tarball, rendered),
+        release_phase=release_phase_steps(config, hosts, release),
         activate=activate_steps(config, hosts, releases, all_roles),
         verify=verify_steps(config, hosts, releases),
         finish=finish_steps(config, hosts, release),
@@ -375,3 +421,85 @@ def rollback_plan(
         activate=activate_steps(config, hosts, releases, all_roles),
         verify=verify_steps(config, hosts, releases),
     )
+
+
+# The operator's tasks: one phase each, so they print and --dry-run like a deploy.
+
+
+def status_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
+    return tuple(
+        Step(
+            h.name,
+            "status",
+            commands.status(config.layout, [(w.program, w.address) for w in config.workers(h)]),
+            timeout=60,
+            kind="passthrough",
+        )
+        for h in hosts
+    )
+
+
+def logs_plan(config: Config, hosts: list[Host], lines: int, follow: bool) -> tuple[Step, ...]:
+    layout = config.layout
+    return tuple(
+        Step(
+            h.name,
+            f"logs in {layout.logs}",
+            commands.tail_logs(layout, lines, follow),
+            timeout=24 * 3600 if follow else 120,
+            kind="passthrough",
+        )
+        for h in hosts
+    )
+
+
+def unlock_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
+    return tuple(
+        Step(h.name, "remove the deploy lock", commands.unlock(config.layout), timeout=60)
+        for h in hosts
+    )
+
+
+def run_plan(config: Config, hosts: list[Host], command: str) -> tuple[Step, ...]:
+    """A one-off command in the current release, as the product user, with its environment."""
+    layout = config.layout
+    return tuple(
+        Step(
+            h.name,
+            f"run in the current release as {layout.user}: {command}",
+            commands.in_release(layout.current, layout.user, command),
+            timeout=24 * 3600,
+            kind="passthrough",
+        )
+        for h in hosts
+    )
+
+
+def maintenance_plan(config: Config, hosts: list[Host], on: bool) -> tuple[Step, ...]:
+    return tuple(
+        Step(
+            h.name,
+            f"maintenance {'on' if on else 'off'}",
+            commands.maintenance(config.layout, on),
+            timeout=60,
+        )
+        for h in hosts
+        if h.has("nginx")
+    )
+
+
+def history_plan(config: Config, hosts: list[Host], lines: int) -> tuple[Step, ...]:
+    return tuple(
+        Step(h.name, "history", commands.history(config.layout, lines), timeout=60,
+             kind="passthrough")
+        for h in hosts
+    )  # fmt: skip
+
+
+def record_steps(config: Config, hosts: list[Host], line: str) -> tuple[Step, ...]:
+    """One line in each host's audit log (never fails the task it records)."""
+    return tuple(
+        Step(h.name, "record in the host's history", commands.record(config.layout, line),
+             timeout=60, kind="report")
+        for h in hosts
+    )  # fmt: skip

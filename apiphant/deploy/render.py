@@ -7,50 +7,20 @@ name is a template variable like any other: no search-and-replace.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import jinja2
 
-from apiphant.deploy import kit_path, roles
+from apiphant.deploy import kit, roles
 from apiphant.deploy.config import Config, Host, Pool
+from apiphant.deploy.layout import NGINX_PIDFILE, RELEASE_ENV, SUPERVISOR_PIDFILE
 from apiphant.errors import status_line
 
-SUPERVISOR_PIDFILE = "/var/run/supervisord.pid"
-NGINX_PIDFILE = "/run/nginx.pid"
 #: Seconds Supervisor waits after SIGTERM beyond the program's own drain or stop time.
 STOP_MARGIN = 5
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where things live on a host; all derived from the product name and the release."""
-
-    root: str
-    release_id: str
-
-    @property
-    def releases(self) -> str:
-        return f"{self.root}/releases"
-
-    @property
-    def release(self) -> str:
-        return f"{self.releases}/{self.release_id}"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
-
-    @property
-    def shared(self) -> str:
-        return f"{self.root}/shared"
-
-    @property
-    def secrets(self) -> str:
-        return f"{self.shared}/secrets.env"
-
-    @property
-    def lock(self) -> str:
-        return f"{self.root}/deploy.lock"
+#: A product overrides one of the kit's templates with a file of the same name here.
+OVERRIDES = Path("deploy", "templates")
 
 
 @dataclass(frozen=True)
@@ -69,9 +39,20 @@ class HostFiles:
         return 0o755 if name in self.executable else 0o644
 
 
-def environment(templates: Path | None = None) -> jinja2.Environment:
+def _kit_template(templates: Traversable, name: str) -> str | None:
+    source = templates / name
+    return source.read_text() if source.is_file() else None
+
+
+def environment(config: Config | None = None) -> jinja2.Environment:
+    """The kit's templates (package data), each overridable by the product's own."""
+    templates = kit.templates()
+    loaders: list[jinja2.BaseLoader] = []
+    if config is not None:
+        loaders.append(jinja2.FileSystemLoader(str(config.product_dir / OVERRIDES)))
+    loaders.append(jinja2.FunctionLoader(lambda name: _kit_template(templates, name)))
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates or kit_path() / "templates")),
+        loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -80,6 +61,13 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     )
     env.filters["num"] = lambda value: f"{value:g}"
     return env
+
+
+def overridden(config: Config) -> list[str]:
+    """The templates the product overrides: ``fab render`` names them."""
+    folder = config.product_dir / OVERRIDES
+    kit_names = {t.name for t in kit.templates().iterdir()}
+    return sorted(p.name for p in folder.glob("*.j2") if p.name in kit_names)
 
 
 def product_requirements(config: Config) -> tuple[str, ...]:
@@ -109,7 +97,8 @@ def context(
     host_roles: list[roles.Role],
 ) -> dict:
     """Everything a template may use; templates fail on anything else."""
-    paths = Paths(config.root, release)
+    layout = config.layout
+    paths = layout.release(release)
     pools = [
         {
             "name": p.name,
@@ -123,17 +112,27 @@ def context(
     default = next((p for p in pools if p["is_default"]), None)
     return {
         "product": config.product,
-        "user": config.user,
+        "deployment": layout.name,
+        "ident": layout.ident,
+        "user": layout.user,
         "release": release,
+        "release_env": RELEASE_ENV,
         "wheel": wheel,
         "host": host,
         "paths": {
-            "root": paths.root,
-            "release": paths.release,
-            "current": paths.current,
-            "shared": paths.shared,
-            "secrets": paths.secrets,
-            "logs": config.logs,
+            "root": layout.root,
+            "release": paths.dir,
+            "wheels": paths.wheels,
+            "venv": paths.venv,
+            "current": layout.current,
+            "current_config": layout.current_config,
+            "shared": layout.shared,
+            "secrets": layout.secrets,
+            "maintenance": layout.maintenance,
+            "logs": layout.logs,
+            "site": layout.site,
+            "supervisor_include": layout.supervisor_include,
+            "logrotate": layout.logrotate,
         },
         "first_port": host.first_port,
         "api": config.api,
@@ -145,7 +144,7 @@ def context(
         "pools": pools,
         "default_pool": default,
         "workers": config.workers(host),
-        "background_program": config.background_program,
+        "background_program": layout.background,
         "background_stop_timeout": config.background_stop_timeout,
         "background_stopwait": int(config.background_stop_timeout) + STOP_MARGIN,
         "environment": config.environment,
@@ -169,7 +168,7 @@ def render_host(
     """Every file one host needs, by the templates its roles name."""
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     host_roles = roles.for_host(host, all_roles)
-    env = env or environment()
+    env = env or environment(config)
     ctx = context(config, host, release, wheel, host_roles)
     files = {
         name: env.get_template(f"{name}.j2").render(ctx) for name in roles.templates(host_roles)
@@ -178,10 +177,10 @@ def render_host(
         host=host,
         files=files,
         executable=frozenset(roles.executables(host_roles)),
-        links=roles.links(host_roles, config.product),
+        links=roles.links(host_roles, config.layout),
         apt=roles.apt_packages(host_roles),
         services=roles.services(host_roles),
-        unlinks=roles.unlinks(host_roles),
+        unlinks=roles.unlinks(host_roles, config.layout),
     )
 
 
@@ -189,5 +188,5 @@ def render_all(
     config: Config, hosts: Iterable[Host], release: str, wheel: str
 ) -> dict[str, HostFiles]:
     all_roles = roles.load_roles()
-    env = environment()
+    env = environment(config)
     return {h.name: render_host(config, h, release, wheel, all_roles, env) for h in hosts}

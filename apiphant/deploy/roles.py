@@ -11,17 +11,18 @@ context, so one Supervisor file holds a host's API workers and runner.
 import re
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
-from apiphant.deploy import kit_path
+from apiphant.deploy import kit
 from apiphant.deploy.config import KNOWN_ROLES, Host
+from apiphant.deploy.layout import Layout
 
 BASE = "base"
 SERVICES = ("supervisor", "nginx")
 APT = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 PIP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-\[\],<>=!~ ]*")
 FILE = re.compile(r"[a-z][a-z0-9_.-]*")
-LINK = re.compile(r"/[A-Za-z0-9_./{}-]+")
+LINK = re.compile(r"[/{][A-Za-z0-9_./{}-]+")  # an absolute path, or a layout name: {site}
 
 
 class RoleError(Exception):
@@ -41,7 +42,7 @@ class Role:
     unlink: tuple[str, ...] = ()
 
 
-def _names(path: Path, data: dict, key: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
+def _names(path: Traversable, data: dict, key: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(
         isinstance(v, str) and pattern.fullmatch(v) for v in value
@@ -50,7 +51,7 @@ def _names(path: Path, data: dict, key: str, pattern: re.Pattern[str]) -> tuple[
     return tuple(value)
 
 
-def load_role(path: Path, templates: Path) -> Role:
+def load_role(path: Traversable, templates: Traversable) -> Role:
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
@@ -74,7 +75,7 @@ def load_role(path: Path, templates: Path) -> Role:
     if not set(executable) <= set(files):
         raise RoleError(f"{path}: executable: expected names from templates")
     return Role(
-        name=path.stem,
+        name=path.name.removesuffix(".toml"),
         about=str(data.get("about", "")),
         apt=_names(path, data, "apt", APT),
         pip=_names(path, data, "pip", PIP),
@@ -86,14 +87,15 @@ def load_role(path: Path, templates: Path) -> Role:
     )
 
 
-def load_roles(kit: Path | None = None) -> dict[str, Role]:
+def load_roles() -> dict[str, Role]:
     """Every role of the kit; base plus one per role a host can have."""
-    kit = kit or kit_path()
-    paths = sorted((kit / "roles").glob("*.toml"))
-    roles = {p.stem: load_role(p, kit / "templates") for p in paths}
+    found = sorted(
+        (p for p in kit.roles().iterdir() if p.name.endswith(".toml")), key=lambda p: p.name
+    )
+    roles = {p.name.removesuffix(".toml"): load_role(p, kit.templates()) for p in found}
     for name in (BASE, *KNOWN_ROLES):
         if name not in roles:
-            raise RoleError(f"{kit / 'roles'}: no {name}.toml")
+            raise RoleError(f"{kit.PACKAGE}: roles: no {name}.toml")
     return roles
 
 
@@ -129,14 +131,16 @@ def executables(host_roles: list[Role]) -> tuple[str, ...]:
     return _union([r.executable for r in host_roles])
 
 
-def unlinks(host_roles: list[Role]) -> tuple[str, ...]:
-    return _union([r.unlink for r in host_roles])
+def unlinks(host_roles: list[Role], layout: Layout) -> tuple[str, ...]:
+    """System links the roles remove, such as Debian's default site."""
+    names = layout.system_paths()
+    return tuple(t.format_map(names) for t in _union([r.unlink for r in host_roles]))
 
 
-def links(host_roles: list[Role], product: str) -> dict[str, str]:
-    """Rendered file name -> where it is linked on the host."""
+def links(host_roles: list[Role], layout: Layout) -> dict[str, str]:
+    """Rendered file name -> where it is linked on the host (``{site}``: the layout's)."""
     found: dict[str, str] = {}
     for role in host_roles:
         for name, target in role.links:
-            found[name] = target.format(product=product)
+            found[name] = target.format_map(layout.system_paths())
     return found

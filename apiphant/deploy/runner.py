@@ -7,12 +7,15 @@ shows its path, never its content.
 """
 
 import io
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from shlex import quote as q
 from typing import IO, Any
 
 from apiphant.deploy import commands
-from apiphant.deploy.config import Config, Host
+from apiphant.deploy.config import SUDO_PASSWORD_ENV, Config, Host
 from apiphant.deploy.plan import Plan, Step, Upload
 
 Print = Callable[[str], None]
@@ -27,9 +30,10 @@ class DeployError(Exception):
 
 
 class StepFailed(DeployError):
-    def __init__(self, step: Step, message: str) -> None:
+    def __init__(self, step: Step, message: str, exited: int = 1) -> None:
         super().__init__(message)
         self.step = step
+        self.exited = exited
 
 
 class Unreachable(DeployError):
@@ -75,21 +79,14 @@ def describe_upload(upload: Upload) -> str:
     return f"upload {what} -> {upload.remote} (mode {upload.mode:04o}, owner {owner})"
 
 
-def upload_commands(upload: Upload) -> tuple[str, str, str]:
-    """Prepare an empty file with the final mode, write it, rename it over the target."""
-    directory, _, base = upload.remote.rpartition("/")
-    temp = f"{directory}/.{base}.upload"
-    return (
-        temp,
-        commands.upload_prepare(temp, upload.mode, upload.owner, upload.group),
-        commands.upload_finish(temp, upload.remote),
-    )
+def upload_commands(upload: Upload, staged: str = "$STAGED") -> tuple[str, str]:
+    """Stage the file as the SSH user (who may not be root), then install it as root."""
+    u = upload
+    return commands.STAGE, commands.upload_install(staged, u.remote, u.mode, u.owner, u.group)
 
 
 class Executor:
     """Runs steps on hosts; this base class only prints them (the dry run)."""
-
-    dry_run = True
 
     def __init__(self, config: Config, out: Print = _print) -> None:
         self.config = config
@@ -98,10 +95,10 @@ class Executor:
     def announce(self, step: Step) -> None:
         self.out(f"[{step.host}] {step.why}")
         if step.upload:
-            temp, prepare, finish = upload_commands(step.upload)
-            self.out(f"[{step.host}] $ {prepare}")
-            self.out(f"[{step.host}] {describe_upload(step.upload)}")
-            self.out(f"[{step.host}] $ {finish}")
+            stage, install = upload_commands(step.upload)
+            self.out(f"[{step.host}] $ STAGED=$({stage})")
+            self.out(f"[{step.host}] {describe_upload(step.upload)} via $STAGED")
+            self.out(f"[{step.host}] $ {install}")
         else:
             self.out(f"[{step.host}] $ {step.command}")
 
@@ -119,55 +116,80 @@ class Executor:
         pass
 
 
-class Remote(Executor):
-    """Runs steps over Fabric connections, one per host, opened on first use."""
+#: What sudo says when it refuses: the user may not, or a password is needed.
+SUDO_REFUSALS = ("a password is required", "is not in the sudoers", "may not run sudo",
+                 "not allowed to execute", "incorrect password")  # fmt: skip
 
-    dry_run = False
+
+class Remote(Executor):
+    """Runs steps over Fabric connections, one per host, opened on first use. Every command
+    runs as root: directly when the SSH user is root, else through sudo (passwordless, or
+    with the password from $APIPHANT_SUDO_PASSWORD, never written anywhere)."""
 
     def __init__(self, config: Config, fabric_config: Any = None, out: Print = _print) -> None:
         super().__init__(config, out)
         self.fabric_config = fabric_config
         self.connections: dict[str, Any] = {}
+        self.sudo_password = os.environ.get(SUDO_PASSWORD_ENV) or None
 
     def connection(self, name: str) -> Any:
         if name not in self.connections:
             from fabric import Connection
 
             host = self.config.host(name)
+            target = self.config.ssh_target(host)
             kwargs: dict[str, Any] = {"connect_timeout": 15}
             if self.fabric_config is not None:
                 kwargs["config"] = self.fabric_config
-            conn = Connection(host.ssh, **kwargs)
+            conn = Connection(target, **kwargs)
             try:
                 conn.open()
             except Exception as error:  # OSError, paramiko's SSHException and their kin
                 raise Unreachable(
-                    f"{name} ({host.ssh}): cannot connect: {_reason(error)}"
+                    f"{name} ({target}): cannot connect: {_reason(error)}"
                 ) from None
             self.connections[name] = conn
+            login = self.config.login_of(host)
+            if login != "root":
+                self.out(f"[{name}] logged in as {login}: commands run as root through sudo")
         return self.connections[name]
 
-    def _shell(self, host: str, command: str, timeout: int, quiet: bool = False) -> Any:
+    def _shell(
+        self, host: str, command: str, timeout: int, quiet: bool = False, as_root: bool = True
+    ) -> Any:
         from invoke.exceptions import CommandTimedOut
 
         conn = self.connection(host)
         stream = _Prefixed(f"[{host}]   ", self.out)
+        sudo = as_root and self.config.login_of(self.config.host(host)) != "root"
+        options: dict[str, Any] = {
+            "warn": True,
+            "hide": True,
+            "in_stream": False,
+            "out_stream": None if quiet else stream,
+            "err_stream": None if quiet else stream,
+            "timeout": timeout,
+        }
         try:
-            result = conn.run(
-                command,
-                warn=True,
-                hide=True,
-                in_stream=False,
-                out_stream=None if quiet else stream,
-                err_stream=None if quiet else stream,
-                timeout=timeout,
-            )
+            if sudo and self.sudo_password:
+                result = conn.sudo(f"sh -c {q(command)}", password=self.sudo_password, **options)
+            elif sudo:
+                result = conn.run(f"sudo -n -- sh -c {q(command)}", **options)
+            else:
+                result = conn.run(command, **options)
         except CommandTimedOut:
             stream.flush()
             raise DeployError(f"{host}: timed out after {timeout}s: {command[:200]}") from None
         except (OSError, EOFError) as error:
             raise Unreachable(f"{host}: connection lost: {error}") from None
         stream.flush()
+        if sudo and result.exited == 1 and any(r in result.stderr for r in SUDO_REFUSALS):
+            login = self.config.login_of(self.config.host(host))
+            raise DeployError(
+                f"{host}: user {login} may not run this as root with sudo "
+                f"({result.stderr.strip().splitlines()[-1][:120]}): {command[:120]}; "
+                f"allow it passwordless sudo, or set {SUDO_PASSWORD_ENV}"
+            )
         return result
 
     def run(self, step: Step) -> str:
@@ -177,7 +199,7 @@ class Remote(Executor):
             return ""
         result = self._shell(step.host, step.command, step.timeout)
         if result.exited != 0:
-            raise StepFailed(step, self._failure(step, result))
+            raise StepFailed(step, self._failure(step, result), result.exited)
         return result.stdout
 
     def _failure(self, step: Step, result: Any) -> str:
@@ -192,23 +214,22 @@ class Remote(Executor):
     def _upload(self, step: Step) -> None:
         upload = step.upload
         assert upload is not None
-        temp, prepare, finish = upload_commands(upload)
-        for command in (prepare, None, finish):
-            if command is None:
-                source: IO[bytes] | str
-                source = (
-                    io.BytesIO(upload.content) if upload.content is not None else str(upload.local)
-                )
-                try:
-                    self.connection(step.host).put(source, temp, preserve_mode=False)
-                except (OSError, EOFError) as error:
-                    raise StepFailed(
-                        step, f"{step.host}: upload to {temp} failed: {error}"
-                    ) from None
-                continue
-            result = self._shell(step.host, command, 60)
-            if result.exited != 0:
-                raise StepFailed(step, f"{step.host}: {step.why} failed (exit {result.exited})")
+        failed = f"{step.host}: {step.why} failed"
+        stage, _ = upload_commands(upload)
+        staged = self._shell(step.host, stage, 60, quiet=True, as_root=False)
+        if staged.exited != 0 or not staged.stdout.strip():
+            raise StepFailed(step, f"{failed}: cannot make a file in /tmp")
+        path = staged.stdout.strip()
+        source: IO[bytes] | str
+        source = io.BytesIO(upload.content) if upload.content is not None else str(upload.local)
+        try:
+            self.connection(step.host).put(source, path, preserve_mode=False)
+        except (OSError, EOFError) as error:
+            raise StepFailed(step, f"{failed}: upload to {path}: {error}") from None
+        _, install = upload_commands(upload, path)
+        result = self._shell(step.host, install, 60)
+        if result.exited != 0:
+            raise StepFailed(step, f"{failed} (exit {result.exited})")
 
     def query(self, host: str, command: str, why: str) -> str:
         super().query(host, command, why)
@@ -235,20 +256,23 @@ class Outcome:
 
 
 def run_steps(executor: Executor, steps: tuple[Step, ...] | list[Step], switched: set[str]) -> None:
+    """Each step in turn; a "report" step's failure is said and the steps go on."""
     for step in steps:
         if step.switch:
             switched.add(step.host)
-        executor.run(step)
+        try:
+            executor.run(step)
+        except DeployError as error:
+            if step.kind != "report":
+                raise
+            executor.out(f"[{step.host}] FAILED, reported and not rolled back: {error}")
 
 
 def current_releases(executor: Executor, config: Config, hosts: list[Host]) -> dict[str, str]:
-    from apiphant.deploy.render import Paths
-
-    paths = Paths(config.root, "")
     found = {}
     for host in hosts:
         answer = executor.query(
-            host.name, commands.current_release(paths), "which release is current"
+            host.name, commands.current_release(config.layout), "which release is current"
         ).strip()
         found[host.name] = answer if answer and answer != "current" else ""
     return found
@@ -256,9 +280,7 @@ def current_releases(executor: Executor, config: Config, hosts: list[Host]) -> d
 
 def good_releases(executor: Executor, config: Config, host: Host) -> list[tuple[str, bool, bool]]:
     """(release, good, current) on one host, newest first."""
-    from apiphant.deploy.render import Paths
-
-    text = executor.query(host.name, commands.releases(Paths(config.root, "")), "list releases")
+    text = executor.query(host.name, commands.releases(config.layout), "list releases")
     rows = []
     for line in text.splitlines():
         parts = line.split()
@@ -288,6 +310,27 @@ def print_plan(plan: Plan, executor: Executor, rollback: Plan | None = None) -> 
             executor.run(step)
 
 
+@contextmanager
+def locked(executor: Executor, lock: tuple[Step, ...], unlock: tuple[Step, ...]) -> Iterator[None]:
+    """THE lock policy: take each host's lock (a held one stops everything), act, and release
+    every lock taken, also on failure; a failed release is reported, never hides the result."""
+    held: set[str] = set()
+    try:
+        if lock:
+            say(executor.out, "lock: " + ", ".join(step.host for step in lock))
+        for step in lock:
+            executor.run(step)
+            held.add(step.host)
+        yield
+    finally:
+        for step in unlock:
+            if step.host in held:
+                try:
+                    executor.run(step)
+                except DeployError as error:
+                    executor.out(f"[{step.host}] could not release the deploy lock: {error}")
+
+
 def execute(
     plan: Plan,
     executor: Executor,
@@ -295,48 +338,31 @@ def execute(
     hosts: list[Host],
     config: Config,
 ) -> Outcome:
-    """Run a deploy plan; on a failure after a switch, roll the switched hosts back.
-
-    ``rollback`` builds the rollback plan from {host: previous release}, read
-    from each host just before its switch.
-    """
+    """Run a deploy plan under the lock; on a failure after a switch, roll the switched hosts
+    back to what each served just before its switch (read from the host)."""
     out = executor.out
-    locked: list[Step] = []
     switched: set[str] = set()
-    previous: dict[str, str] = {}
     try:
-        say(out, f"lock: {', '.join(plan.hosts)}")
-        for step in plan.lock:
-            executor.run(step)
-            locked.append(step)
-        say(out, f"prepare release {plan.release}")
-        run_steps(executor, plan.prepare, switched)
-        previous = current_releases(executor, config, hosts)
-        try:
-            say(out, f"activate release {plan.release}")
-            run_steps(executor, plan.activate, switched)
-            say(out, "verify")
-            run_steps(executor, plan.verify, switched)
-        except DeployError as error:
-            return _roll_back(error, executor, rollback, hosts, previous, switched, plan)
-        say(out, "finish")
-        run_steps(executor, plan.finish, switched)
-        return Outcome(True, f"release {plan.release} is live on {', '.join(plan.hosts)}")
+        with locked(executor, plan.lock, plan.unlock):
+            say(out, f"prepare release {plan.release}")
+            run_steps(executor, plan.prepare, switched)
+            if plan.release_phase:
+                say(out, "release command")
+                run_steps(executor, plan.release_phase, switched)
+            previous = current_releases(executor, config, hosts)
+            try:
+                say(out, f"activate release {plan.release}")
+                run_steps(executor, plan.activate, switched)
+                say(out, "verify")
+                run_steps(executor, plan.verify, switched)
+            except DeployError as error:
+                return _roll_back(error, executor, rollback, hosts, previous, switched, plan)
+            say(out, "finish")
+            run_steps(executor, plan.finish, switched)
+            return Outcome(True, f"release {plan.release} is live on {', '.join(plan.hosts)}")
     except DeployError as error:
         where = "nothing live was touched" if not switched else "after the switch"
         return Outcome(False, f"deploy of {plan.release} failed, {where}: {error}")
-    finally:
-        _unlock(executor, plan, locked)
-
-
-def _unlock(executor: Executor, plan: Plan, locked: list[Step]) -> None:
-    held = {step.host for step in locked}
-    for step in plan.unlock:
-        if step.host in held:
-            try:
-                executor.run(step)
-            except DeployError as error:
-                executor.out(f"[{step.host}] could not release the deploy lock: {error}")
 
 
 def _roll_back(
@@ -381,20 +407,15 @@ def _roll_back(
     )
 
 
-def run_plan(plan: Plan, executor: Executor) -> Outcome:
-    """A plan without rollback (fab rollback, status...): lock, steps, unlock."""
-    locked: list[Step] = []
+def run_phases(plan: Plan, executor: Executor) -> Outcome:
+    """A plan without rollback (fab rollback's activation): its phases in order, no lock
+    (the caller holds it with ``locked``)."""
     try:
         for phase, steps in plan.phases():
-            if phase == "unlock" or not steps:
+            if phase in ("lock", "unlock") or not steps:
                 continue
             say(executor.out, phase)
-            for step in steps:
-                executor.run(step)
-                if phase == "lock":
-                    locked.append(step)
+            run_steps(executor, steps, set())
         return Outcome(True, "done")
     except DeployError as error:
         return Outcome(False, str(error))
-    finally:
-        _unlock(executor, plan, locked)

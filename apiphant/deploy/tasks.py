@@ -1,52 +1,86 @@
 """The deploy kit's commands, as the fabfile's tasks call them; each returns an exit status.
 
-They take plain values (product, host names, flags), so they can be called
-from anything; the fabfile only maps its command line onto them.
+They take plain values (where the product is, host names, flags), so they can
+be called from anything; apiphant.deploy.fabtasks only maps its command line
+onto them. Every one reads and checks deploy.toml before it touches a host.
 """
 
 import functools
-import shlex
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from apiphant.deploy import CHECKOUT, artifacts, commands, plan, render, roles
-from apiphant.deploy.config import Config, ConfigError, Host, check_secrets, load
-from apiphant.deploy.render import Paths
+import apiphant
+from apiphant.deploy import artifacts, plan, render, roles
+from apiphant.deploy import config as configuration
+from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
+from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
 from apiphant.deploy.roles import RoleError
 from apiphant.deploy.runner import (
     DeployError,
     Executor,
     Remote,
+    StepFailed,
     execute,
     good_releases,
+    locked,
     print_plan,
-    run_plan,
+    run_phases,
+    run_steps,
     say,
 )
+
+__all__ = ["PRODUCTION", "Target"]
 
 
 class UsageError(Exception):
     """A command line that names something that does not exist; one line."""
 
 
-def find_product(product: str, config_path: str = "") -> Config:
-    """``--product`` as a folder here or in the checkout; its deploy.toml, or ``--config``."""
-    if not product:
-        raise UsageError("--product is required, like --product=myproduct")
-    candidates = [Path(product), CHECKOUT / product]
-    folder = next((c for c in candidates if (c / "api").is_dir()), None)
-    if folder is None:
+@dataclass(frozen=True)
+class Target:
+    """Which deployment a task is about: the product, another deploy.toml, an environment."""
+
+    product: str = ""
+    config: str = ""
+    env: str = PRODUCTION
+
+
+def repository(start: Path | None = None) -> Path:
+    """The folder whose fabfile.py ``fab`` runs: the nearest one up from here, as Fabric
+    finds it."""
+    here = (start or Path.cwd()).resolve()
+    return next((d for d in (here, *here.parents) if (d / "fabfile.py").is_file()), here)
+
+
+def find_product(target: Target, start: Path | None = None) -> Config:
+    """The product: ``--product`` (a folder here or beside the fabfile), else the repository
+    itself; its deploy.toml (or ``--config``), with ``--env`` over it."""
+    root = repository(start)
+    if target.product:
+        candidates = [Path(target.product), root / target.product]
+        folder = next((c for c in candidates if (c / "api").is_dir()), None)
+        if folder is None:
+            raise UsageError(
+                f"--product {target.product}: no product folder (with api/) named "
+                f"{target.product} here or in {root}"
+            )
+    elif (root / "api").is_dir():
+        folder = root
+    else:
         raise UsageError(
-            f"unknown product {product!r}: no product folder (with api/) named {product} "
-            f"here or in {CHECKOUT}"
+            f"--product is required: {root} is not a product (no api/ folder); "
+            "say which, like --product=myproduct"
         )
-    path = Path(config_path) if config_path else folder / "deploy.toml"
+    path = Path(target.config) if target.config else folder / "deploy.toml"
     if not path.is_file():
-        hint = "" if config_path else ": copy myproduct/deploy.toml there and edit it"
+        hint = "" if target.config else ": apiphant new writes one; or copy myproduct's"
         raise UsageError(f"{path}: no such file{hint}")
-    return load(path, folder.resolve())
+    return configuration.load(path, folder.resolve(), target.env)
 
 
 def _guarded(task: Callable[..., int]) -> Callable[..., int]:
@@ -66,13 +100,43 @@ def _guarded(task: Callable[..., int]) -> Callable[..., int]:
     return guarded
 
 
-@_guarded
-def render_files(
-    product: str, hosts: Iterable[str] = (), out: str = "", config_path: str = ""
-) -> int:
-    """Print or write every file of every chosen host; connects to nothing."""
+def _executor(config: Config, dry_run: bool, fabric_config: Any) -> Executor:
+    return Executor(config) if dry_run else Remote(config, fabric_config)
 
-    config = find_product(product, config_path)
+
+def audit_line(config: Config, action: str, outcome: str, release: str = "") -> str:
+    """One line of a host's history: when, who, which code (git commit, dirty), what, how."""
+    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    commit = _git(config.product_dir, "rev-parse", "--short=12", "HEAD") or "none"
+    dirty = "yes" if _git(config.product_dir, "status", "--porcelain") else "no"
+    if commit == "none":
+        dirty = "-"
+    fields = [when, action, f"outcome={outcome}", f"by={artifacts.deployer()}",
+              f"commit={commit}", f"dirty={dirty}", f"apiphant={apiphant.__version__}",
+              f"env={config.env}"]  # fmt: skip
+    if release:
+        fields.append(f"release={release}")
+    return " ".join(f.replace("\n", " ") for f in fields)
+
+
+def _git(folder: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _record(executor: Executor, config: Config, hosts: list[Host], line: str) -> None:
+    run_steps(executor, plan.record_steps(config, hosts, line), set())
+
+
+@_guarded
+def render_files(target: Target, hosts: Iterable[str] = (), out: str = "") -> int:
+    """Print or write every file of every chosen host; connects to nothing."""
+    config = find_product(target)
     chosen = config.select(hosts)
     release = artifacts.release_id()
     rendered = render.render_all(config, chosen, release, artifacts.wheel_name())
@@ -81,44 +145,47 @@ def render_files(
             linked = files.links.get(file_name)
             where = f" (linked as {linked})" if linked else ""
             if out:
-                target = Path(out) / name / file_name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text)
-                target.chmod(files.mode(file_name))
-                print(f"wrote {target}{where}")
+                path = Path(out) / name / file_name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                path.chmod(files.mode(file_name))
+                print(f"wrote {path}{where}")
             else:
                 print(f"# ==> {name}/{file_name}{where} <==")
                 print(text)
+    own = render.overridden(config)
+    if own:
+        print(f"templates from the product ({render.OVERRIDES}/): {', '.join(own)}")
+    if config.env != PRODUCTION:
+        base, merged, shown = configuration.layers(config.path, config.env)
+        changed = configuration.differences(base, merged)
+        print(f"environment {config.env} ({shown}) differs from production in: "
+              + (", ".join(changed) or "nothing"))  # fmt: skip
     return 0
-
-
-def _executor(config: Config, dry_run: bool, fabric_config: Any) -> Executor:
-    return Executor(config) if dry_run else Remote(config, fabric_config)
 
 
 @_guarded
 def deploy(
-    product: str,
-    hosts: Iterable[str] = (),
-    dry_run: bool = False,
-    config_path: str = "",
-    fabric_config: Any = None,
+    target: Target, hosts: Iterable[str] = (), dry_run: bool = False, fabric_config: Any = None
 ) -> int:
-    """Build once, then lock, prepare, switch, restart, smoke-test every chosen host."""
-    config = find_product(product, config_path)
+    """Build once, then lock, prepare, run the release command, switch, restart, smoke-test
+    every chosen host; record the outcome in each host's history."""
+    config = find_product(target)
     chosen = config.select(hosts)
     check_secrets(config)
+    artifacts.check_requirements(config)
     all_roles = roles.load_roles()
     release = artifacts.release_id()
-    print(f"Deploying {config.product} release {release} to {_hosts(chosen)}", flush=True)
+    env = "" if config.env == PRODUCTION else f" ({config.env})"
+    print(f"Deploying {config.product}{env} release {release} to {_hosts(config, chosen)}",
+          flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="apiphant-deploy-") as work:
         workdir = Path(work)
         if dry_run:
             wheel_name = artifacts.wheel_name()
-            command = artifacts.wheel_command(workdir / "source", workdir / "wheels")
-            print("local $ " + " ".join(command))
+            print(artifacts.describe_build(workdir))
             tarball = artifacts.tarball_path(workdir, config, release)
-            print(f"local: would build {tarball}: {config.product}/, test.sh, {wheel_name}")
+            print(f"local: would build {tarball}: {config.product}/, {wheel_name}")
         else:
             wheel = artifacts.build_wheel(workdir)
             wheel_name = wheel.name
@@ -141,30 +208,30 @@ def deploy(
                 say(executor.out, "dry run: nothing was run")
                 return 0
             outcome = execute(the_plan, executor, rollback, chosen, config)
+            result = "ok" if outcome.ok else "failed"
+            _record(executor, config, chosen, audit_line(config, "deploy", result, release))
         finally:
             executor.close()
     say(print, ("OK: " if outcome.ok else "FAILED: ") + outcome.message)
     return 0 if outcome.ok else 1
 
 
-def _hosts(hosts: list[Host]) -> str:
-    return ", ".join(f"{h.name} ({h.ssh})" for h in hosts)
+def _hosts(config: Config, hosts: list[Host]) -> str:
+    return ", ".join(f"{h.name} ({config.ssh_target(h)})" for h in hosts)
 
 
 @_guarded
 def rollback(
-    product: str,
+    target: Target,
     hosts: Iterable[str] = (),
     release: str = "",
     dry_run: bool = False,
-    config_path: str = "",
     fabric_config: Any = None,
 ) -> int:
     """Back to the previous good release (or a named one) on each chosen host."""
-
-    config = find_product(product, config_path)
+    config = find_product(target)
     chosen = config.select(hosts)
-    if release and not artifacts.RELEASE.fullmatch(release):
+    if release and not RELEASE_ID.fullmatch(release):
         raise UsageError(f"--release: expected a release id like 20250102030405, got {release!r}")
     all_roles = roles.load_roles()
     locks = plan.lock_steps(config, chosen, artifacts.holder(release or "rollback"))
@@ -174,24 +241,18 @@ def rollback(
         if dry_run:
             targets = {h.name: release or "<previous>" for h in chosen}
             back = plan.rollback_plan(config, chosen, targets, all_roles)
-            shown = plan.Plan(
-                back.release, back.hosts, locks, (), back.activate, back.verify, (), unlocks
-            )
+            shown = plan.Plan(back.release, back.hosts, locks, (), (), back.activate,
+                              back.verify, (), unlocks)  # fmt: skip
             print_plan(shown, executor)
             say(executor.out, "dry run: nothing was run")
             return 0
-        held: list[str] = []
-        try:
-            for step in locks:
-                executor.run(step)
-                held.append(step.host)
+        with locked(executor, locks, unlocks):
             targets = {h.name: _target(executor, config, h, release) for h in chosen}
             say(print, "rolling back: " + ", ".join(f"{h} to {r}" for h, r in targets.items()))
-            outcome = run_plan(plan.rollback_plan(config, chosen, targets, all_roles), executor)
-        finally:
-            for step in unlocks:
-                if step.host in held:
-                    executor.run(step)
+            outcome = run_phases(plan.rollback_plan(config, chosen, targets, all_roles), executor)
+        result = "ok" if outcome.ok else "failed"
+        to = ",".join(sorted(set(targets.values())))
+        _record(executor, config, chosen, audit_line(config, "rollback", result, to))
     finally:
         executor.close()
     if outcome.ok:
@@ -202,6 +263,8 @@ def rollback(
 
 
 def _target(executor: Executor, config: Config, host: Host, wanted: str) -> str:
+    """THE rule for ``fab rollback``'s release: the named one if it is good, else the newest
+    good one older than current."""
     rows = good_releases(executor, config, host)
     current = next((r for r, _, is_current in rows if is_current), "")
     if wanted:
@@ -218,79 +281,121 @@ def _target(executor: Executor, config: Config, host: Host, wanted: str) -> str:
     return older[0]
 
 
-@_guarded
-def status(
-    product: str, hosts: Iterable[str] = (), config_path: str = "", fabric_config: Any = None
+def _operate(
+    config: Config,
+    steps: tuple[plan.Step, ...],
+    dry_run: bool,
+    fabric_config: Any,
+    record: str = "",
 ) -> int:
-    """Release, releases, lock, processes and health of each chosen host; changes nothing."""
-    config = find_product(product, config_path)
-    executor = Remote(config, fabric_config)
-    paths = Paths(config.root, "")
+    """Run an operator's plan (status, logs, run...), or print it; the exit status of a
+    failed step is the task's, as ``fab run`` promises."""
+    executor = _executor(config, dry_run, fabric_config)
+    hosts = [config.host(name) for name in dict.fromkeys(s.host for s in steps)]
+    status = 0
     try:
-        for host in config.select(hosts):
-            workers = [(w.program, w.address) for w in config.workers(host)]
-            say(print, f"{host.name} ({host.ssh})")
-            text = executor.query(
-                host.name,
-                commands.status(paths, config.product, workers, config.logs),
-                "status",
-            )
-            for line in text.rstrip().splitlines():
-                print(f"[{host.name}]   {line}")
+        try:
+            run_steps(executor, steps, set())
+        except StepFailed as error:
+            if error.step.kind != "passthrough":
+                raise
+            print(f"[{error.step.host}] exit {error.exited}", flush=True)
+            status = error.exited
+        if dry_run:
+            say(executor.out, "dry run: nothing was run")
+        elif record:
+            result = "ok" if status == 0 else f"exit {status}"
+            _record(executor, config, hosts, audit_line(config, record, result))
     finally:
         executor.close()
-    return 0
+    return status
+
+
+@_guarded
+def status(
+    target: Target, hosts: Iterable[str] = (), dry_run: bool = False, fabric_config: Any = None
+) -> int:
+    """Release, releases, lock, maintenance, processes and health of each chosen host."""
+    config = find_product(target)
+    return _operate(config, plan.status_plan(config, config.select(hosts)), dry_run, fabric_config)
 
 
 @_guarded
 def logs(
-    product: str,
+    target: Target,
     hosts: Iterable[str] = (),
     lines: int = 50,
     follow: bool = False,
-    config_path: str = "",
+    dry_run: bool = False,
     fabric_config: Any = None,
 ) -> int:
     """The last lines of the product's logs (programs and Nginx); --follow keeps tailing."""
-
-    config = find_product(product, config_path)
+    config = find_product(target)
     chosen = config.select(hosts)
     if follow and len(chosen) > 1:
         raise UsageError("--follow tails one host: name it")
-    executor = Remote(config, fabric_config)
-    try:
-        for host in chosen:
-            executor.run(
-                plan.Step(
-                    host.name,
-                    f"logs in {config.logs}",
-                    commands.tail_logs(config.logs, lines, follow),
-                    timeout=24 * 3600 if follow else 120,
-                )
-            )
-    finally:
-        executor.close()
-    return 0
+    steps = plan.logs_plan(config, chosen, lines, follow)
+    return _operate(config, steps, dry_run, fabric_config)
+
+
+@_guarded
+def run(
+    target: Target,
+    hosts: Iterable[str] = (),
+    command: str = "",
+    dry_run: bool = False,
+    fabric_config: Any = None,
+) -> int:
+    """A one-off command in the current release on each named host; its exit status back."""
+    config = find_product(target)
+    if not command.strip():
+        raise UsageError("fab run: no command: fab run HOST -- COMMAND ...")
+    if not hosts:
+        raise UsageError("fab run: name the host to run on: fab run HOST -- COMMAND ...")
+    chosen = config.select(hosts)
+    steps = plan.run_plan(config, chosen, command)
+    return _operate(config, steps, dry_run, fabric_config, record=f"run {command!r}")
+
+
+@_guarded
+def maintenance(
+    target: Target,
+    hosts: Iterable[str] = (),
+    on: bool = False,
+    off: bool = False,
+    dry_run: bool = False,
+    fabric_config: Any = None,
+) -> int:
+    """Turn maintenance on or off on the chosen hosts' Nginx."""
+    config = find_product(target)
+    if on == off:
+        raise UsageError("fab maintenance: say --on or --off")
+    steps = plan.maintenance_plan(config, config.select(hosts), on)
+    if not steps:
+        raise UsageError("fab maintenance: none of these hosts has the nginx role")
+    word = "maintenance on" if on else "maintenance off"
+    return _operate(config, steps, dry_run, fabric_config, record=word)
+
+
+@_guarded
+def history(
+    target: Target,
+    hosts: Iterable[str] = (),
+    lines: int = 50,
+    dry_run: bool = False,
+    fabric_config: Any = None,
+) -> int:
+    """The last entries of each chosen host's history (the audit log)."""
+    config = find_product(target)
+    steps = plan.history_plan(config, config.select(hosts), lines)
+    return _operate(config, steps, dry_run, fabric_config)
 
 
 @_guarded
 def unlock(
-    product: str, hosts: Iterable[str] = (), config_path: str = "", fabric_config: Any = None
+    target: Target, hosts: Iterable[str] = (), dry_run: bool = False, fabric_config: Any = None
 ) -> int:
     """Remove a deploy lock left by a deploy that died; say whose it was."""
-    config = find_product(product, config_path)
-    paths = Paths(config.root, "")
-    executor = Remote(config, fabric_config)
-    try:
-        for host in config.select(hosts):
-            executor.run(
-                plan.Step(
-                    host.name,
-                    "remove the deploy lock",
-                    f"cat {shlex.quote(paths.lock + '/holder')} 2>/dev/null "
-                    "|| echo 'no lock held'; " + commands.unlock(paths),
-                )
-            )
-    finally:
-        executor.close()
-    return 0
+    config = find_product(target)
+    steps = plan.unlock_plan(config, config.select(hosts))
+    return _operate(config, steps, dry_run, fabric_config, record="unlock")
