@@ -193,7 +193,13 @@ def new(argv: list[str]) -> int:
         folder = create(args.name, Path(args.dir))
     except ScaffoldError as error:
         sys.exit(f"apiphant new: {error}")
-    print(f"Created {folder}. Serve it: apiphant {folder} 127.0.0.1:8001")
+    print(
+        f"Created {folder}: a repository of its own (README.md says the five commands).\n"
+        f"  cd {folder} && git init && git add -A && git commit -m {args.name}\n"
+        f"  apiphant . 127.0.0.1:8001        serve it\n"
+        f"  pytest tests && ./test.sh        test it\n"
+        f"  fab deploy                       after setting ssh and server_names in deploy.toml"
+    )
     return 0
 
 

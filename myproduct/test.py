@@ -1,4 +1,4 @@
-"""Functional tests of myproduct, run by ../test.sh against a live server or a deployment.
+"""Functional tests of myproduct, run by ./test.sh against a live server or a deployment.
 
 Every line is one request and its expected answer; the first mismatch stops
 the run with both sides shown.

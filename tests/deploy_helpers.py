@@ -7,6 +7,7 @@ Debian's openssh-server, nginx and supervisor (all installed by .ci/run).
 """
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ from tests.servers import service_ports
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 #: myproduct's server name: a client of the public listener sends it as Host (any other
 #: Host gets the catch-all's 404).
 SERVER_NAME = "api.example.com"
@@ -80,7 +82,8 @@ class Sshd:
             "ListenAddress 127.0.0.1\n"
             f"HostKey {host_key}\n"
             f"PidFile {self.folder / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {self.folder / 'authorized_keys'}\n"
+            # root's key here; another user's in its own home (read as that user)
+            f"AuthorizedKeysFile {self.folder / 'authorized_keys'} .ssh/authorized_keys\n"
             "PermitRootLogin prohibit-password\n"
             "PubkeyAuthentication yes\n"
             "PasswordAuthentication no\n"
@@ -144,10 +147,12 @@ def run(command: str, check: bool = False, timeout: float = 60) -> subprocess.Co
 
 class HostCleanup:
     """Remember what runs before the test; afterwards stop what the deploy started and remove
-    what it made: /opt/PRODUCT, /var/log/PRODUCT, the linked configs, the system user."""
+    what it made: /opt/NAME, /var/log/NAME, the linked configs of each deployment (the product,
+    and ``envs`` such as PRODUCT-staging), the system user."""
 
-    def __init__(self, product: str) -> None:
+    def __init__(self, product: str, envs: tuple[str, ...] = ()) -> None:
         self.product = product
+        self.deployments = (product, *(f"{product}-{env}" for env in envs))
         self.supervisord_was_running = run("supervisorctl pid").returncode == 0
         self.nginx_was_running = (
             run('[ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)"').returncode == 0
@@ -159,28 +164,31 @@ class HostCleanup:
 
     def clashes(self) -> str:
         """Why this machine cannot host the test deploy, or ''."""
-        if Path(f"/opt/{self.product}").exists():
-            return f"/opt/{self.product} exists: a real deployment, not touched"
+        for name in self.deployments:
+            if Path(f"/opt/{name}").exists():
+                return f"/opt/{name} exists: a real deployment, not touched"
         if self.user_existed:
             return f"user {self.product} exists, not touched"
         return ""
 
     def __call__(self) -> None:
         p = self.product
-        for link in (
-            f"/etc/supervisor/conf.d/{p}.conf",
-            f"/etc/nginx/sites-enabled/{p}.conf",
-            f"/etc/logrotate.d/{p}",
-        ):
-            if os.path.islink(link):
-                os.unlink(link)
+        for name in self.deployments:
+            for link in (
+                f"/etc/supervisor/conf.d/{name}.conf",
+                f"/etc/nginx/sites-enabled/{name}.conf",
+                f"/etc/logrotate.d/{name}",
+            ):
+                if os.path.islink(link):
+                    os.unlink(link)
         if self.supervisord_was_running:  # drop the product's programs, no one else's
-            run(
-                "names=$(supervisorctl status | awk '{print $1}' "
-                f"| grep -E '^{p}-(api-[0-9]+|background)$'); "
-                '[ -z "$names" ] || supervisorctl update $names',
-                timeout=120,
-            )
+            for name in self.deployments:
+                run(
+                    "names=$(supervisorctl status | awk '{print $1}' "
+                    f"| grep -E '^{name}-(api-[0-9]+|background)$'); "
+                    '[ -z "$names" ] || supervisorctl update $names',
+                    timeout=120,
+                )
         else:
             run("supervisorctl shutdown", timeout=60)
             _wait_gone("/var/run/supervisord.pid")
@@ -194,8 +202,9 @@ class HostCleanup:
         else:
             run("nginx -s stop")
             _wait_gone("/run/nginx.pid")
-        shutil.rmtree(f"/opt/{p}", ignore_errors=True)
-        shutil.rmtree(f"/var/log/{p}", ignore_errors=True)
+        for name in self.deployments:
+            shutil.rmtree(f"/opt/{name}", ignore_errors=True)
+            shutil.rmtree(f"/var/log/{name}", ignore_errors=True)
         if not self.user_existed:
             run(f"userdel {p}")
             run(f"groupdel {p}")
@@ -241,3 +250,28 @@ def deploy_toml(
         assert old in text, f"myproduct/deploy.toml no longer has {old!r}"
         text = text.replace(old, new)
     return text
+
+
+def private_nginx(main: str, folder: Path, site: Path) -> str:
+    """The deploy's rendered nginx-main.conf for a private nginx run by a test: its process
+    sizing, http settings and catch-all kept, its system paths moved into ``folder``, this
+    machine's user instead of www-data, and ``site`` the only site."""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    for old, new in (
+        ("user www-data;", f"user {user};"),
+        ("/run/nginx.pid", f"{folder}/nginx.pid"),
+        ("/var/log/nginx/", f"{folder}/nginx-main-"),
+        ("/etc/nginx/sites-enabled/*", str(site)),
+        ("/etc/nginx/conf.d/*.conf", f"{folder}/none-*.conf"),
+        ("http {\n", f"http {{\n    client_body_temp_path {folder}/body;\n"
+                     f"    proxy_temp_path {folder}/proxy;\n"),
+    ):  # fmt: skip
+        assert old in main, f"the rendered nginx-main.conf no longer has {old!r}"
+        main = main.replace(old, new)
+    return main
+
+
+def nginx_command(folder: Path, conf: Path) -> list[str]:
+    """A private nginx in the foreground, its prefix and early error log in ``folder``."""
+    return [NGINX, "-p", str(folder), "-e", str(folder / "nginx-main-error.log"),
+            "-c", str(conf), "-g", "daemon off;"]  # fmt: skip

@@ -33,7 +33,14 @@ from pathlib import Path
 
 from apiphant.deploy import render
 from apiphant.deploy.config import load
-from tests.deploy_helpers import CHECKOUT, SERVER_NAME, deploy_toml, port_open
+from tests.deploy_helpers import (
+    CHECKOUT,
+    SERVER_NAME,
+    deploy_toml,
+    nginx_command,
+    port_open,
+    private_nginx,
+)
 from tests.servers import service_ports
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -181,17 +188,7 @@ class Stack:
             if name == "supervisor.conf":
                 body = _replace(body, "user=myproduct", f"user={user}", name)
             if name == "nginx-main.conf":
-                f = self.folder
-                for old, new in (
-                    ("user www-data;", f"user {user};"),
-                    ("/run/nginx.pid", f"{f}/nginx.pid"),
-                    ("/var/log/nginx/", f"{f}/nginx-main-"),
-                    ("/etc/nginx/sites-enabled/*", f"{f}/etc/nginx.conf"),
-                    ("/etc/nginx/conf.d/*.conf", f"{f}/etc/none-*.conf"),
-                    ("http {\n", f"http {{\n    client_body_temp_path {f}/body;\n"
-                                 f"    proxy_temp_path {f}/proxy;\n"),
-                ):  # fmt: skip
-                    body = _replace(body, old, new, name)
+                body = private_nginx(body, self.folder, self.folder / "etc" / "nginx.conf")
             if self.edit is not None:
                 body = self.edit(name, body)
             out[name] = body
@@ -254,8 +251,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        nginx = [NGINX, "-p", str(self.folder), "-e", str(self.folder / "nginx-main-error.log"),
-                 "-c", str(self.nginx_main), "-g", "daemon off;"]  # fmt: skip
+        nginx = nginx_command(self.folder, self.nginx_main)
         checked = subprocess.run([*nginx, "-t", "-q"], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
         self.nginx = subprocess.Popen(nginx, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -3,9 +3,13 @@
 (A held deploy lock is in test_deploy_e2e.py: it needs a real host.)
 """
 
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import apiphant
 from tests.deploy_helpers import CHECKOUT, fab, free_port
 
 MYPRODUCT = CHECKOUT / "myproduct"
@@ -66,3 +70,43 @@ def test_unreachable_host(tmp_path: Path) -> None:
     deploy = fab("deploy", "--product=myproduct", "--config", str(config), "web1", timeout=120)
     assert deploy.returncode == 1
     assert "cannot connect" in deploy.stdout and "nothing live was touched" in deploy.stdout
+
+
+def test_an_environment_that_does_not_exist() -> None:
+    line = error_line(fab("render", "--product=myproduct", "-e", "staging"))
+    assert line == (
+        "error: --env staging: no environment 'staging': no deploy.staging.toml beside "
+        "deploy.toml and no [env.staging] table in it"
+    )
+
+
+def test_a_release_command_that_is_not_a_string(tmp_path: Path) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text('release = ["python", "-m", "x"]\n' + (MYPRODUCT / "deploy.toml").read_text())
+    line = error_line(fab("deploy", "--product=myproduct", "--config", str(config), "--dry-run"))
+    assert line == (
+        "error: deploy.toml: release: expected a one-line command string like "
+        "'python -m shop.migrate', got ['python', '-m', 'x']"
+    )
+
+
+def test_a_folder_that_is_not_a_product(tmp_path: Path) -> None:
+    (tmp_path / "fabfile.py").write_text("from apiphant.deploy.fabtasks import *  # noqa\n")
+    done = subprocess.run([sys.executable, "-m", "fabric", "deploy", "--dry-run"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    line = error_line(done)
+    assert line == (
+        f"error: --product is required: {tmp_path.resolve()} is not a product (no api/ folder); "
+        "say which, like --product=myproduct"
+    )
+
+
+def test_a_product_that_pins_its_own_apiphant(tmp_path: Path) -> None:
+    product = tmp_path / "myproduct"
+    shutil.copytree(MYPRODUCT, product, ignore=shutil.ignore_patterns("__pycache__"))
+    (product / "requirements.txt").write_text("requests\napiphant==0.2.5\n")
+    line = error_line(fab("deploy", f"--product={product}", "--dry-run"))
+    assert line == (
+        f"error: {product / 'requirements.txt'}: line 2: 'apiphant==0.2.5': the deploy installs "
+        f"the apiphant you run ({apiphant.__version__}) on the hosts; remove this line"
+    )

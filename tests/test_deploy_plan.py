@@ -238,3 +238,18 @@ def test_supervisor_sync_updates_only_the_products_programs(programs, status, up
         text=True,
     )
     assert done.stdout.strip() == updated
+
+
+def test_a_hosts_output_is_shown_in_whole_lines() -> None:
+    """Invoke flushes after every chunk it reads; a line cut across two chunks is still one
+    line on the deployer's screen (the history's lines are read back from it)."""
+    from apiphant.deploy.runner import _Prefixed
+
+    shown: list[str] = []
+    stream = _Prefixed("[web1]   ", shown.append)
+    for chunk in ("2026-12-01T01:14:59Z deploy", " outcome=failed\nsecond", " line\nno newline"):
+        stream.write(chunk)
+        stream.flush()
+    assert shown == ["[web1]   2026-12-01T01:14:59Z deploy outcome=failed", "[web1]   second line"]
+    stream.finish()
+    assert shown[-1] == "[web1]   no newline"

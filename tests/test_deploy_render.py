@@ -17,7 +17,7 @@ import pytest
 from apiphant.app import DEFAULT_MAX_BODY
 from apiphant.deploy import commands, render
 from apiphant.deploy.config import load, parse
-from tests.deploy_helpers import CHECKOUT
+from tests.deploy_helpers import CHECKOUT, fab
 from tests.test_deploy_config import THREE_HOSTS
 
 MYPRODUCT = CHECKOUT / "myproduct"
@@ -62,7 +62,6 @@ def test_one_host_files_and_links() -> None:
 def test_nginx_site_says_what_the_issue_asks() -> None:
     site = one_host().files["nginx.conf"]
     assert f"client_max_body_size {DEFAULT_MAX_BODY};" in site
-    assert "server_tokens off;" in site
     assert "proxy_http_version 1.1;" in site
     assert 'proxy_set_header Connection "";' in site
     assert "upstream myproduct_default {" in site and "keepalive 32;" in site
@@ -79,22 +78,24 @@ def test_nginx_site_says_what_the_issue_asks() -> None:
 
 
 def test_nginx_is_hardened_for_the_whole_host() -> None:
-    """Settings Nginx takes from the http context or a listen socket's default server: the
-    header timeout, server tokens; and the catch-all that replaces Debian's default site."""
+    """Settings Nginx takes from the http context or a listen socket's default server (the
+    header timeout, server tokens) and the catch-all that replaces Debian's default site are
+    in the main config the kit owns: sites of two deployments may share a host."""
     site = one_host().files["nginx.conf"]
-    http, _, servers = site.partition("\nserver {")
+    main = one_host().files["nginx-main.conf"]
+    http = main.partition("\nhttp {")[2]
     for line in ("server_tokens off;", "client_header_timeout 15s;",
-                 "reset_timedout_connection on;",
-                 "limit_conn_zone $binary_remote_addr zone=myproduct_conn:10m;"):  # fmt: skip
-        assert f"\n{line}\n" in http, line
+                 "reset_timedout_connection on;"):  # fmt: skip
+        assert f"\n    {line}\n" in http, line
+    assert "\nlimit_conn_zone $binary_remote_addr zone=myproduct_conn:10m;\n" in site
     assert "limit_req_zone" not in site  # off unless configured
-    catch_all = servers.partition("\n}\n")[0]
+    catch_all = http.partition("    server {")[2].partition("\n    }\n")[0]
     assert "listen 80 default_server;" in catch_all and "server_name _;" in catch_all
-    assert 'return 404 \'{"error": "404 Not Found"}\';' in catch_all
+    assert "return 404 '{\"error\": \"404 Not Found\"}';" in catch_all
+    assert "default_server" not in site and "server_tokens" not in site
     assert "    limit_conn myproduct_conn 100;\n    limit_conn_status 429;\n" in site
     assert "error_page 502 @myproduct_502;" in site
-    assert 'return 429 \'{"error": "429 Too Many Requests"}\';' in site
-    main = one_host().files["nginx-main.conf"]
+    assert "return 429 '{\"error\": \"429 Too Many Requests\"}';" in site
     assert "worker_connections 16384;" in main and "worker_rlimit_nofile 17408;" in main
     assert "include /etc/nginx/sites-enabled/*;" in main
 
@@ -163,6 +164,26 @@ def test_product_requirements_are_installed(tmp_path: Path) -> None:
     config = load(product / "deploy.toml")
     text = render.render_host(config, config.hosts[0], RELEASE, WHEEL).files["requirements.txt"]
     assert text.splitlines()[-1] == "requests-toolbelt>=1.0"
+
+
+def test_a_product_overrides_one_template(tmp_path: Path) -> None:
+    """A template under the product's deploy/templates/ replaces the kit's of the same name,
+    extends nothing else, and `fab render` says which came from the product."""
+    product = tmp_path / "myproduct"
+    shutil.copytree(MYPRODUCT, product, ignore=shutil.ignore_patterns("__pycache__"))
+    own = product / render.OVERRIDES
+    own.mkdir(parents=True)
+    (own / "logrotate.j2").write_text("{{ paths.logs }}/*.log {\n    weekly\n}\n")
+    (own / "notes.j2").write_text("not a kit template: ignored\n")
+    config = load(product / "deploy.toml")
+    files = render.render_host(config, config.hosts[0], RELEASE, WHEEL).files
+    assert files["logrotate"] == f"{config.layout.logs}/*.log {{\n    weekly\n}}\n"
+    assert files["nginx.conf"] == one_host().files["nginx.conf"]
+    assert render.overridden(config) == ["logrotate.j2"]
+    done = fab("render", f"--product={product}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{config.layout.logs}/*.log {{\n    weekly\n}}" in done.stdout
+    assert "templates from the product (deploy/templates/): logrotate.j2" in done.stdout
 
 
 def test_the_run_launcher_loads_environment_and_secrets(tmp_path: Path) -> None:

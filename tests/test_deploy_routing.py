@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy_helpers import fab, free_port, port_open, stop_process
+from tests.deploy_helpers import (
+    fab,
+    free_port,
+    nginx_command,
+    port_open,
+    private_nginx,
+    stop_process,
+)
 from tests.servers import raw_exchange
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -153,15 +160,10 @@ def front_and_pools(tmp_path: Path, nginx_toml: str = "") -> Iterator[Front]:
             )
             wait_for(host, port, procs[-1], f"worker {pool}")
 
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(
-            f"daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
-            "worker_processes 1;\nevents { worker_connections 128; }\n"
-            f"http {{\n  client_body_temp_path {tmp_path}/body;\n"
-            f"  proxy_temp_path {tmp_path}/proxy;\n"
-            f"  include {out}/front/nginx.conf;\n}}\n"
-        )
-        nginx = [NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)]
+        conf = tmp_path / "nginx.conf"  # the deploy's own main config, privately
+        main = (out / "front" / "nginx-main.conf").read_text()
+        conf.write_text(private_nginx(main, tmp_path, out / "front" / "nginx.conf"))
+        nginx = nginx_command(tmp_path, conf)
         checked = subprocess.run([*nginx, "-t", "-q"], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
         procs.append(subprocess.Popen(nginx, stderr=subprocess.DEVNULL))

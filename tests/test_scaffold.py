@@ -75,3 +75,35 @@ def test_command_errors_are_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "apiphant new: bad product name 'my-shop': expected an ASCII Python identifier "
         "like shop or my_api"]
+
+
+def test_new_product_is_a_repository_that_tests_and_renders_itself(tmp_path):
+    """What a new user gets: the product's own tests and test runner pass, and inside it
+    `fab` needs no --product (it is the repository's)."""
+    created = subprocess.run([sys.executable, "-m", "apiphant", "new", "shop", str(tmp_path)],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    folder = tmp_path / "shop"
+    for name in ("fabfile.py", "deploy.toml", "README.md", ".gitignore", "test.sh", "test.py",
+                 "requirements.txt", "tests/test_api.py"):  # fmt: skip
+        assert (folder / name).is_file(), name
+    assert (folder / "test.sh").stat().st_mode & 0o100
+    assert "*.secrets.env" in (folder / ".gitignore").read_text()
+    env = _env_with_free_port()
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    own = subprocess.run(pytest, cwd=folder, capture_output=True, text=True, timeout=120, env=env)
+    assert own.returncode == 0 and "2 passed" in own.stdout, own.stdout + own.stderr
+    smoke = subprocess.run(["./test.sh"], cwd=folder, capture_output=True, text=True,
+                           timeout=60, env=env)  # fmt: skip
+    assert smoke.returncode == 0 and "'server': 'shop'" in smoke.stdout, smoke.stderr
+    fab = [sys.executable, "-m", "fabric"]
+    listed = subprocess.run([*fab, "--list"], cwd=folder, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    for task in ("deploy", "rollback", "render", "run", "maintenance", "history", "status"):
+        assert f"  {task} " in listed.stdout, listed.stdout
+    out = tmp_path / "rendered"
+    rendered = subprocess.run([*fab, "render", "--out", str(out)], cwd=folder,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    assert "server_name api.example.com;" in (out / "web1" / "nginx.conf").read_text()
+    assert "[program:shop-api-8001]" in (out / "web1" / "supervisor.conf").read_text()

@@ -99,7 +99,7 @@ def test_nginx_bounds_headers_and_bodies_in_time_and_size() -> None:
         assert f"    {line}\n" in files["nginx.conf"], line
     # Header timeouts and tokens: the http context (Nginx takes them from the default server).
     for line in ("server_tokens off;", "client_header_timeout 7s;"):
-        assert f"\n{line}\n" in files["nginx.conf"], line
+        assert f"\n    {line}\n" in files["nginx-main.conf"], line
     assert files["supervisor.conf"].count("--max-body 262144 ") == 2
 
 

@@ -21,6 +21,8 @@ from apiphant.deploy.layout import PRODUCTION, Layout
 from apiphant.product import name_problem
 
 DEFAULT_PORT = 8001
+DEFAULT_PYTHON = "/usr/bin/python3"
+DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_WORKERS = 2
 KEEP_RELEASES = 5
 KNOWN_ROLES = ("nginx", "api", "background")
@@ -171,10 +173,10 @@ class Config:
     keep_releases: int = KEEP_RELEASES
     environment: tuple[tuple[str, str], ...] = ()
     secrets: Path | None = None
-    python: str = "/usr/bin/python3"
+    python: str = DEFAULT_PYTHON
     api: Api = field(default_factory=Api)
     nginx: Nginx = field(default_factory=Nginx)
-    background_stop_timeout: float = 10.0
+    background_stop_timeout: float = DEFAULT_STOP_TIMEOUT
     env: str = PRODUCTION
     #: Who the deploy logs in as where a host's ``ssh`` names no user; not root: sudo.
     login: str = "root"
@@ -522,7 +524,7 @@ def parse(
         raise top.fail("server_names", "at least one domain name", [])
     keep = top.integer("keep_releases", KEEP_RELEASES, low=1, high=100)
     python = top.text(
-        "python", ABS_PATH, "an absolute path like /usr/bin/python3", "/usr/bin/python3"
+        "python", ABS_PATH, f"an absolute path like {DEFAULT_PYTHON}", DEFAULT_PYTHON
     )
     secrets = None
     if top.has("secrets"):
@@ -550,7 +552,7 @@ def parse(
         access_log=a.flag("access_log", d.access_log),
     )
     b = _Reader(shown, "background", data.get("background", {}), ("stop_timeout",))
-    stop_timeout = b.seconds("stop_timeout", 10.0)
+    stop_timeout = b.seconds("stop_timeout", DEFAULT_STOP_TIMEOUT)
 
     n = _Reader(shown, "nginx", data.get("nginx", {}), (
         "listen", "connect_timeout", "read_timeout", "send_timeout", "client_timeout",

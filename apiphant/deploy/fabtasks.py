@@ -19,6 +19,8 @@ merges ``deploy.ENV.toml`` (or ``[env.ENV]``) over deploy.toml;
 """
 
 import inspect
+import shlex
+import sys
 
 from invoke import Exit, task
 
@@ -131,6 +133,16 @@ def unlock(c, product="", host=None, dry_run=False, config="", env=""):
 _REMAINDER = [""]
 
 
+def command_after_dashes(words: list[str]) -> str:
+    """The shell line after ``--``: one word is taken as a line (``-- "a && b"``), several
+    are quoted one by one (``-- python -c 'print(1)'`` keeps its argument whole), as the
+    shell gave them to us. Invoke would join them with spaces and lose the quoting."""
+    if "--" not in words:
+        return ""
+    rest = words[words.index("--") + 1 :]
+    return rest[0] if len(rest) == 1 else shlex.join(rest)
+
+
 def _rewrite_command_line() -> None:
     """Hosts as bare words (``fab deploy web1``, see apiphant.deploy.argv), ``-e`` for
     ``--env``, and the command after ``--`` kept for ``fab run`` (Fabric would run it on
@@ -148,7 +160,7 @@ def _rewrite_command_line() -> None:
     if not isinstance(unparsed, list):
         return
     if getattr(core, "remainder", ""):
-        _REMAINDER[0] = core.remainder
+        _REMAINDER[0] = command_after_dashes(sys.argv)
         core.remainder = ""
     ours = {}
     for body in (render, deploy, rollback, status, logs, run, maintenance, history, unlock):

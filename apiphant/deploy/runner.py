@@ -50,7 +50,11 @@ def _reason(error: BaseException) -> str:
 
 
 class _Prefixed(io.TextIOBase):
-    """A stream that writes whole lines, each prefixed with the host."""
+    """A stream that writes whole lines, each prefixed with the host.
+
+    Invoke flushes after every chunk it reads, mid-line as often as not: ``flush`` keeps a
+    partial line, ``finish`` writes it once the command has ended.
+    """
 
     def __init__(self, prefix: str, out: Print) -> None:
         self.prefix = prefix
@@ -65,6 +69,9 @@ class _Prefixed(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        """A partial line waits for the rest of it (see the class)."""
+
+    def finish(self) -> None:
         if self.buffer:
             self.out(f"{self.prefix}{self.buffer}")
             self.buffer = ""
@@ -178,11 +185,11 @@ class Remote(Executor):
             else:
                 result = conn.run(command, **options)
         except CommandTimedOut:
-            stream.flush()
+            stream.finish()
             raise DeployError(f"{host}: timed out after {timeout}s: {command[:200]}") from None
         except (OSError, EOFError) as error:
             raise Unreachable(f"{host}: connection lost: {error}") from None
-        stream.flush()
+        stream.finish()
         if sudo and result.exited == 1 and any(r in result.stderr for r in SUDO_REFUSALS):
             login = self.config.login_of(self.config.host(host))
             raise DeployError(

@@ -1,0 +1,281 @@
+"""What a new user does, end to end: pip install apiphant, `apiphant new shop`, deploy it.
+
+A fresh virtualenv gets a non-editable install of this checkout with the
+deploy extra (as `pip install apiphant[deploy]` would); `apiphant new shop`
+writes a repository outside the checkout, which is committed with git. From
+inside it, with no --product: `fab deploy` over a real sshd as a non-root
+user in the sudo group (passwordless sudo), with a release command; `fab
+run`, `fab maintenance --on/--off` through Nginx, `fab history`; a second
+environment (deploy.staging.toml) deployed as root over another sshd to the
+same machine, its folders, programs and site its own; a second production
+deploy and `fab rollback`. The product's own test.py passes against the
+deployed Nginx. The machine is left as the test found it.
+"""
+
+import http.client
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.deploy_helpers import CHECKOUT, HostCleanup, Sshd, free_port, free_ports, run
+
+PRODUCT = "shop"
+LOGIN = "apiphantdeployer"
+SUDOERS = Path(f"/etc/sudoers.d/{LOGIN}")
+NEEDS = ("/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/supervisord", "/usr/bin/sudo", "git")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="deploys to this machine as root"),
+    pytest.mark.skipif(
+        not all(shutil.which(p) or Path(p).exists() for p in NEEDS),
+        reason="needs sshd, nginx, supervisor, sudo and git",
+    ),
+]
+
+MIGRATE = '''\
+"""The release command of the test: one line per run, with the release it ran in."""
+
+import os
+
+with open(os.environ["MIGRATIONS"], "a") as log:
+    log.write(os.environ["APIPHANT_RELEASE"] + "\\n")
+'''
+
+
+class Deployer:
+    """The new user's machine: a virtualenv with apiphant installed, the shop repository."""
+
+    def __init__(self, folder: Path, ssh: Sshd, root_ssh: Sshd) -> None:
+        self.folder = folder
+        self.key = ssh.key
+        self.root_key = root_ssh.key
+        self.venv = folder / "venv"
+        self.repo = folder / "work" / PRODUCT
+        self.migrations = Path(f"/var/tmp/apiphant-test-migrations-{os.getpid()}.log")
+        self.ports = {
+            "nginx": free_port(),
+            "local": free_port(),
+            "first": free_ports(2),
+            "staging nginx": free_port(),
+            "staging local": free_port(),
+            "staging first": free_ports(1),
+        }
+        self.ssh_port, self.root_ssh_port = ssh.port, root_ssh.port
+
+    def install(self) -> None:
+        subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, timeout=120)
+        done = subprocess.run(
+            [str(self.venv / "bin" / "pip"), "install", "-q", f"{CHECKOUT}[deploy]"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    def shell(self, *args: str, cwd: Path | None = None, timeout: float = 120):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL"))}
+        env["PATH"] = f"{self.venv / 'bin'}:{env.get('PATH', '')}"
+        done = subprocess.run(list(args), cwd=cwd or self.repo, capture_output=True, text=True,
+                              timeout=timeout, env=env)  # fmt: skip
+        print(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}(exit {done.returncode})")
+        return done
+
+    def fab(self, *args: str, key: Path | None = None, timeout: float = 600):
+        key = key or self.key
+        return self.shell("fab", "-i", str(key), *args, timeout=timeout)
+
+    def create(self) -> None:
+        (self.folder / "work").mkdir()
+        made = self.shell("apiphant", "new", PRODUCT, str(self.folder / "work"), cwd=self.folder)
+        assert made.returncode == 0, made.stderr
+        (self.repo / "migrate.py").write_text(MIGRATE)
+        p = self.ports
+        toml = (self.repo / "deploy.toml").read_text()
+        for old, new in (
+            ('# user = "root" ', f'user = "{LOGIN}" '),
+            ('# release = "python -m shop.migrate"', 'release = "python -m shop.migrate"'),
+            ('ssh = "root@203.0.113.10"', f'ssh = "127.0.0.1:{self.ssh_port}"'),
+            ('listen = "80"', f'listen = "127.0.0.1:{p["nginx"]}"\nlocal_port = {p["local"]}'),
+            ("first_port = 8001", f"first_port = {p['first']}"),
+            ('APIPHANT_LOG_LEVEL = "INFO"',
+             f'APIPHANT_LOG_LEVEL = "INFO"\nMIGRATIONS = "{self.migrations}"'),
+        ):  # fmt: skip
+            assert old in toml, old
+            toml = toml.replace(old, new)
+        (self.repo / "deploy.toml").write_text(toml)
+        (self.repo / "deploy.staging.toml").write_text(textwrap.dedent(f"""\
+            # staging: as root, over another sshd; shop-staging's own folders and programs
+            server_names = ["staging.example.com"]
+            after_deploy = "echo warming; false"
+            [nginx]
+            listen = "127.0.0.1:{p["staging nginx"]}"
+            local_port = {p["staging local"]}
+            [hosts.web1]
+            ssh = "root@127.0.0.1:{self.root_ssh_port}"
+            workers = 1
+            first_port = {p["staging first"]}
+            """))  # fmt: skip
+        self.commit("shop, as apiphant new made it, with a release command")
+
+    def commit(self, message: str) -> None:
+        git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
+        if not (self.repo / ".git").exists():
+            assert self.shell("git", "init", "-q").returncode == 0
+        assert self.shell("git", "add", "-A").returncode == 0
+        assert self.shell(*git, "commit", "-q", "-m", message).returncode == 0
+
+    def head(self) -> str:
+        return self.shell("git", "rev-parse", "--short=12", "HEAD").stdout.strip()
+
+
+def post(port: int, path: str, host: str, body: bytes = b"{}") -> tuple[int, dict, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", path, body, {"Host": host})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def released(output: str) -> str:
+    match = re.search(r"release (\d{14}) is live", output)
+    assert match, output[-3000:]
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def deployer(tmp_path_factory: pytest.TempPathFactory):
+    cleanup = HostCleanup(PRODUCT, envs=("staging",))
+    clash = cleanup.clashes()
+    if clash:
+        pytest.skip(clash)
+    if run(f"id -u {LOGIN}").returncode == 0:
+        pytest.skip(f"user {LOGIN} exists, not touched")
+    folder = tmp_path_factory.mktemp("newuser")
+    made_user = False
+    try:
+        # A non-root login in the sudo group with passwordless sudo, as a cloud image has.
+        assert run(f"useradd --create-home --shell /bin/bash --groups sudo {LOGIN}").returncode == 0
+        made_user = True
+        run(f"usermod -p '*' {LOGIN}")  # no password, not locked: key login only
+        SUDOERS.write_text(f"{LOGIN} ALL=(ALL) NOPASSWD:ALL\n")
+        SUDOERS.chmod(0o440)
+        with Sshd(folder / "ssh") as ssh, Sshd(folder / "ssh-root") as root_ssh:
+            home = Path(pwd.getpwnam(LOGIN).pw_dir)
+            (home / ".ssh").mkdir(mode=0o700, exist_ok=True)
+            key = (ssh.folder / "client_key.pub").read_text()
+            (home / ".ssh" / "authorized_keys").write_text(key)
+            shutil.chown(home / ".ssh", LOGIN, LOGIN)
+            shutil.chown(home / ".ssh" / "authorized_keys", LOGIN, LOGIN)
+            user = Deployer(folder, ssh, root_ssh)
+            user.install()
+            user.create()
+            yield user
+    finally:
+        cleanup()
+        SUDOERS.unlink(missing_ok=True)
+        if made_user:
+            run(f"userdel --remove {LOGIN}")
+        Path(f"/var/tmp/apiphant-test-migrations-{os.getpid()}.log").unlink(missing_ok=True)
+
+
+def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deployer) -> None:
+    p = deployer.ports
+    listed = deployer.shell("fab", "--list")
+    assert all(f"  {t} " in listed.stdout for t in ("deploy", "run", "maintenance", "history"))
+
+    # 1. The first deploy, from the repository, no --product, as the sudo user.
+    first = deployer.fab("deploy")
+    assert first.returncode == 0, first.stdout[-4000:]
+    r1 = released(first.stdout)
+    assert f"logged in as {LOGIN}: commands run as root through sudo" in first.stdout
+    assert "packing the installed apiphant" in first.stdout  # not a checkout: the installed one
+    assert deployer.migrations.read_text().splitlines() == [r1]  # the release phase, once
+    status, _, body = post(p["nginx"], "/api/v0/echo/read", "api.example.com", b'{"a": 1}')
+    assert (status, body) == (200, {"a": 1, "server": "shop"})
+    # The product's own tests, against the deployed Nginx (its loopback listener).
+    smoke = deployer.shell("./test.sh", f"http://127.0.0.1:{p['local']}")
+    assert smoke.returncode == 0, smoke.stdout[-2000:] + smoke.stderr[-2000:]
+
+    # 2. fab run: in the current release, as the product user, its exit status back.
+    code = "import os, getpass; print(getpass.getuser(), os.environ['APIPHANT_RELEASE'])"
+    ran = deployer.fab("run", "web1", "--", "python", "-c", code)
+    assert ran.returncode == 0 and f"shop {r1}" in ran.stdout, ran.stdout
+    failing = deployer.fab("run", "web1", "--", "sh -c 'exit 3'")
+    assert failing.returncode == 3, failing.stdout
+
+    # 3. Maintenance: a JSON 503 through Nginx, the workers untouched; off serves again.
+    assert deployer.fab("maintenance", "--on").returncode == 0
+    status, headers, body = post(p["nginx"], "/api/v0/echo/read", "api.example.com")
+    assert (status, body) == (503, {"error": "503 Service Unavailable"})
+    assert headers["Retry-After"] == "1" and headers["Content-Type"] == "application/json"
+    assert post(p["local"], "/health", "localhost")[0] == 200  # the host's own way in
+    assert "maintenance: on" in deployer.fab("status").stdout
+    assert deployer.fab("maintenance", "--off").returncode == 0
+    assert post(p["nginx"], "/api/v0/echo/read", "api.example.com")[0] == 200
+
+    # 4. A staging environment, as root over another sshd: its own folders and programs.
+    staging = deployer.fab("deploy", "-e", "staging", key=deployer.root_key)
+    assert staging.returncode == 0, staging.stdout[-4000:]
+    # Its after_deploy fails: said, and neither rolled back nor failing the deploy.
+    assert "warming" in staging.stdout and "FAILED, reported and not rolled back" in staging.stdout
+    rs = released(staging.stdout)
+    assert os.readlink("/opt/shop-staging/current").endswith(rs)
+    assert os.readlink("/opt/shop/current").endswith(r1)  # production untouched
+    status, _, body = post(p["staging nginx"], "/health", "staging.example.com")
+    assert (status, body["release"]) == (200, rs)
+    programs = run("supervisorctl status").stdout
+    assert f"shop-staging-api-{p['staging first']}" in programs
+    assert f"shop-api-{p['first']}" in programs
+    shown = deployer.shell("fab", "render", "-e", "staging")
+    assert "differs from production in: after_deploy, hosts.web1.first_port" in shown.stdout
+
+    # 5. A second production deploy of a new commit, then fab rollback to the first.
+    version = "/api/v0/version/read"
+    (deployer.repo / "api" / "v0" / "version.py").write_text(
+        "def read(request):\n    return {'version': 2}\n"
+    )
+    deployer.commit("v2")
+    v2 = deployer.head()
+    assert post(p["nginx"], version, "api.example.com")[0] == 404
+    second = deployer.fab("deploy")
+    assert second.returncode == 0, second.stdout[-4000:]
+    r2 = released(second.stdout)
+    assert post(p["nginx"], version, "api.example.com")[2] == {"version": 2}
+    back = deployer.fab("rollback")
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert f"web1 serves {r1}" in back.stdout
+    assert post(p["nginx"], version, "api.example.com")[0] == 404
+    assert deployer.migrations.read_text().splitlines() == [r1, rs, r2]  # once per deploy
+
+    # 6. A release command that fails stops the deploy before any switch, output shown.
+    (deployer.repo / "migrate.py").write_text("raise SystemExit('migration 7 failed: no table')\n")
+    deployer.commit("a broken migration")
+    broken = deployer.fab("deploy")
+    assert broken.returncode == 1, broken.stdout[-3000:]
+    assert "migration 7 failed: no table" in broken.stdout
+    assert "nothing live was touched" in broken.stdout
+    assert os.readlink("/opt/shop/current").endswith(r1)
+    assert post(p["nginx"], "/api/v0/echo/read", "api.example.com")[0] == 200
+
+    # 7. The history: who, which commit, which apiphant, what, how it ended.
+    history = deployer.fab("history").stdout
+    for action in ("deploy", "run", "maintenance on", "maintenance off", "rollback"):
+        assert f" {action} " in history or f" {action} '" in history, action
+    assert f"commit={v2} dirty=no apiphant=1.0.0 env=production release={r2}" in history
+    assert "outcome=exit 3" in history
+    assert history.count(" deploy outcome=failed ") == 1  # the broken migration
+
+    # 8. A user sudo refuses: one line naming the user and the command, nothing run.
+    SUDOERS.unlink()
+    refused = deployer.fab("status")
+    lines = [line for line in refused.stdout.splitlines() if line.startswith("error: ")]
+    assert refused.returncode == 1 and len(lines) == 1, refused.stdout
+    assert f"web1: user {LOGIN} may not run this as root with sudo" in lines[0]
+    assert "APIPHANT_SUDO_PASSWORD" in lines[0]
