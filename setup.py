@@ -38,16 +38,19 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=["apiphant", "apiphant.deploy", *TEMPLATE, *KIT],
+    packages=["apiphant", "apiphant.http", "apiphant.deploy", *TEMPLATE, *KIT],
     package_dir={**TEMPLATE, **KIT},
     package_data={
         **{name: TEMPLATE_DATA for name in TEMPLATE},
         "apiphant.deploy_kit": ["templates/*.j2", "roles/*.toml"],
     },
+    # Tested ranges, each below its next major version: the server uses gevent's and
+    # httptools' public API only, and a new major may still change it.
     install_requires=[
-        "gevent>=23.9",
-        "requests>=2.28",
-        "sentry-sdk>=2.0",
+        "gevent>=26.9,<27",
+        "httptools>=0.9,<1",
+        "requests>=2.28,<3",
+        "sentry-sdk>=2.0,<3",
     ],
     extras_require={
         "deploy": ["fabric>=3.2", "jinja2>=3.1"],
@@ -58,6 +61,7 @@ setup(
             "ruff>=0.5",
             "fabric>=3.2",
             "jinja2>=3.1",
+            "h11>=0.16,<1",  # the parser's differential tests
             "flask>=3",
             "gunicorn>=22",
             "falcon>=4",

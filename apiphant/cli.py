@@ -1,6 +1,6 @@
 """``apiphant``: serve a product, list its routes, or create a new one.
 
-apiphant PRODUCT HOST:PORT [options]   serve on gevent.pywsgi
+apiphant PRODUCT HOST:PORT [options]   serve on gevent
 apiphant routes PRODUCT                list the routes
 apiphant new NAME [DIR]                create a product from the template
 """

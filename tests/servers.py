@@ -133,3 +133,40 @@ def raw_exchange(host: str, port: int, data: bytes, timeout: float = 5.0) -> byt
         except TimeoutError:
             pass
         return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def server_in_thread(app, limits=None, connection_class=None) -> Iterator:
+    """A real apiphant Server on a loopback port, run by its own gevent hub in a thread.
+
+    The test talks to it with plain blocking sockets; it is drained (1 s) and
+    its thread joined on the way out, also when the test fails.
+    """
+    import threading
+
+    import gevent.event
+
+    from apiphant.server import Limits, Server
+
+    ready = threading.Event()
+    holder: dict = {}
+
+    def run() -> None:
+        server = Server(("127.0.0.1", 0), app, limits or Limits())
+        if connection_class is not None:
+            server.connection_class = connection_class
+        server.start()
+        holder["server"], holder["stop"] = server, gevent.event.Event()
+        holder["hub"] = gevent.get_hub()
+        ready.set()
+        holder["stop"].wait()
+        server.drain(timeout=1)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10), "the server thread did not start"
+    try:
+        yield holder["server"]
+    finally:
+        holder["hub"].loop.run_callback_threadsafe(holder["stop"].set)
+        thread.join(10)

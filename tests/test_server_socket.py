@@ -7,21 +7,23 @@ import gevent
 import pytest
 
 from apiphant.app import create_app
-from apiphant.server import Handler, Limits, Server
+from apiphant.http.connection import Connection
+from apiphant.server import Limits, Server
 from tests.servers import MYPRODUCT
 
 
-class CountingHandler(Handler):
+class CountingConnection(Connection):
     """Records what each connection's sends looked like, and its TCP_NODELAY option."""
 
+    __slots__ = ()
     sends: list[bytes] = []
     nodelay: list[int] = []
 
-    def _sendall(self, data):
-        CountingHandler.sends.append(bytes(data))
-        CountingHandler.nodelay.append(
-            self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        super()._sendall(data)
+    def send(self, data):
+        CountingConnection.sends.append(bytes(data))
+        CountingConnection.nodelay.append(
+            self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        super().send(data)
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def server():
 
     def run():
         server = Server(("127.0.0.1", 0), create_app(MYPRODUCT), Limits(drain_timeout=1))
-        server.handler_class = CountingHandler
+        server.connection_class = CountingConnection
         server.start()
         holder["server"] = server
         holder["stop"] = gevent.event.Event()
@@ -39,7 +41,7 @@ def server():
         holder["stop"].wait()
         server.drain()
 
-    CountingHandler.sends, CountingHandler.nodelay = [], []
+    CountingConnection.sends, CountingConnection.nodelay = [], []
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     assert ready.wait(10)
@@ -62,11 +64,11 @@ def exchange(port: int, body: bytes) -> bytes:
 
 def test_every_connection_has_tcp_nodelay(server):
     exchange(server.server_port, b"{}")
-    assert CountingHandler.nodelay and all(CountingHandler.nodelay)
+    assert CountingConnection.nodelay and all(CountingConnection.nodelay)
 
 
 def test_headers_and_body_go_out_in_one_send(server):
     answer = exchange(server.server_port, b'{"hello": "world"}')
-    assert len(CountingHandler.sends) == 1
-    assert CountingHandler.sends[0] == answer
+    assert len(CountingConnection.sends) == 1
+    assert CountingConnection.sends[0] == answer
     assert answer.endswith(b'\r\n\r\n{"hello": "world", "server": "myproduct"}')
