@@ -30,6 +30,18 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "apiphant" / "__init__.p
 #: The deploy kit's data stays in the repository's deploy/ folder and ships as a package.
 KIT = {"apiphant.deploy_kit": "deploy"}
 
+#: What bench/ measures apiphant against (bench/README.md).
+BENCH_PEERS = [
+    "flask>=3,<4",
+    "gunicorn>=22,<28",
+    "falcon>=4,<5",
+    "starlette>=1.10,<2",
+    "fastapi>=0.165,<1",
+    "uvicorn>=0.54,<1",
+    "uvloop>=0.23,<1",
+    "granian>=2.8,<3",
+]
+
 setup(
     name="apiphant",
     version=VERSION,
@@ -54,7 +66,7 @@ setup(
     ],
     extras_require={
         "deploy": ["fabric>=3.2", "jinja2>=3.1"],
-        "bench": ["flask>=3", "gunicorn>=22", "falcon>=4"],
+        "bench": [*BENCH_PEERS, "h11>=0.16,<1", "orjson>=3.8,<4"],  # the last two: bench.micro
         "test": [
             "pytest>=8",
             "hypothesis>=6",
@@ -62,9 +74,7 @@ setup(
             "fabric>=3.2",
             "jinja2>=3.1",
             "h11>=0.16,<1",  # the parser's differential tests
-            "flask>=3",
-            "gunicorn>=22",
-            "falcon>=4",
+            *BENCH_PEERS,  # the bench smoke test runs every peer
         ],
     },
     entry_points={

@@ -9,7 +9,10 @@ from importlib import metadata
 
 from bench.servers import REPO
 
-PACKAGES = ("gevent", "greenlet", "flask", "werkzeug", "gunicorn", "falcon")
+PACKAGES = (
+    "gevent", "greenlet", "httptools", "flask", "werkzeug", "gunicorn", "falcon",
+    "starlette", "fastapi", "uvicorn", "uvloop", "granian",
+)  # fmt: skip
 
 
 def _first_line(command: list[str]) -> str:

@@ -29,6 +29,10 @@ CONTRACT_BODY = b'{"hello": "world", "server": "myproduct"}'
 #: The server gets core 0 and the load generator core 1, when there are two cores.
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
+#: The I/O-bound scenario's handlers wait this long, as a handler calling a database would.
+IO_WAIT = 0.05
+#: apiphant's product for that scenario: the echo after a gevent sleep of IO_WAIT.
+SLEEPY = REPO / "bench" / "sleepy"
 
 
 class BenchError(Exception):
@@ -49,13 +53,15 @@ class System:
     exact_body: bool
     tree: Path | None = None
 
-    def command(self, port: int) -> list[str]:
+    def command(self, port: int, io: bool = False) -> list[str]:
+        """How to start it; ``io``: the I/O-bound variant, each request waiting IO_WAIT."""
         address = f"{HOST}:{port}"
         python = sys.executable
-        if self.kind == "apiphant" and self.tree is not None:
-            return [python, "-m", "apiphant", str(self.tree / "myproduct"), address]
         if self.kind == "apiphant":
-            return [*apiphant_command(), str(REPO / "myproduct"), address]
+            product = SLEEPY if io else (self.tree or REPO) / "myproduct"
+            if self.tree is not None:
+                return [python, "-m", "apiphant", str(product), address]
+            return [*apiphant_command(), str(product), address]
         if self.kind == "bare":
             return [python, "-m", "bench.peers.bare_pywsgi", address]
         if self.kind == "falcon":
@@ -65,7 +71,26 @@ class System:
             # (1,000 worker connections, backlog 2048, TCP_NODELAY, no access log).
             return [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", address,
                     "bench.peers.flask_app:app"]  # fmt: skip
+        if self.kind in ("starlette", "fastapi"):
+            # One worker, uvloop and httptools (uvicorn's fastest), no access log: apiphant
+            # logs no request by default either.
+            return [python, "-m", "uvicorn", f"bench.peers.{self.kind}_app:app", "--host", HOST,
+                    "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                    "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        if self.kind == "granian":
+            # One worker, granian's defaults otherwise; apiphant's own App (create_app).
+            return [python, "-m", "granian", "--interface", "wsgi", "--host", HOST,
+                    "--port", str(port), "--workers", "1", "--no-ws",
+                    "bench.peers.granian_app:app"]  # fmt: skip
         raise ValueError(self.kind)
+
+    def env(self, io: bool = False) -> dict[str, str]:
+        """Extra environment: the peers' I/O-bound variant waits in their handler."""
+        if not io:
+            return {}
+        if self.kind == "granian":
+            return {"BENCH_PRODUCT": str(SLEEPY)}  # the same App, its handler in a thread
+        return {"BENCH_SLEEP": str(IO_WAIT)}
 
     @property
     def cwd(self) -> Path:
@@ -82,6 +107,12 @@ SYSTEMS = {
     "bare": System("bare", "bare", "bare gevent.pywsgi + TCP_NODELAY", exact_body=True),
     "flask": System("flask", "flask", "Flask 3 on gunicorn -k gevent -w 1", exact_body=False),
     "falcon": System("falcon", "falcon", "Falcon 4 on gevent.pywsgi", exact_body=False),
+    "starlette": System("starlette", "starlette", "Starlette on uvicorn (uvloop, httptools)",
+                        exact_body=False),  # fmt: skip
+    "fastapi": System("fastapi", "fastapi", "FastAPI on uvicorn (uvloop, httptools)",
+                      exact_body=False),  # fmt: skip
+    "granian": System("granian", "granian", "granian (WSGI) running apiphant's App",
+                      exact_body=True),  # fmt: skip
 }
 BASELINE = "bare"
 
@@ -149,11 +180,13 @@ class Process:
         log_dir: Path,
         stop_signal: int = signal.SIGTERM,
         cwd: Path = REPO,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.command = command
         self.stop_signal = stop_signal
         self.cwd = cwd
+        self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -165,6 +198,7 @@ class Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env} if self.env else None,
             )
         return self
 
@@ -227,13 +261,13 @@ def check_echo(port: int, exact: bool, name: str) -> None:
 
 @contextmanager
 def serving(
-    system: System, log_dir: Path, cpu: str | None, suffix: str = ""
+    system: System, log_dir: Path, cpu: str | None, suffix: str = "", io: bool = False
 ) -> Iterator[tuple[Process, int]]:
     """Start ``system`` on a free port, check its echo, yield (process, port), stop it."""
     port = free_port()
     name = f"{system.key}{suffix}"
-    command = pinned(system.command(port), cpu)
-    with Process(name, command, log_dir, system.stop_signal, system.cwd) as proc:
+    command = pinned(system.command(port, io), cpu)
+    with Process(name, command, log_dir, system.stop_signal, system.cwd, system.env(io)) as proc:
         proc.wait_listening(port)
         check_echo(port, system.exact_body, name)
         yield proc, port

@@ -19,13 +19,15 @@ from apiphant.http.parser import Request
 from bench.run import BEGIN, END, write_results
 from tests.servers import MYPRODUCT, REPO, server_in_thread
 
-SYSTEMS = {"apiphant", "bare", "flask", "falcon"}
+SYSTEMS = {"apiphant", "bare", "flask", "falcon", "starlette", "fastapi", "granian"}
+IO_SYSTEMS = {"apiphant", "bare", "starlette", "fastapi", "granian"}
 PROBE_CONNECTIONS = 120
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """One quick run: all systems at 50 connections, nginx, and the probe, 1 s each."""
+    """One quick run: all systems at 50 connections, the I/O-bound scenario at 500, nginx,
+    and the probe, 1 s each."""
     missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"needs {' and '.join(missing)} (apt-get install wrk nginx; .ci/run does)")
@@ -33,7 +35,7 @@ def quick_run(tmp_path_factory):
     raw, results = out / "raw.json", out / "RESULTS.md"
     results.write_text(f"# Results\n\nWritten by hand.\n\n{BEGIN}\nold\n{END}\n\nAfter.\n")
     command = [sys.executable, "-m", "bench", "--quick", "--scenarios",
-               "throughput,nginx,concurrency", "--concurrency", str(PROBE_CONNECTIONS),
+               "throughput,nginx,concurrency,io500", "--concurrency", str(PROBE_CONNECTIONS),
                "--json", str(raw), "--write", str(results)]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -46,6 +48,15 @@ def test_every_system_answers_every_request_under_wrk(quick_run):
     assert set(throughput) == SYSTEMS
     for system, runs in throughput.items():
         assert len(runs) == 1, system
+        assert runs[0]["requests"] > 0, system
+        assert runs[0]["errors"] == dict.fromkeys(runs[0]["errors"], 0), system
+
+
+def test_io_bound_scenario_answers_every_request_of_every_system(quick_run):
+    _, raw, _ = quick_run
+    io = raw["results"]["io500"]
+    assert set(io) == IO_SYSTEMS
+    for system, runs in io.items():
         assert runs[0]["requests"] > 0, system
         assert runs[0]["errors"] == dict.fromkeys(runs[0]["errors"], 0), system
 
@@ -72,11 +83,13 @@ def test_probe_holds_every_connection_and_measures_memory(quick_run):
 def test_table_shows_every_system_with_its_ratio_and_the_machine(quick_run):
     stdout, _, _ = quick_run
     for label in ("apiphant (`apiphant` command)", "bare gevent.pywsgi", "Flask 3 on gunicorn",
-                  "Falcon 4 on gevent.pywsgi"):  # fmt: skip
+                  "Falcon 4 on gevent.pywsgi", "Starlette on uvicorn", "FastAPI on uvicorn",
+                  "granian (WSGI) running apiphant's App"):  # fmt: skip
         row = next(line for line in stdout.splitlines() if line.startswith(f"| {label}"))
         assert "req/s" in row and "×" in row, row
     assert "| CPU | " in stdout and "| Python | CPython 3." in stdout
     assert "### Targets" in stdout and "apiphant ≥ 2 × Flask" in stdout
+    assert "### I/O-bound" in stdout and "apiphant ≥ 1.3 × Starlette" in stdout
 
 
 def test_write_replaces_only_the_generated_part(quick_run):

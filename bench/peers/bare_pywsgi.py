@@ -10,9 +10,11 @@ without any framework, tuned the way anyone serving it would tune it.
 
 import argparse
 import json
+import os
 import resource
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,11 +24,16 @@ monkey.patch_all()
 
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
+#: The I/O-bound variant: each request first waits this long (a gevent sleep, patched).
+SLEEP = float(os.environ.get("BENCH_SLEEP") or 0)
+
 
 def echo(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The same work as myproduct's echo: JSON object in, plus one field, JSON out."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     request = json.loads(environ["wsgi.input"].read(length))
+    if SLEEP:
+        time.sleep(SLEEP)
     request["server"] = "myproduct"
     body = json.dumps(request).encode()
     start_response(
