@@ -1,7 +1,7 @@
 """The gevent server: a listening socket, its limits, admission, and the graceful drain.
 
 Built on gevent's public API only (``gevent.server.StreamServer``,
-``gevent.pool.Pool``, ``gevent.lock.Semaphore``); each accepted connection is
+``gevent.pool.Pool``, ``gevent.event.Event``); each accepted connection is
 an ``apiphant.http.connection.Connection`` in its own greenlet, which is where
 a request is read, answered and kept alive (start reading there).
 
@@ -16,8 +16,9 @@ a request is read, answered and kept alive (start reading there).
   a second or more in the accept queue, and their first requests timed out
   (bench/RESULTS.md, the I/O-bound scenario).
 - Admission in arrival order: at most ``max_active`` requests run the
-  application at once; the others wait in a FIFO semaphore, and one not
-  admitted within ``queue_timeout`` gets 503 with ``Retry-After``.
+  application at once; the others wait in a strict FIFO queue
+  (apiphant.http.admission), and one not admitted within ``queue_timeout``
+  gets 503 with ``Retry-After``.
 - A graceful drain: stop accepting, let in-flight requests finish with
   ``Connection: close``, and close idle keep-alive connections, bounded.
   Behind Nginx, idle connections are closed only after ``drain_idle_grace``:
@@ -34,11 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
-from gevent.lock import Semaphore
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from apiphant.http import wsgi
+from apiphant.http.admission import Admission
 from apiphant.http.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class Server(StreamServer):
         self.access_log = access_log
         self.draining = False
         self.connections: set[Connection] = set()
-        self.admission = Semaphore(limits.max_active)
+        self.admission = Admission(limits.max_active)
         self.environ: dict[str, Any] = {}
         self.sweeper: gevent.Greenlet | None = None
 

@@ -44,6 +44,7 @@ from bench.servers import (  # noqa: E402
     export_ref,
     free_port,
     serving,
+    settle,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -95,14 +96,19 @@ def take_turns(
     args: argparse.Namespace,
     cpu: str | None,
     results: Results,
+    pids: list[int],
 ) -> None:
-    """Every round, each system gets the same wrk run, in a rotated order."""
+    """Every round, each system gets the same wrk run, in a rotated order; each run
+    starts once every server is idle again (``settle``), so that no system is
+    measured while another still works off the last run's clients on its core."""
     keys = list(ports)
     if args.warmup > 0:
         for key in keys:
+            settle(pids)
             wrk(ports[key], scenario.connections, args.warmup, cpu)
     for round_index in range(args.rounds):
         for key in rotate(keys, round_index):
+            settle(pids)
             result = wrk(ports[key], scenario.connections, args.seconds, cpu)
             results.setdefault(scenario.key, {}).setdefault(key, []).append(result)
             errors = f", {result.error_count} errors" if result.error_count else ""
@@ -124,15 +130,16 @@ def run_direct(
     server_cpu = SERVER_CPU if args.pin else None
     client_cpu = CLIENT_CPU if args.pin else None
     with ExitStack() as stack:
-        ports = {}
+        ports, pids = {}, []
         for key in systems:
             suffix = "-io" if io else ""
-            _, ports[key] = stack.enter_context(
+            proc, ports[key] = stack.enter_context(
                 serving(SYSTEMS[key], logs, server_cpu, suffix=suffix, io=io)
             )
+            pids.append(proc.pid)
         for scenario in scenarios:
             log(f"{scenario.title}:")
-            take_turns(scenario, ports, args, client_cpu, results)
+            take_turns(scenario, ports, args, client_cpu, results, pids)
     return results
 
 
@@ -145,12 +152,14 @@ def run_nginx(systems: list[str], args: argparse.Namespace, logs: Path) -> Resul
     with ExitStack() as stack:
         prefix = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-nginx-")))
         fill: dict[str, int | str] = {"prefix": str(prefix)}
-        ports = {}
+        ports: dict[str, int] = {}
+        workers: list[int] = []
         for key in NGINX_SYSTEMS:
             for worker in (1, 2):
-                _, fill[f"{key}_{worker}"] = stack.enter_context(
+                proc, fill[f"{key}_{worker}"] = stack.enter_context(
                     serving(SYSTEMS[key], logs, None, suffix=f"-nginx{worker}")
                 )
+                workers.append(proc.pid)
             ports[key] = fill[f"{key}_port"] = free_port()
         conf = prefix / "nginx.conf"
         conf.write_text(string.Template(NGINX_TEMPLATE.read_text()).substitute(fill))
@@ -158,11 +167,14 @@ def run_nginx(systems: list[str], args: argparse.Namespace, logs: Path) -> Resul
         if "-e filename" in subprocess.run(["nginx", "-h"], capture_output=True, text=True).stderr:
             command[1:1] = ["-e", str(prefix / "error.log")]  # else the system's log, at start
         nginx = stack.enter_context(Process("nginx", command, logs))
+        pids = [nginx.pid, *workers]
         for key in NGINX_SYSTEMS:
             nginx.wait_listening(ports[key])
             check_echo(ports[key], SYSTEMS[key].exact_body, f"nginx in front of {key}")
         log(f"{scenario.title}:")
-        take_turns(scenario, {k: ports[k] for k in systems if k in ports}, args, None, results)
+        take_turns(
+            scenario, {k: ports[k] for k in systems if k in ports}, args, None, results, pids
+        )
     return results
 
 

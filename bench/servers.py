@@ -170,6 +170,45 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise BenchError(f"no {field} for process {pid}")
 
 
+def _tree_cpu_ticks(root: int) -> int:
+    """CPU time (user + system, in clock ticks) of a process and all its descendants."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry)] = int(fields[1])
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])
+    total = 0
+    for pid, tick in ticks.items():
+        walk = pid
+        while walk > 1 and walk != root:
+            walk = parents.get(walk, 0)
+        if walk == root:
+            total += tick
+    return total
+
+
+def settle(pids: list[int], timeout: float = 10.0, period: float = 0.25) -> float:
+    """Wait until the servers (and their worker processes) are idle: after a wrk run
+    with thousands of connections, a slow server is still answering clients that are
+    gone, on the core the next system is measured on. Returns the seconds waited."""
+    started = time.monotonic()
+    before = sum(_tree_cpu_ticks(pid) for pid in pids)
+    while time.monotonic() - started < timeout:
+        time.sleep(period)
+        now = sum(_tree_cpu_ticks(pid) for pid in pids)
+        if now - before <= 1:  # at most one tick (10 ms) of CPU in the period, all of them
+            break
+        before = now
+    return time.monotonic() - started
+
+
 class Process:
     """A started command whose output goes to a log file; stopping it is never forgotten."""
 

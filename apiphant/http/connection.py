@@ -7,9 +7,9 @@ A request's way through it, top to bottom:
    Between requests the wait has no timer of its own: the server's sweep
    closes connections idle past ``keepalive_timeout``. Once a request has
    begun, its head must be complete within ``header_timeout`` (slowloris: 408).
-2. ``_answer`` takes an admission slot (``Server.admission``, a FIFO
-   semaphore: under overload requests start in the order their heads
-   arrived, and one that waits past ``queue_timeout`` gets 503), builds the
+2. ``_answer`` takes an admission slot (``Server.admission``, a strict FIFO
+   queue: under overload requests start in the order their heads arrived,
+   and one that waits past ``queue_timeout`` gets 503), builds the
    environ, calls the application, and formats the answer: status line,
    headers and body in one buffer. The application reads the body through
    ``fill``, each read bounded by the body deadline (``request_timeout``).
@@ -193,7 +193,7 @@ class Connection:
         """Answer one request into ``out``; True when the connection can be kept."""
         server = self.server
         admission = server.admission
-        if admission.locked():
+        if admission.busy():
             self._flush()  # nothing waits behind the queue
         started = time.monotonic()
         if not admission.acquire(timeout=server.limits.queue_timeout):
