@@ -95,6 +95,25 @@ def test_a_small_unread_body_is_dropped_and_the_connection_kept(worker):
         ), second
 
 
+def test_a_body_sent_after_the_early_answer_is_dropped_and_the_connection_kept(worker):
+    # As http.client sends: the head in one write, the body in the next. When the head
+    # is read alone, the 404 goes out before the body arrives; the body is then read
+    # and dropped, and the connection serves the next request.
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=10) as sock:
+        body = b"x" * 10 * 1024
+        whole = request("POST", "/api/v0/nothere/read", body)
+        sock.sendall(whole[: -len(body)])
+        first = sock.recv(65536)
+        status, head = head_of(first)
+        assert status == 404 and "connection: close" not in head, first
+        sock.sendall(body)
+        sock.sendall(request("POST", ECHO, b'{"again": 1}'))
+        second = sock.recv(65536)
+        assert second.startswith(b"HTTP/1.1 200 ") and second.endswith(
+            b'{"again": 1, "server": "myproduct"}'
+        ), second
+
+
 def test_two_transfer_encodings_are_refused_and_closed(worker):
     """chunked then identity: a proxy may frame it one way and the worker another."""
     smuggled = request("POST", ECHO, b"{}")

@@ -137,6 +137,18 @@ def test_body_accounting_for_a_body_not_read():
     assert chunked.unread() is None  # unknown until the last chunk
 
 
+def test_a_body_still_arriving_for_a_request_already_answered_goes_to_that_request():
+    # The connection takes a request out of ``ready`` once answered; after an early
+    # answer (404, 413) the rest of its body still comes through the parser.
+    parser = RequestParser()
+    parser.feed(head("Content-Length: 10\r\n"))
+    request = parser.ready.popleft()
+    parser.feed(b"x" * 6)
+    parser.feed(b"x" * 4 + b"GET /next HTTP/1.1\r\n\r\n")
+    assert (request.received, request.complete) == (10, True)
+    assert [r.target for r in parser.ready] == ["/next"] and parser.ready[0].complete
+
+
 def test_expect_continue_and_upgrade_are_flagged():
     request = parse(head("Expect: 100-continue\r\nContent-Length: 5\r\n"))[0]
     assert request.expect_continue and not request.complete

@@ -102,12 +102,25 @@ class RequestParser:
     unusable, and the connection must answer the error and close.
     """
 
-    __slots__ = ("_parser", "ready", "_current", "_head_bytes", "_te_seen", "_url", "upgraded")
+    __slots__ = (
+        "_parser",
+        "ready",
+        "_current",
+        "_receiving",
+        "_head_bytes",
+        "_te_seen",
+        "_url",
+        "upgraded",
+    )
 
     def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
         self.ready: deque[Request] = deque()
         self._current: Request | None = None  # the request whose head is being parsed
+        # The request whose body is arriving: not always ready[-1], since the connection
+        # takes a request out of ``ready`` once answered, and an early answer (404, 413)
+        # comes before the rest of its body.
+        self._receiving: Request | None = None
         self._head_bytes = 0
         self._te_seen = False
         self._url = b""
@@ -207,12 +220,17 @@ class RequestParser:
             request.expect_continue = False
         self._current = None
         self._url = b""
+        self._receiving = request
         self.ready.append(request)
 
     def on_body(self, body: bytes) -> None:
-        request = self.ready[-1]
+        request = self._receiving
+        assert request is not None
         request.received += len(body)
         request.body += body
 
     def on_message_complete(self) -> None:
-        self.ready[-1].complete = True
+        request = self._receiving
+        assert request is not None
+        request.complete = True
+        self._receiving = None  # an idle connection keeps no request
