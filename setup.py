@@ -65,14 +65,14 @@ setup(
         "sentry-sdk>=2.0,<3",
     ],
     extras_require={
-        "deploy": ["fabric>=3.2", "jinja2>=3.1"],
+        "deploy": ["fabric>=3.2,<4", "jinja2>=3.1,<4"],
         "bench": [*BENCH_PEERS, "h11>=0.16,<1", "orjson>=3.8,<4"],  # the last two: bench.micro
         "test": [
             "pytest>=8",
             "hypothesis>=6",
             "ruff>=0.5",
-            "fabric>=3.2",
-            "jinja2>=3.1",
+            "fabric>=3.2,<4",
+            "jinja2>=3.1,<4",
             "h11>=0.16,<1",  # the parser's differential tests
             *BENCH_PEERS,  # the bench smoke test runs every peer
         ],
