@@ -225,12 +225,17 @@ def _ms(microseconds: float) -> str:
     return f"{microseconds / 1000:.2f}"
 
 
-def summary_table(results: Results, systems: list[str]) -> list[str]:
-    scenarios = [s for s in SCENARIOS.values() if s.key in results and not s.io]
-    lines = [
+def _by_system_header(scenarios: list) -> list[str]:
+    """The head of a table with a row a system and a column a scenario."""
+    return [
         "| system | " + " | ".join(s.title for s in scenarios) + " |",
         "|---" * (len(scenarios) + 1) + "|",
     ]
+
+
+def summary_table(results: Results, systems: list[str]) -> list[str]:
+    scenarios = [s for s in SCENARIOS.values() if s.key in results and not s.io]
+    lines = _by_system_header(scenarios)
     for key in systems:
         cells = []
         for s in scenarios:
@@ -262,10 +267,7 @@ def io_table(results: Results, systems: list[str]) -> list[str]:
     """The I/O-bound scenario: what counts is that nobody waits too long, so timeouts and
     the spread of latencies come first."""
     scenarios = [s for s in SCENARIOS.values() if s.io and s.key in results]
-    lines = [
-        "| system | " + " | ".join(s.title for s in scenarios) + " |",
-        "|---" * (len(scenarios) + 1) + "|",
-    ]
+    lines = _by_system_header(scenarios)
     for key in systems:
         cells = []
         for s in scenarios:
