@@ -7,6 +7,10 @@ class AddressError(ValueError):
 
 def parse_address(text: str) -> tuple[str, int]:
     """``"127.0.0.1:8001"`` -> ``("127.0.0.1", 8001)``; ``"[::1]:8001"`` -> ``("::1", 8001)``."""
+    if "://" in text or "/" in text:
+        raise AddressError(
+            f"bad address {text!r}: expected HOST:PORT, no scheme or path, like 127.0.0.1:8001"
+        )
     host, sep, port_text = text.rpartition(":")
     if not sep or not host:
         raise AddressError(f"bad address {text!r}: expected HOST:PORT, like 127.0.0.1:8001")

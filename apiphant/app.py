@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from apiphant import reporting
+from apiphant.context import REQUEST_ID_HEADER, Http, request_id_of, request_id_var
+from apiphant.cors import Cors, CorsMiddleware
 from apiphant.errors import ApiError, status_line
 from apiphant.product import Product, locate
 from apiphant.request import parse
-from apiphant.routing import Route, load
+from apiphant.routing import Hooks, Route, load, load_hooks
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ DEFAULT_MAX_BODY = 1024 * 1024
 HEALTH_PATH = "/health"
 #: The deploy sets it to the release id, so a health check proves which code answers.
 RELEASE_ENV = "APIPHANT_RELEASE"
+#: Where the App leaves the request's Http context for handlers, hooks and middleware.
+HTTP_KEY = "apiphant.http"
 JSON = "application/json"
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
@@ -44,17 +48,47 @@ class BodyError(ApiError):
 
 
 class App:
-    """Route a POST to its handler, JSON in and JSON out; every error is a JSON answer."""
+    """Route a POST to its handler, JSON in and JSON out; every error is a JSON answer.
 
-    def __init__(self, product: Product, routes: dict[str, Route], max_body: int) -> None:
+    Every answer carries the request id; ``hooks`` run around every action; ``cors``
+    (a policy, or None for off) answers browsers' preflights; ``trusted_proxies`` are the
+    peers whose X-Forwarded-For names the client.
+    """
+
+    def __init__(
+        self,
+        product: Product,
+        routes: dict[str, Route],
+        max_body: int,
+        hooks: Hooks | None = None,
+        cors: Cors | None = None,
+        trusted_proxies: frozenset[str] = frozenset(),
+    ) -> None:
         self.product = product
         self.routes = routes
         self.max_body = max_body
+        self.hooks = hooks or Hooks()
+        self.cors = cors
+        self.trusted_proxies = trusted_proxies
         self.health = _encode(
             {"status": "ok", "product": product.name, "release": os.environ.get(RELEASE_ENV, "")}
         ).encode()
+        self._entry = self._respond if cors is None else CorsMiddleware(self._respond, cors)
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = request_id_of(environ)
+        request_id_var.set(request_id)  # this greenlet's context: its log lines, its events
+        http = environ[HTTP_KEY] = Http(environ, self.trusted_proxies, request_id)
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Any:
+            headers = [*headers, (REQUEST_ID_HEADER, request_id), *http.response_headers]
+            return start_response(status, headers, exc_info)
+
+        return self._entry(environ, start)
+
+    def _respond(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        http: Http = environ[HTTP_KEY]
+        before, after = self.hooks.before, self.hooks.after
         route = self.routes.get(environ["PATH_INFO"])
         if route is not None and "%" in environ.get("RAW_URI", ""):
             route = self._unencoded(environ, route)
@@ -65,6 +99,9 @@ class App:
                 raise ApiError(404)
             if route.raw_environ:
                 self._check_length(environ)
+                request = None
+                if before:
+                    before(None, http)
                 if route.raw_response:
                     return route.handler(environ, start_response)
                 result = route.handler(environ)
@@ -72,9 +109,16 @@ class App:
                 if environ["REQUEST_METHOD"] != "POST":
                     raise ApiError(501)
                 request = parse(self._read_body(environ))
+                if before:
+                    before(request, http)
                 if route.raw_response:
                     return route.handler(request, start_response)
-                result = route.handler(request)
+                args = (request, http) if route.wants_http else (request,)
+                result = route.handler(*args)
+            if after:
+                replaced = after(request, http, result)
+                if replaced is not None:
+                    result = replaced
             if result is None:
                 result = {}
             elif not isinstance(result, dict):
@@ -150,7 +194,13 @@ class App:
         reporting.capture(error, route=where)
 
 
-def create_app(product_path: str | Path, max_body: int = DEFAULT_MAX_BODY) -> App:
+def create_app(
+    product_path: str | Path,
+    max_body: int = DEFAULT_MAX_BODY,
+    cors: Cors | None = None,
+    trusted_proxies: frozenset[str] = frozenset(),
+) -> App:
     """Build the WSGI application for a product folder; import errors surface here."""
     product = locate(product_path)
-    return App(product, load(product), max_body)
+    routes = load(product)
+    return App(product, routes, max_body, load_hooks(product), cors, trusted_proxies)

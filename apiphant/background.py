@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TypeVar
 
+from apiphant import imports
 from apiphant.scheduler import Slot, Task
 
 log = logging.getLogger("apiphant.background")
@@ -139,33 +140,6 @@ def _report(error: BaseException, **tags: str) -> None:
 # Loading the product's background module
 
 
-def _shown(path: str | Path) -> str:
-    """A path relative to the working folder when it is inside it, for short messages."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
-
-
-def _inside(path: str, root: Path) -> bool:
-    try:
-        return Path(path).resolve().is_relative_to(root)
-    except (OSError, ValueError):
-        return False
-
-
-def _culprit(error: BaseException, root: Path) -> tuple[str, int | None] | None:
-    """The product file and line where an import failed: where the user should look."""
-    if isinstance(error, SyntaxError) and error.filename and _inside(error.filename, root):
-        return error.filename, error.lineno
-    found = None
-    for frame, lineno in traceback.walk_tb(error.__traceback__):
-        if _inside(frame.f_code.co_filename, root):
-            found = frame.f_code.co_filename, lineno
-    return found
-
-
 def load(product_path: str | Path) -> tuple[ModuleType, list[Task], OnError | None]:
     """Import PRODUCT.api.background; return it, its tasks and its ``on_error``.
 
@@ -181,28 +155,25 @@ def load(product_path: str | Path) -> tuple[ModuleType, list[Task], OnError | No
     package_file = api / "background" / "__init__.py"
     if not module_file.is_file() and not package_file.is_file():
         raise BackgroundError(
-            f"no background module: create {_shown(module_file)} "
-            f"(or a package {_shown(package_file.parent)}/) with @seconds(N) tasks"
+            f"no background module: create {imports.shown(module_file)} "
+            f"(or a package {imports.shown(package_file.parent)}/) with @seconds(N) tasks"
         )
     where = module_file if module_file.is_file() else package_file
     name = f"{product.name}.api.background"
     try:
         module = importlib.import_module(name)
     except Exception as error:
-        culprit = _culprit(error, product.path) or (str(where), None)
-        place = _shown(culprit[0]) + (f":{culprit[1]}" if culprit[1] else "")
-        reason = traceback.format_exception_only(type(error), error)[-1].strip()
         log.debug("Import of %s failed:\n%s", name, _traceback(error))
-        raise BackgroundError(f"cannot import {place}: {reason}") from error
+        raise BackgroundError(imports.problem(error, product.path, where)) from error
     found = tasks()
     if not found:
         raise BackgroundError(
-            f"no task registered in {_shown(where)}: decorate a function with @seconds(N)"
+            f"no task registered in {imports.shown(where)}: decorate a function with @seconds(N)"
             + (", and import the task modules in __init__.py" if where == package_file else "")
         )
     on_error = getattr(module, "on_error", None)
     if on_error is not None and not callable(on_error):
-        raise BackgroundError(f"on_error in {_shown(where)} is not a function")
+        raise BackgroundError(f"on_error in {imports.shown(where)} is not a function")
     return module, found, on_error
 
 
@@ -219,9 +190,11 @@ def _stop_timeout(text: str) -> float:
     return value
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
+def parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from apiphant.cli import Parser
+
+    p = Parser(
+        prog=prog,
         description="Run the @seconds(N) tasks of PRODUCT/api/background.py until "
         "SIGTERM or SIGINT.",
     )
@@ -234,7 +207,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """``apiphant-background PRODUCT``: schedule the tasks until SIGTERM or SIGINT, exit 0."""
     # Before anything imports socket, ssl or the product: tasks' I/O must be cooperative.
     from gevent import monkey
@@ -247,15 +220,27 @@ def main(argv: list[str] | None = None) -> int:
     from gevent.event import Event
 
     from apiphant import logs, reporting
+    from apiphant.cli import UsageError
     from apiphant.product import ProductError
     from apiphant.scheduler import Scheduler
+    from apiphant.settings import SettingError
 
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logs.configure()
+    try:
+        args = parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+        logs.configure()
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except SettingError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
     try:
         module, found, on_error = load(args.product)
-    except (ProductError, BackgroundError) as error:
-        sys.exit(f"{PROG}: {error}")
+    except ProductError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    except BackgroundError as error:
+        sys.exit(f"{prog}: {error}")
     reporting.init("background")
 
     stop = Event()
@@ -273,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scheduler = Scheduler(found, run)
     log.info(
-        "Scheduling %s (%s): %s", module.__name__, _shown(module.__file__ or args.product),
+        "Scheduling %s (%s): %s", module.__name__, imports.shown(module.__file__ or args.product),
         ", ".join(f"{task.name} every {task.interval:g}s" for task in found),
     )
     scheduler.start()

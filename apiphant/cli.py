@@ -1,8 +1,12 @@
-"""``apiphant``: serve a product, list its routes, or create a new one.
+"""``apiphant``: serve a product, list its routes, create one, run its background tasks.
 
-apiphant PRODUCT HOST:PORT [options]   serve on gevent
-apiphant routes PRODUCT                list the routes
-apiphant new NAME [DIR]                create a product from the template
+apiphant serve PRODUCT [HOST:PORT] [options]   serve on gevent (default 127.0.0.1:8001)
+apiphant routes PRODUCT                        list the routes
+apiphant new NAME [DIR]                        create a product from the template
+apiphant background PRODUCT                    run PRODUCT/api/background.py's tasks
+apiphant PRODUCT HOST:PORT                     the seed's form of serve, still working
+
+Every mistake in an argument or an environment value is one line naming it, exit status 2.
 """
 
 import argparse
@@ -11,11 +15,29 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
+from apiphant import __version__, settings
 from apiphant.address import AddressError, format_address, parse_address
-from apiphant.product import ProductError
+from apiphant.product import COMMANDS, ProductError
 
 log = logging.getLogger("apiphant")
+
+PROG = "apiphant"
+DEFAULT_ADDRESS = "127.0.0.1:8001"
+BAD_ARGUMENT = 2
+FAILED = 1
+
+
+class UsageError(Exception):
+    """A bad argument or environment value: one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with mistakes on one line (and exit status 2), help as usual."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} -h)")
 
 
 def _size(text: str) -> int:
@@ -48,18 +70,16 @@ _non_negative = _number(float, 0, "0 or more seconds")
 _count = _number(int, 1, "a positive whole number")
 
 
-def serve_parser() -> argparse.ArgumentParser:
+def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     from apiphant.app import DEFAULT_MAX_BODY
     from apiphant.server import Limits
 
     d = Limits()
-    p = argparse.ArgumentParser(
-        prog="apiphant",
-        description="Serve a product's JSON API on gevent. "
-        "Also: 'apiphant routes PRODUCT', 'apiphant new NAME [DIR]'.",
-    )
     p.add_argument("product", help="the product folder, e.g. myproduct")
-    p.add_argument("address", help="HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:8001")
+    p.add_argument(
+        "address", nargs="?", default=DEFAULT_ADDRESS,
+        help=f"HOST:PORT or [IPv6]:PORT (default {DEFAULT_ADDRESS})",
+    )  # fmt: skip
     p.add_argument(
         "--max-body",
         type=_size,
@@ -72,6 +92,25 @@ def serve_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="development: restart when a .py file of the product changes",
     )
+    p.add_argument(
+        "--cors-origin", action="append", default=None, metavar="ORIGIN",
+        help="a browser origin allowed to call the API, like https://app.example.com "
+        f"(repeatable; or * for any; default: {settings.CORS_ORIGINS}, comma-separated)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cors-header", action="append", default=None, metavar="NAME",
+        help="a request header such origins may send besides Content-Type, like Authorization "
+        f"(repeatable; default: {settings.CORS_HEADERS})",
+    )  # fmt: skip
+    p.add_argument(
+        "--cors-credentials", action="store_true", default=None,
+        help="let such origins send cookies (not with *)",
+    )  # fmt: skip
+    p.add_argument(
+        "--trusted-proxy", action="append", default=None, metavar="IP",
+        help="a proxy (like Nginx) whose X-Forwarded-For names the client "
+        f"(repeatable; default: {settings.TRUSTED_PROXIES}, comma-separated)",
+    )  # fmt: skip
     p.add_argument(
         "--max-connections",
         type=_count,
@@ -109,7 +148,97 @@ def serve_parser() -> argparse.ArgumentParser:
         help="during a drain, close idle keep-alive connections only after this many seconds "
         "idle; behind Nginx, set it above the upstream keepalive_timeout (default 0)",
     )
+    _add_debug(p)
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--debug", action="store_true", help="show the full traceback of a failed import"
+    )
+
+
+def parser() -> Parser:
+    p = Parser(
+        prog=PROG,
+        description="A small framework for JSON web APIs on gevent. "
+        f"The seed's form '{PROG} PRODUCT HOST:PORT' is '{PROG} serve PRODUCT HOST:PORT'.",
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    serve_p = sub.add_parser("serve", help="serve a product's JSON API on gevent",
+                             description="Serve a product's JSON API on gevent.")  # fmt: skip
+    _add_serve_arguments(serve_p)
+    routes_p = sub.add_parser("routes", help="list a product's routes",
+                              description="List a product's routes.")  # fmt: skip
+    routes_p.add_argument("product", help="the product folder")
+    _add_debug(routes_p)
+    new_p = sub.add_parser("new", help="create a product from the template",
+                           description="Create a product from the template.")  # fmt: skip
+    new_p.add_argument("name", help="the product's name: lowercase ASCII identifier, like shop")
+    new_p.add_argument("dir", nargs="?", default=".", help="where to create it (default: here)")
+    # Parsed by apiphant.background itself (run() hands it over first); listed for -h.
+    sub.add_parser(
+        "background", add_help=False,
+        help="run PRODUCT/api/background.py's @seconds(N) tasks (apiphant-background)",
+    )  # fmt: skip
     return p
+
+
+def serve_parser() -> Parser:
+    """The seed's ``apiphant PRODUCT HOST:PORT`` parser (the same as ``apiphant serve``)."""
+    p = Parser(prog=f"{PROG} serve", description="Serve a product's JSON API on gevent.")
+    _add_serve_arguments(p)
+    return p
+
+
+def with_command(argv: list[str]) -> list[str]:
+    """The seed's ``apiphant PRODUCT HOST:PORT`` is ``apiphant serve PRODUCT HOST:PORT``."""
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        return ["serve", *argv]
+    return argv
+
+
+def _cors(args: argparse.Namespace):  # -> Cors | None
+    from apiphant.cors import CorsError, policy
+
+    origins = args.cors_origin
+    source = "--cors-origin"
+    if origins is None:
+        origins, source = settings.read(settings.CORS_ORIGINS, settings.words, ()), (
+            settings.CORS_ORIGINS)
+    headers = args.cors_header
+    if headers is None:
+        headers = settings.read(settings.CORS_HEADERS, settings.words, ())
+    credentials = args.cors_credentials
+    if credentials is None:
+        credentials = settings.read(settings.CORS_CREDENTIALS, settings.flag, False)
+    try:
+        return policy(origins, headers, credentials)
+    except CorsError as error:
+        raise UsageError(f"{PROG}: {source}: {error}") from None
+
+
+def _trusted(args: argparse.Namespace) -> frozenset[str]:
+    from apiphant.context import parse_addresses
+
+    values, source = args.trusted_proxy, "--trusted-proxy"
+    if values is None:
+        values = settings.read(settings.TRUSTED_PROXIES, settings.words, ())
+        source = settings.TRUSTED_PROXIES
+    try:
+        return parse_addresses(values)
+    except ValueError as error:
+        raise UsageError(f"{PROG}: {source}: {error}") from None
+
+
+def _import_failed(error: Exception, debug: bool) -> int:
+    """A handler or hook that failed to import: one line (the traceback with --debug)."""
+    from apiphant.imports import full_traceback
+
+    if debug and error.__cause__ is not None:
+        print(full_traceback(error.__cause__), file=sys.stderr)
+    print(f"{PROG}: {error}", file=sys.stderr)
+    return FAILED
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -123,11 +252,12 @@ def serve(args: argparse.Namespace) -> int:
     from apiphant.server import Limits, Server
 
     host, port = parse_address(args.address)
+    cors, trusted = _cors(args), _trusted(args)
     try:
-        app = create_app(args.product, max_body=args.max_body)
+        app = create_app(args.product, max_body=args.max_body, cors=cors,
+                         trusted_proxies=trusted)  # fmt: skip
     except RouteError as error:
-        log.error("%s", error)
-        sys.exit(f"apiphant: {str(error).splitlines()[0]}")
+        return _import_failed(error, args.debug)
     reporting.init("api")
     limits = Limits(
         max_connections=raise_open_files(args.max_connections),
@@ -142,17 +272,19 @@ def serve(args: argparse.Namespace) -> int:
         server.init_socket()
     except OSError as error:
         reason = error.strerror or str(error)
-        sys.exit(f"apiphant: cannot listen on {format_address(host, port)}: {reason}")
+        print(f"{PROG}: cannot listen on {format_address(host, port)}: {reason}", file=sys.stderr)
+        return FAILED
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
     server.start()
     log.info(
-        "Apiphant is serving %s (%s) at http://%s/api with %d routes",
+        "Apiphant is serving %s (%s) at http://%s/api with %d routes%s",
         app.product.name,
         app.product.path,
         format_address(host, port),
         len(app.routes),
+        f"; CORS for {', '.join(cors.origins)}" if cors else "",
     )
     stop.wait()
     log.info("Stopping: draining connections for up to %gs", limits.drain_timeout)
@@ -162,14 +294,14 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def routes(argv: list[str]) -> int:
+def routes(args: argparse.Namespace) -> int:
     from apiphant.product import locate
-    from apiphant.routing import describe, load
+    from apiphant.routing import RouteError, describe, load
 
-    p = argparse.ArgumentParser(prog="apiphant routes", description="List a product's routes.")
-    p.add_argument("product", help="the product folder")
-    args = p.parse_args(argv)
-    table = load(locate(args.product))
+    try:
+        table = load(locate(args.product))
+    except RouteError as error:
+        return _import_failed(error, args.debug)
     for line in describe(table):
         print(line)
     if not table:
@@ -180,55 +312,64 @@ def routes(argv: list[str]) -> int:
     return 0
 
 
-def new(argv: list[str]) -> int:
+def new(args: argparse.Namespace) -> int:
     from apiphant.scaffold import ScaffoldError, create
 
-    p = argparse.ArgumentParser(
-        prog="apiphant new", description="Create a product from the template."
-    )
-    p.add_argument("name", help="the product's name, a Python identifier")
-    p.add_argument("dir", nargs="?", default=".", help="where to create it (default: here)")
-    args = p.parse_args(argv)
     try:
         folder = create(args.name, Path(args.dir))
     except ScaffoldError as error:
-        sys.exit(f"apiphant new: {error}")
+        raise UsageError(f"{PROG} new: {error}") from None
     print(
         f"Created {folder}: a repository of its own (README.md says the five commands).\n"
         f"  cd {folder} && git init && git add -A && git commit -m {args.name}\n"
-        f"  apiphant . 127.0.0.1:8001        serve it\n"
+        f"  apiphant serve . 127.0.0.1:8001  serve it\n"
         f"  pytest tests && ./test.sh        test it\n"
         f"  fab deploy                       after setting ssh and server_names in deploy.toml"
     )
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def run(argv: list[str]) -> int:
+    argv = with_command(argv)
+    if argv[:1] == ["background"]:
+        from apiphant import background
+
+        return background.main(argv[1:], prog=f"{PROG} background")
     from apiphant import logs
 
     logs.configure()
+    args = parser().parse_args(argv)
+    if args.command is None:
+        parser().print_help()
+        return BAD_ARGUMENT
+    if args.command == "new":
+        return new(args)
+    if args.command == "routes":
+        return routes(args)
+    if args.reload:
+        from apiphant import reloader
+        from apiphant.product import locate
+
+        parse_address(args.address)
+        _cors(args), _trusted(args)
+        product = locate(args.product)
+        return reloader.run(product.path, [a for a in argv if a != "--reload"])
+    from gevent import monkey
+
+    monkey.patch_all()
+    return serve(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] == ["new"]:
-            return new(argv[1:])
-        if argv[:1] == ["routes"]:
-            return routes(argv[1:])
-        args = serve_parser().parse_args(argv)
-        if args.reload:
-            from apiphant import reloader
-            from apiphant.product import locate
-
-            parse_address(args.address)
-            product = locate(args.product)
-            return reloader.run(product.path, [a for a in argv if a != "--reload"])
-        from gevent import monkey
-
-        monkey.patch_all()
-        return serve(args)
-    except (ProductError, AddressError) as error:
-        sys.exit(f"apiphant: {error}")
-    except ImportError as error:  # a RouteError is reported inside serve; this is the rest
-        sys.exit(f"apiphant: {error}")
+        return run(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return BAD_ARGUMENT
+    except (ProductError, AddressError, settings.SettingError) as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return BAD_ARGUMENT
 
 
 if __name__ == "__main__":

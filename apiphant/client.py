@@ -6,6 +6,7 @@ result = client.post("echo", "read", {"hello": "world"})
 assert result.status == 200 and result.json["server"] == "myproduct"
 """
 
+import contextvars
 import io
 import json
 from dataclasses import dataclass, field
@@ -85,7 +86,8 @@ class Client:
             started[:] = [status, response_headers]
             return lambda data: None
 
-        chunks = self.app(environ, start_response)
+        # A fresh context a request, as each greenlet has under the server.
+        chunks = contextvars.copy_context().run(self.app, environ, start_response)
         try:
             payload = b"".join(chunks)
         finally:

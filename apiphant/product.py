@@ -19,6 +19,9 @@ DEPENDENCIES = frozenset(
     "apiphant gevent greenlet zope jinja2 markupsafe fabric invoke paramiko requests urllib3 "
     "idna certifi charset_normalizer sentry_sdk supervisor httptools orjson test tests".split()
 )
+#: apiphant's subcommands: a product named ``routes`` would make ``apiphant routes ADDRESS``
+#: (the seed's form of serve) mean two things.
+COMMANDS = ("serve", "routes", "new", "background")
 #: Linux's limit for a user name is 32; the deploy's program names add to it.
 MAX_NAME = 31
 
@@ -36,6 +39,8 @@ def name_problem(name: str, deployable: bool = False) -> str | None:
         return f"expected at most {MAX_NAME} characters (it names a system user)"
     if name in sys.stdlib_module_names or name in DEPENDENCIES:
         return f"it would shadow the module {name}"
+    if name in COMMANDS:
+        return f"it is the name of the command 'apiphant {name}'"
     if deployable and not name.islower():
         return "expected lowercase, like shop or my_api (it names a system user)"
     if deployable and name in SYSTEM_USERS:

@@ -49,6 +49,11 @@ def capture(error: BaseException, **tags: Any) -> None:
         return
     import sentry_sdk
 
+    from apiphant.context import current_request_id
+
+    request_id = current_request_id()
+    if request_id:  # the same id as the Nginx and worker log lines of that request
+        tags.setdefault("request_id", request_id)
     try:
         with sentry_sdk.new_scope() as scope:
             for key, value in tags.items():

@@ -6,13 +6,14 @@ its file and traceback instead of failing on the first request.
 """
 
 import importlib
+import inspect
 import re
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apiphant import imports
 from apiphant.product import Product
 
 ACTIONS = ("create", "read", "update", "delete")
@@ -42,6 +43,20 @@ class Route:
     action: str
     raw_environ: bool
     raw_response: bool
+    #: ``def read(request, http)``: the handler declared a second parameter for the Http context.
+    wants_http: bool = False
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """``before(request, http)`` and ``after(request, http, response)`` from ``api/hooks.py``."""
+
+    before: Callable[..., Any] | None = None
+    after: Callable[..., Any] | None = None
+
+
+#: The one place a product's hooks live: PRODUCT/api/hooks.py (never routed: not under vN/).
+HOOKS_MODULE = "hooks"
 
 
 def _is_public(name: str) -> bool:
@@ -77,19 +92,46 @@ def discover(product: Product) -> list[Target]:
     return targets
 
 
-def _import(target: Target) -> Any:
+def _import(target: Target, product: Product) -> Any:
     try:
         return importlib.import_module(target.module)
     except Exception as error:
-        details = "".join(traceback.format_exception(error)).rstrip()
-        raise RouteError(f"{target.file}: cannot import {target.module}\n{details}") from None
+        raise RouteError(imports.problem(error, product.path, target.file)) from error
+
+
+def _positional(handler: Callable[..., Any]) -> int:
+    """How many positional arguments a handler accepts (a *args counts as many)."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = [p.kind for p in parameters]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return 99
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for kind in kinds if kind in positional)
+
+
+def load_hooks(product: Product) -> Hooks:
+    """Import ``PRODUCT/api/hooks.py`` when there is one; its before and after run for every
+    action."""
+    file = product.api_path / f"{HOOKS_MODULE}.py"
+    if not file.is_file():
+        return Hooks()
+    target = Target("", f"{product.name}.api.{HOOKS_MODULE}", file)
+    module = _import(target, product)
+    hooks = Hooks(module.__dict__.get("before"), module.__dict__.get("after"))
+    for name, hook, count in (("before", hooks.before, 2), ("after", hooks.after, 3)):
+        if hook is not None and (not callable(hook) or _positional(hook) < count):
+            raise RouteError(f"{file}: {name} should be a function of {count} arguments")
+    return hooks
 
 
 def load(product: Product) -> dict[str, Route]:
     """Import every target and map each action's URL path to its Route."""
     routes: dict[str, Route] = {}
     for target in discover(product):
-        module = _import(target)
+        module = _import(target, product)
         for action in ACTIONS:
             handler = module.__dict__.get(action)
             if handler is None:
@@ -104,6 +146,7 @@ def load(product: Product) -> dict[str, Route]:
                 action=action,
                 raw_environ=bool(getattr(handler, "raw_environ", False)),
                 raw_response=bool(getattr(handler, "raw_response", False)),
+                wants_http=_positional(handler) >= 2,
             )
     return routes
 

@@ -19,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_PORT = 8888
+from apiphant import settings
+from apiphant.test import DEFAULT_PORT
+
 #: How long the server may take to answer before the smoke test gives up.
 START_SECONDS = 10.0
 NAME = "test.sh"
@@ -60,7 +62,7 @@ def run(product: Path, url: str = "") -> int:
     python = os.environ.get("PYTHON") or sys.executable
     if url:
         return subprocess.call([python, str(tests)], env={**os.environ, "APIPHANT_URL": url})
-    port = int(os.environ.get("APIPHANT_PORT") or DEFAULT_PORT)
+    port = settings.read(settings.PORT, settings.port, DEFAULT_PORT)
     with tempfile.NamedTemporaryFile(prefix="apiphant-test.", suffix=".log") as handle:
         log = Path(handle.name)
         server = subprocess.Popen(
@@ -93,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--product", default=".", help="the product folder (default: here)")
     parser.add_argument("url", nargs="?", default="", help="a running server, like a deployment")
     args = parser.parse_args(argv)
+    try:
+        settings.read(settings.PORT, settings.port, DEFAULT_PORT)
+    except settings.SettingError as error:
+        print(f"{NAME}: {error}", file=sys.stderr)
+        return 2
     product = Path(args.product).expanduser().resolve()
     if not product.is_dir():
         print(f"{NAME}: no such product folder: {args.product}", file=sys.stderr)

@@ -11,19 +11,34 @@ says otherwise, so one test file checks a laptop and a deployment alike.
 
 import json
 import os
+import sys
 from typing import Any
 
 import requests
 
+from apiphant import settings
 from apiphant.request import AttrDict
 
-config = AttrDict(
-    url=os.environ.get("APIPHANT_URL", ""),
-    host=os.environ.get("APIPHANT_HOST", "127.0.0.1"),
-    port=int(os.environ.get("APIPHANT_PORT", "8888")),
-    version=os.environ.get("APIPHANT_VERSION", "v0"),
-    timeout=float(os.environ.get("APIPHANT_TIMEOUT", "10")),
-)
+#: The port test.sh and test() use when nothing says otherwise (the seed's).
+DEFAULT_PORT = 8888
+
+
+def _from_environment() -> AttrDict:
+    """The server to test, from the environment; a bad value is one line and exit status 2."""
+    try:
+        return AttrDict(
+            url=os.environ.get("APIPHANT_URL", ""),
+            host=os.environ.get("APIPHANT_HOST", "127.0.0.1"),
+            port=settings.read(settings.PORT, settings.port, DEFAULT_PORT),
+            version=os.environ.get("APIPHANT_VERSION", "v0"),
+            timeout=settings.read(settings.TIMEOUT, settings.seconds, 10.0),
+        )
+    except settings.SettingError as error:
+        print(f"apiphant.test: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+config = _from_environment()
 counts = AttrDict(passed=0)
 _session = requests.Session()
 
@@ -59,7 +74,10 @@ def test(
         data = shown = json.dumps(request_json)
     address = url(target, action)
     print(f"{method} {address} {shown} --> {status_code} {response_json}", flush=True)
-    response = _session.request(method, address, data=data, timeout=config.timeout)
+    try:
+        response = _session.request(method, address, data=data, timeout=config.timeout)
+    except requests.ConnectionError:
+        raise SystemExit(f"cannot reach {base_url()}: is the server running?") from None
     try:
         received: Any = response.json()
     except ValueError:

@@ -1,5 +1,6 @@
 """The `apiphant` command: clear one-line errors, routes, reload."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -59,14 +60,137 @@ def test_bad_option_value_names_the_option():
     assert result.returncode == 2 and "--max-body" in result.stderr
 
 
-def test_import_error_stops_start_up_with_file_and_traceback(make_product):
+def test_import_error_stops_start_up_with_one_line(make_product):
     root = make_product({"api/v0/bad.py": "def read(r):\n    return {}\nundefined_name\n"},
                         name="badimport")
     result = run(str(root), f"127.0.0.1:{free_port()}")
-    assert result.returncode != 0
-    assert "NameError: name 'undefined_name' is not defined" in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"apiphant: {root / 'api/v0/bad.py'}: cannot import badimport.api.v0.bad")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"apiphant: cannot import {root / 'api/v0/bad.py'}:3: "
+                                     "NameError: name 'undefined_name' is not defined")
+
+
+def test_import_error_shows_the_traceback_with_debug(make_product):
+    root = make_product({"api/v0/bad.py": "undefined_name\n"}, name="debugimport")
+    result = run("routes", str(root), "--debug")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("apiphant: cannot import ")
+
+
+def test_routes_with_a_broken_handler_is_one_line(make_product):
+    root = make_product({"api/v0/bad.py": "import nope_not_here\n"}, name="badroutes")
+    result = run("routes", str(root))
+    assert result.returncode == 1
+    assert result.stderr == (f"apiphant: cannot import {root / 'api/v0/bad.py'}:1: "
+                             "ModuleNotFoundError: No module named 'nope_not_here'\n")
+
+
+ENV_ERRORS = [
+    ({"APIPHANT_LOG_LEVEL": "bogus"}, ("routes", str(MYPRODUCT)),
+     "apiphant: APIPHANT_LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
+     "got 'bogus'"),
+    ({"APIPHANT_LOG_FORMAT": "xml"}, ("serve", str(MYPRODUCT)),
+     "apiphant: APIPHANT_LOG_FORMAT: expected one of text, json, got 'xml'"),
+    ({"APIPHANT_CORS_ORIGINS": "app.example.com"}, ("serve", str(MYPRODUCT)),
+     "apiphant: APIPHANT_CORS_ORIGINS: expected an origin like https://app.example.com "
+     "(scheme, host, port; no path), or *, got 'app.example.com'"),
+    ({"APIPHANT_TRUSTED_PROXIES": "nginx"}, ("serve", str(MYPRODUCT)),
+     "apiphant: APIPHANT_TRUSTED_PROXIES: expected an IP address like 127.0.0.1, got 'nginx'"),
+    ({"APIPHANT_LOG_LEVEL": "bogus"}, ("background", str(MYPRODUCT)),
+     "apiphant background: APIPHANT_LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, "
+     "CRITICAL, got 'bogus'"),
+]
+
+
+@pytest.mark.parametrize(("env", "args", "line"), ENV_ERRORS)
+def test_bad_environment_values_are_one_line_and_exit_2(env, args, line):
+    result = subprocess.run([sys.executable, "-m", "apiphant", *args], capture_output=True,
+                            text=True, timeout=20, env={**os.environ, **env})
+    assert (result.returncode, result.stderr) == (2, line + "\n")
+
+
+ARGUMENT_ERRORS = [
+    (("serve", str(MYPRODUCT), "http://127.0.0.1:8001"),
+     "apiphant: bad address 'http://127.0.0.1:8001': expected HOST:PORT, no scheme or path, "
+     "like 127.0.0.1:8001"),
+    (("new", "requests"), "apiphant new: bad product name 'requests': it would shadow the "
+     "module requests"),
+    (("new", "routes", "."), "apiphant new: bad product name 'routes': it is the name of the "
+     "command 'apiphant routes'"),
+    (("serve",), "apiphant serve: the following arguments are required: product "
+     "(see apiphant serve -h)"),
+    (("serve", str(MYPRODUCT), "--max-body", "lots"), "apiphant serve: argument --max-body: "
+     "expected a size like 1048576, 512K or 1M, got 'lots' (see apiphant serve -h)"),
+    (("serve", str(MYPRODUCT), "--cors-origin", "*", "--cors-credentials"),
+     "apiphant: --cors-origin: '*' allows any origin, which browsers refuse with credentials: "
+     "list the origins instead"),
+    (("routes", "nowhere"), "apiphant: no such product folder: nowhere"),
+    (("nowhere", "127.0.0.1:8001"), "apiphant: no such product folder: nowhere"),
+    (("--frobnicate",), "apiphant: unrecognized arguments: --frobnicate (see apiphant -h)"),
+]
+
+
+@pytest.mark.parametrize(("args", "line"), ARGUMENT_ERRORS)
+def test_bad_arguments_are_one_line_and_exit_2(args, line, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "apiphant", *args], capture_output=True,
+                            text=True, timeout=20, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (2, line + "\n")
+
+
+def test_version_and_help_on_each_command():
+    from apiphant import __version__
+
+    assert run("--version").stdout == f"apiphant {__version__}\n"
+    for command in ("serve", "routes", "new", "background"):
+        result = run(command, "-h")
+        assert result.returncode == 0 and "usage:" in result.stdout, command
+    assert all(c in run("-h").stdout for c in ("serve", "routes", "new", "background"))
+
+
+def test_test_without_a_server_is_one_line():
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-c", "from apiphant.test import test\ntest('echo', 'read', {}, 200, {})"],
+        capture_output=True, text=True, timeout=30,
+        env={**os.environ, "APIPHANT_PORT": str(port), "APIPHANT_URL": ""})
+    assert result.returncode == 1
+    assert result.stderr == f"cannot reach http://127.0.0.1:{port}: is the server running?\n"
+
+
+def test_a_bad_port_for_test_is_one_line():
+    result = subprocess.run([sys.executable, "-c", "import apiphant.test"], capture_output=True,
+                            text=True, timeout=30, env={**os.environ, "APIPHANT_PORT": "abc"})
+    assert (result.returncode, result.stderr) == (
+        2, "apiphant.test: APIPHANT_PORT: expected a port number from 1 to 65535, got 'abc'\n")
+
+
+def test_serve_subcommand_and_the_seeds_form_both_serve(tmp_path):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "apiphant", "serve", str(MYPRODUCT),
+                                f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        from tests.servers import wait_for_port
+
+        wait_for_port("127.0.0.1", port, process)
+        answer = requests.post(f"http://127.0.0.1:{port}/api/v0/echo/read", json={})
+        assert answer.json() == {"server": "myproduct"}
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_background_subcommand_runs_the_tasks(make_product, tmp_path):
+    root = make_product({"api/background.py": "from apiphant.background import seconds\n"
+                         "@seconds(60)\ndef tick():\n    print('tick', flush=True)\n"},
+                        name="bgsub")
+    process = subprocess.Popen([sys.executable, "-m", "apiphant", "background", str(root)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout.readline().startswith("INFO at background.main")
+    finally:
+        process.terminate()
+        process.wait(15)
 
 
 def test_routes_lists_every_route():
@@ -78,7 +202,7 @@ def test_routes_lists_every_route():
 
 
 def test_help_lists_the_options():
-    result = run("--help")
+    result = run("serve", "--help")
     for option in ("--max-body", "--reload", "--access-log", "--drain-timeout"):
         assert option in result.stdout
 

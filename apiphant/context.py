@@ -1,0 +1,157 @@
+"""What a handler may know about its HTTP request beyond the JSON: ``def read(request, http)``.
+
+Everything here reads only the WSGI environ, so it works under any WSGI server.
+The request id lives in a context variable: each request runs in its own greenlet
+(and context), so log lines and Sentry events of one request carry its id.
+"""
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+
+REQUEST_ID_HEADER = "X-Request-Id"
+#: An incoming id is kept when it looks like one (Nginx's $request_id is 32 hex digits);
+#: anything else is replaced, so a client cannot write arbitrary text into the logs.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+request_id_var: ContextVar[str] = ContextVar("apiphant_request_id", default="")
+
+
+def current_request_id() -> str:
+    """The id of the request being handled in this greenlet, or ""."""
+    return request_id_var.get()
+
+
+def request_id_of(environ: Mapping[str, str]) -> str:
+    """The incoming X-Request-Id when it is well-formed, else a new one (32 hex digits)."""
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    return incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def parse_addresses(values: Iterable[str]) -> frozenset[str]:
+    """Trusted proxy addresses, normalised (``::1``, ``127.0.0.1``); ValueError names a bad one."""
+    result = set()
+    for value in values:
+        value = value.strip()
+        if not value:
+            continue
+        try:
+            result.add(str(ipaddress.ip_address(value)))
+        except ValueError:
+            raise ValueError(f"expected an IP address like 127.0.0.1, got {value!r}") from None
+    return frozenset(result)
+
+
+def _normal(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address.strip()))
+    except ValueError:
+        return ""
+
+
+def client_address(environ: Mapping[str, str], trusted: frozenset[str]) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the
+    right-most X-Forwarded-For entry that is not a trusted proxy (a client can put anything
+    on the left of that header, so only what trusted proxies appended counts)."""
+    peer = environ.get("REMOTE_ADDR", "")
+    if _normal(peer) not in trusted or not trusted:
+        return peer
+    hops = [hop.strip() for hop in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    for hop in reversed([hop for hop in hops if hop]):
+        normal = _normal(hop)
+        if not normal:
+            return peer  # garbage where a proxy should have written an address
+        if normal not in trusted:
+            return normal
+    return peer
+
+
+def scheme_of(environ: Mapping[str, str], trusted: frozenset[str]) -> str:
+    """``https`` when a trusted proxy says the client used it, else the server's scheme."""
+    scheme = environ.get("wsgi.url_scheme", "http")
+    if trusted and _normal(environ.get("REMOTE_ADDR", "")) in trusted:
+        forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower()
+        if forwarded in ("http", "https"):
+            return forwarded
+    return scheme
+
+
+class Headers(Mapping[str, str]):
+    """The request's headers, read-only and case-insensitive: ``http.headers["authorization"]``."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    @staticmethod
+    def _key(name: str) -> str:
+        key = name.upper().replace("-", "_")
+        return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+    def __getitem__(self, name: str) -> str:
+        value = self._environ.get(self._key(name))
+        if not isinstance(value, str):
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_"):
+                yield key[5:].replace("_", "-").title()
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and self._environ[key]:
+                yield key.replace("_", "-").title()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Http:
+    """One request's HTTP side, for a handler or hook that declares a second parameter.
+
+    Read-only: ``headers``, ``client`` (address), ``scheme``, ``request_id``, ``method``,
+    ``path``; and ``set_header(name, value)`` for the answer, errors included. Computed
+    when asked for, so a handler that never looks costs nothing.
+    """
+
+    __slots__ = ("_environ", "_trusted", "request_id", "_out")
+
+    def __init__(self, environ: Mapping[str, str], trusted: frozenset[str], request_id: str):
+        self._environ = environ
+        self._trusted = trusted
+        self.request_id: str = request_id
+        self._out: list[tuple[str, str]] = []
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return Headers(self._environ)
+
+    @property
+    def client(self) -> str:
+        """The client's address; X-Forwarded-For counts only from a trusted proxy."""
+        return client_address(self._environ, self._trusted)
+
+    @property
+    def scheme(self) -> str:
+        return scheme_of(self._environ, self._trusted)
+
+    @property
+    def method(self) -> str:
+        return self._environ.get("REQUEST_METHOD", "")
+
+    @property
+    def path(self) -> str:
+        return self._environ.get("PATH_INFO", "")
+
+    def set_header(self, name: str, value: str) -> None:
+        """Add a header to the answer; CR, LF and NUL are refused (header injection)."""
+        if not HEADER_NAME.fullmatch(name) or any(c in str(value) for c in "\r\n\0"):
+            raise ValueError(f"bad response header {name!r}: {value!r}")
+        self._out.append((name, str(value)))
+
+    @property
+    def response_headers(self) -> list[tuple[str, str]]:
+        """What handlers and hooks set, in order."""
+        return self._out
