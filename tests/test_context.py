@@ -1,0 +1,229 @@
+"""The request context, hooks, CORS and the request id, in process (no socket): a Falcon-style
+client calls the WSGI application directly."""
+
+import logging
+
+import pytest
+
+from apiphant.client import Client
+from apiphant.context import client_address, parse_addresses
+from apiphant.cors import CorsError, policy
+
+HANDLERS = {
+    "api/v0/whoami.py": """
+        def read(request, http):
+            http.set_header("X-Handled", "yes")
+            return {"client": http.client, "scheme": http.scheme, "id": http.request_id,
+                    "agent": http.headers.get("user-agent"), "token": request.get("token")}
+    """,
+    "api/v0/plain.py": """
+        import logging
+
+        def read(request):
+            logging.getLogger("shop").warning("plain read")
+            return {"keys": sorted(request)}
+
+        def create(request):
+            return {"x": 1 / 0}
+    """,
+}
+
+HOOKS = """
+    from apiphant.errors import ApiError
+
+    TOKEN = "s3cret"  # a real product reads it from its secrets: os.environ["API_TOKEN"]
+
+    def before(request, http):
+        if http.path.endswith("/boom/read"):
+            raise RuntimeError("hook bug with the token s3cret")
+        if http.headers.get("Authorization") != f"Bearer {TOKEN}":
+            raise ApiError(401, "missing or wrong bearer token")
+
+    def after(request, http, response):
+        http.set_header("X-After", "ran")
+        response["after"] = True
+"""
+
+
+@pytest.fixture
+def shop(make_product):
+    return make_product({**HANDLERS, "api/v0/boom.py": "def read(request):\n    return {}\n"},
+                        name="ctxshop")
+
+
+def test_a_handler_with_a_second_parameter_gets_the_http_context(shop):
+    client = Client(shop)
+    result = client.post("whoami", "read", {"token": 1}, headers={"User-Agent": "t/1"})
+    assert result.status == 200
+    assert result.json == {"client": "127.0.0.1", "scheme": "http", "id": result.json["id"],
+                           "agent": "t/1", "token": 1}
+    assert result.headers["X-Handled"] == "yes"
+    assert result.headers["X-Request-Id"] == result.json["id"] and len(result.json["id"]) == 32
+
+
+def test_the_seeds_one_parameter_handler_is_unchanged(shop):
+    result = Client(shop).post("plain", "read", {"a": 1})
+    assert (result.status, result.json) == (200, {"keys": ["a"]})
+
+
+def test_an_incoming_request_id_is_kept_a_bad_one_replaced(shop):
+    client = Client(shop)
+    kept = client.post("plain", "read", {}, headers={"X-Request-Id": "abc-123"})
+    assert kept.headers["X-Request-Id"] == "abc-123"
+    bad = client.post("plain", "read", {}, headers={"X-Request-Id": "x\x7fy"})
+    assert len(bad.headers["X-Request-Id"]) == 32 and bad.headers["X-Request-Id"].isalnum()
+    assert client.post("nothing", "read").headers["X-Request-Id"]  # errors carry it too
+
+
+def test_log_lines_of_a_request_carry_its_id(shop, caplog):
+    from apiphant.logs import RequestIdFilter
+
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO):
+        Client(shop).post("plain", "read", {}, headers={"X-Request-Id": "rid-1"})
+    [record] = [r for r in caplog.records if r.getMessage() == "plain read"]
+    assert record.request_id == "rid-1" and record.rid == " [rid-1]"
+
+
+def test_json_log_lines(shop):
+    import json
+
+    from apiphant.logs import JsonFormatter, RequestIdFilter
+
+    record = logging.LogRecord("shop", logging.ERROR, __file__, 7, "it %s", ("failed",), None)
+    RequestIdFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "it failed" and line["level"] == "ERROR"
+    assert "request_id" not in line  # outside a request
+
+
+def test_before_rejects_a_missing_token_with_401_in_json(make_product):
+    root = make_product({**HANDLERS, "api/hooks.py": HOOKS}, name="authshop")
+    client = Client(root)
+    result = client.post("plain", "read", {})
+    assert (result.status, result.json) == (401, {"error": "missing or wrong bearer token"})
+    assert "X-After" not in result.headers
+
+
+def test_before_passes_a_good_token_and_after_sets_a_header(make_product):
+    root = make_product({**HANDLERS, "api/hooks.py": HOOKS}, name="authshop2")
+    result = Client(root).post("plain", "read", {"a": 1},
+                               headers={"Authorization": "Bearer s3cret"})
+    assert (result.status, result.json) == (200, {"keys": ["a"], "after": True})
+    assert result.headers["X-After"] == "ran"
+
+
+def test_a_hook_that_raises_is_a_500_that_leaks_nothing(make_product, caplog):
+    root = make_product({**HANDLERS, "api/hooks.py": HOOKS,
+                         "api/v0/boom.py": "def read(request):\n    return {}\n"},
+                        name="authshop3")
+    client = Client(root)
+    result = client.post("boom", "read", {}, headers={"Authorization": "Bearer s3cret"})
+    assert (result.status, result.json) == (500, {"error": "500 Internal Server Error"})
+    assert b"s3cret" not in result.body and b"hook bug" not in result.body
+    assert "hook bug" in caplog.text  # logged for the operator
+    good = client.post("plain", "read", {}, headers={"Authorization": "Bearer s3cret"})
+    assert good.status == 200  # the application goes on
+
+
+def test_a_hook_with_the_wrong_signature_is_refused_at_start(make_product):
+    from apiphant.app import create_app
+    from apiphant.routing import RouteError
+
+    root = make_product({"api/hooks.py": "def before(request):\n    pass\n"}, name="badhook")
+    with pytest.raises(RouteError, match="before should be a function of 2 arguments"):
+        create_app(root)
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("127.0.0.1", "203.0.113.7", "203.0.113.7"),  # Nginx, trusted, names the client
+        ("127.0.0.1", "1.1.1.1, 203.0.113.7", "203.0.113.7"),  # the left part is the client's
+        ("198.51.100.1", "203.0.113.7", "198.51.100.1"),  # an untrusted peer: its own address
+        ("127.0.0.1", "", "127.0.0.1"),
+        ("127.0.0.1", "garbage", "127.0.0.1"),
+        ("127.0.0.1", "203.0.113.7, 127.0.0.1", "203.0.113.7"),  # proxies skipped
+    ],
+)
+def test_the_client_address_trusts_only_configured_proxies(peer, forwarded, client):
+    environ = {"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": forwarded}
+    assert client_address(environ, parse_addresses(["127.0.0.1"])) == client
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored():
+    environ = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.7"}
+    assert client_address(environ, frozenset()) == "127.0.0.1"
+
+
+# CORS
+
+ORIGIN = "http://127.0.0.1:9999"
+
+
+def cors_client(shop, **kwargs) -> Client:
+    from apiphant.app import create_app
+
+    return Client(create_app(shop, cors=policy([ORIGIN], **kwargs)))
+
+
+def test_a_preflight_from_an_allowed_origin_gets_204_and_the_rules(shop):
+    result = cors_client(shop, headers=["Authorization"]).request(
+        "/api/v0/plain/read", method="OPTIONS",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"})
+    assert result.status == 204 and result.body == b""
+    assert result.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert result.headers["Access-Control-Allow-Methods"] == "POST"
+    assert result.headers["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
+    assert result.headers["Access-Control-Max-Age"] == "600"
+    assert result.headers["Vary"] == "Origin"
+
+
+def test_answers_to_an_allowed_origin_carry_its_header_errors_too(shop):
+    client = cors_client(shop)
+    for target, action, status in (("plain", "read", 200), ("plain", "create", 500),
+                                   ("nothing", "read", 404)):
+        result = client.post(target, action, {}, headers={"Origin": ORIGIN})
+        assert result.status == status
+        assert result.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert "Access-Control-Allow-Credentials" not in result.headers
+
+
+def test_an_unknown_origin_gets_no_cors_header_never_a_reflection(shop):
+    client = cors_client(shop)
+    stranger = "http://evil.example"
+    preflight = client.request("/api/v0/plain/read", method="OPTIONS", headers={
+        "Origin": stranger, "Access-Control-Request-Method": "POST"})
+    assert preflight.status == 403 and preflight.json == {"error": "CORS origin not allowed"}
+    answer = client.post("plain", "read", {}, headers={"Origin": stranger})
+    assert answer.status == 200
+    assert not [h for h in answer.headers if h.lower().startswith("access-control")]
+    assert not [h for h in preflight.headers if h.lower().startswith("access-control")]
+
+
+def test_cors_is_off_by_default(shop):
+    result = Client(shop).request("/api/v0/plain/read", method="OPTIONS",
+                                  headers={"Origin": ORIGIN,
+                                           "Access-Control-Request-Method": "POST"})
+    assert result.status == 501 and "Access-Control-Allow-Origin" not in result.headers
+
+
+def test_any_origin_only_without_credentials(shop):
+    from apiphant.app import create_app
+
+    client = Client(create_app(shop, cors=policy(["*"])))
+    result = client.post("plain", "read", {}, headers={"Origin": "http://a.example"})
+    assert result.headers["Access-Control-Allow-Origin"] == "*"
+    with pytest.raises(CorsError, match="credentials"):
+        policy(["*"], credentials=True)
+    with_credentials = Client(create_app(shop, cors=policy([ORIGIN], credentials=True)))
+    answer = with_credentials.post("plain", "read", {}, headers={"Origin": ORIGIN})
+    assert answer.headers["Access-Control-Allow-Credentials"] == "true"
+
+
+@pytest.mark.parametrize("origin", ["app.example.com", "https://a.example/path", "ftp://a.b",
+                                    "https://a.example:99999x"])
+def test_bad_origins_are_refused(origin):
+    with pytest.raises(CorsError, match="expected an origin like"):
+        policy([origin])
