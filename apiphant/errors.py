@@ -13,6 +13,10 @@ def status_line(code: int) -> str:
     return f"{code} {phrase}"
 
 
+#: 0.2's ``apiphant.validation.status_by_code``: the status lines 0.2 answered with.
+STATUS_BY_CODE = {code: status_line(code) for code in (200, 400, 403, 404, 500, 501)}
+
+
 def _is_empty(error: Any) -> bool:
     return error is None or (isinstance(error, (str, dict, list)) and not error)
 

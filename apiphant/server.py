@@ -141,3 +141,10 @@ class Server(StreamServer):
             )
             pool.kill(block=True, timeout=1)
         return finished
+
+
+# 0.2.4/0.2.5's import path of the escape hatches: still works, warns once (apiphant.compat).
+from apiphant.compat import moved  # noqa: E402
+
+__getattr__ = moved(__name__, {"raw_environ": "apiphant.hatches:raw_environ",
+                               "raw_response": "apiphant.hatches:raw_response"})  # fmt: skip

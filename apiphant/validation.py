@@ -8,6 +8,7 @@ returned by ``field`` report ``"items[2].id"``.
 from collections.abc import Callable, Collection
 from typing import Any
 
+from apiphant.compat import moved
 from apiphant.errors import ApiError
 from apiphant.request import AttrDict
 
@@ -113,3 +114,8 @@ def field(
         raise Invalid(path, explain)
     _mark_children(value, path)
     return value
+
+
+
+# 0.2's table of status lines, for products that still read it: works, warns once.
+__getattr__ = moved(__name__, {"status_by_code": "apiphant.errors:STATUS_BY_CODE"})
