@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import MYPRODUCT, serving, start
+from tests.servers import MYPRODUCT, SELFCHECK, serving, start
 
 
 @pytest.fixture
@@ -39,6 +39,13 @@ def make_product(tmp_path: Path) -> Callable[..., Path]:
 def live(tmp_path: Path):
     """The template product served by a real `apiphant` process on loopback."""
     with serving(MYPRODUCT, tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def selfcheck_live(tmp_path: Path):
+    """apiphant's self-test product served by a real `apiphant` process on loopback."""
+    with serving(SELFCHECK, tmp_path) as server:
         yield server
 
 

@@ -41,7 +41,7 @@ from tests.deploy_helpers import (
     port_open,
     private_nginx,
 )
-from tests.servers import service_ports
+from tests.servers import SELFCHECK, service_ports
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SUPERVISORD = shutil.which("supervisord") or "/usr/bin/supervisord"
@@ -164,6 +164,7 @@ class Stack:
             CHECKOUT / PRODUCT, source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
         (source / "api" / "v0" / "ledger.py").write_text(LEDGER)
+        shutil.copy(SELFCHECK / "api" / "v0" / "self.py", source / "api" / "v0" / "self.py")
         text = deploy_toml(
             "root@127.0.0.1",
             f"127.0.0.1:{self.nginx_port}",

@@ -14,6 +14,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MYPRODUCT = REPO / "myproduct"
+#: apiphant's own self-test fixture (the seed's self.py, the escape hatches), not the template.
+SELFCHECK = REPO / "tests" / "products" / "selfcheck"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

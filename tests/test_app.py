@@ -6,12 +6,17 @@ import pytest
 
 from apiphant.app import App, create_app
 from apiphant.client import Client
-from tests.servers import MYPRODUCT
+from tests.servers import MYPRODUCT, SELFCHECK
 
 
 @pytest.fixture(scope="module")
 def client():
     return Client(MYPRODUCT)
+
+
+@pytest.fixture(scope="module")
+def selfcheck():
+    return Client(SELFCHECK)
 
 
 def test_echo(client):
@@ -43,27 +48,28 @@ def test_head_gets_headers_without_a_body(client):
     assert int(result.headers["Content-Length"]) > 0
 
 
-def test_handler_returning_none_answers_an_empty_object(client):
-    assert client.post("self", "create", {"test": "return none"}).json == {}
+def test_handler_returning_none_answers_an_empty_object(selfcheck):
+    assert selfcheck.post("self", "create", {"test": "return none"}).json == {}
 
 
-def test_handler_returning_a_non_dict_is_500_and_logged(client, caplog):
+def test_handler_returning_a_non_dict_is_500_and_logged(selfcheck, caplog):
     with caplog.at_level(logging.ERROR):
-        result = client.post("self", "create", {"test": "return invalid_json_object"})
+        result = selfcheck.post("self", "create", {"test": "return invalid_json_object"})
     assert (result.status, result.json) == (500, {"error": "500 Internal Server Error"})
     assert "returned str, expected a dict or None" in caplog.text
 
 
-def test_unexpected_exception_is_500_without_details_and_logged(client, caplog):
+def test_unexpected_exception_is_500_without_details_and_logged(selfcheck, caplog):
     with caplog.at_level(logging.ERROR):
-        result = client.post("self", "create", {"test": "1/0"})
+        result = selfcheck.post("self", "create", {"test": "1/0"})
     assert result.body == b'{"error": "500 Internal Server Error"}'
     assert "ZeroDivisionError" in caplog.text and "/api/v0/self/create" in caplog.text
 
 
-def test_api_errors(client):
-    assert client.post("self", "create", {"test": "api_error"}).json == {"error": "403 Forbidden"}
-    result = client.post("self", "create", {"test": "api_error_body"})
+def test_api_errors(selfcheck):
+    result = selfcheck.post("self", "create", {"test": "api_error"})
+    assert result.json == {"error": "403 Forbidden"}
+    result = selfcheck.post("self", "create", {"test": "api_error_body"})
     assert (result.status, result.json) == (409, {"error": {"conflict": "exists"}})
 
 
@@ -86,24 +92,24 @@ def test_short_body_is_400(client):
     assert (result.status, result.json) == (400, {"error": "Request body ended early"})
 
 
-def test_raw_environ_gets_the_environ_and_any_method(client):
-    result = client.request("/api/v0/raw/update", b"0123456789", method="PUT")
+def test_raw_environ_gets_the_environ_and_any_method(selfcheck):
+    result = selfcheck.request("/api/v0/raw/update", b"0123456789", method="PUT")
     assert result.json == {"method": "PUT", "length": 10}
 
 
 def test_raw_environ_still_enforces_the_body_limit():
-    client = Client(MYPRODUCT, max_body=5)
+    client = Client(SELFCHECK, max_body=5)
     assert client.request("/api/v0/raw/update", b"0123456789").status == 413
 
 
-def test_raw_response_answers_in_its_own_format(client):
-    result = client.post("raw", "delete", {"id": 3})
+def test_raw_response_answers_in_its_own_format(selfcheck):
+    result = selfcheck.post("raw", "delete", {"id": 3})
     assert (result.status, result.body) == (200, b"deleted 3\n")
     assert result.headers["Content-Type"] == "text/plain"
 
 
-def test_raw_environ_and_raw_response_make_a_plain_wsgi_app(client):
-    assert client.request("/api/v0/raw/read", method="GET").body == b"GET /api/v0/raw/read\n"
+def test_raw_environ_and_raw_response_make_a_plain_wsgi_app(selfcheck):
+    assert selfcheck.request("/api/v0/raw/read", method="GET").body == b"GET /api/v0/raw/read\n"
 
 
 def test_health_answers_any_method_with_product_and_release(monkeypatch):

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from apiphant import test as functional
-from tests.servers import MYPRODUCT, REPO, free_port
+from tests.servers import MYPRODUCT, REPO, SELFCHECK, free_port
 
 
 @pytest.fixture
@@ -88,8 +88,21 @@ def test_test_sh_when_the_server_cannot_start(make_product):
     assert "the server exited" in result.stderr and "cannot import" in result.stderr
 
 
-def test_template_test_py_covers_the_seed_self_tests():
-    text = (MYPRODUCT / "test.py").read_text()
+def test_the_self_tests_pass_against_the_selfcheck_fixture():
+    result = smoke("--product", str(SELFCHECK))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK:" in result.stdout
+
+
+def test_the_template_holds_only_what_a_product_should():
+    """apiphant's own fixtures live in tests/, not in the product a user copies."""
+    assert not (MYPRODUCT / "api" / "v0" / "self.py").exists()
+    assert not (MYPRODUCT / "api" / "v0" / "raw.py").exists()
+    assert '"self"' not in (MYPRODUCT / "test.py").read_text()
+
+
+def test_selfcheck_test_py_covers_the_seed_self_tests():
+    text = (SELFCHECK / "test.py").read_text()
     for case in ["optional", "default", "required", "valid_value", "valid_type", "valid_length",
                  "max_length", "explain", "return invalid_json_object", "1/0"]:
         assert f'"test": "{case}"' in text

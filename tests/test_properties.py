@@ -47,11 +47,12 @@ def test_any_json_value_is_echoed_if_an_object_else_400(value):
 
 @given(
     st.binary(max_size=300),
-    st.sampled_from(["/api/v0/echo/read", "/api/v0/self/create", "/api/v0/users/settings/update"]),
+    st.sampled_from(["/api/v0/echo/read", "/api/v0/users/settings/read",
+                     "/api/v0/users/settings/update"]),
 )
-def test_any_body_to_any_route_is_never_a_500_unless_the_handler_means_it(body, path):
+def test_any_body_to_any_route_is_never_a_500(body, path):
     result = client.request(path, body)
-    assert result.status < 500 or b'"1/0"' in body or b"return invalid" in body
+    assert result.status < 500
     assert "error" in result.json or result.status == 200
 
 

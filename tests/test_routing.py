@@ -2,15 +2,16 @@ import pytest
 
 from apiphant.product import ProductError, locate
 from apiphant.routing import RouteError, describe, discover, load
-from tests.servers import MYPRODUCT
+from tests.servers import MYPRODUCT, SELFCHECK
 
 
 def test_template_product_routes_include_nested_targets():
     routes = load(locate(MYPRODUCT))
     assert "/api/v0/echo/read" in routes
     assert "/api/v0/users/settings/update" in routes
-    assert "/api/v0/self/delete" not in routes
-    assert routes["/api/v0/raw/read"].raw_environ and routes["/api/v0/raw/read"].raw_response
+    hatches = load(locate(SELFCHECK))
+    assert "/api/v0/self/delete" not in hatches
+    assert hatches["/api/v0/raw/read"].raw_environ and hatches["/api/v0/raw/read"].raw_response
 
 
 def test_discover_lists_modules_packages_and_versions_without_importing(make_product):

@@ -52,7 +52,8 @@ def test_keep_alive_serves_many_requests_on_one_connection(live):
     conn.close()
 
 
-def test_errors_keep_the_connection_usable(live):
+def test_errors_keep_the_connection_usable(selfcheck_live):
+    live = selfcheck_live
     conn = http.client.HTTPConnection(live.host, live.port, timeout=5)
     for path, body, status in [
         ("/api/v0/nothing/read", b"{}", 404),
@@ -65,7 +66,8 @@ def test_errors_keep_the_connection_usable(live):
     conn.close()
 
 
-def test_500_body_has_no_traceback_but_the_log_does(live):
+def test_500_body_has_no_traceback_but_the_log_does(selfcheck_live):
+    live = selfcheck_live
     response = requests.post(f"{live.url}/api/v0/self/create", json={"test": "1/0"})
     assert response.content == b'{"error": "500 Internal Server Error"}'
     deadline = time.monotonic() + 5

@@ -3,12 +3,12 @@
 import requests
 
 from tests.sentry_capture import capture_sentry
-from tests.servers import MYPRODUCT, serving
+from tests.servers import SELFCHECK, serving
 
 
 def test_a_500_is_reported_with_its_route_and_flushed_at_shutdown(tmp_path):
     with capture_sentry() as sentry:
-        with serving(MYPRODUCT, tmp_path, env=sentry.env()) as live:
+        with serving(SELFCHECK, tmp_path, env=sentry.env()) as live:
             answer = requests.post(f"{live.url}/api/v0/self/create", json={"test": "1/0"})
             assert answer.status_code == 500
             assert requests.post(f"{live.url}/api/v0/self/create", json=[]).status_code == 400
@@ -24,6 +24,6 @@ def test_a_500_is_reported_with_its_route_and_flushed_at_shutdown(tmp_path):
 def test_without_a_dsn_nothing_is_sent(tmp_path, monkeypatch):
     monkeypatch.delenv("SENTRY_DSN", raising=False)
     with capture_sentry() as sentry:
-        with serving(MYPRODUCT, tmp_path) as live:
+        with serving(SELFCHECK, tmp_path) as live:
             requests.post(f"{live.url}/api/v0/self/create", json={"test": "1/0"})
         assert sentry.envelopes() == []

@@ -1,7 +1,7 @@
-"""Self-tests of apiphant's internals, driven by myproduct/test.py (as in the seed).
+"""Self-tests of apiphant's internals, driven by ../../test.py (as in the seed).
 
-``create`` picks a behaviour by ``request.test``; keep it out of a real
-product's deployment if you copy this template (delete this file).
+``create`` picks a behaviour by ``request.test``. A fixture of apiphant's own tests, not
+part of the template product a user copies.
 """
 
 from apiphant.validation import ApiError, Invalid, field

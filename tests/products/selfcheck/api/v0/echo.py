@@ -1,0 +1,4 @@
+def read(request):
+    response = request.copy()
+    response.server = "selfcheck"
+    return response
