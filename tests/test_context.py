@@ -227,3 +227,28 @@ def test_any_origin_only_without_credentials(shop):
 def test_bad_origins_are_refused(origin):
     with pytest.raises(CorsError, match="expected an origin like"):
         policy([origin])
+
+
+def test_a_live_worker_survives_a_failing_hook_and_logs_the_request_id(make_product, tmp_path):
+    import requests
+
+    from tests.servers import serving
+
+    root = make_product({**HANDLERS, "api/hooks.py": HOOKS,
+                         "api/v0/boom.py": "def read(request):\n    return {}\n"},
+                        name="livehooks")
+    good = {"Authorization": "Bearer s3cret"}
+    with serving(root, tmp_path) as live:
+        failed = requests.post(f"{live.url}/api/v0/boom/read", json={}, headers=good, timeout=5)
+        assert (failed.status_code, failed.json()) == (500, {"error": "500 Internal Server Error"})
+        assert b"s3cret" not in failed.content
+        refused = requests.post(f"{live.url}/api/v0/plain/read", json={}, timeout=5)
+        assert (refused.status_code, refused.json()) == (
+            401, {"error": "missing or wrong bearer token"})
+        answer = requests.post(f"{live.url}/api/v0/plain/read", json={}, headers=good, timeout=5)
+        assert (answer.status_code, answer.json()) == (200, {"keys": [], "after": True})
+        assert answer.headers["X-After"] == "ran"
+        assert live.process.poll() is None
+    request_id = failed.headers["X-Request-Id"]
+    [line] = [x for x in live.log().splitlines() if "/api/v0/boom/read failed" in x]
+    assert f"[{request_id}] /api/v0/boom/read failed" in line
