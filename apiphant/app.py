@@ -115,13 +115,13 @@ class App:
                     return route.handler(request, start_response)
                 args = (request, http) if route.wants_http else (request,)
                 result = route.handler(*args)
+            if result is None:
+                result = {}
             if after:
                 replaced = after(request, http, result)
                 if replaced is not None:
                     result = replaced
-            if result is None:
-                result = {}
-            elif not isinstance(result, dict):
+            if not isinstance(result, dict):
                 raise TypeError(
                     f"{route.module}.{route.action} returned {type(result).__name__}, "
                     "expected a dict or None"

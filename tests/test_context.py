@@ -252,3 +252,12 @@ def test_a_live_worker_survives_a_failing_hook_and_logs_the_request_id(make_prod
     request_id = failed.headers["X-Request-Id"]
     [line] = [x for x in live.log().splitlines() if "/api/v0/boom/read failed" in x]
     assert f"[{request_id}] /api/v0/boom/read failed" in line
+
+
+def test_after_gets_an_empty_object_when_the_handler_returned_none(make_product):
+    root = make_product({
+        "api/v0/quiet.py": "def update(request):\n    return None\n",
+        "api/hooks.py": "def before(request, http):\n    pass\n\n"
+                        "def after(request, http, response):\n    return {**response, 'seen': 1}\n",
+    }, name="quietshop")
+    assert Client(root).post("quiet", "update", {}).json == {"seen": 1}
