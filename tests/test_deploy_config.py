@@ -213,3 +213,34 @@ def test_relative_secrets_path_is_next_to_the_config(tmp_path: Path) -> None:
     path.write_text('secrets = "../s.secrets.env"\n' + ONE_HOST)
     config = load(path, MYPRODUCT)
     assert config.secrets == tmp_path / ".." / "s.secrets.env"
+
+
+def test_cors_origins_and_trusted_nginx_reach_the_workers_environment() -> None:
+    config = parsed(ONE_HOST + '\n[api]\ncors_origins = ["https://app.example.com", '
+                    '"http://localhost:5173"]\ncors_headers = ["Authorization"]\n')
+    environment = dict(config.program_environment())
+    assert environment["APIPHANT_CORS_ORIGINS"] == "https://app.example.com,http://localhost:5173"
+    assert environment["APIPHANT_CORS_HEADERS"] == "Authorization"
+    assert environment["APIPHANT_TRUSTED_PROXIES"] == "127.0.0.1"
+    assert "APIPHANT_CORS_ORIGINS" not in dict(parsed(ONE_HOST).program_environment())
+
+
+@pytest.mark.parametrize(
+    ("api", "message"),
+    [
+        ('cors_origins = ["app.example.com"]', "deploy.toml: api.cors_origins: expected an origin "
+         "like https://app.example.com (scheme, host, port; no path), or *, got 'app.example.com'"),
+        ('cors_origins = "https://a.example"', "deploy.toml: api.cors_origins: expected a list of "
+         "origins like 'https://a.example', got 'https://a.example'"),
+        ('cors_headers = ["Bad Header"]', "deploy.toml: api.cors_headers: expected a list of "
+         "header names like 'Authorization', got 'Bad Header'"),
+    ],
+)
+def test_bad_cors_settings_are_one_line(api: str, message: str) -> None:
+    assert error_of(ONE_HOST + f"\n[api]\n{api}\n") == message
+
+
+def test_the_deploy_sets_the_cors_and_proxy_variables_itself() -> None:
+    message = error_of(ONE_HOST + '\n[environment]\nAPIPHANT_CORS_ORIGINS = "*"\n')
+    assert message == ("deploy.toml: environment.APIPHANT_CORS_ORIGINS: set by the deploy from "
+                       "[api] cors_origins, leave it out")

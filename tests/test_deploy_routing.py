@@ -48,6 +48,10 @@ def read(request):
 
 def create(request):
     return read(request)
+
+
+def delete(request):
+    return {"x": 1 / 0}
 """
 
 
@@ -135,7 +139,8 @@ class Front:
 
 
 @contextlib.contextmanager
-def front_and_pools(tmp_path: Path, nginx_toml: str = "") -> Iterator[Front]:
+def front_and_pools(tmp_path: Path, nginx_toml: str = "",
+                    worker_env: dict[str, str] | None = None) -> Iterator[Front]:  # fmt: skip
     """The three-host config rendered by `fab render`; its front's site served by a real nginx,
     its pools by apiphant workers on 127.0.0.2 and 127.0.0.3."""
     front, local = free_port(), free_port()
@@ -153,7 +158,7 @@ def front_and_pools(tmp_path: Path, nginx_toml: str = "") -> Iterator[Front]:
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "apiphant", str(product), f"{host}:{port}"],
-                    env=dict(os.environ, POOL=pool),
+                    env=dict(os.environ, POOL=pool, **(worker_env or {})),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -238,3 +243,24 @@ def test_rate_limit_answers_429_in_json(tmp_path: Path) -> None:
         status, answer = statuses[-1]
         assert answer["body"] == {"error": "429 Too Many Requests"}
         assert answer["Retry-After"] == "1" and answer["Content-Type"] == "application/json"
+
+
+def test_one_request_id_in_nginx_worker_log_and_sentry(tmp_path: Path) -> None:
+    """Nginx makes the id ($request_id), logs it, passes it on; the worker logs it and tags
+    its Sentry event (sentry-sdk's real transport, to a local capture) with it."""
+    from tests.sentry_capture import capture_sentry
+
+    with capture_sentry() as sentry:
+        with front_and_pools(tmp_path, worker_env=sentry.env()) as front:
+            status, answer = exchange(f"{front.url}/api/v0/echo/delete")
+            assert status == 500 and answer["body"] == {"error": "500 Internal Server Error"}
+            request_id = answer["X-Request-Id"]
+            assert re.fullmatch(r"[0-9a-f]{32}", request_id), answer
+            [event] = sentry.wait_for(1, timeout=10)
+            access = (LOGS / "nginx-access.log").read_text()
+        worker_log = (tmp_path / "worker-A.log").read_text()
+    assert event["tags"]["request_id"] == request_id
+    [line] = [x for x in access.splitlines() if "/api/v0/echo/delete" in x]
+    assert line.endswith(f" {request_id}")
+    [failed] = [x for x in worker_log.splitlines() if "/api/v0/echo/delete failed" in x]
+    assert failed.startswith("ERROR at app._report:") and f"] [{request_id}] " in failed

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apiphant import settings
 from apiphant.app import DEFAULT_MAX_BODY, RELEASE_ENV
+from apiphant.cors import CorsError, policy
 from apiphant.deploy.layout import PRODUCTION, Layout
 from apiphant.product import name_problem
 
@@ -39,7 +41,14 @@ TARGET = re.compile(r"v[0-9]+(/[A-Za-z_][A-Za-z0-9_]*)*")
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ABS_PATH = re.compile(r"/[A-Za-z0-9_./+-]*")
 RATE = re.compile(r"[1-9][0-9]{0,5}r/[sm]")
-RESERVED_ENV = {RELEASE_ENV}  # set by the deploy to the release id
+#: Set by the deploy: the release id; the CORS policy from [api]; the fronts as trusted proxies.
+RESERVED_ENV = {
+    RELEASE_ENV: "the release id",
+    settings.CORS_ORIGINS: "[api] cors_origins",
+    settings.CORS_HEADERS: "[api] cors_headers",
+    settings.TRUSTED_PROXIES: "the hosts with the nginx role",
+}
+ANY_TEXT = re.compile(r"[^,\s]{1,200}")  # each checked by apiphant.cors.policy
 ENV_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
 LOGIN = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 #: Where a non-root SSH user's sudo password comes from, if it needs one: never a file.
@@ -61,6 +70,9 @@ class Api:
     drain_timeout: float = 10.0
     max_connections: int | None = None
     access_log: bool = False
+    #: Browser origins allowed to call the API (CORS), and the request headers they may send.
+    cors_origins: tuple[str, ...] = ()
+    cors_headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,21 @@ class Config:
 
     def ssh_target(self, host: Host) -> str:
         return host.ssh if "@" in host.ssh else f"{self.login}@{host.ssh}"
+
+    def trusted_proxies(self) -> tuple[str, ...]:
+        """Where the workers' Nginx connects from: loopback, and the fronts' private addresses."""
+        fronts = [h.private_address for h in self.fronts() if h.private_address]
+        return tuple(dict.fromkeys(["127.0.0.1", *fronts]))
+
+    def program_environment(self) -> tuple[tuple[str, str], ...]:
+        """Every program's environment: deploy.toml's, then what the deploy derives for the
+        workers (the CORS policy, Nginx as the trusted proxy that names the client)."""
+        derived = [(settings.TRUSTED_PROXIES, ",".join(self.trusted_proxies()))]
+        if self.api.cors_origins:
+            derived.append((settings.CORS_ORIGINS, ",".join(self.api.cors_origins)))
+        if self.api.cors_headers:
+            derived.append((settings.CORS_HEADERS, ",".join(self.api.cors_headers)))
+        return (*self.environment, *derived)
 
 
 # Parsing
@@ -472,7 +499,8 @@ def _environment(shown: str, table: Any) -> tuple[tuple[str, str], ...]:
                 f"{shown}: environment.{key}: expected a variable name like SENTRY_ENVIRONMENT"
             )
         if key in RESERVED_ENV:
-            raise ConfigError(f"{shown}: environment.{key}: set by the deploy, leave it out")
+            raise ConfigError(f"{shown}: environment.{key}: set by the deploy from "
+                              f"{RESERVED_ENV[key]}, leave it out")  # fmt: skip
         if isinstance(value, bool):
             value = "true" if value else "false"
         if isinstance(value, int | float):
@@ -539,7 +567,7 @@ def parse(
 
     a = _Reader(shown, "api", data.get("api", {}), (
         "max_body", "keepalive_timeout", "header_timeout", "request_timeout",
-        "drain_timeout", "max_connections", "access_log",
+        "drain_timeout", "max_connections", "access_log", "cors_origins", "cors_headers",
     ))  # fmt: skip
     d = Api()
     api = Api(
@@ -550,7 +578,15 @@ def parse(
         drain_timeout=a.seconds("drain_timeout", d.drain_timeout),
         max_connections=a.integer("max_connections", 1) if a.has("max_connections") else None,
         access_log=a.flag("access_log", d.access_log),
+        cors_origins=a.names("cors_origins", ANY_TEXT, "origins like 'https://a.example'", []),
+        cors_headers=a.names("cors_headers", ANY_TEXT, "header names like 'Authorization'", []),
     )
+    for key, origins, headers in (("cors_origins", api.cors_origins, ()),
+                                  ("cors_headers", (), api.cors_headers)):  # fmt: skip
+        try:
+            policy(origins, headers)
+        except CorsError as error:
+            raise ConfigError(f"{shown}: api.{key}: {error}") from None
     b = _Reader(shown, "background", data.get("background", {}), ("stop_timeout",))
     stop_timeout = b.seconds("stop_timeout", DEFAULT_STOP_TIMEOUT)
 

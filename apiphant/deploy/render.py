@@ -147,7 +147,7 @@ def context(
         "background_program": layout.background,
         "background_stop_timeout": config.background_stop_timeout,
         "background_stopwait": int(config.background_stop_timeout) + STOP_MARGIN,
-        "environment": config.environment,
+        "environment": config.program_environment(),
         "apt": roles.apt_packages(host_roles),
         "pip": roles.pip_packages(host_roles),
         "product_requirements": product_requirements(config),
