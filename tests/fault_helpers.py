@@ -33,6 +33,7 @@ from pathlib import Path
 
 from apiphant.deploy import render
 from apiphant.deploy.config import load
+from apiphant.deploy.layout import Layout
 from tests.deploy_helpers import (
     CHECKOUT,
     SERVER_NAME,
@@ -131,11 +132,11 @@ class Stack:
     # Names
 
     def worker(self, index: int) -> str:
-        return f"{PRODUCT}-api-{self.ports[index]}"
+        return Layout(PRODUCT).worker(self.ports[index])
 
     @property
     def background(self) -> str:
-        return f"{PRODUCT}-background"
+        return Layout(PRODUCT).background
 
     @property
     def url(self) -> str:
