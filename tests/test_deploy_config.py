@@ -158,6 +158,14 @@ def test_three_hosts_bind_private_addresses_and_route() -> None:
             "hosts.b: has the api role but is in no pool",
         ),
         (THREE_HOSTS.replace('"root@203.0.113.11"', '"root@203.0.113.10"'), "used by two hosts"),
+        (
+            THREE_HOSTS.replace('"10.0.0.12"', '"10.0.0.11"'),
+            "hosts.b.private_address: 10.0.0.11 is already hosts.a's",
+        ),
+        (
+            THREE_HOSTS.replace('hosts = ["b"]', "hosts = []"),
+            "pools.reports.hosts: expected at least one host with the api role",
+        ),
         (ONE_HOST.replace('["nginx", "api"]', '["api"]'), "hosts: no host has the nginx role"),
     ],
 )

@@ -185,8 +185,11 @@ def tarball_path(workdir: Path, config: Config, release: str) -> Path:
     return workdir / f"{config.product}-{release}.tar.gz"
 
 
-def build_tarball(config: Config, release: str, wheel: Path, workdir: Path) -> Path:
-    """PRODUCT/ (no caches, no secrets, no .git), wheels/apiphant-*.whl: one for all hosts."""
+def build_tarball(
+    config: Config, release: str, wheels: Path | list[Path], workdir: Path
+) -> Path:
+    """PRODUCT/ (no caches, no secrets, no .git), wheels/: apiphant's and every package the
+    hosts install (the wheelhouse); one for all hosts."""
     path = tarball_path(workdir, config, release)
     exclude = {config.secrets.resolve()} if config.secrets else set()
 
@@ -203,6 +206,7 @@ def build_tarball(config: Config, release: str, wheel: Path, workdir: Path) -> P
             relative = file.relative_to(config.product_dir)
             mode = 0o755 if file.stat().st_mode & 0o100 else 0o644
             add(archive, file, f"{config.product}/{relative}", mode)
-        add(archive, wheel, f"wheels/{wheel.name}", 0o644)
+        for wheel in [wheels] if isinstance(wheels, Path) else wheels:
+            add(archive, wheel, f"wheels/{wheel.name}", 0o644)
     print(f"local: built {path} ({path.stat().st_size // 1024} KiB)", flush=True)
     return path

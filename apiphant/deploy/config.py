@@ -700,6 +700,14 @@ def _hosts(shown: str, table: Any, nginx: Nginx) -> tuple[Host, ...]:
     for host in hosts:
         if ssh_targets.count(host.ssh) > 1:
             raise ConfigError(f"{shown}: hosts.{host.name}.ssh: {host.ssh!r} is used by two hosts")
+    addresses: dict[str, str] = {}
+    for host in hosts:
+        if host.private_address and host.private_address in addresses:
+            raise ConfigError(
+                f"{shown}: hosts.{host.name}.private_address: {host.private_address} is "
+                f"already hosts.{addresses[host.private_address]}'s"
+            )
+        addresses.setdefault(host.private_address, host.name)
     return tuple(hosts)
 
 

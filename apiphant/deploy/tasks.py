@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import apiphant
-from apiphant.deploy import artifacts, plan, render, roles
+from apiphant.deploy import artifacts, plan, render, roles, wheelhouse
 from apiphant.deploy import config as configuration
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
@@ -83,6 +83,11 @@ def find_product(target: Target, start: Path | None = None) -> Config:
     return configuration.load(path, folder.resolve(), target.env)
 
 
+#: Exit status of a command refused for what it was given (flags, deploy.toml, the product),
+#: before any host was touched; a failure on a host exits 1.
+BAD_INPUT = 2
+
+
 def _guarded(task: Callable[..., int]) -> Callable[..., int]:
     """One line for every expected failure; tracebacks only for bugs."""
 
@@ -90,12 +95,13 @@ def _guarded(task: Callable[..., int]) -> Callable[..., int]:
     def guarded(*args: Any, **kwargs: Any) -> int:
         try:
             return task(*args, **kwargs)
-        except (UsageError, ConfigError, RoleError, DeployError, artifacts.BuildError) as error:
+        except (UsageError, ConfigError, RoleError, DeployError, artifacts.BuildError,
+                wheelhouse.WheelhouseError) as error:  # fmt: skip
             first, _, rest = str(error).partition("\n")
             print(f"error: {first}", flush=True)
             if rest:
                 print(rest, flush=True)
-            return 1
+            return BAD_INPUT if isinstance(error, (UsageError, ConfigError, RoleError)) else 1
 
     return guarded
 
@@ -181,28 +187,34 @@ def deploy(
           flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="apiphant-deploy-") as work:
         workdir = Path(work)
-        if dry_run:
-            wheel_name = artifacts.wheel_name()
-            print(artifacts.describe_build(workdir))
-            tarball = artifacts.tarball_path(workdir, config, release)
-            print(f"local: would build {tarball}: {config.product}/, {wheel_name}")
-        else:
-            wheel = artifacts.build_wheel(workdir)
-            wheel_name = wheel.name
-            tarball = artifacts.build_tarball(config, release, wheel, workdir)
-        rendered = {
-            h.name: render.render_host(config, h, release, wheel_name, all_roles) for h in chosen
-        }
-        the_plan = plan.deploy_plan(
-            config, chosen, release, tarball, rendered, artifacts.holder(release), all_roles
-        )
-
-        def rollback(targets: dict[str, str]) -> plan.Plan:
-            back = [h for h in chosen if h.name in targets]
-            return plan.rollback_plan(config, back, targets, all_roles)
-
         executor = _executor(config, dry_run, fabric_config)
+        pip = _pip(config, chosen, all_roles)
         try:
+            if dry_run:
+                wheel_name = artifacts.wheel_name()
+                print(artifacts.describe_build(workdir))
+                print(wheelhouse.describe(["apiphant's dependencies", *pip]))
+                tarball = artifacts.tarball_path(workdir, config, release)
+                print(f"local: would build {tarball}: {config.product}/, wheels/")
+            else:
+                platforms = host_platforms(executor, config, chosen)
+                wheel = artifacts.build_wheel(workdir)
+                wheel_name = wheel.name
+                requirements = wheelhouse.wheel_requirements(wheel) + pip
+                wheels = wheelhouse.build(platforms.values(), requirements, workdir / "wheelhouse")
+                tarball = artifacts.build_tarball(config, release, [wheel, *wheels], workdir)
+            rendered = {
+                h.name: render.render_host(config, h, release, wheel_name, all_roles)
+                for h in chosen
+            }
+            the_plan = plan.deploy_plan(
+                config, chosen, release, tarball, rendered, artifacts.holder(release), all_roles
+            )
+
+            def rollback(targets: dict[str, str]) -> plan.Plan:
+                back = [h for h in chosen if h.name in targets]
+                return plan.rollback_plan(config, back, targets, all_roles)
+
             if dry_run:
                 print_plan(the_plan, executor, rollback({h.name: "<previous>" for h in chosen}))
                 say(executor.out, "dry run: nothing was run")
@@ -214,6 +226,29 @@ def deploy(
             executor.close()
     say(print, ("OK: " if outcome.ok else "FAILED: ") + outcome.message)
     return 0 if outcome.ok else 1
+
+
+def host_platforms(
+    executor: Executor, config: Config, hosts: list[Host]
+) -> dict[str, wheelhouse.Platform]:
+    """Every chosen host's Python and platform, asked before anything changes anywhere: a
+    host that cannot be reached stops the deploy here, with nothing touched."""
+    found = {}
+    for host in hosts:
+        try:
+            answer = executor.query(
+                host.name, wheelhouse.facts_command(config.python), "its Python and platform"
+            )
+        except DeployError as error:
+            raise DeployError(f"{error}; nothing was changed on any host") from None
+        found[host.name] = wheelhouse.parse_facts(host.name, answer)
+    return found
+
+
+def _pip(config: Config, hosts: list[Host], all_roles: dict[str, roles.Role]) -> list[str]:
+    """What the release's virtualenvs install besides apiphant: roles' packages, the product's."""
+    packages = {p for h in hosts for p in roles.pip_packages(roles.for_host(h, all_roles))}
+    return sorted(packages) + list(render.product_requirements(config))
 
 
 def _hosts(config: Config, hosts: list[Host]) -> str:

@@ -1,0 +1,178 @@
+"""Every package a release installs, as wheels fetched once on the deploying machine.
+
+Hosts install with ``pip install --no-index`` from the wheels that ride in the
+release: they need no route to a package registry, and every host of a deploy
+gets byte-identical packages. The deployer asks each host for its Python and
+platform (``facts_command``), then ``pip download``s binary wheels for each
+distinct platform into one folder, which pip on every host picks from by its
+own tags. Downloads are cached on the deploying machine by what they resolve
+from, so a deploy that changed only code downloads nothing.
+
+Pure parts (the facts, the tags, the pip command, the cache key) are apart from
+the one function that runs pip.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from shlex import quote as q
+
+__all__ = ["Platform", "WheelhouseError", "facts_command", "parse_facts", "platform_tags"]
+
+#: The oldest glibc manylinux wheels are built for (manylinux_2_5 is manylinux1).
+OLDEST_GLIBC_MINOR = 5
+#: The legacy manylinux names and the glibc each stands for.
+LEGACY_MANYLINUX = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+FACTS = re.compile(
+    r"(?P<impl>\w+) (?P<major>\d+)\.(?P<minor>\d+) (?P<machine>[\w.-]+)"
+    r"(?: (?P<libc>\w+) (?P<libc_major>\d+)\.(?P<libc_minor>\d+))?"
+)
+#: Printed by a host's Python: "cpython 3.11 x86_64 glibc 2.36".
+FACTS_SCRIPT = (
+    "import platform, sys; "
+    "print(sys.implementation.name, '%d.%d' % sys.version_info[:2], platform.machine(), "
+    "*platform.libc_ver())"
+)
+
+
+class WheelhouseError(Exception):
+    """A host whose platform has no wheels, or a download that failed; one line first."""
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    """What decides which wheels a host's pip takes."""
+
+    python: str  # "3.11"
+    machine: str  # "x86_64"
+    glibc: tuple[int, int]  # (2, 36)
+
+    def __str__(self) -> str:
+        return f"Python {self.python} on {self.machine}, glibc {self.glibc[0]}.{self.glibc[1]}"
+
+
+def facts_command(python: str) -> str:
+    """Asks a host what its virtualenvs will run: the release's venv is made by ``python``."""
+    return f"{q(python)} -c {q(FACTS_SCRIPT)}"
+
+
+def parse_facts(host: str, text: str) -> Platform:
+    """The host's answer to ``facts_command``, or one line saying why no wheel fits it."""
+    match = FACTS.fullmatch(text.strip())
+    if match is None:
+        raise WheelhouseError(f"{host}: cannot tell its Python and platform from {text.strip()!r}")
+    if match["impl"] != "cpython":
+        raise WheelhouseError(f"{host}: runs {match['impl']}; the deploy installs CPython wheels")
+    if match["libc"] != "glibc":
+        raise WheelhouseError(
+            f"{host}: its C library is {match['libc'] or 'unknown'}, not glibc: "
+            "the deploy installs manylinux wheels (Debian, Ubuntu and their kin)"
+        )
+    python = f"{match['major']}.{match['minor']}"
+    return Platform(python, match["machine"], (int(match["libc_major"]), int(match["libc_minor"])))
+
+
+def platform_tags(platform: Platform) -> list[str]:
+    """Every manylinux tag a host's pip accepts, newest first: pip's ``--platform`` does not
+    widen one tag to the older glibc versions it includes, so all are named."""
+    major, minor = platform.glibc
+    tags = [
+        f"manylinux_{major}_{m}_{platform.machine}"
+        for m in range(minor, OLDEST_GLIBC_MINOR - 1, -1)
+    ]
+    tags += [f"{name}_{platform.machine}" for name, m in LEGACY_MANYLINUX.items() if m <= minor]
+    return tags
+
+
+def download_command(platform: Platform, requirements: Path, dest: Path) -> list[str]:
+    """``pip download`` of binary wheels for ``platform``: runs anywhere pip runs."""
+    abi = "cp" + platform.python.replace(".", "")
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+               "--only-binary=:all:", "--implementation", "cp", "--python-version",
+               platform.python, "--abi", abi, "--abi", "abi3", "--abi", "none"]  # fmt: skip
+    for tag in platform_tags(platform):
+        command += ["--platform", tag]
+    return [*command, "--dest", str(dest), "-r", str(requirements)]
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """A wheel's own dependencies (Requires-Dist without extras), read from its metadata:
+    the same for a wheel built from a checkout and one packed from an installation."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(name).decode()
+    found = []
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the headers end; the long description follows
+        if line.startswith("Requires-Dist:"):
+            value = line.partition(":")[2].strip()
+            if "extra" not in value.partition(";")[2]:
+                found.append(value)
+    return found
+
+
+def cache_key(platform: Platform, requirements: Iterable[str]) -> str:
+    """What a download depends on; unpinned requirements are fetched again once a day."""
+    from datetime import UTC, datetime
+
+    text = "\n".join([str(platform), datetime.now(UTC).strftime("%Y-%m-%d"), *requirements])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cache_root() -> Path:
+    """Where downloaded wheels are kept between deploys, as pip keeps its own cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "apiphant" / "wheelhouse"
+
+
+def describe(requirements: Iterable[str]) -> str:
+    """What ``build`` will do, for --dry-run (the hosts' platforms are asked at deploy time)."""
+    shown = ", ".join(requirements) or "nothing"
+    return (
+        "local: would ask each host for its Python and platform, then pip download binary "
+        f"wheels for them (cached in {cache_root()}): {shown}"
+    )
+
+
+def build(platforms: Iterable[Platform], requirements: list[str], dest: Path) -> list[Path]:
+    """Wheels for every platform into ``dest``, from the cache or from pip; the files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for platform in sorted(set(platforms)):
+        cached = cache_root() / cache_key(platform, requirements)
+        if not (cached / ".complete").is_file():
+            _download(platform, requirements, cached)
+        else:
+            print(f"local: wheels for {platform} from the cache ({cached})", flush=True)
+        for wheel in cached.glob("*.whl"):
+            shutil.copy2(wheel, dest / wheel.name)
+    return sorted(dest.glob("*.whl"))
+
+
+def _download(platform: Platform, requirements: list[str], cached: Path) -> None:
+    partial = cached.with_name(cached.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    listing = partial / "requirements.txt"
+    listing.write_text("".join(f"{line}\n" for line in requirements))
+    command = download_command(platform, listing, partial)
+    print("local $ " + " ".join(command), flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        lines = [x for x in (done.stdout + done.stderr).splitlines() if x.startswith("ERROR")]
+        shutil.rmtree(partial, ignore_errors=True)
+        raise WheelhouseError(
+            f"no wheels for {platform}: {(lines or ['pip download failed'])[-1]} "
+            "(the hosts install binary wheels only: pin a release that has them)"
+        )
+    listing.unlink()
+    (partial / ".complete").write_text(str(platform) + "\n")
+    shutil.rmtree(cached, ignore_errors=True)
+    partial.rename(cached)

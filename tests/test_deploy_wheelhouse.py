@@ -1,0 +1,105 @@
+"""The wheelhouse's pure parts: a host's facts, the tags pip is given, the command, the cache.
+
+The download itself runs in every e2e deploy (tests/test_deploy_e2e.py and the multi-host
+tests, whose hosts have no route to a registry).
+"""
+
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from apiphant.deploy import wheelhouse
+from apiphant.deploy.wheelhouse import Platform, WheelhouseError
+
+BOOKWORM = Platform("3.11", "x86_64", (2, 36))
+
+
+def test_facts_of_this_machine_parse() -> None:
+    answer = subprocess.run(
+        ["sh", "-c", wheelhouse.facts_command("python3")], capture_output=True, text=True
+    ).stdout
+    found = wheelhouse.parse_facts("web1", answer)
+    assert found.python.startswith("3.") and found.glibc[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("cpython 3.11 x86_64 glibc 2.36\n", Platform("3.11", "x86_64", (2, 36))),
+        ("cpython 3.12 aarch64 glibc 2.39", Platform("3.12", "aarch64", (2, 39))),
+    ],
+)
+def test_facts(answer: str, expected: Platform) -> None:
+    assert wheelhouse.parse_facts("web1", answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("cpython 3.11 x86_64  ", "web1: its C library is unknown, not glibc"),
+        ("cpython 3.11 x86_64 musl 1.2", "web1: its C library is musl, not glibc"),
+        ("pypy 3.10 x86_64 glibc 2.36", "web1: runs pypy"),
+        ("bash: python3: not found", "web1: cannot tell its Python and platform"),
+    ],
+)
+def test_hosts_no_wheel_fits_are_one_line(answer: str, expected: str) -> None:
+    with pytest.raises(WheelhouseError) as caught:
+        wheelhouse.parse_facts("web1", answer)
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+
+
+def test_tags_name_every_older_glibc_and_the_legacy_names() -> None:
+    tags = wheelhouse.platform_tags(BOOKWORM)
+    assert tags[0] == "manylinux_2_36_x86_64" and tags[31] == "manylinux_2_5_x86_64"
+    assert tags[32:] == ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    old = wheelhouse.platform_tags(Platform("3.11", "x86_64", (2, 12)))
+    assert "manylinux2014_x86_64" not in old and "manylinux2010_x86_64" in old
+
+
+def test_download_command_asks_for_binary_wheels_of_the_host(tmp_path: Path) -> None:
+    command = wheelhouse.download_command(BOOKWORM, tmp_path / "r.txt", tmp_path / "out")
+    assert command[1:4] == ["-m", "pip", "download"]
+    assert "--only-binary=:all:" in command
+    pairs = list(zip(command, command[1:], strict=False))
+    assert ("--python-version", "3.11") in pairs and ("--abi", "cp311") in pairs
+    assert ("--platform", "manylinux_2_17_x86_64") in pairs
+    assert command[-2:] == ["-r", str(tmp_path / "r.txt")]
+
+
+def test_a_wheels_requirements_leave_out_extras(tmp_path: Path) -> None:
+    wheel = tmp_path / "x-1.0-py3-none-any.whl"
+    metadata = (
+        "Metadata-Version: 2.1\nName: x\nVersion: 1.0\n"
+        "Requires-Dist: gevent<27,>=24.2\n"
+        'Requires-Dist: pytest>=8; extra == "test"\n'
+        "Requires-Dist: tomli; python_version < \"3.11\"\n"
+        "\nRequires-Dist: not-a-header-this-is-the-description\n"
+    )
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("x-1.0.dist-info/METADATA", metadata)
+    assert wheelhouse.wheel_requirements(wheel) == [
+        "gevent<27,>=24.2",
+        'tomli; python_version < "3.11"',
+    ]
+
+
+def test_the_cache_key_follows_platform_and_requirements() -> None:
+    key = wheelhouse.cache_key(BOOKWORM, ["gevent<27"])
+    assert key == wheelhouse.cache_key(BOOKWORM, ["gevent<27"])
+    assert key != wheelhouse.cache_key(BOOKWORM, ["gevent<26"])
+    assert key != wheelhouse.cache_key(Platform("3.12", "x86_64", (2, 36)), ["gevent<27"])
+
+
+def test_a_complete_cache_entry_is_used_without_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cached = wheelhouse.cache_root() / wheelhouse.cache_key(BOOKWORM, ["x"])
+    cached.mkdir(parents=True)
+    (cached / "x-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    (cached / ".complete").write_text("")
+    monkeypatch.setattr(wheelhouse, "_download", pytest.fail)  # the cache answers
+    found = wheelhouse.build([BOOKWORM, BOOKWORM], ["x"], tmp_path / "out")
+    assert [p.name for p in found] == ["x-1.0-py3-none-any.whl"]
