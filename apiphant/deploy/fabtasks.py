@@ -3,7 +3,7 @@
     from apiphant.deploy.fabtasks import *  # noqa: F403
 
     fab render   [HOST ...] [--out DIR] [-e ENV]         every file, no connection
-    fab deploy   [HOST ...] [--dry-run] [-e ENV]         no host: every host
+    fab deploy   [HOST ...] [--dry-run] [-e ENV] [--parallel N]   no host: every host
     fab rollback [HOST ...] [--release ID] [--dry-run]
     fab status   [HOST ...]              fab logs [HOST ...] [--lines 50] [--follow]
     fab run      HOST -- COMMAND ...     a one-off command in the current release
@@ -67,12 +67,14 @@ def render(c, product="", host=None, out="", config="", env=""):
     _done(tasks.render_files(_where(product, config, env), host or [], out))
 
 
-@host_task()
-def deploy(c, product="", host=None, dry_run=False, config="", env=""):
+@host_task(parallel="how many hosts prepare at once (default: all)")
+def deploy(c, product="", host=None, dry_run=False, config="", env="", parallel=""):
     """Deploy: build, lock, upload, check, release command, switch, restart, smoke test.
 
-    It rolls back by itself when anything fails after the switch."""
-    _done(tasks.deploy(_where(product, config, env), host or [], dry_run, c.config))
+    Hosts prepare side by side; it rolls back by itself when anything fails after the
+    switch."""
+    where = _where(product, config, env)
+    _done(tasks.deploy(where, host or [], dry_run, c.config, parallel))
 
 
 @host_task(release="the release id to go back to (default: the previous good one)")

@@ -172,10 +172,16 @@ def render_files(target: Target, hosts: Iterable[str] = (), out: str = "") -> in
 
 @_guarded
 def deploy(
-    target: Target, hosts: Iterable[str] = (), dry_run: bool = False, fabric_config: Any = None
+    target: Target,
+    hosts: Iterable[str] = (),
+    dry_run: bool = False,
+    fabric_config: Any = None,
+    parallel: int | str = 0,
 ) -> int:
-    """Build once, then lock, prepare, run the release command, switch, restart, smoke-test
-    every chosen host; record the outcome in each host's history."""
+    """Build once, then lock, prepare (hosts side by side, ``parallel`` at most, 0: all), run
+    the release command, switch, restart, smoke-test every chosen host; record the outcome in
+    each host's history."""
+    width = parallel_width(parallel)
     config = find_product(target)
     chosen = config.select(hosts)
     check_secrets(config)
@@ -216,16 +222,27 @@ def deploy(
                 return plan.rollback_plan(config, back, targets, all_roles)
 
             if dry_run:
-                print_plan(the_plan, executor, rollback({h.name: "<previous>" for h in chosen}))
+                back = rollback({h.name: "<previous>" for h in chosen})
+                print_plan(the_plan, executor, back, width)
                 say(executor.out, "dry run: nothing was run")
                 return 0
-            outcome = execute(the_plan, executor, rollback, chosen, config)
+            outcome = execute(the_plan, executor, rollback, chosen, config, width)
             result = "ok" if outcome.ok else "failed"
             _record(executor, config, chosen, audit_line(config, "deploy", result, release))
         finally:
             executor.close()
     say(print, ("OK: " if outcome.ok else "FAILED: ") + outcome.message)
     return 0 if outcome.ok else 1
+
+
+def parallel_width(value: int | str) -> int:
+    """``--parallel``: how many hosts prepare at once; empty or 0 means all of them."""
+    text = str(value).strip()
+    if text in ("", "0"):
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--parallel: expected a positive number of hosts, like 4, got {text!r}")
+    return int(text)
 
 
 def host_platforms(

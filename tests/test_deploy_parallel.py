@@ -1,0 +1,106 @@
+"""Hosts prepare side by side: proven with barriers that only side-by-side steps can pass.
+
+The real Fabric connections run the same code in every e2e deploy (tests/test_multihost.py
+prepares several hosts at once).
+"""
+
+import threading
+
+import pytest
+
+from apiphant.deploy import tasks
+from apiphant.deploy.plan import Step
+from apiphant.deploy.runner import DeployError, Executor, StepFailed, run_side_by_side
+from apiphant.deploy.tasks import UsageError
+from tests.deploy_helpers import CHECKOUT, fab
+from tests.test_deploy_config import THREE_HOSTS, parsed
+
+
+class Recording(Executor):
+    """Runs nothing; records which steps ran, and makes chosen steps wait or fail."""
+
+    def __init__(self, barrier: threading.Barrier | None = None, failing: set[str] = frozenset()):
+        super().__init__(parsed(THREE_HOSTS), out=lambda line: None)
+        self.barrier = barrier
+        self.failing = failing
+        self.ran: list[str] = []
+        self.lock = threading.Lock()
+
+    def run(self, step: Step) -> str:
+        if self.barrier is not None and step.why == "meet":
+            self.barrier.wait()  # breaks (fails the test) unless every host gets here at once
+        if step.command in self.failing:
+            raise StepFailed(step, f"{step.host}: {step.why} failed (exit 1)")
+        with self.lock:
+            self.ran.append(step.command)
+        return ""
+
+
+def steps(hosts: list[str], *whys: str) -> list[Step]:
+    return [Step(h, why, f"{h}-{i}") for h in hosts for i, why in enumerate(whys)]
+
+
+def test_every_host_runs_at_once_each_in_its_order() -> None:
+    executor = Recording(threading.Barrier(3, timeout=20))
+    run_side_by_side(executor, steps(["front", "a", "b"], "meet", "after"))
+    for host in ("front", "a", "b"):
+        assert executor.ran.index(f"{host}-0") < executor.ran.index(f"{host}-1")
+    assert len(executor.ran) == 6
+
+
+def test_parallel_bounds_how_many_hosts_run_at_once() -> None:
+    # Two may meet; a third at once would be needed to pass a barrier of 3.
+    executor = Recording(threading.Barrier(2, timeout=20))
+    run_side_by_side(executor, steps(["a", "b"], "meet"), parallel=2)
+    broken = Recording(threading.Barrier(3, timeout=2))
+    with pytest.raises(threading.BrokenBarrierError):
+        run_side_by_side(broken, steps(["front", "a", "b"], "meet"), parallel=2)
+
+
+def test_one_at_a_time_is_the_steps_in_order() -> None:
+    executor = Recording()
+    run_side_by_side(executor, steps(["front", "a", "b"], "x", "y"), parallel=1)
+    assert executor.ran == ["front-0", "front-1", "a-0", "a-1", "b-0", "b-1"]
+
+
+def test_a_failure_is_raised_once_all_stopped_naming_every_failed_host() -> None:
+    # a and b both reach their failing step (a second meeting) before either fails.
+    executor = Recording(threading.Barrier(3, timeout=20), failing={"a-1", "b-1"})
+    with pytest.raises(DeployError) as caught:
+        run_side_by_side(executor, steps(["front", "a", "b"], "meet", "meet", "check"))
+    message = str(caught.value)
+    assert message == "a: meet failed (exit 1); failed too: b: meet failed (exit 1)"
+    assert "a-2" not in executor.ran and "b-2" not in executor.ran
+
+
+def test_one_failed_host_is_its_own_error() -> None:
+    executor = Recording(failing={"a-0"})
+    with pytest.raises(StepFailed) as caught:
+        run_side_by_side(executor, steps(["a", "b"], "unpack"))
+    assert str(caught.value) == "a: unpack failed (exit 1)"
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5", " 2a"])
+def test_parallel_must_be_a_positive_integer(value: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        tasks.parallel_width(value)
+    assert str(caught.value).startswith("--parallel: expected a positive number of hosts")
+
+
+def test_parallel_width_default_is_all() -> None:
+    assert tasks.parallel_width("") == 0 and tasks.parallel_width(0) == 0
+    assert tasks.parallel_width("3") == 3
+
+
+def test_dry_run_shows_hosts_side_by_side_and_refuses_a_bad_parallel(tmp_path) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text(THREE_HOSTS)
+    base = ("deploy", "--product", str(CHECKOUT / "myproduct"), "--config", str(config))
+    shown = fab(*base, "--dry-run", "--parallel", "2")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "3 hosts side by side, 2 at a time, each host's steps in order" in shown.stdout
+    refused = fab(*base, "--dry-run", "--parallel", "zero")
+    assert refused.returncode == 2
+    assert refused.stdout.strip().splitlines()[-1] == (
+        "error: --parallel: expected a positive number of hosts, like 4, got 'zero'"
+    )
