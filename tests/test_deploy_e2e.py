@@ -291,6 +291,15 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     assert third.returncode == 0, third.stdout[-4000:]
     r3 = released(third.stdout)
     assert releases() == {r1: True, r3: True}
+    # The same packages as r1's: its virtualenv is reused, nothing is installed.
+    reused = "[web1]   virtualenv: same packages as an earlier release, reused"
+    assert reused not in first.stdout and reused in third.stdout
+    venvs = sorted((ROOT / "venvs").iterdir())
+    assert len(venvs) == 1
+    for release in (r1, r3):
+        assert (ROOT / "releases" / release / "venv").resolve() == venvs[0]
+    stale = ROOT / "venvs" / "0123456789abcdef"  # as a release removed since would leave
+    (stale / "bin").mkdir(parents=True)
     after_third = snapshot()
 
     # 4. fab rollback: to the previous good release, past the failed one.
@@ -311,6 +320,8 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     assert fourth.returncode == 0, fourth.stdout[-4000:]
     r4 = released(fourth.stdout)
     assert snapshot() == after_third
+    assert sorted((ROOT / "venvs").iterdir()) == venvs  # no kept release links to the stale one
+    assert "removing virtualenv 0123456789abcdef" in fourth.stdout
     assert releases() == {r3: True, r4: True}  # keep 2: r1 goes, current is r4
     assert health(host.url)["release"] == r4
     assert run(f"supervisorctl pid {worker}").stdout.strip() != pid_before

@@ -14,6 +14,8 @@ from tests.test_deploy_config import THREE_HOSTS
 
 MYPRODUCT = CHECKOUT / "myproduct"
 RELEASE = "20260102030405"
+#: What the release's virtualenv holds (wheelhouse.packages_key): its shared venv's name.
+PACKAGES = "0123456789abcdef"
 WHEEL = "apiphant-1.0.0-py3-none-any.whl"
 
 
@@ -21,7 +23,9 @@ def deploy_plan(config, hosts=None) -> plan.Plan:
     hosts = hosts or list(config.hosts)
     rendered = render.render_all(config, hosts, RELEASE, WHEEL)
     tarball = Path("/tmp/myproduct.tar.gz")
-    return plan.deploy_plan(config, hosts, RELEASE, tarball, rendered, "me@here since now")
+    return plan.deploy_plan(
+        config, hosts, RELEASE, tarball, rendered, "me@here since now", packages=PACKAGES
+    )
 
 
 def one_host():

@@ -103,3 +103,28 @@ def test_a_complete_cache_entry_is_used_without_pip(
     monkeypatch.setattr(wheelhouse, "_download", pytest.fail)  # the cache answers
     found = wheelhouse.build([BOOKWORM, BOOKWORM], ["x"], tmp_path / "out")
     assert [p.name for p in found] == ["x-1.0-py3-none-any.whl"]
+
+
+def _wheel(path: Path, files: dict[str, str], when: tuple) -> Path:
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(zipfile.ZipInfo(name, when), text)
+    return path
+
+
+def test_the_packages_key_follows_content_not_timestamps(tmp_path: Path) -> None:
+    files = {"x/__init__.py": "A = 1\n", "x-1.0.dist-info/METADATA": "Name: x\n"}
+    early = _wheel(tmp_path / "early" / "x-1.0-py3-none-any.whl", files, (1980, 1, 1, 0, 0, 0))
+    late = _wheel(tmp_path / "late" / "x-1.0-py3-none-any.whl", files, (2026, 12, 1, 3, 4, 5))
+    changed = _wheel(
+        tmp_path / "changed" / "x-1.0-py3-none-any.whl",
+        {**files, "x/__init__.py": "A = 2\n"},
+        (1980, 1, 1, 0, 0, 0),
+    )
+    key = wheelhouse.packages_key("/usr/bin/python3", [early], ["requests"])
+    assert key == wheelhouse.packages_key("/usr/bin/python3", [late], ["requests"])
+    assert key != wheelhouse.packages_key("/usr/bin/python3", [changed], ["requests"])
+    assert key != wheelhouse.packages_key("/usr/bin/python3", [early], ["requests<3"])
+    assert key != wheelhouse.packages_key("/usr/local/bin/python3", [early], ["requests"])
+    assert len(key) == 16 and int(key, 16) >= 0

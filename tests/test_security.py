@@ -318,7 +318,9 @@ def _hostile_plan(canary: Path) -> tuple[Config, list[str]]:
     chosen = list(config.hosts)
     rendered = render.render_all(config, chosen, RELEASE, WHEEL)
     tarball = Path(f"/tmp/{payload}.tar.gz")
-    deploy = plan.deploy_plan(config, chosen, RELEASE, tarball, rendered, f"me {payload}")
+    deploy = plan.deploy_plan(
+        config, chosen, RELEASE, tarball, rendered, f"me {payload}", packages="0123456789abcdef"
+    )
     back = plan.rollback_plan(config, chosen, {h.name: "20250101000000" for h in chosen})
     found = []
     operator = (

@@ -112,11 +112,19 @@ def upload_install(staged: str, remote: str, mode: int, owner: str, group: str) 
     )
 
 
-def virtualenv(paths: Paths, python: str, product: str) -> str:
+def virtualenv(paths: Paths, python: str, product: str, key: str) -> str:
+    """The release's virtualenv: the one an earlier release made for the same packages
+    (``key``: a digest of the wheels and requirements), or a new one installed from the
+    release's wheels; the release links to it. A build that died is started again."""
+    shared = paths.layout.venv(key)
+    done = f"{shared}/.complete"
     return join(
-        f"{q(python)} -m venv {q(paths.venv)}",
-        f"{q(paths.venv + '/bin/pip')} install --quiet --disable-pip-version-check "
-        f"-r {q(paths.config + '/requirements.txt')}",
+        f"install -d -m 0755 {q(paths.layout.venvs)}",
+        f"if [ -e {q(done)} ]; then echo 'virtualenv: same packages as an earlier release, "
+        f"reused {shared}'; else rm -rf {q(shared)} && {q(python)} -m venv {q(shared)} && "
+        f"{q(shared + '/bin/pip')} install --quiet --disable-pip-version-check "
+        f"-r {q(paths.config + '/requirements.txt')} && touch {q(done)}; fi",
+        f"ln -sfn {q(shared)} {q(paths.venv)}",
         f"{q(paths.venv + '/bin/python')} -m compileall -q {q(paths.product(product))}",
     )
 
@@ -363,7 +371,12 @@ def cleanup(layout: Layout, keep: int) -> str:
         f"for r in $({_release_ids(layout, newest_first=False)}); do "
         'case " $kept $current " in *" $r "*) ;; '
         f'*) echo "removing release $r"; rm -rf -- {rel}/"$r" ;; esac; done; '
-        'echo "kept: $kept"'
+        'echo "kept: $kept"; '
+        # Then the virtualenvs no kept release links to.
+        f"used=$(for r in {rel}/*/venv; do readlink -f \"$r\"; done); "
+        f"for v in {q(layout.venvs)}/*; do [ -d \"$v\" ] || continue; "
+        'case " $(echo $used) " in *" $v "*) ;; '
+        '*) echo "removing virtualenv $(basename "$v")"; rm -rf -- "$v" ;; esac; done; true'
     )
 
 

@@ -86,6 +86,14 @@ class Layout:
         return f"{self.shared}/secrets.env"
 
     @property
+    def venvs(self) -> str:
+        """Virtualenvs by what they hold: releases that install the same packages share one."""
+        return f"{self.root}/venvs"
+
+    def venv(self, key: str) -> str:
+        return f"{self.venvs}/{key}"
+
+    @property
     def maintenance(self) -> str:
         """While this file exists, Nginx answers every public request with a JSON 503."""
         return f"{self.shared}/maintenance"
@@ -174,6 +182,7 @@ class Paths:
 
     @property
     def venv(self) -> str:
+        """A link to the shared virtualenv of the release's packages (``Layout.venv``)."""
         return f"{self.dir}/venv"
 
     @property

@@ -116,8 +116,11 @@ def prepare_steps(
     release: str,
     tarball: Path,
     rendered: dict[str, HostFiles],
+    packages: str,
 ) -> tuple[Step, ...]:
-    """Everything before the switch: nothing a live service reads is touched."""
+    """Everything before the switch: nothing a live service reads is touched. ``packages``
+    names what the virtualenv holds (``wheelhouse.packages_key``): a release that installs
+    the same as an earlier one links to its virtualenv."""
     layout = config.layout
     paths = layout.release(release)
     steps = []
@@ -171,7 +174,7 @@ def prepare_steps(
             Step(
                 name,
                 "virtualenv with apiphant and the product's requirements",
-                commands.virtualenv(paths, config.python, config.product),
+                commands.virtualenv(paths, config.python, config.product, packages),
                 timeout=1800,
             )
         )
@@ -390,6 +393,8 @@ def deploy_plan(
     rendered: dict[str, HostFiles],
     holder: str,
     all_roles: dict[str, roles.Role] | None = None,
+    *,
+    packages: str,
 ) -> Plan:
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     releases = {h.name: release for h in hosts}
@@ -397,7 +402,7 @@ def deploy_plan(
         release=release,
         hosts=tuple(h.name for h in hosts),
         lock=lock_steps(config, hosts, holder),
-        prepare=prepare_steps(config, hosts, release, tarball, rendered),
+        prepare=prepare_steps(config, hosts, release, tarball, rendered, packages),
         release_phase=release_phase_steps(config, hosts, release),
         activate=activate_steps(config, hosts, releases, all_roles),
         verify=verify_steps(config, hosts, releases),

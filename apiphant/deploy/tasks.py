@@ -202,6 +202,7 @@ def deploy(
                 print(wheelhouse.describe(["apiphant's dependencies", *pip]))
                 tarball = artifacts.tarball_path(workdir, config, release)
                 print(f"local: would build {tarball}: {config.product}/, wheels/")
+                packages = "<digest of the wheels and requirements>"
             else:
                 platforms = host_platforms(executor, config, chosen)
                 wheel = artifacts.build_wheel(workdir)
@@ -209,12 +210,14 @@ def deploy(
                 requirements = wheelhouse.wheel_requirements(wheel) + pip
                 wheels = wheelhouse.build(platforms.values(), requirements, workdir / "wheelhouse")
                 tarball = artifacts.build_tarball(config, release, [wheel, *wheels], workdir)
+                packages = wheelhouse.packages_key(config.python, [wheel, *wheels], pip)
             rendered = {
                 h.name: render.render_host(config, h, release, wheel_name, all_roles)
                 for h in chosen
             }
+            holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
-                config, chosen, release, tarball, rendered, artifacts.holder(release), all_roles
+                config, chosen, release, tarball, rendered, holder, all_roles, packages=packages
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:

@@ -127,6 +127,23 @@ def cache_key(platform: Platform, requirements: Iterable[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def packages_key(python: str, wheels: Iterable[Path], requirements: Iterable[str]) -> str:
+    """What a release's virtualenv holds, as a name: the interpreter, each wheel's files
+    (names, sizes and CRCs from the zip directory, so a wheel rebuilt from the same files
+    matches whatever its timestamps) and the requirement lines. Equal keys, equal venvs."""
+    digest = hashlib.sha256(python.encode())
+    for wheel in sorted(wheels, key=lambda path: path.name):
+        digest.update(f"\n{wheel.name}".encode())
+        with zipfile.ZipFile(wheel) as archive:
+            members = sorted(archive.infolist(), key=lambda info: info.filename)
+            for info in members:
+                if not info.filename.endswith(".dist-info/RECORD"):
+                    digest.update(f"\n{info.filename} {info.file_size} {info.CRC}".encode())
+    for line in requirements:
+        digest.update(f"\n{line}".encode())
+    return digest.hexdigest()[:16]
+
+
 def cache_root() -> Path:
     """Where downloaded wheels are kept between deploys, as pip keeps its own cache."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
