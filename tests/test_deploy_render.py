@@ -59,6 +59,14 @@ def test_one_host_files_and_links() -> None:
     assert set(files.apt) >= {"nginx", "supervisor", "python3-venv", "curl", "logrotate"}
 
 
+def test_an_nginx_only_front_has_the_run_launcher() -> None:
+    """The smoke test runs on each front through config/run, also when it runs Nginx only
+    (found by deploying three separate hosts: tests/test_multihost.py)."""
+    front = three_hosts()["front"]
+    assert "supervisor.conf" not in front.files
+    assert "run" in front.files and front.mode("run") == 0o755
+
+
 def test_nginx_site_says_what_the_issue_asks() -> None:
     site = one_host().files["nginx.conf"]
     assert f"client_max_body_size {DEFAULT_MAX_BODY};" in site
