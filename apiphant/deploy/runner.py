@@ -8,6 +8,7 @@ shows its path, never its content.
 
 import io
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,18 @@ class StepFailed(DeployError):
 
 class Unreachable(DeployError):
     """The host could not be reached over SSH."""
+
+
+class Lost(Unreachable):
+    """The host stopped answering while connected: which step it was in matters."""
+
+
+#: A host that stops answering mid-deploy (its link or its power gone) sends no reset: the
+#: SSH connection would wait out the step's whole timeout. SSH keepalives every KEEPALIVE
+#: seconds keep data in flight, and the kernel drops the connection once data has gone
+#: unacknowledged for LOST_AFTER seconds (TCP_USER_TIMEOUT), so the deploy stops then.
+KEEPALIVE = 5
+LOST_AFTER = 20
 
 
 def _reason(error: BaseException) -> str:
@@ -157,6 +170,7 @@ class Remote(Executor):
                 raise Unreachable(
                     f"{name} ({target}): cannot connect: {_reason(error)}"
                 ) from None
+            _detect_loss(conn)
             self.connections[name] = conn
             login = self.config.login_of(host)
             if login != "root":
@@ -167,6 +181,7 @@ class Remote(Executor):
         self, host: str, command: str, timeout: int, quiet: bool = False, as_root: bool = True
     ) -> Any:
         from invoke.exceptions import CommandTimedOut
+        from paramiko import SSHException
 
         conn = self.connection(host)
         stream = _Prefixed(f"[{host}]   ", self.out)
@@ -189,9 +204,12 @@ class Remote(Executor):
         except CommandTimedOut:
             stream.finish()
             raise DeployError(f"{host}: timed out after {timeout}s: {command[:200]}") from None
-        except (OSError, EOFError) as error:
-            raise Unreachable(f"{host}: connection lost: {error}") from None
+        except (OSError, EOFError, SSHException) as error:
+            raise Lost(f"{host}: connection lost: {_reason(error)}") from None
         stream.finish()
+        if result.exited == -1 and not conn.transport.is_active():
+            # The channel closed with no exit status: the connection died under the command.
+            raise Lost(f"{host}: connection lost (no answer for {LOST_AFTER}s)")
         if sudo and result.exited == 1 and any(r in result.stderr for r in SUDO_REFUSALS):
             login = self.config.login_of(self.config.host(host))
             raise DeployError(
@@ -206,7 +224,10 @@ class Remote(Executor):
         if step.upload:
             self._upload(step)
             return ""
-        result = self._shell(step.host, step.command, step.timeout)
+        try:
+            result = self._shell(step.host, step.command, step.timeout)
+        except Lost as error:
+            raise StepFailed(step, f"{error}, during the step {step.why!r}") from None
         if result.exited != 0:
             raise StepFailed(step, self._failure(step, result), result.exited)
         return result.stdout
@@ -254,6 +275,15 @@ class Remote(Executor):
             except Exception:  # closing is best effort
                 pass
         self.connections.clear()
+
+
+def _detect_loss(conn: Any) -> None:
+    """Keepalives and TCP_USER_TIMEOUT on an open connection (see LOST_AFTER)."""
+    transport = conn.transport
+    transport.set_keepalive(KEEPALIVE)
+    sock = transport.sock
+    if isinstance(sock, socket.socket) and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, LOST_AFTER * 1000)
 
 
 @dataclass
