@@ -413,7 +413,9 @@ class Load:
         threads: int = THREADS,
         limit: float = 60,
         max_requests: int = 20000,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host  # a test host's Nginx (tests/testhosts.py), or this machine's
         self.port = port
         self.tag = tag
         self.limit = limit
@@ -430,7 +432,7 @@ class Load:
 
     def run(self, number: int) -> None:
         kinds = list(KINDS)
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         deadline = time.monotonic() + self.limit
         for n in range(self.max_requests):
             if self.stopping.is_set() or time.monotonic() > deadline:
@@ -600,11 +602,12 @@ def sigterm_while_idle(stack: Stack, index: int = 0) -> dict:
     }
 
 
-def listeners(port: int) -> set[str]:
-    """The addresses a local TCP port listens on, from /proc/net/tcp and tcp6."""
+def listeners(port: int, net: Path = Path("/proc/net")) -> set[str]:
+    """The addresses a local TCP port listens on, from /proc/net/tcp and tcp6 (``net``:
+    another network namespace's, as /proc/PID/net)."""
     found = set()
     for name in ("tcp", "tcp6"):
-        path = Path("/proc/net") / name
+        path = net / name
         if not path.exists():
             continue
         for line in path.read_text().splitlines()[1:]:
