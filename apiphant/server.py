@@ -118,12 +118,38 @@ class Server(StreamServer):
             pass
         self.connection_class(self, sock, address).run()
 
+    def take_backlog(self) -> None:
+        """Accept the connections the kernel completed but the server had not taken yet.
+
+        Closing the listening socket resets them, and a client such as Nginx has already
+        sent its request on them: a write it must not send again, so its client gets a
+        502. Taken in, they are answered (with ``Connection: close``: the drain is on).
+        """
+        self.stop_accepting()
+        if self.socket is None:
+            return
+        for _ in range(self.backlog):  # bounded: at most one queue's worth
+            try:
+                taken = self.do_read()  # gevent's own non-blocking accept: None when empty
+            except OSError:
+                return
+            if taken is None:
+                return
+            self.pool.spawn(self._serve_taken, *taken)
+
+    def _serve_taken(self, client: socket.socket, address: Any) -> None:
+        try:
+            self.handle(client, address)
+        finally:
+            client.close()
+
     def drain(self, timeout: float | None = None) -> bool:
         """Stop accepting and wait for in-flight requests; True when all finished in time."""
         limits = self.limits
         timeout = limits.drain_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self.draining = True
+        self.take_backlog()
         self.close()
         if self.sweeper is not None:
             self.sweeper.kill(block=False)

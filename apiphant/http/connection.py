@@ -57,7 +57,9 @@ class BodyTimeout(TimeoutError):
 class Connection:
     """One client connection and its keep-alive loop, in its own greenlet."""
 
-    __slots__ = ("server", "sock", "address", "parser", "idle_since", "deadline", "out", "error")
+    __slots__ = (
+        "server", "sock", "address", "parser", "idle_since", "deadline", "out", "error", "fresh"
+    )
 
     def __init__(self, server: "Server", sock: socket.socket, address: Any) -> None:
         self.server = server
@@ -68,6 +70,9 @@ class Connection:
         self.deadline = 0.0  # of the request head, then of the request body
         self.out: list[bytes] = []  # answers not sent yet
         self.error: ProtocolError | None = None  # a pipelined request that broke HTTP
+        # No request read yet: the drain reads its first one (its client, Nginx, may have
+        # sent it already; closing unread would reset it) unless it stays idle past the grace.
+        self.fresh = True
 
     def run(self) -> None:
         connections = self.server.connections
@@ -127,7 +132,7 @@ class Connection:
                 self._refuse(self.error.status, str(self.error))
                 return False
             if parser.idle:
-                if server.draining:
+                if server.draining and not self.fresh:
                     return False
                 # No timer per wait: the server's sweep closes connections idle past
                 # keepalive_timeout (a gevent timer per request cost 7% of the CPU).
@@ -150,6 +155,7 @@ class Connection:
                 self.idle_since = None
             if not data:
                 return False
+            self.fresh = False
             began = parser.idle
             try:
                 parser.feed(data)
