@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import socket
@@ -395,6 +396,7 @@ class Hosts:
         return stream
 
     def start(self, attempts: int = 3) -> "Hosts":
+        sweep_stale()
         base = base_tree()
         self.folder.mkdir(parents=True, exist_ok=True)
         run("ip", "link", "add", self.bridge, "type", "bridge", "forward_delay", "0")
@@ -448,3 +450,30 @@ def leftovers(tag: str) -> list[str]:
     if Path(f"/var/tmp/{tag}-hosts").exists():
         found.append(f"folder /var/tmp/{tag}-hosts")
     return found
+
+
+def sweep_stale() -> list[str]:
+    """Remove the hosts of runs that were killed before their teardown (their runner's pid
+    is gone): processes in their namespaces, namespaces, links, folders. What it removed."""
+    swept = []
+    names = run("ip", "netns", "list", check=False).stdout.split()
+    shown = run("ip", "-o", "link", "show", check=False).stdout.splitlines()
+    links = [line.split(":")[1].strip().split("@")[0] for line in shown]
+    folders = [p.name for p in Path("/var/tmp").glob(f"{PREFIX}*-hosts")]
+    for pid in {int(m.group(1)) for n in names + links + folders
+                if (m := re.match(rf"{PREFIX}(\d+)", n))}:  # fmt: skip
+        if Path(f"/proc/{pid}").exists():
+            continue  # a live run (or a reused pid): not ours to touch
+        tag = f"{PREFIX}{pid}"
+        for name in (n for n in names if re.fullmatch(rf"{tag}h\d+", n)):
+            for inner in run("ip", "netns", "pids", name, check=False).stdout.split():
+                kill(int(inner), start_time(int(inner)))
+            run("ip", "netns", "del", name, check=False)
+            swept.append(f"netns {name}")
+        for link in (n for n in links if re.fullmatch(rf"{tag}(v\d+|br)", n)):
+            run("ip", "link", "del", link, check=False)
+            swept.append(f"link {link}")
+        if Path(f"/var/tmp/{tag}-hosts").exists():
+            shutil.rmtree(f"/var/tmp/{tag}-hosts", ignore_errors=True)
+            swept.append(f"folder /var/tmp/{tag}-hosts")
+    return swept
