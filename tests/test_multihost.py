@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from apiphant.deploy.config import load
+from apiphant.deploy.layout import NGINX_PIDFILE
 from tests import testhosts
 from tests.deploy_helpers import CHECKOUT, SERVER_NAME, fab
 from tests.fault_helpers import LEDGER, Load, listeners
@@ -110,7 +111,9 @@ class Site:
             "drain_timeout = 10": "drain_timeout = 10\naccess_log = true",
             # A request sent to a host that vanished is given up after 5 s: a read is then
             # tried on the pool's other host, within the clients' 10 s.
-            'listen = "80"': 'listen = "80"\nread_timeout = 5',
+            # fail_timeout 1 s: the rolling restart waits 2 s between workers instead of 4, so
+            # the module's ten activations stay within its time (the rule is the kit's).
+            'listen = "80"': 'listen = "80"\nread_timeout = 5\nfail_timeout = 1',
             "[pools.main]                          # no targets: the default pool, everything "
             'else\nhosts = ["api1"]': '[pools.main]\nhosts = ["api1", "api2"]',
         }
@@ -356,8 +359,9 @@ def test_three_host_deploy_roles_addresses_and_pools(site: Site) -> None:
     }
     assert site.programs("api2") == {w.program: "RUNNING" for w in site.workers("api2")}
     assert site.programs("front") == {}
-    assert site.hosts["front"].exec(f"kill -0 $(cat {'/run/nginx.pid'})").returncode == 0
-    assert site.hosts["api1"].exec("test -e /run/nginx.pid").returncode != 0
+    assert site.hosts["front"].exec(f'kill -0 "$(cat {NGINX_PIDFILE})"').returncode == 0
+    for name in WORKERS:  # Nginx on the front only
+        assert site.hosts[name].exec(f"test -e {NGINX_PIDFILE}").returncode != 0
     # Workers: on the host's private address only, answering with the release.
     for name in WORKERS:
         host = site.hosts[name]
@@ -398,9 +402,10 @@ def test_rolling_restart_across_hosts_under_load(site: Site) -> None:
     seconds = round(time.monotonic() - started, 1)
     figures = load.figures(site.ledger())
     print(f"rolling restart under load: {figures}, pool rounds {watch.rounds}, {seconds}s")
-    why = site.front_log_lines("error", "upstream")[-20:] + site.front_log_lines(
-        "access", r'" 50\d '
-    )[-20:]
+    why = (
+        site.front_log_lines("error", "upstream")[-20:]
+        + site.front_log_lines("access", r'" 50\d ')[-20:]
+    )
     print("\n".join(why))
     assert done.returncode == 0, done.stdout[-4000:]
     release = released(done.stdout)
@@ -512,8 +517,9 @@ def test_killed_deployer_leaves_the_lock_unlock_recovers(site: Site) -> None:
 
 
 def test_host_lost_mid_deploy_stops_it_others_serve(site: Site) -> None:
-    """api2 loses its link while the deploy prepares it: the deploy stops, in one line
-    naming api2 and the step, and the other hosts serve their release as before."""
+    """api2 loses its link while the deploy prepares it (as its virtualenv step begins):
+    the deploy stops, in one line naming api2 and the step, and the other hosts serve
+    their release as before."""
     before = {name: site.current(name) for name in NAMES}
     api2 = site.hosts["api2"]
 
@@ -528,7 +534,10 @@ def test_host_lost_mid_deploy_stops_it_others_serve(site: Site) -> None:
         assert code == 1
         last = output.strip().splitlines()[-1]
         print(f"lost host: exit {code} after {took}s: {last}")
-        assert "api2" in last and "virtualenv" in last, last
+        # One line: which host, which step (the one running when the link went), and that
+        # nothing live had changed anywhere.
+        assert re.search(r"nothing live was touched: api2: connection lost.* during the step ",
+                         last), last  # fmt: skip
         FIGURES["host lost mid-deploy: stopped after (s)"] = took
         for name in ("front", "api1"):
             assert site.current(name) == before[name]
