@@ -134,7 +134,7 @@ class App:
             close = isinstance(error, BodyError)
             return self._finish(environ, start_response, status, body, close)
         except (Exception, SystemExit, KeyboardInterrupt) as error:  # sys.exit() kills no worker
-            self._report(route, error)
+            self._report(route, error, http.scheme)
             status = "500 Internal Server Error"
             body = b'{"error": "500 Internal Server Error"}'
         return self._finish(environ, start_response, status, body, False)
@@ -188,10 +188,11 @@ class App:
             raise BodyError(413)
         return body
 
-    def _report(self, route: Route | None, error: Exception) -> None:
+    def _report(self, route: Route | None, error: Exception, scheme: str) -> None:
         where = route.path if route else "?"
         log.error("%s failed", where, exc_info=error)
-        reporting.capture(error, route=where)
+        # the client's scheme: https behind a TLS-terminating Nginx (X-Forwarded-Proto)
+        reporting.capture(error, route=where, scheme=scheme)
 
 
 def create_app(

@@ -4,10 +4,13 @@ its front's site served by nginx on 127.0.0.1, its two pools by apiphant workers
 """
 
 import contextlib
+import http.client
 import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -42,12 +45,13 @@ HANDLER = """
 import os
 
 
-def read(request):
-    return {"pool": os.environ["POOL"], "target": __name__.rsplit(".", 1)[-1]}
+def read(request, http):
+    return {"pool": os.environ["POOL"], "target": __name__.rsplit(".", 1)[-1],
+            "scheme": http.scheme}
 
 
-def create(request):
-    return read(request)
+def create(request, http):
+    return read(request, http)
 
 
 def delete(request):
@@ -56,7 +60,7 @@ def delete(request):
 
 
 def make_product(folder: Path, front: int, local: int, port_a: int, port_b: int,
-                 nginx: str = "") -> Path:  # fmt: skip
+                 nginx: str = "", top: str = "") -> Path:  # fmt: skip
     product = folder / PRODUCT
     for part in ("", "api", "api/v0"):
         (product / part).mkdir(parents=True, exist_ok=True)
@@ -68,6 +72,7 @@ def make_product(folder: Path, front: int, local: int, port_a: int, port_b: int,
             f"""
             product = "{PRODUCT}"
             server_names = ["api.example.com"]
+            {top}
 
             [api]
             max_body = "64K"
@@ -122,6 +127,11 @@ def post(url: str, body: bytes = b"{}", host: str = "api.example.com") -> tuple[
     return status, answer["body"]
 
 
+def answer(pool: str, target: str) -> dict:
+    """What HANDLER answers over plain HTTP."""
+    return {"pool": pool, "target": target, "scheme": "http"}
+
+
 def wait_for(host: str, port: int, proc: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + 20
     while not port_open(host, port):
@@ -140,15 +150,20 @@ class Front:
 
 @contextlib.contextmanager
 def front_and_pools(tmp_path: Path, nginx_toml: str = "",
-                    worker_env: dict[str, str] | None = None) -> Iterator[Front]:  # fmt: skip
+                    worker_env: dict[str, str] | None = None, top: str = "",
+                    tls_dir: Path | None = None) -> Iterator[Front]:  # fmt: skip
     """The three-host config rendered by `fab render`; its front's site served by a real nginx,
     its pools by apiphant workers on 127.0.0.2 and 127.0.0.3."""
     front, local = free_port(), free_port()
     port_a, port_b = free_port("127.0.0.2"), free_port("127.0.0.3")
-    product = make_product(tmp_path, front, local, port_a, port_b, nginx_toml)
+    product = make_product(tmp_path, front, local, port_a, port_b, nginx_toml, top)
     out = tmp_path / "rendered"
     rendered = fab("render", f"--product={product}", "--out", str(out))
     assert rendered.returncode == 0, rendered.stdout
+    if tls_dir is not None:  # tls = "files": the release's copy, here
+        site = out / "front" / "nginx.conf"
+        site.write_text(re.sub(rf"/opt/{PRODUCT}/releases/[0-9]+/tls/", f"{tls_dir}/",
+                               site.read_text()))  # fmt: skip
     procs: list[subprocess.Popen] = []
     made_logs = not LOGS.exists()
     LOGS.mkdir(exist_ok=True)
@@ -158,7 +173,8 @@ def front_and_pools(tmp_path: Path, nginx_toml: str = "",
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "apiphant", str(product), f"{host}:{port}"],
-                    env=dict(os.environ, POOL=pool, **(worker_env or {})),
+                    env=dict(os.environ, POOL=pool, APIPHANT_TRUSTED_PROXIES="127.0.0.1",
+                     **(worker_env or {})),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -195,10 +211,10 @@ def test_targets_are_routed_to_their_pools(tmp_path: Path) -> None:
         assert not (out / "front" / "supervisor.conf").exists()
 
         url = front.url
-        assert post(f"{url}/api/v0/echo/read") == (200, {"pool": "A", "target": "echo"})
-        assert post(f"{url}/api/v0/reports/read") == (200, {"pool": "B", "target": "reports"})
-        assert post(f"{url}/api/v0/reports/create") == (200, {"pool": "B", "target": "reports"})
-        assert post(f"{url}/api/v0/sales/read") == (200, {"pool": "A", "target": "sales"})
+        assert post(f"{url}/api/v0/echo/read") == (200, answer("A", "echo"))
+        assert post(f"{url}/api/v0/reports/read") == (200, answer("B", "reports"))
+        assert post(f"{url}/api/v0/reports/create") == (200, answer("B", "reports"))
+        assert post(f"{url}/api/v0/sales/read") == (200, answer("A", "sales"))
         status, body = post(f"{url}/health")
         assert status == 200 and body["product"] == PRODUCT  # everything else: the default pool
         # The app's body limit is Nginx's: larger gets 413 before any worker sees it, in JSON.
@@ -233,7 +249,7 @@ def test_only_the_server_names_reach_the_api_from_outside(tmp_path: Path) -> Non
         bad = raw_exchange("127.0.0.1", port, b"GARBAGE\r\n\r\n")
         assert bad.startswith(b"HTTP/1.1 400 ") and b"nginx/" not in bad, bad
         assert post(front.local_url + echo, host="localhost") == (
-            200, {"pool": "A", "target": "echo"})  # fmt: skip
+            200, {"pool": "A", "target": "echo", "scheme": "http"})  # fmt: skip
 
 
 def test_rate_limit_answers_429_in_json(tmp_path: Path) -> None:
@@ -264,3 +280,45 @@ def test_one_request_id_in_nginx_worker_log_and_sentry(tmp_path: Path) -> None:
     assert line.endswith(f" {request_id}")
     [failed] = [x for x in worker_log.splitlines() if "/api/v0/echo/delete failed" in x]
     assert failed.startswith("ERROR at app._report:") and f"] [{request_id}] " in failed
+
+
+def test_https_reaches_the_handler_and_sentry_as_https(tmp_path: Path) -> None:
+    """tls = "files" rendered, served by real nginx with a certificate made here: the handler's
+    http.scheme and the Sentry event's scheme tag say https (X-Forwarded-Proto from Nginx);
+    over port 80 a POST is redirected with 308, its method and body kept by the client."""
+    from tests.sentry_capture import capture_sentry
+
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(tls_dir / "privkey.pem"),
+                    "-out", str(tls_dir / "fullchain.pem"), "-days", "1", "-subj",
+                    "/CN=api.example.com", "-addext", "subjectAltName=DNS:api.example.com"],
+                   check=True, capture_output=True)  # fmt: skip
+    shutil.copy(tls_dir / "fullchain.pem", tls_dir / "issuer.pem")
+    secrets = tmp_path / "s.env"
+    secrets.write_text("X=1\n")
+    port = free_port()
+    top = f'tls = "files"\ndomains = ["api.example.com"]\nsecrets = "{secrets}"'
+    with capture_sentry() as sentry:
+        with front_and_pools(tmp_path, f'tls_listen = "127.0.0.1:{port}"', sentry.env(), top,
+                             tls_dir) as front:  # fmt: skip
+            context = ssl.create_default_context(cafile=str(tls_dir / "fullchain.pem"))
+            answers = []
+            for path in ("/api/v0/echo/read", "/api/v0/echo/delete"):
+                with socket.create_connection(("127.0.0.1", port), 5) as sock:
+                    with context.wrap_socket(sock, server_hostname="api.example.com") as tls:
+                        tls.sendall(f"POST {path} HTTP/1.1\r\nHost: api.example.com\r\n"
+                                    "Content-Length: 2\r\nConnection: close\r\n\r\n{}".encode())
+                        answers.append(b"".join(iter(lambda: tls.recv(65536), b"")))  # noqa: B023
+            [event] = sentry.wait_for(1, timeout=10)
+            conn = http.client.HTTPConnection(front.url.removeprefix("http://"), timeout=5)
+            conn.request("POST", "/api/v0/echo/read", b"{}", {"Host": "api.example.com"})
+            plain = conn.getresponse()
+            conn.close()
+    head, _, body = answers[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["scheme"] == "https"
+    assert answers[1].startswith(b"HTTP/1.1 500")
+    assert event["tags"]["scheme"] == "https" and "echo/delete" in event["tags"]["route"]
+    assert plain.status == 308
+    assert plain.getheader("Location") == f"https://api.example.com:{port}/api/v0/echo/read"

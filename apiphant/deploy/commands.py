@@ -9,8 +9,10 @@ shlex.quote all the same. Loops are bounded: a health check gives up.
 from collections.abc import Iterable
 from shlex import quote as q
 
+from apiphant.deploy.config import Tls
 from apiphant.deploy.layout import (
     BEFORE,
+    CERTBOT,
     NGINX_PIDFILE,
     NGINX_SITES,
     RELEASE_ENV,
@@ -150,16 +152,30 @@ def check_supervisor(paths: Paths) -> str:
     )
 
 
-def check_nginx(paths: Paths, unlinked: Iterable[str], open_files: int) -> str:
+def check_nginx(
+    paths: Paths, unlinked: Iterable[str], open_files: int, needs_certificate: str = ""
+) -> str:
     """``nginx -t`` on the full config as it will be: this release's nginx.conf and site, and
     every other site but those the deploy unlinks. A lone site file cannot be tested: it
-    relies on includes. Also that the host allows the open files the config asks for."""
+    relies on includes. Also that the host allows the open files the config asks for.
+
+    ``needs_certificate``: the certificate the site's 443 server reads (tls = "acme"); until
+    it exists, the site Nginx will serve first (nginx-http.conf) is checked instead."""
     check = paths.check + "/nginx"
     config = paths.config
     site = paths.layout.site
+    own = q(config + "/nginx.conf")
+    if needs_certificate:
+        own = '"$own"'
+        first = q(config + "/nginx-http.conf")
     skip = " ".join(q(f) for f in (site, *unlinked))
     too_many = q(f"nginx: worker_rlimit_nofile {open_files} is above this host's fs.nr_open ")
+    choose = (
+        [f"own={q(config + '/nginx.conf')}; [ -s {q(needs_certificate)} ] || own={first}"]
+        if needs_certificate else []
+    )  # fmt: skip
     return join(
+        *choose,
         f'[ "$(cat /proc/sys/fs/nr_open)" -ge {int(open_files)} ] || '
         f'{{ echo {too_many}"($(cat /proc/sys/fs/nr_open)): lower nginx.worker_connections" >&2; '
         "false; }",
@@ -168,7 +184,7 @@ def check_nginx(paths: Paths, unlinked: Iterable[str], open_files: int) -> str:
         f'for f in {NGINX_SITES}/*; do [ -e "$f" ] || continue; '
         f'for s in {skip}; do [ "$f" = "$s" ] && continue 2; done; '
         f'ln -s "$(readlink -f "$f")" {q(check + "/sites")}/"$(basename "$f")"; done',
-        f"ln -s {q(config + '/nginx.conf')} {q(check + '/sites/' + site.rpartition('/')[2])}",
+        f"ln -s {own} {q(check + '/sites/' + site.rpartition('/')[2])}",
         f"sed {q('s#' + NGINX_SITES + '/#' + check + '/sites/#g')} "
         f"{q(config + '/nginx-main.conf')} > {q(check + '/nginx.conf')}",
         f"nginx -t -q -c {q(check + '/nginx.conf')}",
@@ -390,7 +406,9 @@ def releases(layout: Layout) -> str:
     )
 
 
-def status(layout: Layout, workers: list[tuple[str, str]]) -> str:
+def status(
+    layout: Layout, workers: list[tuple[str, str]], certs: Iterable[tuple[str, str]] = ()
+) -> str:
     """Release, processes, health and maintenance of one host, read-only."""
     parts = [
         f"if [ -e {q(layout.current)} ]; then "
@@ -417,6 +435,8 @@ def status(layout: Layout, workers: list[tuple[str, str]]) -> str:
         f'if [ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; then echo "nginx: running"; '
         "else echo 'nginx: not running'; fi"
     )
+    if certs:
+        parts.append(certificates(certs))
     return "; ".join(parts) + "; true"
 
 
@@ -449,3 +469,123 @@ def history(layout: Layout, lines: int) -> str:
         f"if [ -f {q(layout.history)} ]; then tail -n {int(lines)} {q(layout.history)}; "
         "else echo 'no history yet'; fi"
     )
+
+
+# HTTPS (tls = "acme" | "files")
+
+#: Seconds between two ``certbot renew`` runs of the renewal program: twice a day, as
+#: certbot's own timer; a certificate is renewed once it has less than 30 days left.
+RENEW_EVERY = 12 * 3600
+
+
+def private_dir(path: str) -> str:
+    return f"install -d -m 0700 {q(path)}"
+
+
+def tls_dirs(layout: Layout) -> str:
+    """certbot's folders, root's only; the challenge webroot, readable by Nginx's workers."""
+    owner, group, mode = LOGS_OWNER
+    return join(
+        f"install -d -m 0700 {q(layout.tls)} {q(layout.letsencrypt)} {q(layout.certbot_work)}",
+        f"install -d -m {mode:04o} -o {owner} -g {group} {q(layout.certbot_logs)}",
+        f"install -d -m 0755 {q(layout.acme_webroot)}",
+    )
+
+
+def _certbot(layout: Layout, tls: Tls) -> str:
+    """certbot with the deployment's own folders (and a private ACME CA's bundle)."""
+    env = f"REQUESTS_CA_BUNDLE={q(tls.acme_ca_bundle)} " if tls.acme_ca_bundle else ""
+    return (
+        f"{env}{CERTBOT} --non-interactive --config-dir {q(layout.letsencrypt)} "
+        f"--work-dir {q(layout.certbot_work)} --logs-dir {q(layout.certbot_logs)}"
+    )
+
+
+def certbot_certonly(layout: Layout, tls: Tls) -> str:
+    """Obtain (or keep, when it covers the domains and is not due) the certificate, by HTTP-01
+    from the webroot Nginx serves on port 80."""
+    domains = " ".join(f"-d {q(d)}" for d in tls.domains)
+    return (
+        f"{_certbot(layout, tls)} certonly --agree-tos --email {q(tls.acme_email)} "
+        f"--no-eff-email --server {q(tls.acme_server)} --cert-name {q(layout.cert_name)} "
+        f"--webroot -w {q(layout.acme_webroot)} {domains} --keep-until-expiring"
+    )
+
+
+def nginx_test_reload() -> str:
+    """A new certificate goes live only through a config Nginx accepts."""
+    return f"nginx -t -q && {nginx_reload()}"
+
+
+def certbot_renew(layout: Layout, tls: Tls) -> str:
+    """Renew what is due (or more, with arguments such as --force-renewal appended); Nginx
+    reloads once a certificate changed. No random sleep: the program's schedule is its own."""
+    return (
+        f"{_certbot(layout, tls)} renew --cert-name {q(layout.cert_name)} "
+        f"--no-random-sleep-on-renew --deploy-hook {q(nginx_test_reload())}"
+    )
+
+
+def _reason(output: str, log: str) -> str:
+    """certbot's reason for a failure in one line (its Detail:, else its last word), and its
+    log."""
+    return (
+        f'reason=$(printf "%s\\n" "${output}" | sed -n "s/^ *Detail: *//p" | head -n 1); '
+        f'[ -n "$reason" ] || reason=$(printf "%s\\n" "${output}" | grep -v -e "^Ask for help" '
+        '-e "^Saving debug log" -e "^ *$" | tail -n 1); '
+        f'echo "certbot: $reason (log: {log})" >&2'
+    )
+
+
+def obtain_certificate(
+    layout: Layout, tls: Tls, http_links: dict[str, str], unused: Iterable[str],
+    nginx_files: Iterable[str],
+) -> str:  # fmt: skip
+    """The first deploy's chicken and egg: with no certificate yet, Nginx first serves port 80
+    alone (the API over HTTP, as before, and the challenge), then certbot gets one. Later
+    deploys only make certbot add new domains; renewal is the renewal program's."""
+    first = join(
+        "echo 'no certificate yet: Nginx serves the ACME challenge on port 80 first'",
+        link(http_links, unused, layout.current_config),
+        "nginx -t -q",
+        nginx_ready(nginx_files, layout.nginx_loaded),
+    )
+    return join(
+        tls_dirs(layout),
+        f"if [ ! -s {q(layout.acme_fullchain)} ]; then {first}; fi",
+        f"out=$({certbot_certonly(layout, tls)} 2>&1); rc=$?; "
+        'printf "%s\\n" "$out" | grep -v "^ *$" | tail -n 3; '
+        f'if [ "$rc" -ne 0 ]; then {_reason("out", layout.certbot_log)}; false; fi',
+    )
+
+
+def nginx_check_live() -> str:
+    """``nginx -t`` on the live config: the 443 server and its certificate, before a reload."""
+    return "nginx -t -q && echo 'nginx: config with its certificate is ok'"
+
+
+def https_check(tls: Tls, domain: str, cafile: str, release: str) -> str:
+    """/health over HTTPS from the host itself, by the certificate's name: the chain must
+    verify against the CA that issued it (``cafile``; the system's CAs when it is empty),
+    and the release must answer."""
+    url = f"https://{domain}{tls.port_suffix}/health"
+    resolve = f"{domain}:{tls.listen_port}:{tls.local_address}"
+    needle = f'"release": "{release}"'
+    ca = f'ca=; [ -s {q(cafile)} ] && ca="--cacert {cafile}"; ' if cafile else "ca=; "
+    return (
+        f"{ca}answer=$(curl -fsS --max-time 5 $ca --resolve {q(resolve)} {q(url)}) && "
+        f"printf '%s\\n' \"$answer\" | grep -qF {q(needle)} && "
+        f"echo {q(f'https: {url} verified, answers release {release}')}"
+    )
+
+
+def certificates(paths: Iterable[tuple[str, str]]) -> str:
+    """One line per certificate: its name and when it expires (``fab status``)."""
+    parts = []
+    for name, cert in paths:
+        parts.append(
+            f"if [ -s {q(cert)} ]; then printf '  %s: expires %s\\n' {q(name)} "
+            f"\"$(openssl x509 -noout -enddate -in {q(cert)} | sed 's/^notAfter=//')\"; "
+            f"else printf '  %s: none yet\\n' {q(name)}; fi"
+        )
+    return "echo 'certificates:'; " + "; ".join(parts) if parts else "true"

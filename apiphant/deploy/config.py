@@ -54,6 +54,24 @@ LOGIN = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 #: Where a non-root SSH user's sudo password comes from, if it needs one: never a file.
 SUDO_PASSWORD_ENV = "APIPHANT_SUDO_PASSWORD"
 
+# HTTPS: where Nginx's certificate comes from (apiphant.deploy.tls)
+TLS_MODES = ("off", "acme", "files")
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+#: Untrusted certificates, generous rate limits: for trying a setup out.
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+DEFAULT_TLS_LISTEN = "443"
+#: A name a certificate can be issued for: letters, digits and hyphens in labels, at least two
+#: labels, a top-level label that is not a number (no IP address, no wildcard: HTTP-01).
+DOMAIN = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?"
+)
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+ACME_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
+#: tls = "files": the lines of the secrets file that name the certificate chain and its key
+#: on this machine. The deploy reads them; they are not passed to the programs.
+TLS_CERT_KEY = "APIPHANT_TLS_CERT"
+TLS_KEY_KEY = "APIPHANT_TLS_KEY"
+
 
 class ConfigError(Exception):
     """A deploy.toml that cannot be used; the message is one line for the user."""
@@ -127,6 +145,47 @@ class Nginx:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """HTTPS at Nginx: off, a certificate from an ACME CA (certbot), or one from files."""
+
+    mode: str = "off"
+    domains: tuple[str, ...] = ()
+    acme_email: str = ""
+    acme_server: str = LETSENCRYPT
+    #: A CA bundle on the hosts that certbot trusts for the ACME server's own HTTPS (a private
+    #: ACME CA such as step-ca); "" for the system's.
+    acme_ca_bundle: str = ""
+    hsts: bool = False
+    listen_host: str = ""
+    listen_port: int = 443
+
+    @property
+    def on(self) -> bool:
+        return self.mode != "off"
+
+    @property
+    def acme(self) -> bool:
+        return self.mode == "acme"
+
+    @property
+    def listen(self) -> str:
+        if not self.listen_host:
+            return str(self.listen_port)
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
+
+    @property
+    def port_suffix(self) -> str:
+        """What an https:// URL needs after the host: nothing on 443."""
+        return "" if self.listen_port == 443 else f":{self.listen_port}"
+
+    @property
+    def local_address(self) -> str:
+        """Where the host itself reaches its HTTPS listener (the smoke test)."""
+        return self.listen_host if self.listen_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class Host:
     """One machine of the deployment: how to reach it and what it runs."""
 
@@ -196,11 +255,17 @@ class Config:
     release_command: str = ""
     #: Run once after the smoke test passed; a failure is reported, not rolled back.
     after_deploy: str = ""
+    tls: Tls = field(default_factory=Tls)
 
     @property
     def layout(self) -> Layout:
         """Every path and name on the hosts (apiphant.deploy.layout)."""
         return Layout(self.product, self.env)
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        """Nginx's server_name: server_names, and the certificate's domains not among them."""
+        return tuple(dict.fromkeys((*self.server_names, *self.tls.domains)))
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -254,7 +319,24 @@ class Config:
         names = [w.program for w in self.workers(host)]
         if host.has("background"):
             names.append(self.layout.background)
+        if self.renews(host):
+            names.append(self.layout.renewer)
         return names
+
+    def renews(self, host: Host) -> bool:
+        """Whether ``host`` gets and renews its own certificate: every Nginx host with ACME."""
+        return self.tls.acme and host.has("nginx")
+
+    def role_names(self, host: Host) -> tuple[str, ...]:
+        """The kit roles a host runs: its own, and ``acme`` (certbot and its renewal) on an
+        Nginx host when tls = "acme"."""
+        return (*host.roles, "acme") if self.renews(host) else host.roles
+
+    def acme_peers(self, host: Host) -> list[str]:
+        """The other fronts' private addresses: a challenge answer this front lacks is asked
+        of them, as the CA may call any front for a token another one asked for."""
+        return [f.private_address for f in self.fronts()  # type: ignore[misc]
+                if f.name != host.name and f.private_address]  # fmt: skip
 
     def login_of(self, host: Host) -> str:
         """The SSH user for ``host``: its ``ssh`` value's, else deploy.toml's ``user``."""
@@ -454,13 +536,13 @@ def _private_address(reader: _Reader, name: str) -> str | None:
     return str(address)
 
 
-def _listen(reader: _Reader) -> tuple[str, int]:
-    value = reader.table.get("listen", "80")
+def _listen(reader: _Reader, name: str = "listen", default: str = "80") -> tuple[str, int]:
+    value = reader.table.get(name, default)
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    expected = "a port like '80' or an address like '127.0.0.1:8080' or '[::]:80'"
+    expected = f"a port like '{default}' or an address like '127.0.0.1:8080' or '[::]:{default}'"
     if not isinstance(value, str):
-        raise reader.fail("listen", expected, value)
+        raise reader.fail(name, expected, value)
     host, _, port = value.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -468,9 +550,9 @@ def _listen(reader: _Reader) -> tuple[str, int]:
         if host:
             host = str(ipaddress.ip_address(host))
     except ValueError:
-        raise reader.fail("listen", expected, value) from None
+        raise reader.fail(name, expected, value) from None
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise reader.fail("listen", expected, value)
+        raise reader.fail(name, expected, value)
     return host, int(port)
 
 
@@ -515,6 +597,12 @@ def _environment(shown: str, table: Any) -> tuple[tuple[str, str], ...]:
 
 TOP_KEYS = (
     "product",
+    "tls",
+    "domains",
+    "acme_email",
+    "acme_server",
+    "acme_ca_bundle",
+    "hsts",
     "user",
     "release",
     "after_deploy",
@@ -594,6 +682,7 @@ def parse(
         "listen", "connect_timeout", "read_timeout", "send_timeout", "client_timeout",
         "keepalive_timeout", "upstream_keepalive", "upstream_keepalive_timeout", "fail_timeout",
         "worker_connections", "limit_conn", "limit_req", "limit_req_burst", "local_port",
+        "tls_listen",
     ))  # fmt: skip
     dn = Nginx()
     listen_host, listen_port = _listen(n)
@@ -631,6 +720,7 @@ def parse(
             f"closing an idle connection), got {api.drain_timeout:g}"
         )
 
+    tls = _tls(top, n, nginx, secrets)
     hosts = _hosts(shown, data.get("hosts"), nginx)
     pools = _pools(shown, data.get("pools"), hosts)
     config = Config(
@@ -651,9 +741,63 @@ def parse(
         login=login,
         release_command=release_command,
         after_deploy=after_deploy,
+        tls=tls,
     )
     _check_deployment(config, shown)
     return config
+
+
+def _tls(top: _Reader, n: _Reader, nginx: Nginx, secrets: Path | None) -> Tls:
+    """tls, domains, acme_*, hsts and [nginx] tls_listen: each checked, and each needed one
+    present for the mode."""
+    mode = top.text("tls", None, f"one of {', '.join(TLS_MODES)}", "off")
+    if mode not in TLS_MODES:
+        raise top.fail("tls", f"one of {', '.join(TLS_MODES)}", mode)
+    keys = ("domains", "acme_email", "acme_server", "acme_ca_bundle", "hsts")
+    if mode == "off":
+        for key in keys:
+            if top.has(key):
+                raise ConfigError(f"{top.shown}: {key}: only with tls = \"acme\" or \"files\"")
+        if n.has("tls_listen"):
+            raise ConfigError(
+                f"{top.shown}: nginx.tls_listen: only with tls = \"acme\" or \"files\""
+            )
+        return Tls()
+    if not top.has("domains"):
+        raise ConfigError(
+            f"{top.shown}: domains: missing, tls = \"{mode}\" needs the names the "
+            "certificate is for, like [\"api.example.com\"]"
+        )
+    raw = top.table["domains"]
+    if isinstance(raw, list):
+        raw = [d.lower() if isinstance(d, str) else d for d in raw]
+    domains = _Reader(top.shown, "", {"domains": raw}, ("domains",)).names(
+        "domains", DOMAIN, "host names like 'api.example.com' (no IP, no wildcard)"
+    )
+    if not domains:
+        raise top.fail("domains", "at least one host name like 'api.example.com'", [])
+    if mode == "acme":
+        email = top.text("acme_email", EMAIL, "an email address for the CA's expiry notices")
+        server = top.text("acme_server", ACME_URL, "an ACME directory URL like "
+                          f"{LETSENCRYPT_STAGING}", LETSENCRYPT)  # fmt: skip
+        bundle = ""
+        if top.has("acme_ca_bundle"):
+            bundle = top.text("acme_ca_bundle", ABS_PATH, "an absolute path on the hosts")
+    else:
+        for key in ("acme_email", "acme_server", "acme_ca_bundle"):
+            if top.has(key):
+                raise ConfigError(f"{top.shown}: {key}: only with tls = \"acme\"")
+        email, server, bundle = "", LETSENCRYPT, ""
+        if secrets is None:
+            raise ConfigError(
+                f"{top.shown}: secrets: missing, tls = \"files\" reads {TLS_CERT_KEY}= and "
+                f"{TLS_KEY_KEY}= (the certificate chain and key on this machine) from it"
+            )
+    host, port = _listen(n, "tls_listen", DEFAULT_TLS_LISTEN)
+    for key, taken in (("listen", nginx.listen_port), ("local_port", nginx.local_port)):
+        if port == taken:
+            raise n.fail("tls_listen", f"a port other than nginx.{key}'s ({taken})", port)
+    return Tls(mode, domains, email, server, bundle, top.flag("hsts", False), host, port)
 
 
 def _hosts(shown: str, table: Any, nginx: Nginx) -> tuple[Host, ...]:
@@ -772,6 +916,19 @@ def _check_deployment(config: Config, shown: str) -> None:
             raise ConfigError(
                 f"{shown}: hosts.{host.name}.private_address: missing, expected the address "
                 f"nginx on {remote_fronts[0]} reaches this host at, like 10.0.0.5"
+            )
+    tls = config.tls
+    for host in config.fronts() if tls.on else []:
+        if tls.listen_port in host.ports:
+            raise ConfigError(
+                f"{shown}: hosts.{host.name}.first_port: worker ports apart from "
+                f"nginx.tls_listen ({tls.listen_port}), got {host.first_port}"
+            )
+        if tls.acme and len(config.fronts()) > 1 and not host.private_address:
+            raise ConfigError(
+                f"{shown}: hosts.{host.name}.private_address: missing, with tls = \"acme\" "
+                "each Nginx host gets its own certificate and asks the others for a challenge "
+                "answer the CA fetched from them: give each one, like 10.0.0.5"
             )
 
 

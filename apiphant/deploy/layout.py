@@ -27,6 +27,14 @@ NGINX_CONF = "/etc/nginx/nginx.conf"
 NGINX_SITES = "/etc/nginx/sites-enabled"
 NGINX_PIDFILE = "/run/nginx.pid"
 LOGROTATE_DIR = "/etc/logrotate.d"
+#: Debian's certbot; run with the deployment's own config, work and logs folders (below), so
+#: Debian's own timer or cron job (which reads /etc/letsencrypt) never renews ours twice.
+CERTBOT = "/usr/bin/certbot"
+#: tls = "files": the release's copy of the certificate, in this folder of the release.
+TLS_DIR = "tls"
+TLS_FULLCHAIN = "fullchain.pem"
+#: Where an ACME server looks for an HTTP-01 answer, below the webroot.
+ACME_CHALLENGE = "/.well-known/acme-challenge/"
 #: A system file the deploy replaces with a link is kept beside it under this suffix, and
 #: put back when the link goes.
 BEFORE = ".before-apiphant"
@@ -94,6 +102,11 @@ class Layout:
         return f"{self.venvs}/{key}"
 
     @property
+    def current_tls_fullchain(self) -> str:
+        """tls = "files": the certificate the live release serves."""
+        return f"{self.current}/{TLS_DIR}/{TLS_FULLCHAIN}"
+
+    @property
     def maintenance(self) -> str:
         """While this file exists, Nginx answers every public request with a JSON 503."""
         return f"{self.shared}/maintenance"
@@ -102,6 +115,58 @@ class Layout:
     def nginx_loaded(self) -> str:
         """A copy of the Nginx config last loaded: a reload only when it changed."""
         return f"{self.shared}/nginx-loaded.conf"
+
+    # TLS (apiphant.deploy.tls): certbot's folders and the webroot of the ACME challenge
+
+    @property
+    def tls(self) -> str:
+        """root's only (0700): certbot's accounts, keys and certificates of this deployment."""
+        return f"{self.shared}/tls"
+
+    @property
+    def letsencrypt(self) -> str:
+        """certbot's --config-dir: accounts/, archive/, live/, renewal/."""
+        return f"{self.tls}/letsencrypt"
+
+    @property
+    def certbot_work(self) -> str:
+        return f"{self.tls}/work"
+
+    @property
+    def certbot_logs(self) -> str:
+        """certbot's --logs-dir: letsencrypt.log, the path a failed issuance names."""
+        return f"{self.logs}/certbot"
+
+    @property
+    def certbot_log(self) -> str:
+        return f"{self.certbot_logs}/letsencrypt.log"
+
+    @property
+    def acme_webroot(self) -> str:
+        """Nginx serves the challenge from here on port 80: world-readable, no secrets."""
+        return f"{self.shared}/acme"
+
+    @property
+    def cert_name(self) -> str:
+        """certbot's --cert-name: the deployment's name, one lineage for all its domains."""
+        return self.name
+
+    @property
+    def acme_live(self) -> str:
+        return f"{self.letsencrypt}/live/{self.cert_name}"
+
+    @property
+    def acme_fullchain(self) -> str:
+        return f"{self.acme_live}/fullchain.pem"
+
+    @property
+    def acme_key(self) -> str:
+        return f"{self.acme_live}/privkey.pem"
+
+    @property
+    def acme_chain(self) -> str:
+        """The issuing CA's certificates: OCSP stapling's and the smoke test's trust."""
+        return f"{self.acme_live}/chain.pem"
 
     @property
     def lock(self) -> str:
@@ -129,9 +194,14 @@ class Layout:
         return f"{self.name}-background"
 
     @property
+    def renewer(self) -> str:
+        """The Supervisor program that runs ``certbot renew`` twice a day (tls = "acme")."""
+        return f"{self.name}-certbot"
+
+    @property
     def programs_pattern(self) -> str:
         """An extended regex that matches exactly this deployment's program names."""
-        return f"^{re.escape(self.name)}-(api-[0-9]+|background)$"
+        return f"^{re.escape(self.name)}-(api-[0-9]+|background|certbot)$"
 
     def log(self, program: str) -> str:
         return f"{self.logs}/{program}.log"
@@ -197,6 +267,29 @@ class Paths:
     @property
     def tarball(self) -> str:
         return f"{self.dir}/release.tar.gz"
+
+    # tls = "files": the certificate travels with the release, so a rollback serves the
+    # certificate it was deployed with, and `nginx -t` checks the new one before the switch.
+
+    @property
+    def tls(self) -> str:
+        """root's only (0700)."""
+        return f"{self.dir}/{TLS_DIR}"
+
+    @property
+    def tls_fullchain(self) -> str:
+        return f"{self.tls}/{TLS_FULLCHAIN}"
+
+    @property
+    def tls_key(self) -> str:
+        """Mode 0600, root's: Nginx's master process reads it as root before it drops to
+        www-data; no worker, product program or other user can."""
+        return f"{self.tls}/privkey.pem"
+
+    @property
+    def tls_issuer(self) -> str:
+        """The chain without its first certificate: the issuing CA, for the smoke test."""
+        return f"{self.tls}/issuer.pem"
 
     def product(self, product: str) -> str:
         return f"{self.dir}/{product}"

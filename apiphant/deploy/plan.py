@@ -25,7 +25,9 @@ from pathlib import Path
 
 from apiphant.deploy import commands, roles
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.layout import Paths
 from apiphant.deploy.render import HostFiles
+from apiphant.deploy.tls import Files
 
 #: The nginx role's rendered files: Nginx is reloaded when either changed.
 NGINX_FILES = ("nginx-main.conf", "nginx.conf")
@@ -63,6 +65,7 @@ class Step:
     timeout: int = 900
     #: "lock": a failure means another deploy holds the lock; "report": a failure is
     #: reported and the plan goes on; "passthrough": output and exit status are the user's.
+    #: "reason": a failure ends with the last line the command wrote to stderr (its cause).
     kind: str = ""
 
 
@@ -117,6 +120,7 @@ def prepare_steps(
     tarball: Path,
     rendered: dict[str, HostFiles],
     packages: str,
+    tls_files: Files | None = None,
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched. ``packages``
     names what the virtualenv holds (``wheelhouse.packages_key``): a release that installs
@@ -165,11 +169,18 @@ def prepare_steps(
                         0o640,
                         f"secrets {config.secrets}",
                         group=layout.user,
-                        local=config.secrets,
+                        # tls = "files": without the lines naming the certificate files
+                        content=tls_files.secrets if tls_files else None,
+                        local=None if tls_files else config.secrets,
                         secret=True,
                     ),
                 )
             )
+        if tls_files is not None and host.has("nginx"):
+            steps += tls_file_steps(paths, tls_files, name)
+        if config.renews(host):
+            steps.append(Step(name, "certbot's folders and the ACME webroot",
+                              commands.tls_dirs(layout)))  # fmt: skip
         steps.append(
             Step(
                 name,
@@ -191,11 +202,31 @@ def prepare_steps(
                 Step(
                     name,
                     "check: nginx -t, full config",
-                    commands.check_nginx(paths, files.unlinks, config.nginx.worker_rlimit_nofile),
+                    commands.check_nginx(
+                        paths,
+                        files.unlinks,
+                        config.nginx.worker_rlimit_nofile,
+                        layout.acme_fullchain if config.tls.acme else "",
+                    ),
                 )
             )
         steps.append(Step(name, "check: logrotate config", commands.check_logrotate(paths)))
     return tuple(steps)
+
+
+def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
+    """tls = "files": the chain and its issuer, and the key: 0600, root's (Nginx's master reads
+    it as root), a secret upload whose content is never shown."""
+    return [
+        Step(host, "folder for the certificate, root's only", commands.private_dir(paths.tls)),
+        Step(host, "certificate chain", upload=Upload(
+            paths.tls_fullchain, 0o644, f"certificate {files.cert_path}", content=files.fullchain)),
+        Step(host, "the certificate's issuer (the smoke test's trust)", upload=Upload(
+            paths.tls_issuer, 0o644, f"issuer of {files.cert_path}", content=files.issuer)),
+        Step(host, "private key, mode 0600, root's", upload=Upload(
+            paths.tls_key, 0o600, f"private key {files.key_path}", content=files.key,
+            secret=True)),
+    ]  # fmt: skip
 
 
 def release_phase_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step, ...]:
@@ -218,7 +249,7 @@ def _links(config: Config, host: Host, all_roles: dict[str, roles.Role]) -> tupl
     """The links this host's roles make, and those to remove: the other roles' links, and
     what this host's roles unlink."""
     layout = config.layout
-    host_roles = roles.for_host(host, all_roles)
+    host_roles = roles.for_host(config.role_names(host), all_roles)
     used = roles.links(host_roles, layout)
     every = roles.links(list(all_roles.values()), layout)
     unused = set(every.values()) - set(used.values()) | set(roles.unlinks(host_roles, layout))
@@ -230,17 +261,20 @@ def activate_steps(
     hosts: list[Host],
     releases: dict[str, str],
     all_roles: dict[str, roles.Role],
+    obtain: bool = True,
 ) -> tuple[Step, ...]:
     """Make ``releases[host]`` live on each host: switch, link, reload, rolling restart.
 
-    Hosts without Nginx go first, so the fronts switch once their backends have.
+    Hosts without Nginx go first, so the fronts switch once their backends have. With
+    tls = "acme" each front gets its certificate before its 443 server goes live (not on a
+    rollback, ``obtain=False``: the release it goes back to was served before).
     """
     layout = config.layout
     steps: list[Step] = []
     for host in sorted(hosts, key=lambda h: h.has("nginx")):
         paths = layout.release(releases[host.name])
         used, unused = _links(config, host, all_roles)
-        services = roles.services(roles.for_host(host, all_roles))
+        services = roles.services(roles.for_host(config.role_names(host), all_roles))
         steps.append(
             Step(
                 host.name,
@@ -249,6 +283,8 @@ def activate_steps(
                 switch=True,
             )
         )
+        if obtain and config.renews(host):
+            steps.append(obtain_step(config, host, used, all_roles))
         steps.append(
             Step(
                 host.name,
@@ -256,6 +292,9 @@ def activate_steps(
                 commands.link(used, unused, layout.current_config),
             )
         )
+        if config.tls.on and host.has("nginx"):
+            steps.append(Step(host.name, "check: nginx -t, with the certificate",
+                              commands.nginx_check_live()))  # fmt: skip
         if "supervisor" in services:
             steps.append(
                 Step(host.name, "supervisord: reread, or start", commands.supervisor_ready())
@@ -279,6 +318,25 @@ def activate_steps(
             )
         )
     return tuple(steps)
+
+
+def obtain_step(
+    config: Config, host: Host, used: dict[str, str], all_roles: dict[str, roles.Role]
+) -> Step:
+    """certbot through Nginx (HTTP-01); the first time, Nginx serves port 80 alone first."""
+    layout = config.layout
+    http_site = {("nginx-http.conf" if n == "nginx.conf" else n): target
+                 for n, target in used.items() if n in NGINX_FILES}  # fmt: skip
+    first = [f"{layout.current_config}/{n}" for n in ("nginx-main.conf", "nginx-http.conf")]
+    unlinks = roles.unlinks(roles.for_host(config.role_names(host), all_roles), layout)
+    return Step(
+        host.name,
+        f"certificate for {', '.join(config.tls.domains)} from {config.tls.acme_server} "
+        "(certbot, HTTP-01 through Nginx)",
+        commands.obtain_certificate(layout, config.tls, http_site, unlinks, first),
+        timeout=600,
+        kind="reason",
+    )
 
 
 def rolling_restart(
@@ -336,9 +394,12 @@ def rolling_restart(
     return steps
 
 
-def verify_steps(config: Config, hosts: list[Host], releases: dict[str, str]) -> tuple[Step, ...]:
+def verify_steps(
+    config: Config, hosts: list[Host], releases: dict[str, str], https: bool = True
+) -> tuple[Step, ...]:
     """The product's test.py, through each front's Nginx; through the workers when no front
-    is part of this deploy."""
+    is part of this deploy. With TLS on, /health over HTTPS too, by each domain (not after a
+    rollback, ``https=False``: the release gone back to may have served plain HTTP)."""
     steps = []
     fronts = [h for h in hosts if h.has("nginx")]
     for host in fronts or [h for h in hosts if h.has("api")]:
@@ -355,6 +416,14 @@ def verify_steps(config: Config, hosts: list[Host], releases: dict[str, str]) ->
                 commands.smoke_test(paths, config.product, url),
             )
         )
+        if https and config.tls.on and host.has("nginx"):
+            issuer = config.layout.acme_chain if config.tls.acme else paths.tls_issuer
+            for domain in config.tls.domains:
+                steps.append(Step(
+                    host.name,
+                    f"smoke test over HTTPS: {domain}, its chain verified against its issuer",
+                    commands.https_check(config.tls, domain, issuer, releases[host.name]),
+                ))  # fmt: skip
     return tuple(steps)
 
 
@@ -395,6 +464,7 @@ def deploy_plan(
     all_roles: dict[str, roles.Role] | None = None,
     *,
     packages: str,
+    tls_files: Files | None = None,
 ) -> Plan:
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     releases = {h.name: release for h in hosts}
@@ -402,7 +472,7 @@ def deploy_plan(
         release=release,
         hosts=tuple(h.name for h in hosts),
         lock=lock_steps(config, hosts, holder),
-        prepare=prepare_steps(config, hosts, release, tarball, rendered, packages),
+        prepare=prepare_steps(config, hosts, release, tarball, rendered, packages, tls_files),
         release_phase=release_phase_steps(config, hosts, release),
         activate=activate_steps(config, hosts, releases, all_roles),
         verify=verify_steps(config, hosts, releases),
@@ -423,12 +493,22 @@ def rollback_plan(
     return Plan(
         release=",".join(sorted(set(releases.values()))),
         hosts=tuple(h.name for h in hosts),
-        activate=activate_steps(config, hosts, releases, all_roles),
-        verify=verify_steps(config, hosts, releases),
+        activate=activate_steps(config, hosts, releases, all_roles, obtain=False),
+        verify=verify_steps(config, hosts, releases, https=False),
     )
 
 
 # The operator's tasks: one phase each, so they print and --dry-run like a deploy.
+
+
+def certificates(config: Config, host: Host) -> list[tuple[str, str]]:
+    """The certificates a host serves, by name: ``fab status`` shows when each expires."""
+    if not (config.tls.on and host.has("nginx")):
+        return []
+    layout = config.layout
+    if config.tls.acme:
+        return [(", ".join(config.tls.domains), layout.acme_fullchain)]
+    return [(", ".join(config.tls.domains), layout.current_tls_fullchain)]
 
 
 def status_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
@@ -436,7 +516,8 @@ def status_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
         Step(
             h.name,
             "status",
-            commands.status(config.layout, [(w.program, w.address) for w in config.workers(h)]),
+            commands.status(config.layout, [(w.program, w.address) for w in config.workers(h)],
+                            certificates(config, h)),  # fmt: skip
             timeout=60,
             kind="passthrough",
         )

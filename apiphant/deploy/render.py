@@ -12,9 +12,9 @@ from pathlib import Path
 
 import jinja2
 
-from apiphant.deploy import kit, roles
+from apiphant.deploy import commands, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
-from apiphant.deploy.layout import NGINX_PIDFILE, RELEASE_ENV, SUPERVISOR_PIDFILE
+from apiphant.deploy.layout import ACME_CHALLENGE, NGINX_PIDFILE, RELEASE_ENV, SUPERVISOR_PIDFILE
 from apiphant.errors import status_line
 
 #: Seconds Supervisor waits after SIGTERM beyond the program's own drain or stop time.
@@ -79,6 +79,28 @@ def product_requirements(config: Config) -> tuple[str, ...]:
     return tuple(line for line in lines if line and not line.startswith("#"))
 
 
+#: Mozilla's "intermediate" ciphers for TLS 1.2 (TLS 1.3's are OpenSSL's and all fine); the
+#: DHE ones are used only with ssl_dhparam, which the kit does not set.
+TLS_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+#: Strict-Transport-Security's max-age with hsts = true: two years, as Mozilla advises.
+HSTS_MAX_AGE = 63072000
+
+
+def certificate(config: Config, release: str) -> dict[str, str]:
+    """Where Nginx reads the certificate: certbot's live files (renewed in place), or the
+    release's own copy (tls = "files"). ``issuer``: the CA that issued it."""
+    layout = config.layout
+    if config.tls.acme:
+        return {"fullchain": layout.acme_fullchain, "key": layout.acme_key,
+                "issuer": layout.acme_chain}  # fmt: skip
+    paths = layout.release(release)
+    return {"fullchain": paths.tls_fullchain, "key": paths.tls_key, "issuer": paths.tls_issuer}
+
+
 #: Nginx's own answers that its site gives in JSON, as the workers give theirs.
 NGINX_ERRORS = (400, 413, 414, 429, 500, 502, 503, 504)
 
@@ -129,6 +151,7 @@ def context(
             "shared": layout.shared,
             "secrets": layout.secrets,
             "maintenance": layout.maintenance,
+            "acme_webroot": layout.acme_webroot,
             "logs": layout.logs,
             "site": layout.site,
             "supervisor_include": layout.supervisor_include,
@@ -138,7 +161,17 @@ def context(
         "api": config.api,
         "api_stopwait": int(config.api.drain_timeout) + STOP_MARGIN,
         "nginx": config.nginx,
-        "server_names": config.server_names,
+        "server_names": config.site_names,
+        "tls": config.tls,
+        "https": config.tls.on,
+        "acme_challenge": ACME_CHALLENGE,
+        "acme_peers": config.acme_peers(host) if config.renews(host) else [],
+        "certificate": certificate(config, release),
+        "tls_ciphers": TLS_CIPHERS,
+        "hsts_max_age": HSTS_MAX_AGE,
+        "renewer_program": layout.renewer if config.renews(host) else "",
+        "renew_every": commands.RENEW_EVERY,
+        "certbot_renew": commands.certbot_renew(layout, config.tls) if config.tls.acme else "",
         "nginx_errors": [(code, status_line(code)) for code in NGINX_ERRORS],
         "not_found": status_line(404),
         "pools": pools,
@@ -167,7 +200,7 @@ def render_host(
 ) -> HostFiles:
     """Every file one host needs, by the templates its roles name."""
     all_roles = all_roles if all_roles is not None else roles.load_roles()
-    host_roles = roles.for_host(host, all_roles)
+    host_roles = roles.for_host(config.role_names(host), all_roles)
     env = env or environment(config)
     ctx = context(config, host, release, wheel, host_roles)
     files = {

@@ -10,11 +10,12 @@ context, so one Supervisor file holds a host's API workers and runner.
 
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 
 from apiphant.deploy import kit
-from apiphant.deploy.config import KNOWN_ROLES, Host
+from apiphant.deploy.config import KNOWN_ROLES
 from apiphant.deploy.layout import Layout
 
 BASE = "base"
@@ -99,9 +100,15 @@ def load_roles() -> dict[str, Role]:
     return roles
 
 
-def for_host(host: Host, roles: dict[str, Role]) -> list[Role]:
-    """The roles a host runs, base first, in a fixed order."""
-    return [roles[BASE]] + [roles[name] for name in KNOWN_ROLES if host.has(name)]
+#: Roles the kit adds by itself, after the known ones: ``acme`` on Nginx hosts when tls = "acme"
+#: (Config.role_names).
+KIT_ROLES = ("acme",)
+
+
+def for_host(names: Iterable[str], roles: dict[str, Role]) -> list[Role]:
+    """The roles a host runs (Config.role_names), base first, in a fixed order."""
+    wanted = set(names)
+    return [roles[BASE]] + [roles[n] for n in (*KNOWN_ROLES, *KIT_ROLES) if n in wanted]
 
 
 def _union(values: list[tuple[str, ...]]) -> tuple[str, ...]:

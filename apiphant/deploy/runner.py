@@ -239,7 +239,11 @@ class Remote(Executor):
                 f"{step.host}: the deploy lock is held by {holder}; wait for that deploy, or if "
                 f"it died: fab unlock --product={self.config.product} {step.host}"
             )
-        return f"{step.host}: {step.why} failed (exit {result.exited})"
+        failed = f"{step.host}: {step.why} failed (exit {result.exited})"
+        if step.kind == "reason":  # the command's own last word says why, in one line
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            return f"{failed}: {lines[-1].strip()}" if lines else failed
+        return failed
 
     def _upload(self, step: Step) -> None:
         upload = step.upload

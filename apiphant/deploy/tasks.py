@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import apiphant
-from apiphant.deploy import artifacts, plan, render, roles, wheelhouse
+from apiphant.deploy import artifacts, plan, render, roles, tls, wheelhouse
 from apiphant.deploy import config as configuration
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
@@ -185,6 +185,8 @@ def deploy(
     config = find_product(target)
     chosen = config.select(hosts)
     check_secrets(config)
+    # tls = "files": present, a key that matches, not expired; before any host is touched
+    tls_files = tls.load_files(config) if config.tls.mode == "files" else None
     artifacts.check_requirements(config)
     all_roles = roles.load_roles()
     release = artifacts.release_id()
@@ -217,7 +219,8 @@ def deploy(
             }
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
-                config, chosen, release, tarball, rendered, holder, all_roles, packages=packages
+                config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
+                tls_files=tls_files,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:
@@ -267,7 +270,7 @@ def host_platforms(
 
 def _pip(config: Config, hosts: list[Host], all_roles: dict[str, roles.Role]) -> list[str]:
     """What the release's virtualenvs install besides apiphant: roles' packages, the product's."""
-    packages = {p for h in hosts for p in roles.pip_packages(roles.for_host(h, all_roles))}
+    packages = {p for h in hosts for p in roles.pip_packages(roles.for_host(config.role_names(h), all_roles))}
     return sorted(packages) + list(render.product_requirements(config))
 
 
