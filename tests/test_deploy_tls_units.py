@@ -246,7 +246,8 @@ def test_https_check_by_name_against_the_issuer() -> None:
     t = Tls("files", ("api.example.com",), listen_host="127.0.0.1", listen_port=8443)
     command = commands.https_check(t, "api.example.com", "/r/tls/issuer.pem", RELEASE)
     assert "--resolve api.example.com:8443:127.0.0.1 https://api.example.com:8443/health" in command
-    assert '[ -s /r/tls/issuer.pem ] && ca="--cacert /r/tls/issuer.pem"' in command
+    assert "if [ -s /r/tls/issuer.pem ]; then answer=$(curl" in command
+    assert "--cacert /r/tls/issuer.pem https://api.example.com:8443/health" in command
     assert f"grep -qF '\"release\": \"{RELEASE}\"'" in command
 
 

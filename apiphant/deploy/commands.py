@@ -571,10 +571,13 @@ def https_check(tls: Tls, domain: str, cafile: str, release: str) -> str:
     url = f"https://{domain}{tls.port_suffix}/health"
     resolve = f"{domain}:{tls.listen_port}:{tls.local_address}"
     needle = f'"release": "{release}"'
-    ca = f'ca=; [ -s {q(cafile)} ] && ca="--cacert {cafile}"; ' if cafile else "ca=; "
+    curl = f"curl -fsS --max-time 5 --resolve {q(resolve)}"
+    fetch = f"answer=$({curl} {q(url)})"
+    if cafile:
+        fetch = (f"if [ -s {q(cafile)} ]; then answer=$({curl} --cacert {q(cafile)} {q(url)}); "
+                 f"else {fetch}; fi")  # fmt: skip
     return (
-        f"{ca}answer=$(curl -fsS --max-time 5 $ca --resolve {q(resolve)} {q(url)}) && "
-        f"printf '%s\\n' \"$answer\" | grep -qF {q(needle)} && "
+        f"{fetch} && printf '%s\\n' \"$answer\" | grep -qF {q(needle)} && "
         f"echo {q(f'https: {url} verified, answers release {release}')}"
     )
 
