@@ -270,7 +270,8 @@ def host_platforms(
 
 def _pip(config: Config, hosts: list[Host], all_roles: dict[str, roles.Role]) -> list[str]:
     """What the release's virtualenvs install besides apiphant: roles' packages, the product's."""
-    packages = {p for h in hosts for p in roles.pip_packages(roles.for_host(config.role_names(h), all_roles))}
+    host_roles = [roles.for_host(config.role_names(h), all_roles) for h in hosts]
+    packages = {p for one in host_roles for p in roles.pip_packages(one)}
     return sorted(packages) + list(render.product_requirements(config))
 
 
