@@ -157,7 +157,7 @@ class Tls:
     acme_ca_bundle: str = ""
     hsts: bool = False
     listen_host: str = ""
-    listen_port: int = 443
+    listen_port: int = int(DEFAULT_TLS_LISTEN)
 
     @property
     def on(self) -> bool:
@@ -779,15 +779,15 @@ def _tls(top: _Reader, n: _Reader, nginx: Nginx, secrets: Path | None) -> Tls:
     if mode == "acme":
         email = top.text("acme_email", EMAIL, "an email address for the CA's expiry notices")
         server = top.text("acme_server", ACME_URL, "an ACME directory URL like "
-                          f"{LETSENCRYPT_STAGING}", LETSENCRYPT)  # fmt: skip
-        bundle = ""
+                          f"{LETSENCRYPT_STAGING}", Tls.acme_server)  # fmt: skip
+        bundle = Tls.acme_ca_bundle
         if top.has("acme_ca_bundle"):
             bundle = top.text("acme_ca_bundle", ABS_PATH, "an absolute path on the hosts")
     else:
         for key in ("acme_email", "acme_server", "acme_ca_bundle"):
             if top.has(key):
                 raise ConfigError(f"{top.shown}: {key}: only with tls = \"acme\"")
-        email, server, bundle = "", LETSENCRYPT, ""
+        email, server, bundle = Tls.acme_email, Tls.acme_server, Tls.acme_ca_bundle
         if secrets is None:
             raise ConfigError(
                 f"{top.shown}: secrets: missing, tls = \"files\" reads {TLS_CERT_KEY}= and "
@@ -797,7 +797,7 @@ def _tls(top: _Reader, n: _Reader, nginx: Nginx, secrets: Path | None) -> Tls:
     for key, taken in (("listen", nginx.listen_port), ("local_port", nginx.local_port)):
         if port == taken:
             raise n.fail("tls_listen", f"a port other than nginx.{key}'s ({taken})", port)
-    return Tls(mode, domains, email, server, bundle, top.flag("hsts", False), host, port)
+    return Tls(mode, domains, email, server, bundle, top.flag("hsts", Tls.hsts), host, port)
 
 
 def _hosts(shown: str, table: Any, nginx: Nginx) -> tuple[Host, ...]:
