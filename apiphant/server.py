@@ -1,16 +1,20 @@
 """The gevent server: a listening socket, its limits, admission, and the graceful drain.
 
-Built on gevent's public API only (``gevent.server.StreamServer``,
-``gevent.pool.Pool``, ``gevent.event.Event``); each accepted connection is
-an ``apiphant.http.connection.Connection`` in its own greenlet, which is where
-a request is read, answered and kept alive (start reading there).
+Built on gevent's public API only (``gevent.server.StreamServer``, the
+hub's loop watchers, ``gevent.spawn_raw``); each accepted connection is an
+``apiphant.http.connection.Connection``, which is where a request is read,
+answered and kept alive (start reading there). A connection waiting for a
+request is a read watcher, not a greenlet: ``handle`` runs in the hub
+(``spawn=None``) and only registers it.
 
 - TCP_NODELAY on every connection, and each answer in one send: otherwise a
   keep-alive request can stall about 40 ms on Nagle's algorithm and delayed ACKs.
 - Idle keep-alive connections are closed after ``keepalive_timeout`` by one
   sweep a second, not by a timer per connection.
-- A bound on concurrent connections (the Pool, sized to the open-files limit):
-  past it, new connections wait in the kernel's accept queue, in order.
+- A bound on concurrent connections, idle ones included (``connections``, the
+  registry of open connections; ``max_connections`` is sized to the
+  open-files limit): past it, accepting stops and new connections wait in the
+  kernel's accept queue, in order, until one closes.
 - Every pending connection is accepted at each wake-up (``max_accept``): under
   load, accepting 100 per loop iteration left hundreds of connections waiting
   a second or more in the accept queue, and their first requests timed out
@@ -35,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
-from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from apiphant.http import wsgi
@@ -82,11 +85,14 @@ class Server(StreamServer):
         limits: Limits = Limits(),
         access_log: bool = False,
     ) -> None:
-        super().__init__(address, backlog=self.backlog, spawn=Pool(limits.max_connections))
+        # spawn=None: ``handle`` runs in the hub, and a greenlet is spawned per wake-up of a
+        # connection, not per connection (apiphant.http.connection).
+        super().__init__(address, backlog=self.backlog, spawn=None)
         self.application = application
         self.limits = limits
         self.access_log = access_log
         self.draining = False
+        #: Every open connection, idle or busy: the connection bound counts these.
         self.connections: set[Connection] = set()
         self.admission = Admission(limits.max_active)
         self.environ: dict[str, Any] = {}
@@ -111,19 +117,44 @@ class Server(StreamServer):
             for connection in list(self.connections):
                 connection.close_if_idle(timeout)
 
+    def full(self) -> bool:
+        """StreamServer's question before each accept: past the bound it stops accepting
+        (``forget`` starts again)."""
+        return len(self.connections) >= self.limits.max_connections
+
     def handle(self, sock: socket.socket, address: Any) -> None:
+        """A new connection (in the hub, must not block): register it and wait for its
+        first request without a greenlet."""
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # not TCP (a Unix socket): nothing to tune
+        except OSError:  # not TCP (a Unix socket), or already reset: nothing to tune
             pass
-        self.connection_class(self, sock, address).run()
+        try:
+            connection = self.connection_class(self, sock, address)
+        except OSError:  # gone before it could be watched
+            sock.close()
+            return
+        self.connections.add(connection)
+        connection.wait()
+
+    def do_close(self, sock: socket.socket, *args: Any) -> None:
+        """StreamServer closes a socket when ``handle`` returns; here a connection
+        outlives ``handle`` and closes its socket itself (Connection.close)."""
+
+    def forget(self, connection: Connection) -> None:
+        """A connection closed: out of the registry; accept again if the bound had stopped it."""
+        connections = self.connections
+        connections.discard(connection)
+        if len(connections) == self.limits.max_connections - 1 and self.started:
+            self.start_accepting()
 
     def take_backlog(self) -> None:
         """Accept the connections the kernel completed but the server had not taken yet.
 
         Closing the listening socket resets them, and a client such as Nginx has already
         sent its request on them: a write it must not send again, so its client gets a
-        502. Taken in, they are answered (with ``Connection: close``: the drain is on).
+        502. Taken in, they are answered (with ``Connection: close``: the drain is on); a
+        taken connection that stays idle past the drain's grace is closed like any other.
         """
         self.stop_accepting()
         if self.socket is None:
@@ -135,13 +166,7 @@ class Server(StreamServer):
                 return
             if taken is None:
                 return
-            self.pool.spawn(self._serve_taken, *taken)
-
-    def _serve_taken(self, client: socket.socket, address: Any) -> None:
-        try:
-            self.handle(client, address)
-        finally:
-            client.close()
+            self.handle(*taken)  # registered and watched like any other connection
 
     def drain(self, timeout: float | None = None) -> bool:
         """Stop accepting and wait for in-flight requests; True when all finished in time."""
@@ -153,19 +178,24 @@ class Server(StreamServer):
         self.close()
         if self.sweeper is not None:
             self.sweeper.kill(block=False)
-        pool = self.pool
-        while self.connections and time.monotonic() < deadline:
-            for connection in list(self.connections):
+        connections = self.connections
+        while connections and (left := deadline - time.monotonic()) > 0:
+            for connection in list(connections):
                 connection.close_if_idle(limits.drain_idle_grace)
-            pool.join(timeout=min(0.05, max(deadline - time.monotonic(), 0)))
-        finished = pool.join(timeout=max(deadline - time.monotonic(), 0))
+            gevent.sleep(min(0.05, left))
+        finished = not connections
         if not finished:
             log.warning(
-                "%d connection(s) still busy after %.1fs; closing them",
-                len(self.connections),
-                timeout,
+                "%d connection(s) still busy after %.1fs; closing them", len(connections), timeout
             )
-            pool.kill(block=True, timeout=1)
+            for connection in list(connections):
+                if connection.greenlet is not None:
+                    gevent.kill(connection.greenlet)
+            stop = time.monotonic() + 1
+            while any(c.greenlet is not None for c in connections) and time.monotonic() < stop:
+                gevent.sleep(0.01)
+            for connection in list(connections):
+                connection.close()
         return finished
 
 

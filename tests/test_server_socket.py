@@ -1,7 +1,9 @@
 """The server's socket tuning, seen from inside: a real Server on loopback in its own thread."""
 
+import os
 import socket
 import threading
+import time
 
 import gevent
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from apiphant.app import create_app
 from apiphant.http.connection import Connection
 from apiphant.server import Limits, Server
-from tests.servers import MYPRODUCT
+from tests.servers import MYPRODUCT, server_in_thread
 
 
 class CountingConnection(Connection):
@@ -112,3 +114,115 @@ def test_a_connection_waiting_in_the_backlog_is_answered_by_the_drain():
     assert head.startswith(b"HTTP/1.1 200")
     assert b"\r\nConnection: close" in head
     assert answer == b'{"queued": 1, "server": "myproduct"}'
+
+class RecordingConnection(Connection):
+    """Keeps every connection the server made, to look at them after they closed."""
+
+    __slots__ = ()
+    made: list[Connection] = []
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        RecordingConnection.made.append(self)
+
+
+ECHO = (b"POST /api/v0/echo/read HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+ANSWER_END = b'{"server": "myproduct"}'
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def wait_until_empty(server, bound: float = 10.0) -> None:
+    """Bounded: the registry is read from this thread while the server's hub empties it."""
+    deadline = time.monotonic() + bound
+    while server.connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not server.connections
+
+
+def read_answers(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while data.count(ANSWER_END) < count:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def assert_all_closed(made: list[Connection], fds_before: set[str]) -> None:
+    assert made
+    for connection in made:
+        assert connection.watcher is None and connection.greenlet is None
+        assert connection.idle_since is None
+        assert connection.sock.fileno() == -1
+    assert open_fds() - fds_before == set()
+
+
+def test_connections_that_close_every_way_leave_no_watcher_and_no_descriptor():
+    """Idle between requests, a connection is a read watcher and no greenlet; whichever
+    way it ends (the client's EOF while idle, a pipelined pair, a request that breaks
+    HTTP, EOF in the middle of a head), it leaves the registry and closes its socket."""
+    RecordingConnection.made = []
+    with server_in_thread(create_app(MYPRODUCT), connection_class=RecordingConnection) as server:
+        fds_before = open_fds()
+        address = ("127.0.0.1", server.server_port)
+        for round in range(3):
+            clients = [socket.create_connection(address, timeout=5) for _ in range(8)]
+            for client in clients[:4]:  # two keep-alive requests, then EOF while idle
+                for _ in range(2):
+                    client.sendall(ECHO)
+                    read_answers(client, 1)
+            clients[4].sendall(ECHO + ECHO)  # pipelined in one packet
+            read_answers(clients[4], 2)
+            clients[5].sendall(b"BROKEN\r\n\r\n")
+            assert clients[5].recv(65536).startswith(b"HTTP/1.1 400 ")
+            clients[6].sendall(ECHO + b"POST /api/v0/echo/read HT")  # EOF mid-head
+            read_answers(clients[6], 1)
+            # clients[7] connects and never sends: EOF while idle before any request
+            deadline = time.monotonic() + 10
+            while len(RecordingConnection.made) < 8 * (round + 1) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(RecordingConnection.made) == 8 * (round + 1)
+            for client in clients:
+                client.close()
+            wait_until_empty(server)
+        assert len(RecordingConnection.made) == 3 * 8
+        assert_all_closed(RecordingConnection.made, fds_before)
+
+
+def test_the_keepalive_sweep_and_the_drain_close_idle_watchers():
+    RecordingConnection.made = []
+    limits = Limits(keepalive_timeout=0.4, drain_timeout=2)
+    app = create_app(MYPRODUCT)
+    with server_in_thread(app, limits, connection_class=RecordingConnection) as server:
+        fds_before = open_fds()
+        address = ("127.0.0.1", server.server_port)
+        clients = [socket.create_connection(address, timeout=10) for _ in range(5)]
+        for client in clients:
+            client.sendall(ECHO)
+            read_answers(client, 1)
+        for client in clients:
+            assert client.recv(1) == b""  # closed by the sweep, past the keep-alive timeout
+            client.close()
+        wait_until_empty(server)
+        assert_all_closed(RecordingConnection.made, fds_before)
+    RecordingConnection.made = []
+    with server_in_thread(app, connection_class=RecordingConnection) as server:
+        fds_before = open_fds()
+        address = ("127.0.0.1", server.server_port)
+        clients = [socket.create_connection(address, timeout=10) for _ in range(5)]
+        for client in clients:
+            client.sendall(ECHO)
+            read_answers(client, 1)
+        deadline = time.monotonic() + 10
+        while len(server.connections) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(server.connections) == 5
+    # server_in_thread drained it on the way out: the idle connections were closed
+    assert not server.connections
+    for client in clients:
+        assert client.recv(1) == b""
+        client.close()
+    assert_all_closed(RecordingConnection.made, fds_before)

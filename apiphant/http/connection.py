@@ -1,12 +1,20 @@
-"""One connection, one greenlet: read, parse, admit, call the application, answer, repeat.
+"""One connection: read, parse, admit, call the application, answer, repeat.
+
+A connection waiting for its next request holds no greenlet: it is a libev
+read watcher (``loop.io``, gevent's public API) whose callback, run by the
+hub, spawns a greenlet once bytes (or EOF) arrive. That greenlet answers what
+came, and every request pipelined behind it, then starts the watcher again
+and ends. A greenlet costs about 8 KiB (its saved C stack and its own page of
+Python frames); 15,000 idle keep-alive connections are measured in bench/.
 
 A request's way through it, top to bottom:
 
-1. ``_wait_for_request`` reads (``recv`` first: gevent waits only when
-   nothing is there) and feeds the parser until a request head is complete.
-   Between requests the wait has no timer of its own: the server's sweep
-   closes connections idle past ``keepalive_timeout``. Once a request has
-   begun, its head must be complete within ``header_timeout`` (slowloris: 408).
+1. ``_wait_for_request`` reads and feeds the parser until a request head is
+   complete. The first read after the watcher fired finds its bytes there.
+   Between requests there is no timer: the server's sweep closes
+   connections idle past ``keepalive_timeout``. Once a request has begun,
+   its head must be complete within ``header_timeout`` (slowloris: 408),
+   and the greenlet waits for it.
 2. ``_answer`` takes an admission slot (``Server.admission``, a strict FIFO
    queue: under overload requests start in the order their heads arrived,
    and one that waits past ``queue_timeout`` gets 503), builds the
@@ -21,8 +29,10 @@ A request's way through it, top to bottom:
    with unread input makes the kernel send a reset, which can destroy the
    answer before the client reads it (RFC 9112 section 9.6; Nginx does the same).
 
-The object has ``__slots__``: an idle keep-alive connection costs its few
-slots, not an instance dict (15,000 of them are measured in bench/).
+Every connection, idle or busy, is in ``Server.connections`` from its accept
+to its ``close``, which stops its watcher before it closes the socket (a
+watcher left on a closed descriptor would watch the next connection to reuse
+its number). The object has ``__slots__``: no instance dict.
 """
 
 import logging
@@ -48,6 +58,9 @@ RECV_SIZE = 65536
 DISCARD_LIMIT = 64 * 1024
 #: Answers to pipelined requests sent together, at most: then the others get their turn.
 MAX_BATCH = 16
+#: What ``_wait_for_request`` found: a request head, nothing yet (wait without a greenlet),
+#: or the end of the connection.
+READY, IDLE, DONE = range(3)
 
 
 class BodyTimeout(TimeoutError):
@@ -55,10 +68,19 @@ class BodyTimeout(TimeoutError):
 
 
 class Connection:
-    """One client connection and its keep-alive loop, in its own greenlet."""
+    """One client connection: a read watcher while idle, a greenlet while busy."""
 
     __slots__ = (
-        "server", "sock", "address", "parser", "idle_since", "deadline", "out", "error", "fresh"
+        "server",
+        "sock",
+        "address",
+        "parser",
+        "watcher",
+        "greenlet",
+        "idle_since",
+        "deadline",
+        "out",
+        "error",
     )
 
     def __init__(self, server: "Server", sock: socket.socket, address: Any) -> None:
@@ -66,24 +88,52 @@ class Connection:
         self.sock = sock
         self.address = address
         self.parser = RequestParser()
+        self.watcher: Any = server.loop.io(sock.fileno(), 1)  # None once closed
+        self.greenlet: Any = None  # while busy
         self.idle_since: float | None = None  # waiting for a request since, or None
         self.deadline = 0.0  # of the request head, then of the request body
         self.out: list[bytes] = []  # answers not sent yet
         self.error: ProtocolError | None = None  # a pipelined request that broke HTTP
-        # No request read yet: the drain reads its first one (its client, Nginx, may have
-        # sent it already; closing unread would reset it) unless it stays idle past the grace.
-        self.fresh = True
 
-    def run(self) -> None:
-        connections = self.server.connections
-        connections.add(self)
+    def wait(self) -> None:
+        """Wait for the next request without a greenlet: the watcher calls ``readable``."""
+        self.idle_since = time.monotonic()
+        self.watcher.start(self.readable)
+
+    def readable(self) -> None:
+        """Bytes or EOF arrived (the watcher's callback: it runs in the hub and must not
+        block): stop watching, and answer in a greenlet of its own."""
+        self.watcher.stop()
+        self.idle_since = None
+        self.greenlet = gevent.spawn_raw(self.resume)
+
+    def resume(self) -> None:
+        """The greenlet's work: answer what arrived, then wait idle again or close."""
+        idle = False
         try:
-            self._serve()
+            idle = self._serve()
         except OSError:  # the client went away: nothing to answer
             pass
+        except Exception as error:  # a bug of ours: this connection ends, the worker does not
+            log.error("connection from %s failed", self.client_host(), exc_info=error)
         finally:
-            connections.discard(self)
-            self.sock.close()
+            self.greenlet = None
+            if idle and self.watcher is not None:
+                self.wait()
+            else:
+                self.close()
+
+    def close(self) -> None:
+        """Stop watching, close the socket, leave the server's registry (once)."""
+        watcher = self.watcher
+        if watcher is None:
+            return
+        self.watcher = None
+        self.idle_since = None
+        watcher.stop()
+        watcher.close()
+        self.sock.close()
+        self.server.forget(self)
 
     def send(self, data: bytes) -> None:
         """Every byte of every answer leaves through here, in one write when the socket
@@ -98,17 +148,23 @@ class Connection:
             self.send(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
 
-    def _serve(self) -> None:
+    def _serve(self) -> bool:
+        """Answer requests until none is left: True to wait for the next one idle,
+        False when the connection is done."""
         parser = self.parser
         ready = parser.ready
+        readable = True  # the watcher fired: the first read finds bytes or EOF
         while True:
             if not ready or len(self.out) >= MAX_BATCH:
                 had_batch = len(self.out) >= MAX_BATCH
                 self._flush()
                 if had_batch:
                     gevent.sleep(0)  # a pipelining client goes to the back of the line
-                if not ready and not self._wait_for_request():
-                    return
+                if not ready:
+                    found = self._wait_for_request(readable)
+                    if found != READY:
+                        return found == IDLE
+                    readable = False
                 continue
             request = ready[0]
             keep = self._answer(request)
@@ -116,46 +172,41 @@ class Connection:
             if not keep:
                 self._flush()
                 self._close(request)
-                return
+                return False
             if not request.complete:
                 self._flush()
                 if not self._drop_body(request):
                     self._linger()
-                    return
+                    return False
 
-    def _wait_for_request(self) -> bool:
-        """Read until a request head is complete; False when the connection is done."""
+    def _wait_for_request(self, readable: bool) -> int:
+        """Read until a request head is complete (READY); IDLE when nothing has come
+        and there is no reason to wait in this greenlet; DONE when the connection is."""
         parser, sock, server = self.parser, self.sock, self.server
-        limits = server.limits
         while not parser.ready:
             if self.error is not None:
                 self._refuse(self.error.status, str(self.error))
-                return False
+                return DONE
             if parser.idle:
-                if server.draining and not self.fresh:
-                    return False
-                # No timer per wait: the server's sweep closes connections idle past
-                # keepalive_timeout (a gevent timer per request cost 7% of the CPU).
-                sock.settimeout(None)
-                self.idle_since = time.monotonic()
+                if not readable:
+                    if server.draining:
+                        return DONE
+                    sock.settimeout(None)  # the state the next readable() finds
+                    return IDLE
+                readable = False  # what the watcher saw is read now, without a wait
             else:
                 left = self.deadline - time.monotonic()
                 if left <= 0:
                     self._refuse(408, "request headers timed out")
-                    return False
+                    return DONE
                 sock.settimeout(left)
             try:
                 data = sock.recv(RECV_SIZE)
             except TimeoutError:
-                if parser.idle:
-                    return False  # idle past the keep-alive timeout: close quietly
                 self._refuse(408, "request headers timed out")
-                return False
-            finally:
-                self.idle_since = None
+                return DONE
             if not data:
-                return False
-            self.fresh = False
+                return DONE
             began = parser.idle
             try:
                 parser.feed(data)
@@ -163,8 +214,8 @@ class Connection:
                 self.error = error
                 continue
             if began and parser.receiving_head:
-                self.deadline = time.monotonic() + limits.header_timeout
-        return True
+                self.deadline = time.monotonic() + server.limits.header_timeout
+        return READY
 
     def fill(self, request: Request, wanted: int) -> None:
         """Read until ``wanted`` body bytes are buffered or the body is complete (Body's reads)."""
@@ -328,14 +379,12 @@ class Connection:
             pass
 
     def close_if_idle(self, for_at_least: float = 0.0) -> bool:
-        """Part of the drain: close this connection if it has waited that long for a request."""
+        """The sweep's and the drain's: close this connection if it has waited that long
+        for a request (it has no greenlet then, and no unread input)."""
         idle_since = self.idle_since
         if idle_since is None or time.monotonic() - idle_since < for_at_least:
             return False
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.close()
         return True
 
     def client_host(self) -> str:
