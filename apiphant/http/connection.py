@@ -102,13 +102,13 @@ class Connection:
 
     def readable(self) -> None:
         """Bytes or EOF arrived (the watcher's callback: it runs in the hub and must not
-        block): stop watching, and answer in a greenlet of its own."""
+        block): stop watching, and have a greenlet answer them (Server.dispatch)."""
         self.watcher.stop()
         self.idle_since = None
-        self.greenlet = gevent.spawn_raw(self.resume)
+        self.server.dispatch(self)
 
     def resume(self) -> None:
-        """The greenlet's work: answer what arrived, then wait idle again or close."""
+        """A greenlet's work: answer what arrived, then wait idle again or close."""
         idle = False
         try:
             idle = self._serve()
