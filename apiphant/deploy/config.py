@@ -93,6 +93,13 @@ class Api:
     cors_headers: tuple[str, ...] = ()
 
 
+def listen_address(host: str, port: int) -> str:
+    """Nginx's ``listen``: the port alone, or HOST:PORT (an IPv6 host in brackets)."""
+    if not host:
+        return str(port)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class Nginx:
     """The front: where it listens and how long it waits."""
@@ -133,10 +140,7 @@ class Nginx:
 
     @property
     def listen(self) -> str:
-        if not self.listen_host:
-            return str(self.listen_port)
-        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
-        return f"{host}:{self.listen_port}"
+        return listen_address(self.listen_host, self.listen_port)
 
     @property
     def local_url(self) -> str:
@@ -169,10 +173,7 @@ class Tls:
 
     @property
     def listen(self) -> str:
-        if not self.listen_host:
-            return str(self.listen_port)
-        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
-        return f"{host}:{self.listen_port}"
+        return listen_address(self.listen_host, self.listen_port)
 
     @property
     def port_suffix(self) -> str:
