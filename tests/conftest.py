@@ -70,6 +70,8 @@ FIGURE_SOURCES = {
     "faults under load": "tests.test_faults",
     "one client against a deployment": "tests.test_hardening",
     "deploy under load": "tests.test_deploy_e2e",
+    "HTTPS deploy": "tests.test_deploy_tls",
+    "several hosts": "tests.test_multihost",
 }
 
 
