@@ -25,10 +25,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from tests.deploy_helpers import port_open
 
 SUITE = "bookworm"
 #: What a host has, besides Debian's apt variant: what the kit's roles install (so apt-get
@@ -249,7 +250,7 @@ class Host:
         while True:
             if not self.init_pid:
                 self._find_init()
-            if self.init_pid and _port_open(self.address, SSH_PORT):
+            if self.init_pid and port_open(self.address, SSH_PORT):
                 return
             if self.proc.poll() is not None:
                 raise HostError(f"{self.name}: exited {self.proc.returncode}: {self.console()}")
@@ -345,14 +346,6 @@ class Host:
             problems.append(f"{self.name}: {self.folder} not removed")
         self.init_pid = 0
         return problems
-
-
-def _port_open(host: str, port: int, timeout: float = 0.3) -> bool:
-    try:
-        socket.create_connection((host, port), timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def pick_network(pid: int) -> ipaddress.IPv4Network:
