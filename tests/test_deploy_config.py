@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from apiphant.deploy.config import ConfigError, check_secrets, load, parse
+from apiphant.deploy.config import Batch, ConfigError, check_secrets, load, parse
 from apiphant.scaffold import create
 from tests.deploy_helpers import CHECKOUT
 
@@ -139,6 +139,11 @@ def test_three_hosts_bind_private_addresses_and_route() -> None:
         (ONE_HOST + '[environment]\nA = "x\\ny"\n', "environment.A: expected a one-line"),
         (ONE_HOST + "[environment]\nAPIPHANT_RELEASE = 'x'\n", "set by the deploy"),
         ("keep_releases = 0\n" + ONE_HOST, "keep_releases: expected a positive integer"),
+        ("batch = 0\n" + ONE_HOST, "batch: expected a number of workers like 2, or a share"),
+        ("batch = '0%'\n" + ONE_HOST, "batch: expected a number of workers like 2, or a share"),
+        ("batch = '150%'\n" + ONE_HOST, "batch: expected a number of workers like 2, or a"),
+        ("batch = 'half'\n" + ONE_HOST, "batch: expected a number of workers like 2, or a"),
+        ("batch = true\n" + ONE_HOST, "batch: expected a number of workers like 2, or a share"),
         ("python = 'python3'\n" + ONE_HOST, "python: expected an absolute path"),
         (ONE_HOST.replace('roles = ["nginx", "api"]', "roles = []"), "hosts.web1.roles"),
         ('product = "myproduct"\nserver_names = ["a.b"]\n', "hosts: missing"),
@@ -252,3 +257,18 @@ def test_the_deploy_sets_the_cors_and_proxy_variables_itself() -> None:
     message = error_of(ONE_HOST + '\n[environment]\nAPIPHANT_CORS_ORIGINS = "*"\n')
     assert message == ("deploy.toml: environment.APIPHANT_CORS_ORIGINS: set by the deploy from "
                        "[api] cors_origins, leave it out")
+
+
+@pytest.mark.parametrize(
+    "batch, workers, size",
+    [(Batch(), 2, 1), (Batch(count=3), 10, 3), (Batch(count=3), 2, 1), (Batch(percent=25), 10, 3),
+     (Batch(percent=50), 1, 1), (Batch(percent=100), 4, 3), (Batch(percent=1), 200, 2)],
+)  # fmt: skip
+def test_batch_size_is_never_the_whole_pool(batch: Batch, workers: int, size: int) -> None:
+    assert batch.size(workers) == size
+
+
+def test_batch_default_and_percent() -> None:
+    assert parsed(ONE_HOST).batch == Batch(count=1)
+    assert parsed("batch = '25%'\n" + ONE_HOST).batch == Batch(percent=25)
+    assert str(parsed("batch = 4\n" + ONE_HOST).batch) == "4"

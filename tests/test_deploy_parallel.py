@@ -10,7 +10,13 @@ import pytest
 
 from apiphant.deploy import tasks
 from apiphant.deploy.plan import Step
-from apiphant.deploy.runner import DeployError, Executor, StepFailed, run_side_by_side
+from apiphant.deploy.runner import (
+    DeployError,
+    Executor,
+    StepFailed,
+    run_side_by_side,
+    run_staged,
+)
 from apiphant.deploy.tasks import UsageError
 from tests.deploy_helpers import CHECKOUT, fab
 from tests.test_deploy_config import THREE_HOSTS, parsed
@@ -104,3 +110,25 @@ def test_dry_run_shows_hosts_side_by_side_and_refuses_a_bad_parallel(tmp_path) -
     assert refused.stdout.strip().splitlines()[-1] == (
         "error: --parallel: expected a positive number of hosts, like 4, got 'zero'"
     )
+
+
+def test_stages_one_after_another_hosts_side_by_side_within_each() -> None:
+    """The activate phase: a stage's hosts meet (side by side); no step of the next stage
+    runs before every host has ended the stage before it."""
+    executor = Recording(threading.Barrier(2, timeout=20))
+    first = [Step(h, "meet", f"{h}-switch", stage=0) for h in ("a", "b")]
+    slow = Step("a", "after the meeting", "a-link", stage=0)
+    second = [Step(h, "meet", f"{h}-restart", stage=1) for h in ("front", "b")]
+    run_staged(executor, [*first, slow, *second], set())
+    ran = executor.ran
+    assert max(ran.index(c) for c in ("a-switch", "b-switch", "a-link")) < min(
+        ran.index(c) for c in ("front-restart", "b-restart"))  # fmt: skip
+
+
+def test_a_switch_in_a_side_by_side_stage_is_recorded_for_the_rollback() -> None:
+    switched: set[str] = set()
+    steps_ = [Step(h, "switch", f"{h}-switch", switch=True) for h in ("a", "b")]
+    with pytest.raises(DeployError):
+        run_staged(Recording(failing={"b-link"}), [*steps_, Step("b", "link", "b-link")],
+                   switched)  # fmt: skip
+    assert switched == {"a", "b"}

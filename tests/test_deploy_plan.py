@@ -1,12 +1,14 @@
 """The deploy as steps, built from config alone, and the `fab` command line around it."""
 
+import http.server
 import subprocess
+import threading
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from apiphant.deploy import plan, render
+from apiphant.deploy import commands, plan, render
 from apiphant.deploy.argv import flag_names, hosts_as_flags
 from apiphant.deploy.config import load, parse
 from tests.deploy_helpers import CHECKOUT, fab
@@ -61,22 +63,30 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     steps = deploy_plan(one_host()).activate
     whys = [s.why for s in steps]
     start = whys.index(f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}")
+    back = "Nginx sends requests to 127.0.0.1:{} again (at most fail_timeout 3s after a refusal)"
     assert whys[start:] == [
         f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}",
-        "wait 4s: Nginx takes the restarted worker back (fail_timeout 3s) before the next restarts",
-        f"restart myproduct-api-8002; wait for /health to answer release {RELEASE}",
         "restart myproduct-background",
+        back.format(8001),
+        f"restart myproduct-api-8002; wait for /health to answer release {RELEASE}",
+        back.format(8002),
         "supervisor: add and remove programs to match the config",
     ]
+    # Each a stage of its own: the next batch restarts once Nginx has the last one back.
+    assert [s.stage for s in steps[start:]] == [1, 1, 2, 3, 4, 5]
     for step in steps[start:]:
         # Never a whole-group restart, never an update of every program on the host, and no
         # Nginx reload: that would close busy client connections.
         assert "supervisorctl restart all" not in step.command
         assert "supervisorctl update;" not in step.command
         assert "nginx -s reload" not in step.command
+        assert "sleep 4" not in step.command.replace("waiting 4s'; sleep 4;", "")
     restart = steps[start]
     assert "supervisorctl restart myproduct-api-8001" in restart.command
     assert "http://127.0.0.1:8001/health" in restart.command
+    check = steps[start + 2].command
+    assert "-H 'Host: rotation.apiphant.invalid'" in check
+    assert "http://127.0.0.1:8000/default" in check and '"$by" = 127.0.0.1:8001 ]' in check
     reload = steps[whys.index("nginx: reload if its config changed, or start")].command
     assert (
         "if cat /opt/myproduct/current/config/nginx-main.conf "
@@ -84,25 +94,58 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     )
 
 
-def test_three_hosts_backends_first() -> None:
+def restarts_by_stage(the_plan: plan.Plan) -> list[list[tuple[str, str]]]:
+    return [
+        [(s.host, s.why.split(";")[0]) for s in stage if "/health" in s.why]
+        for stage in plan.stages(the_plan.activate)
+        if any("/health" in s.why for s in stage)
+    ]
+
+
+def test_three_hosts_backends_first_then_pools_side_by_side() -> None:
     config = three_hosts()
     the_plan = deploy_plan(config)
-    switches = [s.host for s in the_plan.activate if s.switch]
-    assert switches == ["a", "b", "front"]
-    restarts = [(s.host, s.why.split(";")[0]) for s in the_plan.activate if "/health" in s.why]
-    assert restarts == [
-        ("a", "restart myproduct-api-8001"),
-        ("a", "restart myproduct-api-8002"),
-        ("b", "restart myproduct-api-9000"),
-        ("b", "restart myproduct-api-9001"),
-        ("b", "restart myproduct-api-9002"),
+    switches = [(s.host, s.stage) for s in the_plan.activate if s.switch]
+    assert switches == [("a", 0), ("b", 0), ("front", 1)]
+    # Pool main (a) and pool reports (b) share no worker: their batches go side by side.
+    assert restarts_by_stage(the_plan) == [
+        [("a", "restart myproduct-api-8001"), ("b", "restart myproduct-api-9000")],
+        [("a", "restart myproduct-api-8002"), ("b", "restart myproduct-api-9001")],
+        [("b", "restart myproduct-api-9002")],
     ]
+    checks = [s for s in the_plan.activate if s.why.startswith("Nginx sends")]
+    assert [s.host for s in checks] == ["front"] * 3
+    assert "http://127.0.0.1:8000/main" in checks[0].command
+    assert "http://127.0.0.1:8000/reports" in checks[0].command
+    assert '"$by" = 10.0.0.12:9000 ]' in checks[0].command
     assert [s.host for s in the_plan.verify] == ["front"]
     assert "http://127.0.0.1:80" in the_plan.verify[0].command
-    # Deploying only the backends: the smoke test goes to the workers.
+    # Deploying only the backends: the smoke test goes to the workers; the front, not part of
+    # this deploy, is still asked whether it sends requests to the restarted workers again.
     partial = deploy_plan(config, [config.host("b")])
     assert not any(s.why.startswith("nginx:") for s in partial.activate)
+    assert {s.host for s in partial.activate if s.why.startswith("Nginx sends")} == {"front"}
     assert "http://10.0.0.12:9000" in partial.verify[0].command
+
+
+@pytest.mark.parametrize(
+    "batch, expected",
+    [
+        ("2", [["9000", "9001"], ["9002"]]),
+        ('"50%"', [["9000", "9001"], ["9002"]]),  # half of 3, rounded up
+        ('"100%"', [["9000", "9001"], ["9002"]]),  # never the whole pool
+        ("10", [["9000", "9001"], ["9002"]]),
+    ],
+)
+def test_batches_per_pool(batch: str, expected: list[list[str]]) -> None:
+    config = parse(tomllib.loads(f"batch = {batch}\n" + THREE_HOSTS), Path("deploy.toml"),
+                   MYPRODUCT)  # fmt: skip
+    main, reports = plan.batches(config, list(config.hosts))
+    assert [[str(w.port) for w in batch] for batch in reports] == expected
+    assert [[w.port for w in batch] for batch in main] == [[8001], [8002]]
+    stages = restarts_by_stage(deploy_plan(config))
+    # b's batch restarts in one step: its workers side by side on the host.
+    assert stages[0][1] == ("b", "restart myproduct-api-9000, myproduct-api-9001")
 
 
 def test_every_command_is_valid_shell() -> None:
@@ -257,3 +300,58 @@ def test_a_hosts_output_is_shown_in_whole_lines() -> None:
     assert shown == ["[web1]   2026-12-01T01:14:59Z deploy outcome=failed", "[web1]   second line"]
     stream.finish()
     assert shown[-1] == "[web1]   no newline"
+
+
+class _Front(http.server.BaseHTTPRequestHandler):
+    """Answers as Nginx's rotation server would: the worker that answered, in rotation order
+    (``answers``), or a 404 without the header (a release whose config has no such server)."""
+
+    answers: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        assert self.headers["Host"] == "rotation.apiphant.invalid"
+        if not self.answers:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.answers.append(self.answers.pop(0))
+        self.send_response(200)
+        self.send_header("X-Apiphant-Upstream", self.answers[-1])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "answers, address, ok, said",
+    [
+        # Nginx answers from one worker after another: the restarted one shows up in a round.
+        (["10.0.0.1:8001", "10.0.0.2:8001, 10.0.0.3:8001"], "10.0.0.3:8001", True,
+         "10.0.0.3:8001 is in rotation"),
+        # Never sent to (still marked failed, or unreachable from the front): the deploy stops.
+        (["10.0.0.1:8001", "10.0.0.3:8001, 10.0.0.2:8001"], "10.0.0.3:8001", False,
+         "Nginx sends no request to 10.0.0.3:8001: not back in rotation after 1.1s"),
+        # The front's live config predates the check: the old fixed wait, fail_timeout + 1.
+        ([], "10.0.0.3:8001", True, "no rotation check in this release's Nginx config: waiting 1s"),
+    ],
+)  # fmt: skip
+def test_rotation_check(answers: list[str], address: str, ok: bool, said: str) -> None:
+    handler = type("Front", (_Front,), {"answers": list(answers)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/default"
+        command = commands.in_rotation(
+            url, "rotation.apiphant.invalid", "X-Apiphant-Upstream", address, 0.1, slack=1
+        )
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert (done.returncode == 0) == ok, done.stderr
+    assert said in (done.stdout + done.stderr)

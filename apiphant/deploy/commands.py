@@ -27,7 +27,7 @@ from apiphant.deploy.layout import (
 SUPERVISOR_PYTHON = "/usr/bin/python3"
 #: Exit status of the lock command when another deploy holds the lock.
 LOCKED = 75
-HEALTH_TRIES = 60  # half a second apart: 30 s and more for a worker to answer
+HEALTH_TRIES = 300  # a tenth of a second apart: 30 s and more for a worker to answer
 
 
 def join(*commands: str) -> str:
@@ -309,9 +309,47 @@ def restart_worker(program: str, address: str, release: str, log: str) -> str:
         f"if {_healthy(url, release)}; then echo {already}; "
         f"else supervisorctl restart {q(program)}; fi; "
         f"ok=; for i in $(seq 1 {HEALTH_TRIES}); do "
-        f"if {_healthy(url, release)}; then ok=1; break; fi; sleep 0.5; done; "
+        f"if {_healthy(url, release)}; then ok=1; break; fi; sleep 0.1; done; "
         f'if [ -n "$ok" ]; then echo {answers}; else echo {silent} >&2; '
         f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
+    )
+
+
+def restart_workers(workers: Iterable[tuple[str, str, str]], release: str) -> str:
+    """A batch: each (program, address, log) restarted and checked as ``restart_worker``
+    does, side by side on the host; fails if any one does."""
+    each = [restart_worker(program, address, release, log) for program, address, log in workers]
+    if len(each) == 1:
+        return each[0]
+    started = "".join(f'( {command} ) & pids="$pids $!"; ' for command in each)
+    return f"pids=; {started}rc=0; for p in $pids; do wait $p || rc=1; done; [ $rc = 0 ]"
+
+
+def in_rotation(
+    url: str, host: str, header: str, address: str, fail_timeout: float, slack: float = 10
+) -> str:
+    """Wait until Nginx sends requests to ``address`` again: its pool's /health through
+    the rotation server (``url``) names the worker that answered. Nginx takes a worker that
+    refused a connection back only ``fail_timeout`` later, so the wait is bounded by that
+    and ``slack`` seconds for rounds of the pool. A front whose config has no rotation
+    server (a release from before it) gets the old fixed wait instead."""
+    pause = int(fail_timeout) + 1
+    limit = fail_timeout + slack
+    probe = (
+        f"curl -s -o /dev/null --max-time 5 -H {q('Host: ' + host)} "
+        f"-w '%{{http_code}} %header{{{header.lower()}}}' {q(url)}"
+    )
+    old = q(f"no rotation check in this release's Nginx config: waiting {pause}s")
+    back = q(f"{address} is in rotation")
+    lost = q(f"Nginx sends no request to {address}: not back in rotation after {limit:g}s")
+    return (
+        f"ok=; end=$(($(date +%s) + {int(limit) + 1})); "
+        f"for i in $(seq 1 {int(limit / 0.02)}); do got=$({probe}); code=${{got%% *}}; "
+        "by=${got#* }; by=${by##*, }; "
+        f'if [ "$code" = 404 ] && [ -z "$by" ]; then echo {old}; sleep {pause}; ok=1; break; '
+        f'elif [ "$code" = 200 ] && [ "$by" = {q(address)} ]; then ok=1; break; '
+        'elif [ "$(date +%s)" -ge "$end" ]; then break; fi; sleep 0.02; done; '
+        f'if [ -n "$ok" ]; then echo {back}; else echo {lost} >&2; false; fi'
     )
 
 

@@ -101,6 +101,22 @@ def listen_address(host: str, port: int) -> str:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """How many of a pool's workers the rolling restart takes out at once: a count, or a
+    percentage of the pool (Kamal's boot limit); never the whole pool, so it always serves."""
+
+    count: int = 1
+    percent: int = 0
+
+    def size(self, workers: int) -> int:
+        wanted = -(-workers * self.percent // 100) if self.percent else self.count
+        return max(1, min(wanted, workers - 1))
+
+    def __str__(self) -> str:
+        return f"{self.percent}%" if self.percent else str(self.count)
+
+
+@dataclass(frozen=True)
 class Nginx:
     """The front: where it listens and how long it waits."""
 
@@ -146,6 +162,15 @@ class Nginx:
     def local_url(self) -> str:
         """The URL of this front as seen from its own host: what the smoke test calls."""
         return f"http://127.0.0.1:{self.local_port}"
+
+    #: The Host of the loopback server that tells the deploy which worker Nginx sends a
+    #: pool's requests to (the rolling restart's rotation check); ``.invalid`` never resolves.
+    rotation_host = "rotation.apiphant.invalid"
+    #: The header it names the answering worker in (Nginx's $upstream_addr).
+    rotation_header = "X-Apiphant-Upstream"
+
+    def rotation_url(self, pool: str) -> str:
+        return f"{self.local_url}/{pool}"
 
 
 @dataclass(frozen=True)
@@ -257,6 +282,7 @@ class Config:
     #: Run once after the smoke test passed; a failure is reported, not rolled back.
     after_deploy: str = ""
     tls: Tls = field(default_factory=Tls)
+    batch: Batch = field(default_factory=Batch)
 
     @property
     def layout(self) -> Layout:
@@ -516,6 +542,17 @@ def _size(reader: _Reader, name: str, default: int) -> int:
     raise reader.fail(name, "a size like 1048576, '512K' or '1M'", value)
 
 
+def _batch(reader: _Reader) -> Batch:
+    """``batch``: a number of workers like 2, or a share of each pool like "25%"."""
+    value = reader.table.get("batch", 1)
+    expected = "a number of workers like 2, or a share of each pool like '25%'"
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10000:
+        return Batch(count=value)
+    if isinstance(value, str) and re.fullmatch(r"[1-9][0-9]?%|100%", value):
+        return Batch(percent=int(value[:-1]))
+    raise reader.fail("batch", expected, value)
+
+
 def _private_address(reader: _Reader, name: str) -> str | None:
     """An address workers may bind: loopback or private, never public, wildcard or multicast."""
     value = reader.table.get(name)
@@ -609,6 +646,7 @@ TOP_KEYS = (
     "after_deploy",
     "server_names",
     "keep_releases",
+    "batch",
     "python",
     "secrets",
     "environment",
@@ -640,6 +678,7 @@ def parse(
     if not server_names:
         raise top.fail("server_names", "at least one domain name", [])
     keep = top.integer("keep_releases", KEEP_RELEASES, low=1, high=100)
+    batch = _batch(top)
     python = top.text(
         "python", ABS_PATH, f"an absolute path like {DEFAULT_PYTHON}", DEFAULT_PYTHON
     )
@@ -743,6 +782,7 @@ def parse(
         release_command=release_command,
         after_deploy=after_deploy,
         tls=tls,
+        batch=batch,
     )
     _check_deployment(config, shown)
     return config

@@ -20,11 +20,11 @@ status, logs, unlock, run, maintenance and history are plans too: one phase
 of steps, printable with ``--dry-run`` like a deploy.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from apiphant.deploy import commands, roles
-from apiphant.deploy.config import Config, Host
+from apiphant.deploy.config import Config, Host, Worker
 from apiphant.deploy.layout import Paths
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
@@ -67,6 +67,25 @@ class Step:
     #: reported and the plan goes on; "passthrough": output and exit status are the user's.
     #: "reason": a failure ends with the last line the command wrote to stderr (its cause).
     kind: str = ""
+    #: Within a phase, steps of one stage run host beside host (each host's in order), and
+    #: a stage begins when the one before it has ended everywhere.
+    stage: int = 0
+
+
+def staged(stages: list[list[Step]]) -> list[Step]:
+    """Stages in order, each step numbered with its stage; empty stages dropped."""
+    numbered = [steps for steps in stages if steps]
+    return [replace(step, stage=n) for n, steps in enumerate(numbered) for step in steps]
+
+
+def stages(steps: tuple[Step, ...] | list[Step]) -> list[list[Step]]:
+    """A phase's steps cut where the stage changes: what the runner runs one after another."""
+    cut: list[list[Step]] = []
+    for step in steps:
+        if not cut or cut[-1][-1].stage != step.stage:
+            cut.append([])
+        cut[-1].append(step)
+    return cut
 
 
 @dataclass(frozen=True)
@@ -265,13 +284,16 @@ def activate_steps(
 ) -> tuple[Step, ...]:
     """Make ``releases[host]`` live on each host: switch, link, reload, rolling restart.
 
-    Hosts without Nginx go first, so the fronts switch once their backends have. With
-    tls = "acme" each front gets its certificate before its 443 server goes live (not on a
-    rollback, ``obtain=False``: the release it goes back to was served before).
+    In stages, hosts side by side within each: hosts without Nginx switch first, then the
+    fronts, so a front switches once its backends have; then the rolling restart; then
+    Supervisor's programs are matched to the config. With tls = "acme" each front gets its
+    certificate before its 443 server goes live (not on a rollback, ``obtain=False``: the
+    release it goes back to was served before).
     """
     layout = config.layout
-    steps: list[Step] = []
-    for host in sorted(hosts, key=lambda h: h.has("nginx")):
+    switch_stages: list[list[Step]] = [[], []]
+    for host in hosts:
+        steps = switch_stages[host.has("nginx")]
         paths = layout.release(releases[host.name])
         used, unused = _links(config, host, all_roles)
         services = roles.services(roles.for_host(config.role_names(host), all_roles))
@@ -308,16 +330,15 @@ def activate_steps(
                     commands.nginx_ready(nginx_files, layout.nginx_loaded),
                 )
             )
-    steps += rolling_restart(config, hosts, releases, all_roles)
-    for host in hosts:
-        steps.append(
-            Step(
-                host.name,
-                "supervisor: add and remove programs to match the config",
-                commands.supervisor_sync(layout, config.programs(host)),
-            )
+    sync = [
+        Step(
+            host.name,
+            "supervisor: add and remove programs to match the config",
+            commands.supervisor_sync(layout, config.programs(host)),
         )
-    return tuple(steps)
+        for host in hosts
+    ]
+    return tuple(staged([*switch_stages, *rolling_restart(config, hosts, releases), sync]))
 
 
 def obtain_step(
@@ -339,59 +360,83 @@ def obtain_step(
     )
 
 
-def rolling_restart(
-    config: Config,
-    hosts: list[Host],
-    releases: dict[str, str],
-    all_roles: dict[str, roles.Role],
-) -> list[Step]:
-    """API workers one at a time, each healthy before the next; never all at once.
-
-    Nginx is not reloaded for this: a reload makes its old workers close busy
-    client connections, which a client reusing them sees as an error. Instead a
-    restarting worker drains (it stops accepting, so Nginx's connects are refused
-    and tried on the next worker, safe even for a create), and before the next
-    worker restarts, Nginx has had ``fail_timeout`` to take the previous one back.
-    """
+def batches(config: Config, hosts: list[Host]) -> list[list[list[Worker]]]:
+    """Each pool's chosen workers in batches of ``config.batch`` (never the whole pool):
+    ``[pool][batch] -> workers``. Pools share no worker, so their batches go side by side."""
     chosen = {h.name for h in hosts}
+    every = []
+    for pool in config.pools:
+        workers = config.pool_workers(pool)
+        size = config.batch.size(len(workers))
+        mine = [w for w in workers if w.host in chosen]
+        every.append([mine[i : i + size] for i in range(0, len(mine), size)])
+    return every
+
+
+def rolling_restart(
+    config: Config, hosts: list[Host], releases: dict[str, str]
+) -> list[list[Step]]:
+    """The API workers in batches per pool, pools side by side; never a whole pool at once.
+
+    A batch's workers restart together, each host's in one step, and each is checked on
+    its own /health until it answers the new release; then every front's Nginx must send
+    it requests again (``commands.in_rotation``) before the pool's next batch restarts.
+    Nginx is not reloaded for this: a reload makes its old workers close busy client
+    connections, which a client reusing them sees as an error. Instead a restarting worker
+    drains (it stops accepting, so Nginx's connects are refused and tried on the next
+    worker, safe even for a create), and Nginx takes it back ``fail_timeout`` after a
+    refusal: the check waits for exactly that, and not at all when nothing was refused.
+    """
     layout = config.layout
-    pause = int(config.nginx.fail_timeout) + 1
-    steps = []
-    for host in hosts:
-        release = releases[host.name]
-        for worker in config.workers(host):
-            if any(s.why.startswith("restart ") for s in steps):
-                steps.append(
-                    Step(
-                        host.name,
-                        f"wait {pause}s: Nginx takes the restarted worker back "
-                        f"(fail_timeout {config.nginx.fail_timeout:g}s) before the next restarts",
-                        f"sleep {pause}",
-                    )
-                )
-            steps.append(
-                Step(
-                    host.name,
-                    f"restart {worker.program}; wait for /health to answer release {release}",
-                    commands.restart_worker(
-                        worker.program,
-                        worker.address,
-                        release,
-                        layout.log(worker.program),
-                    ),
-                )
-            )
-    runner = config.background_host()
-    if runner is not None and runner.name in chosen:
-        program = layout.background
-        steps.append(
+    nginx = config.nginx
+    fronts = [h for h in config.hosts if h.has("nginx")]
+    pool_of = {w.address: pool.name for pool in config.pools for w in config.pool_workers(pool)}
+    pools = batches(config, hosts)
+    stages: list[list[Step]] = []
+    for n in range(max((len(p) for p in pools), default=0)):
+        batch = [w for pool in pools if n < len(pool) for w in pool[n]]
+        restarts = []
+        for host in hosts:
+            mine = [w for w in batch if w.host == host.name]
+            if not mine:
+                continue
+            release = releases[host.name]
+            names = ", ".join(w.program for w in mine)
+            restarts.append(Step(
+                host.name,
+                f"restart {names}; wait for /health to answer release {release}",
+                commands.restart_workers(
+                    [(w.program, w.address, layout.log(w.program)) for w in mine], release),
+            ))  # fmt: skip
+        stages.append(restarts)
+        stages.append([
             Step(
-                runner.name,
-                f"restart {program}",
-                commands.restart_background(program, releases[runner.name], layout.log(program)),
+                front.name,
+                f"Nginx sends requests to {', '.join(w.address for w in batch)} again "
+                f"(at most fail_timeout {nginx.fail_timeout:g}s after a refusal)",
+                commands.join(*[
+                    commands.in_rotation(nginx.rotation_url(pool_of[w.address]),
+                                         nginx.rotation_host, nginx.rotation_header,
+                                         w.address, nginx.fail_timeout)
+                    for w in batch
+                ]),
+                timeout=int(nginx.fail_timeout + 10) * len(batch) + 60,
             )
+            for front in fronts
+        ])  # fmt: skip
+    runner = config.background_host()
+    if runner is not None and runner.name in {h.name for h in hosts}:
+        program = layout.background
+        background = Step(
+            runner.name,
+            f"restart {program}",
+            commands.restart_background(program, releases[runner.name], layout.log(program)),
         )
-    return steps
+        if stages:
+            stages[0].append(background)
+        else:
+            stages.append([background])
+    return stages
 
 
 def verify_steps(

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from apiphant.deploy import commands
 from apiphant.deploy.config import SUDO_PASSWORD_ENV, Config, Host
-from apiphant.deploy.plan import Plan, Step, Upload
+from apiphant.deploy.plan import Plan, Step, Upload, stages
 
 Print = Callable[[str], None]
 
@@ -320,16 +320,20 @@ def by_host(steps: tuple[Step, ...] | list[Step]) -> dict[str, list[Step]]:
 
 
 def run_side_by_side(
-    executor: Executor, steps: tuple[Step, ...] | list[Step], parallel: int = 0
+    executor: Executor,
+    steps: tuple[Step, ...] | list[Step],
+    parallel: int = 0,
+    switched: set[str] | None = None,
 ) -> None:
     """Each host's steps in order, hosts side by side (at most ``parallel`` at once, 0: all):
-    preparing ten hosts takes as long as preparing the slowest. For phases that touch nothing
-    live. A failure stops the other hosts at their next step; once all have stopped, the
-    first failure (in config order) is raised, naming the others that failed too."""
+    preparing ten hosts takes as long as preparing the slowest. A failure stops the other
+    hosts at their next step; once all have stopped, the first failure (in config order)
+    is raised, naming the others that failed too."""
+    switched = set() if switched is None else switched
     hosts = by_host(steps)
     width = min(parallel or len(hosts), len(hosts))
     if width <= 1:
-        run_steps(executor, steps, set())
+        run_steps(executor, steps, switched)
         return
     stop = threading.Event()
     failures: dict[str, DeployError] = {}
@@ -339,7 +343,7 @@ def run_side_by_side(
             if stop.is_set():
                 return
             try:
-                run_steps(executor, [step], set())
+                run_steps(executor, [step], switched)
             except DeployError as error:
                 failures[host] = error
                 stop.set()
@@ -354,6 +358,17 @@ def run_side_by_side(
             raise failures[first]
         raise DeployError(f"{failures[first]}; failed too: " + ", ".join(
             str(failures[h]) for h in others))  # fmt: skip
+
+
+def run_staged(
+    executor: Executor,
+    steps: tuple[Step, ...] | list[Step],
+    switched: set[str],
+    parallel: int = 0,
+) -> None:
+    """A phase's stages one after another, each stage's hosts side by side."""
+    for stage in stages(steps):
+        run_side_by_side(executor, stage, parallel, switched)
 
 
 def current_releases(executor: Executor, config: Config, hosts: list[Host]) -> dict[str, str]:
@@ -389,14 +404,21 @@ def print_plan(
     for phase, steps in plan.phases():
         if steps:
             hosts = len(by_host(steps))
+            cut = stages(steps)
             if phase == "prepare" and hosts > 1 and parallel != 1:
                 width = min(parallel or hosts, hosts)
                 say(executor.out, f"{phase} ({len(steps)} steps; {hosts} hosts side by side, "
                     f"{width} at a time, each host's steps in order)")  # fmt: skip
+            elif len(cut) > 1:
+                say(executor.out, f"{phase} ({len(steps)} steps in {len(cut)} stages, one "
+                    "after another; in a stage, hosts side by side)")  # fmt: skip
             else:
                 say(executor.out, f"{phase} ({len(steps)} steps)")
-            for step in steps:
-                executor.run(step)
+            for n, stage in enumerate(cut, 1):
+                if len(cut) > 1:
+                    executor.out(f"-- stage {n}: " + ", ".join(by_host(stage)))
+                for step in stage:
+                    executor.run(step)
     if rollback is not None:
         say(
             executor.out,
@@ -450,7 +472,7 @@ def execute(
             previous = current_releases(executor, config, hosts)
             try:
                 say(out, f"activate release {plan.release}")
-                run_steps(executor, plan.activate, switched)
+                run_staged(executor, plan.activate, switched, parallel)
                 say(out, "verify")
                 run_steps(executor, plan.verify, switched)
             except DeployError as error:
@@ -489,7 +511,7 @@ def _roll_back(
     back = [h for h in hosts if h.name in targets]
     try:
         rollback_plan = rollback(targets)
-        run_steps(executor, rollback_plan.activate, set())
+        run_staged(executor, rollback_plan.activate, set())
         run_steps(executor, rollback_plan.verify, set())
     except DeployError as again:
         return Outcome(
@@ -513,7 +535,7 @@ def run_phases(plan: Plan, executor: Executor) -> Outcome:
             if phase in ("lock", "unlock") or not steps:
                 continue
             say(executor.out, phase)
-            run_steps(executor, steps, set())
+            run_staged(executor, steps, set())
         return Outcome(True, "done")
     except DeployError as error:
         return Outcome(False, str(error))
