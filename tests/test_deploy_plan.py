@@ -355,3 +355,23 @@ def test_rotation_check(answers: list[str], address: str, ok: bool, said: str) -
         thread.join(timeout=5)
     assert (done.returncode == 0) == ok, done.stderr
     assert said in (done.stdout + done.stderr)
+
+
+def test_pools_sharing_a_host_restart_as_one_group_each_worker_once() -> None:
+    text = THREE_HOSTS.replace('[pools.main]\nhosts = ["a"]', '[pools.main]\nhosts = ["a", "b"]')
+    config = parse(tomllib.loads('batch = "50%"\n' + text), Path("deploy.toml"), MYPRODUCT)
+    # main: 5 workers (50%: 3), reports: b's 3 (50%: 2); the smaller wins, so no batch
+    # holds all of reports.
+    (group,) = plan.batches(config, list(config.hosts))
+    assert [[w.port for w in batch] for batch in group] == [[8001, 8002], [9000, 9001], [9002]]
+    the_plan = deploy_plan(config)
+    restarts = [s.why.split(";")[0] for s in the_plan.activate if "/health" in s.why]
+    assert restarts == [
+        "restart myproduct-api-8001, myproduct-api-8002",
+        "restart myproduct-api-9000, myproduct-api-9001",
+        "restart myproduct-api-9002",
+    ]
+    # b's workers serve both pools: the front checks each pool sends to them again.
+    check = next(s for s in the_plan.activate if "10.0.0.12:9001 again" in s.why).command
+    assert check.count('"$by" = 10.0.0.12:9000 ]') == 2
+    assert "http://127.0.0.1:8000/main" in check and "http://127.0.0.1:8000/reports" in check

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from apiphant.deploy import commands, roles
-from apiphant.deploy.config import Config, Host, Worker
+from apiphant.deploy.config import Config, Host, Pool, Worker
 from apiphant.deploy.layout import Paths
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
@@ -361,13 +361,20 @@ def obtain_step(
 
 
 def batches(config: Config, hosts: list[Host]) -> list[list[list[Worker]]]:
-    """Each pool's chosen workers in batches of ``config.batch`` (never the whole pool):
-    ``[pool][batch] -> workers``. Pools share no worker, so their batches go side by side."""
+    """The chosen workers in batches, ``[group][batch] -> workers``: pools that share a
+    host restart as one group (a worker restarts once), groups side by side. A batch is
+    ``config.batch`` of the group's smallest pool, so it never holds a whole pool."""
     chosen = {h.name for h in hosts}
-    every = []
+    groups: list[tuple[set[str], list[Pool]]] = []
     for pool in config.pools:
-        workers = config.pool_workers(pool)
-        size = config.batch.size(len(workers))
+        joined = [g for g in groups if g[0] & set(pool.hosts)]
+        merged = (set(pool.hosts).union(*(g[0] for g in joined)),
+                  [p for g in joined for p in g[1]] + [pool])  # fmt: skip
+        groups = [g for g in groups if g not in joined] + [merged]
+    every = []
+    for _, pools in sorted(groups, key=lambda g: config.pools.index(g[1][0])):
+        size = min(config.batch.size(len(config.pool_workers(p))) for p in pools)
+        workers = list({w.address: w for p in pools for w in config.pool_workers(p)}.values())
         mine = [w for w in workers if w.host in chosen]
         every.append([mine[i : i + size] for i in range(0, len(mine), size)])
     return every
@@ -376,7 +383,8 @@ def batches(config: Config, hosts: list[Host]) -> list[list[list[Worker]]]:
 def rolling_restart(
     config: Config, hosts: list[Host], releases: dict[str, str]
 ) -> list[list[Step]]:
-    """The API workers in batches per pool, pools side by side; never a whole pool at once.
+    """The API workers in batches per pool, pools side by side (``batches``); never a whole
+    pool at once.
 
     A batch's workers restart together, each host's in one step, and each is checked on
     its own /health until it answers the new release; then every front's Nginx must send
@@ -390,11 +398,14 @@ def rolling_restart(
     layout = config.layout
     nginx = config.nginx
     fronts = [h for h in config.hosts if h.has("nginx")]
-    pool_of = {w.address: pool.name for pool in config.pools for w in config.pool_workers(pool)}
-    pools = batches(config, hosts)
+    pools_of: dict[str, list[str]] = {}
+    for pool in config.pools:
+        for w in config.pool_workers(pool):
+            pools_of.setdefault(w.address, []).append(pool.name)
+    groups = batches(config, hosts)
     stages: list[list[Step]] = []
-    for n in range(max((len(p) for p in pools), default=0)):
-        batch = [w for pool in pools if n < len(pool) for w in pool[n]]
+    for n in range(max((len(g) for g in groups), default=0)):
+        batch = [w for group in groups if n < len(group) for w in group[n]]
         restarts = []
         for host in hosts:
             mine = [w for w in batch if w.host == host.name]
@@ -415,12 +426,11 @@ def rolling_restart(
                 f"Nginx sends requests to {', '.join(w.address for w in batch)} again "
                 f"(at most fail_timeout {nginx.fail_timeout:g}s after a refusal)",
                 commands.join(*[
-                    commands.in_rotation(nginx.rotation_url(pool_of[w.address]),
-                                         nginx.rotation_host, nginx.rotation_header,
-                                         w.address, nginx.fail_timeout)
-                    for w in batch
+                    commands.in_rotation(nginx.rotation_url(pool), nginx.rotation_host,
+                                         nginx.rotation_header, w.address, nginx.fail_timeout)
+                    for w in batch for pool in pools_of[w.address]
                 ]),
-                timeout=int(nginx.fail_timeout + 10) * len(batch) + 60,
+                timeout=int(nginx.fail_timeout + 10) * len(batch) * len(config.pools) + 60,
             )
             for front in fronts
         ])  # fmt: skip
