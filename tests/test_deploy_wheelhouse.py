@@ -128,3 +128,19 @@ def test_the_packages_key_follows_content_not_timestamps(tmp_path: Path) -> None
     assert key != wheelhouse.packages_key("/usr/bin/python3", [early], ["requests<3"])
     assert key != wheelhouse.packages_key("/usr/local/bin/python3", [early], ["requests"])
     assert len(key) == 16 and int(key, 16) >= 0
+
+
+def test_the_built_wheel_is_cached_by_what_its_sources_hold(tmp_path) -> None:
+    from apiphant.deploy.artifacts import tree_digest
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("A = 1\n")
+    (tmp_path / "setup.py").write_text("")
+    first = tree_digest(tmp_path)
+    assert tree_digest(tmp_path) == first
+    (tmp_path / "pkg" / "a.py").write_text("A = 2\n")
+    assert tree_digest(tmp_path) != first
+    (tmp_path / "pkg" / "a.py").write_text("A = 1\n")
+    assert tree_digest(tmp_path) == first
+    (tmp_path / "pkg" / "a.py").chmod(0o755)  # a mode is part of what is installed
+    assert tree_digest(tmp_path) != first

@@ -26,6 +26,7 @@ from pathlib import Path
 import apiphant
 from apiphant.deploy.config import Config, ConfigError
 from apiphant.deploy.layout import RELEASE_ID
+from apiphant.deploy.wheelhouse import cache_root
 
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", ".git", ".venv", "venv"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".log", ".secrets.env")
@@ -132,6 +133,14 @@ def build_from_checkout(workdir: Path, checkout: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
     out = workdir / "wheels"
+    # The same sources build the same wheel: a deploy of unchanged apiphant does not wait
+    # for pip (seconds) but takes the one built last time.
+    cached = cache_root("built") / f"{tree_digest(source)}-{wheel_name()}"
+    if cached.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cached, out / cached.name.split("-", 1)[1])
+        print(f"local: the apiphant wheel of these sources from the cache ({cached})", flush=True)
+        return out / wheel_name()
     command = wheel_command(source, out)
     print("local $ " + " ".join(command), flush=True)
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -142,7 +151,20 @@ def build_from_checkout(workdir: Path, checkout: Path) -> Path:
     if not wheel.is_file():
         found = ", ".join(p.name for p in out.glob("*.whl")) or "nothing"
         raise BuildError(f"expected {wheel.name} from pip wheel, got {found}")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(cached.name + ".partial")
+    shutil.copy2(wheel, partial)
+    partial.replace(cached)
     return wheel
+
+
+def tree_digest(folder: Path) -> str:
+    """Every file's path, mode and bytes under ``folder``: what a wheel built from it holds."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder)}\0{path.stat().st_mode & 0o777}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:24]
 
 
 def _record_hash(data: bytes) -> str:

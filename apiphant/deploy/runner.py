@@ -9,6 +9,7 @@ shows its path, never its content.
 import io
 import os
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,15 @@ from apiphant.deploy.plan import Plan, Step, Upload, stages
 Print = Callable[[str], None]
 
 
+_printing = threading.Lock()
+
+
 def _print(line: str) -> None:
-    print(line, flush=True)
+    """One whole line at a time: hosts side by side print from their own threads, and
+    ``print`` writes the line and its newline apart."""
+    with _printing:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 class DeployError(Exception):

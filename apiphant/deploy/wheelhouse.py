@@ -144,10 +144,10 @@ def packages_key(python: str, wheels: Iterable[Path], requirements: Iterable[str
     return digest.hexdigest()[:16]
 
 
-def cache_root() -> Path:
-    """Where downloaded wheels are kept between deploys, as pip keeps its own cache."""
+def cache_root(part: str = "wheelhouse") -> Path:
+    """Where downloaded (and built) wheels are kept between deploys, as pip keeps its own."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "apiphant" / "wheelhouse"
+    return Path(base) / "apiphant" / part
 
 
 def describe(requirements: Iterable[str]) -> str:
