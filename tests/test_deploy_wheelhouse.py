@@ -128,3 +128,25 @@ def test_the_packages_key_follows_content_not_timestamps(tmp_path: Path) -> None
     assert key != wheelhouse.packages_key("/usr/bin/python3", [early], ["requests<3"])
     assert key != wheelhouse.packages_key("/usr/local/bin/python3", [early], ["requests"])
     assert len(key) == 16 and int(key, 16) >= 0
+
+
+def test_only_hosts_that_get_a_virtualenv_are_asked_for_their_platform() -> None:
+    """An Nginx-only front gets no virtualenv: no wheels are fetched for its platform. Each
+    host's question runs here, on this machine, as it would on the host."""
+    import tomllib
+
+    from apiphant.deploy import runner, tasks
+    from apiphant.deploy.config import parse
+    from tests.test_deploy_config import MYPRODUCT, THREE_HOSTS
+
+    config = parse(tomllib.loads(THREE_HOSTS), Path("deploy.toml"), MYPRODUCT)
+    asked: list[str] = []
+
+    class Here(runner.Executor):
+        def query(self, host: str, command: str, why: str) -> str:
+            asked.append(host)
+            return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+
+    found = tasks.host_platforms(Here(config, lambda line: None), config, list(config.hosts))
+    assert asked == ["a", "b"] and set(found) == {"a", "b"}
+    assert found["a"] == found["b"] and found["a"].python.startswith("3.")
