@@ -1,14 +1,17 @@
 """The deploy as steps, built from config alone, and the `fab` command line around it."""
 
 import http.server
+import io
 import subprocess
+import sys
+import tarfile
 import threading
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from apiphant.deploy import commands, plan, render
+from apiphant.deploy import commands, plan, render, runner
 from apiphant.deploy.argv import flag_names, hosts_as_flags
 from apiphant.deploy.config import load, parse
 from tests.deploy_helpers import CHECKOUT, fab
@@ -55,8 +58,114 @@ def test_phases_in_order_and_validation_before_the_switch() -> None:
     assert index(steps, "smoke test") < index(steps, "mark release") < index(steps, "keep the 5")
     assert all(not s.switch for s in the_plan.prepare)
     uploads = [s.upload.remote for s in the_plan.prepare if s.upload]
-    assert f"/opt/myproduct/releases/{RELEASE}/config/nginx.conf" in uploads
+    release_dir = f"/opt/myproduct/releases/{RELEASE}"
+    assert uploads == [release_dir, f"{release_dir}/config"]
     assert not any(u.startswith("/etc/") for u in uploads), "nothing live before the switch"
+
+
+def test_a_host_prepares_in_few_steps_each_saying_its_parts() -> None:
+    """The small steps with no decision between them run as one script, whose why names
+    each part; the code and the rendered files travel as one archive each."""
+    prepare = deploy_plan(one_host()).prepare
+    assert [s.why for s in prepare] == [
+        "apt packages; system user myproduct; release folder",
+        "upload the release: product code, apiphant wheel",
+        "upload the rendered files, one archive: apt.txt, logrotate, nginx.conf, nginx-main.conf, "
+        "supervisor.conf, requirements.txt, environment, run",
+        "virtualenv with apiphant and the product's requirements",
+        "check: Supervisor config; check: nginx -t, full config; check: logrotate config",
+    ]
+    setup, checks = prepare[0].command, prepare[-1].command
+    assert setup.index("apt-get install") < setup.index("useradd") < setup.index("install -d")
+    assert checks.index("supervisor.options") < checks.index("nginx -t") < checks.index("logrotate")
+    # One step fails as a whole: a failed part stops the parts after it.
+    failing = plan.merged("h", [("one", "echo one"), ("two", "false"), ("three", "echo three")])
+    done = subprocess.run(["sh", "-c", failing.command], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (1, "one\n")
+    code, files = (s.upload for s in prepare[1:3])
+    assert code.unpack and files.unpack and not code.secret and not files.secret
+    assert code.local == Path("/tmp/myproduct.tar.gz")
+
+
+def test_the_rendered_files_archive_holds_exactly_the_hosts_files_with_their_modes() -> None:
+    config = three_hosts()
+    rendered = render.render_all(config, list(config.hosts), RELEASE, WHEEL)
+    the_plan = deploy_plan(config)
+    for host in config.hosts:
+        step = next(s for s in the_plan.prepare if s.host == host.name and s.upload
+                    and s.upload.remote.endswith("/config"))  # fmt: skip
+        archive = tarfile.open(fileobj=io.BytesIO(step.upload.content), mode="r:gz")
+        members = {m.name: m for m in archive.getmembers()}
+        files = rendered[host.name]
+        assert set(members) == set(files.files), host.name
+        for name, member in members.items():
+            assert member.isfile() and (member.uid, member.gid) == (0, 0)
+            assert member.mode == files.mode(name), (host.name, name)
+            assert archive.extractfile(member).read().decode() == files.files[name]
+    # The same files, the same bytes: a plan built twice uploads the same archive.
+    again = deploy_plan(config)
+    assert [s.upload.content for s in again.prepare if s.upload] == [
+        s.upload.content for s in the_plan.prepare if s.upload
+    ]
+
+
+def test_an_nginx_only_host_gets_no_python() -> None:
+    """No code, no virtualenv, no secrets, no Python package on a front that runs Nginx only;
+    the API hosts get all of them."""
+    config = three_hosts()
+    rendered = render.render_all(config, list(config.hosts), RELEASE, WHEEL)
+    front = rendered["front"]
+    assert not {"run", "requirements.txt", "environment"} & set(front.files)
+    assert not {"python3", "python3-venv"} & set(front.apt)
+    assert {"run", "requirements.txt", "environment"} <= set(rendered["a"].files)
+    assert {"python3", "python3-venv"} <= set(rendered["a"].apt)
+    prepare = deploy_plan(config).prepare
+    whys = {name: [s.why for s in prepare if s.host == name] for name in ("front", "a")}
+    assert whys["front"] == [
+        "apt packages; system user myproduct; release folder",
+        "upload the rendered files, one archive: apt.txt, logrotate, nginx.conf, nginx-main.conf",
+        "check: nginx -t, full config; check: logrotate config",
+    ]
+    assert "virtualenv with apiphant and the product's requirements" in whys["a"]
+    assert "upload the release: product code, apiphant wheel" in whys["a"]
+    # Its release has no requirements.txt: the switch does not ask for a virtualenv.
+    switch = next(s for s in deploy_plan(config).activate if s.host == "front" and s.switch)
+    checked = f"[ ! -e /opt/myproduct/releases/{RELEASE}/config/requirements.txt ] || test -x "
+    assert switch.command.startswith(checked)
+
+
+def test_an_nginx_only_fronts_smoke_test_runs_from_the_deployer_through_a_tunnel() -> None:
+    config = three_hosts()
+    (smoke,) = deploy_plan(config).verify
+    assert smoke.host == "front" and not smoke.command and smoke.local is not None
+    assert smoke.why == ("smoke test through Nginx, from the deployer: myproduct/test.py "
+                         "through an SSH tunnel to front's http://127.0.0.1:8000")  # fmt: skip
+    local = smoke.local
+    assert local.argv == (sys.executable, "myproduct/test.py")
+    assert local.cwd == str(MYPRODUCT.parent) and local.port == config.nginx.local_port
+    assert dict(local.env) == {"APIPHANT_URL": "http://{tunnel}"}
+    env = runner.local_environment(local, "127.0.0.1:40000")
+    assert env["APIPHANT_URL"] == "http://127.0.0.1:40000"
+    # Printed as it runs, and where the tunnel goes.
+    shown: list[str] = []
+    runner.Executor(config, shown.append).run(smoke)
+    assert shown[1] == (
+        "[front] $ (on the deployer; {tunnel}: an SSH tunnel to front's 127.0.0.1:8000) "
+        f"cd {MYPRODUCT.parent} && APIPHANT_URL='http://{{tunnel}}' {sys.executable} "
+        "myproduct/test.py"
+    )
+    # A rollback: the deployer's test.py may test what only the failed release has; the
+    # front answers /health through the tunnel, each API host runs its own release's test.
+    back = plan.rollback_plan(config, list(config.hosts), {h.name: "20250101000000"
+                                                         for h in config.hosts})  # fmt: skip
+    assert [(s.host, s.why.split(":")[0]) for s in back.verify] == [
+        ("front", "check through Nginx, from the deployer"),
+        ("a", "smoke test of the release gone back to, on the first worker"),
+        ("b", "smoke test of the release gone back to, on the first worker"),
+    ]
+    assert back.verify[0].local.argv[1] == "-c"
+    assert "/opt/myproduct/releases/20250101000000/config/run" in back.verify[1].command
+
 
 
 def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
@@ -119,7 +228,7 @@ def test_three_hosts_backends_first_then_pools_side_by_side() -> None:
     assert "http://127.0.0.1:8000/reports" in checks[0].command
     assert '"$by" = 10.0.0.12:9000 ]' in checks[0].command
     assert [s.host for s in the_plan.verify] == ["front"]
-    assert "http://127.0.0.1:80" in the_plan.verify[0].command
+    assert the_plan.verify[0].local.port == 8000
     # Deploying only the backends: the smoke test goes to the workers; the front, not part of
     # this deploy, is still asked whether it sends requests to the restarted workers again.
     partial = deploy_plan(config, [config.host("b")])
@@ -375,3 +484,14 @@ def test_pools_sharing_a_host_restart_as_one_group_each_worker_once() -> None:
     check = next(s for s in the_plan.activate if "10.0.0.12:9001 again" in s.why).command
     assert check.count('"$by" = 10.0.0.12:9000 ]') == 2
     assert "http://127.0.0.1:8000/main" in check and "http://127.0.0.1:8000/reports" in check
+def test_fab_run_on_an_nginx_only_host_is_refused_in_one_line(tmp_path: Path) -> None:
+    """An Nginx-only host has no release code and no virtualenv to run a command in."""
+    from apiphant.deploy import tasks
+
+    config = tmp_path / "deploy.toml"
+    config.write_text(THREE_HOSTS)
+    target = tasks.Target(product=str(MYPRODUCT), config=str(config))
+    status = tasks.run(target, ["front"], "python -V", dry_run=True)
+    assert status == tasks.BAD_INPUT
+    allowed = tasks.run(target, ["a"], "python -V", dry_run=True)
+    assert allowed == 0

@@ -59,12 +59,18 @@ def test_one_host_files_and_links() -> None:
     assert set(files.apt) >= {"nginx", "supervisor", "python3-venv", "curl", "logrotate"}
 
 
-def test_an_nginx_only_front_has_the_run_launcher() -> None:
-    """The smoke test runs on each front through config/run, also when it runs Nginx only
-    (found by deploying three separate hosts: tests/test_multihost.py)."""
-    front = three_hosts()["front"]
-    assert "supervisor.conf" not in front.files
-    assert "run" in front.files and front.mode("run") == 0o755
+def test_an_nginx_only_front_has_no_python_files() -> None:
+    """A front that runs Nginx only runs no program: no config/run, no requirements, no
+    environment (its smoke test runs from the deployer, through an SSH tunnel)."""
+    hosts = three_hosts()
+    front = hosts["front"]
+    assert set(front.files) == {"apt.txt", "logrotate", "nginx.conf", "nginx-main.conf"}
+    assert front.links == {
+        "logrotate": "/etc/logrotate.d/myproduct",
+        "nginx.conf": "/etc/nginx/sites-enabled/myproduct.conf",
+        "nginx-main.conf": "/etc/nginx/nginx.conf",
+    }
+    assert "run" in hosts["a"].files and hosts["a"].mode("run") == 0o755
 
 
 def test_nginx_site_says_what_the_issue_asks() -> None:

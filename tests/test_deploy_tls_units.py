@@ -110,8 +110,9 @@ def test_several_fronts_with_acme_need_private_addresses() -> None:
     config = parsed(with_top(fixed, ACME))
     assert config.acme_peers(config.host("front")) == ["10.0.0.11"]
     assert config.acme_peers(config.host("a")) == ["10.0.0.10"]
-    assert config.role_names(config.host("b")) == ("api",)
-    assert config.role_names(config.host("a")) == ("api", "nginx", "acme")
+    assert config.role_names(config.host("b")) == ("api", "python")
+    assert config.role_names(config.host("a")) == ("api", "nginx", "acme", "python")
+    assert config.role_names(config.host("front")) == ("nginx", "acme")
 
 
 # Rendering
@@ -279,8 +280,10 @@ def test_acme_plan_gets_the_certificate_between_switch_and_link() -> None:
     assert whys[cert - 1].startswith("make release") and whys[cert + 1] == "link configs into /etc"
     assert the_plan.activate[cert].kind == "reason"
     assert whys[cert + 2] == "check: nginx -t, with the certificate"
-    assert any(s.why == "certbot's folders and the ACME webroot" for s in the_plan.prepare)
-    check = next(s for s in the_plan.prepare if s.why == "check: nginx -t, full config")
+    setup = the_plan.prepare[0]
+    assert setup.why.endswith("; release folder; certbot's folders and the ACME webroot")
+    assert setup.command.endswith(commands.tls_dirs(config.layout))
+    check = next(s for s in the_plan.prepare if "check: nginx -t, full config" in s.why)
     assert f"[ -s {config.layout.acme_fullchain} ] || own=" in check.command
     assert [s.why for s in the_plan.verify][-1].startswith("smoke test over HTTPS: api.example.com")
     # A rollback serves what was served before: no issuance, no HTTPS smoke test.
@@ -299,6 +302,8 @@ def test_files_plan_uploads_the_key_private_and_never_shows_it(tmp_path: Path) -
     the_plan = deploy_plan(config, files)
     uploads = {s.upload.remote: s.upload for s in the_plan.prepare if s.upload}
     tls_dir = f"/opt/myproduct/releases/{RELEASE}/tls"
+    # Their folder, root's only, is made with the release folder, before the uploads.
+    assert the_plan.prepare[0].command.endswith(f"install -d -m 0700 {tls_dir}")
     key = uploads[f"{tls_dir}/privkey.pem"]
     assert (key.mode, key.owner, key.group, key.secret) == (0o600, "root", "root", True)
     assert uploads[f"{tls_dir}/fullchain.pem"].content == b"CHAIN"

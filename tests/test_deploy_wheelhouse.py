@@ -144,3 +144,25 @@ def test_the_built_wheel_is_cached_by_what_its_sources_hold(tmp_path) -> None:
     assert tree_digest(tmp_path) == first
     (tmp_path / "pkg" / "a.py").chmod(0o755)  # a mode is part of what is installed
     assert tree_digest(tmp_path) != first
+
+
+def test_only_hosts_that_get_a_virtualenv_are_asked_for_their_platform() -> None:
+    """An Nginx-only front gets no virtualenv: no wheels are fetched for its platform. Each
+    host's question runs here, on this machine, as it would on the host."""
+    import tomllib
+
+    from apiphant.deploy import runner, tasks
+    from apiphant.deploy.config import parse
+    from tests.test_deploy_config import MYPRODUCT, THREE_HOSTS
+
+    config = parse(tomllib.loads(THREE_HOSTS), Path("deploy.toml"), MYPRODUCT)
+    asked: list[str] = []
+
+    class Here(runner.Executor):
+        def query(self, host: str, command: str, why: str) -> str:
+            asked.append(host)
+            return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+
+    found = tasks.host_platforms(Here(config, lambda line: None), config, list(config.hosts))
+    assert asked == ["a", "b"] and set(found) == {"a", "b"}
+    assert found["a"] == found["b"] and found["a"].python.startswith("3.")

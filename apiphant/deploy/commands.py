@@ -91,13 +91,6 @@ def make_release_dirs(paths: Paths) -> str:
     )
 
 
-def extract(paths: Paths) -> str:
-    return join(
-        f"tar -xzf {q(paths.tarball)} -C {q(paths.dir)} --no-same-owner",
-        f"rm -f {q(paths.tarball)}",
-    )
-
-
 #: Where an upload lands first: a private file of the SSH user's, which need not be root.
 STAGE = "mktemp /tmp/apiphant-upload.XXXXXXXX"
 
@@ -114,6 +107,15 @@ def upload_install(staged: str, remote: str, mode: int, owner: str, group: str) 
     )
 
 
+def unpack_upload(staged: str, directory: str) -> str:
+    """Unpack a staged archive into a release's folder as root: files root's, each with the
+    mode it has in the archive; then the staged file goes."""
+    return join(
+        f"tar -xzf {q(staged)} -C {q(directory)} --no-same-owner --no-overwrite-dir",
+        f"rm -f {q(staged)}",
+    )
+
+
 def virtualenv(paths: Paths, python: str, product: str, key: str) -> str:
     """The release's virtualenv: the one an earlier release made for the same packages
     (``key``: a digest of the wheels and requirements), or a new one installed from the
@@ -125,7 +127,7 @@ def virtualenv(paths: Paths, python: str, product: str, key: str) -> str:
         f"if [ -e {q(done)} ]; then echo 'virtualenv: same packages as an earlier release, "
         f"reused {shared}'; else rm -rf {q(shared)} && {q(python)} -m venv {q(shared)} && "
         f"{q(shared + '/bin/pip')} install --quiet --disable-pip-version-check "
-        f"-r {q(paths.config + '/requirements.txt')} && touch {q(done)}; fi",
+        f"-r {q(paths.requirements)} && touch {q(done)}; fi",
         f"ln -sfn {q(shared)} {q(paths.venv)}",
         f"{q(paths.venv + '/bin/python')} -m compileall -q {q(paths.product(product))}",
     )
@@ -203,11 +205,12 @@ def check_logrotate(paths: Paths) -> str:
 
 
 def switch(paths: Paths) -> str:
-    """Point ``current`` at a release: a new symlink renamed over the old one, atomic."""
+    """Point ``current`` at a release: a new symlink renamed over the old one, atomic. A
+    release that installs packages (an API or background host's) has its virtualenv."""
     current = paths.layout.current
     temp = current + ".new"
     return join(
-        f"test -x {q(paths.venv + '/bin/apiphant')}",
+        f"[ ! -e {q(paths.requirements)} ] || test -x {q(paths.venv + '/bin/apiphant')}",
         f"ln -sfn {q(paths.dir)} {q(temp)}",
         f"mv -Tf {q(temp)} {q(current)}",
         f'echo "current -> $(readlink {q(current)})"',

@@ -350,14 +350,22 @@ class Config:
             names.append(self.layout.renewer)
         return names
 
+    def runs_python(self, host: Host) -> bool:
+        """Whether ``host`` runs the product's programs (api, background), so gets Python, the
+        release's code and its virtualenv; an Nginx-only host gets none of them."""
+        return host.has("api") or host.has("background")
+
     def renews(self, host: Host) -> bool:
         """Whether ``host`` gets and renews its own certificate: every Nginx host with ACME."""
         return self.tls.acme and host.has("nginx")
 
     def role_names(self, host: Host) -> tuple[str, ...]:
-        """The kit roles a host runs: its own, and ``acme`` (certbot and its renewal) on an
-        Nginx host when tls = "acme"."""
-        return (*host.roles, "acme") if self.renews(host) else host.roles
+        """The kit roles a host runs: its own, ``acme`` (certbot and its renewal) on an Nginx
+        host when tls = "acme", and ``python`` (the release's virtualenv) where programs run."""
+        kit = (("acme",) if self.renews(host) else ()) + (
+            ("python",) if self.runs_python(host) else ()
+        )
+        return (*host.roles, *kit)
 
     def acme_peers(self, host: Host) -> list[str]:
         """The other fronts' private addresses: a challenge answer this front lacks is asked

@@ -265,8 +265,9 @@ class Paths:
         return f"{self.dir}/.good"
 
     @property
-    def tarball(self) -> str:
-        return f"{self.dir}/release.tar.gz"
+    def requirements(self) -> str:
+        """What the release's virtualenv installs; only releases of hosts that run programs."""
+        return f"{self.config}/requirements.txt"
 
     # tls = "files": the certificate travels with the release, so a rollback serves the
     # certificate it was deployed with, and `nginx -t` checks the new one before the switch.

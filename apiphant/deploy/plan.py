@@ -1,12 +1,14 @@
 """The deploy as a list of steps, built from the config alone: pure, printable, testable.
 
-A step is one shell command or one file upload on one host, with the
-reason it is there. A deploy is phases of steps; the runner decides what a
-failure means by the phase it happens in:
+A step is one shell command or one upload on one host, or a command on the
+deployer that reaches a host through an SSH tunnel (``Local``), with the reason
+it is there. A deploy is phases of steps; the runner decides what a failure
+means by the phase it happens in:
 
 - lock: per host; a held lock stops everything before anything happens.
 - prepare: apt, user, the release uploaded, its virtualenv, its configs
-  validated. Nothing live is touched: a failure leaves a failed release dir.
+  validated; small commands with no decision between them run as one step.
+  Nothing live is touched: a failure leaves a failed release dir.
 - release: deploy.toml's ``release`` command (migrations), once, on one API
   host, in the new release. A failure stops the deploy; nothing live switched.
 - activate: ``current`` switched, configs linked, services reloaded, API
@@ -20,10 +22,12 @@ status, logs, unlock, run, maintenance and history are plans too: one phase
 of steps, printable with ``--dry-run`` like a deploy.
 """
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from shlex import quote as q
 
-from apiphant.deploy import commands, roles
+from apiphant.deploy import artifacts, commands, roles
 from apiphant.deploy.config import Config, Host, Pool, Worker
 from apiphant.deploy.layout import Paths
 from apiphant.deploy.render import HostFiles
@@ -45,6 +49,8 @@ class Upload:
     content: bytes | None = None
     local: Path | None = None
     secret: bool = False
+    #: An archive unpacked into the folder ``remote`` (its files root's, with their modes).
+    unpack: bool = False
 
     @property
     def size(self) -> int:
@@ -53,14 +59,38 @@ class Upload:
         return self.local.stat().st_size if self.local and self.local.exists() else 0
 
 
+#: In a Local command's environment: the deployer's end of the SSH tunnel (127.0.0.1:PORT).
+TUNNEL = "{tunnel}"
+
+
+@dataclass(frozen=True)
+class Local:
+    """A command run on the deploying machine, about one host: while it runs, an SSH tunnel
+    over that host's connection carries 127.0.0.1:PORT here (``{tunnel}`` in ``env``) to the
+    host's own 127.0.0.1:``port``, its Nginx's loopback listener."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    port: int
+    env: tuple[tuple[str, str], ...] = ()
+
+    def shown(self, host: str) -> str:
+        """The command as a shell line, and where the tunnel goes."""
+        env = "".join(f"{k}={q(v)} " for k, v in self.env)
+        line = " ".join(q(a) for a in self.argv)
+        return (f"(on the deployer; {TUNNEL}: an SSH tunnel to {host}'s 127.0.0.1:{self.port}) "
+                f"cd {q(self.cwd)} && {env}{line}")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Step:
-    """One command or upload on one host, and why."""
+    """One command or upload on one host (or a command on the deployer about it), and why."""
 
     host: str
     why: str
     command: str = ""
     upload: Upload | None = None
+    local: Local | None = None
     switch: bool = False  # after this step the host serves ``release``
     timeout: int = 900
     #: "lock": a failure means another deploy holds the lock; "report": a failure is
@@ -141,42 +171,52 @@ def prepare_steps(
     packages: str,
     tls_files: Files | None = None,
 ) -> tuple[Step, ...]:
-    """Everything before the switch: nothing a live service reads is touched. ``packages``
-    names what the virtualenv holds (``wheelhouse.packages_key``): a release that installs
-    the same as an earlier one links to its virtualenv."""
+    """Everything before the switch: nothing a live service reads is touched. Per host: one
+    script for the folders (apt, user, release folder), the code and the host's rendered
+    files as one archive each, the secret uploads, the virtualenv, one script of checks.
+    ``packages`` names what the virtualenv holds (``wheelhouse.packages_key``): a release
+    that installs the same as an earlier one links to its virtualenv. A host that runs no
+    program (Nginx only) gets no code, no virtualenv, no secrets."""
     layout = config.layout
     paths = layout.release(release)
     steps = []
     for host in hosts:
         files = rendered[host.name]
         name = host.name
-        steps += [
-            Step(name, "apt packages", commands.apt_install(files.apt), timeout=1800),
-            Step(
-                name, f"system user {layout.user}", commands.system_user(layout.user, layout.root)
-            ),
-            Step(name, "release folder", commands.make_release_dirs(paths)),
+        python = config.runs_python(host)
+        setup = [
+            ("apt packages", commands.apt_install(files.apt)),
+            (f"system user {layout.user}", commands.system_user(layout.user, layout.root)),
+            ("release folder", commands.make_release_dirs(paths)),
+        ]
+        if tls_files is not None and host.has("nginx"):
+            setup.append(("folder for the certificate, root's only",
+                          commands.private_dir(paths.tls)))  # fmt: skip
+        if config.renews(host):
+            setup.append(("certbot's folders and the ACME webroot", commands.tls_dirs(layout)))
+        steps.append(merged(name, setup, timeout=1800))
+        if python:
+            steps.append(Step(name, "upload the release: product code, apiphant wheel",
+                              upload=Upload(paths.dir, 0o644, tarball.name, local=tarball,
+                                            unpack=True)))  # fmt: skip
+        listing = ", ".join(f"{n} {files.mode(n):04o}" for n in files.files)
+        steps.append(
             Step(
                 name,
-                "upload the release: product code, apiphant wheel",
-                upload=Upload(paths.tarball, 0o644, f"{tarball.name}", local=tarball),
-            ),
-            Step(name, "unpack the release", commands.extract(paths)),
-        ]
-        for file_name, text in files.files.items():
-            steps.append(
-                Step(
-                    name,
-                    f"rendered {file_name}",
-                    upload=Upload(
-                        f"{paths.config}/{file_name}",
-                        files.mode(file_name),
-                        f"rendered {file_name}",
-                        content=text.encode(),
+                f"upload the rendered files, one archive: {', '.join(files.files)}",
+                upload=Upload(
+                    paths.config,
+                    0o644,
+                    f"{name}'s rendered files ({listing})",
+                    content=artifacts.files_archive(
+                        {n: (text.encode(), files.mode(n)) for n, text in files.files.items()},
+                        release,
                     ),
-                )
+                    unpack=True,
+                ),
             )
-        if config.secrets and (host.has("api") or host.has("background")):
+        )
+        if config.secrets and python:
             steps.append(
                 Step(
                     name,
@@ -197,47 +237,47 @@ def prepare_steps(
             )
         if tls_files is not None and host.has("nginx"):
             steps += tls_file_steps(paths, tls_files, name)
-        if config.renews(host):
-            steps.append(Step(name, "certbot's folders and the ACME webroot",
-                              commands.tls_dirs(layout)))  # fmt: skip
-        steps.append(
-            Step(
-                name,
-                "virtualenv with apiphant and the product's requirements",
-                commands.virtualenv(paths, config.python, config.product, packages),
-                timeout=1800,
+        if python:
+            steps.append(
+                Step(
+                    name,
+                    "virtualenv with apiphant and the product's requirements",
+                    commands.virtualenv(paths, config.python, config.product, packages),
+                    timeout=1800,
+                )
             )
-        )
+        checks = []
         if "supervisor" in files.services:
-            steps.append(
-                Step(
-                    name,
-                    "check: Supervisor config",
-                    commands.check_supervisor(paths),
-                )
-            )
+            checks.append(("check: Supervisor config", commands.check_supervisor(paths)))
         if "nginx" in files.services:
-            steps.append(
-                Step(
-                    name,
-                    "check: nginx -t, full config",
-                    commands.check_nginx(
-                        paths,
-                        files.unlinks,
-                        config.nginx.worker_rlimit_nofile,
-                        layout.acme_fullchain if config.tls.acme else "",
-                    ),
-                )
-            )
-        steps.append(Step(name, "check: logrotate config", commands.check_logrotate(paths)))
+            checks.append((
+                "check: nginx -t, full config",
+                commands.check_nginx(
+                    paths,
+                    files.unlinks,
+                    config.nginx.worker_rlimit_nofile,
+                    layout.acme_fullchain if config.tls.acme else "",
+                ),
+            ))  # fmt: skip
+        checks.append(("check: logrotate config", commands.check_logrotate(paths)))
+        steps.append(merged(name, checks))
     return tuple(steps)
+
+
+def merged(host: str, parts: list[tuple[str, str]], timeout: int = 900) -> Step:
+    """Small commands with no decision between them as one step: one round trip instead of
+    one each. Its why names every part, in order; the first that fails stops the rest."""
+    return Step(
+        host, "; ".join(why for why, _ in parts), commands.join(*(c for _, c in parts)),
+        timeout=timeout,
+    )  # fmt: skip
 
 
 def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
     """tls = "files": the chain and its issuer, and the key: 0600, root's (Nginx's master reads
-    it as root), a secret upload whose content is never shown."""
+    it as root), a secret upload whose content is never shown. Their folder, root's only, is
+    made with the release folder."""
     return [
-        Step(host, "folder for the certificate, root's only", commands.private_dir(paths.tls)),
         Step(host, "certificate chain", upload=Upload(
             paths.tls_fullchain, 0o644, f"certificate {files.cert_path}", content=files.fullchain)),
         Step(host, "the certificate's issuer (the smoke test's trust)", upload=Upload(
@@ -450,28 +490,40 @@ def rolling_restart(
 
 
 def verify_steps(
-    config: Config, hosts: list[Host], releases: dict[str, str], https: bool = True
+    config: Config,
+    hosts: list[Host],
+    releases: dict[str, str],
+    https: bool = True,
+    rollback: bool = False,
 ) -> tuple[Step, ...]:
-    """The product's test.py, through each front's Nginx; through the workers when no front
-    is part of this deploy. With TLS on, /health over HTTPS too, by each domain (not after a
-    rollback, ``https=False``: the release gone back to may have served plain HTTP)."""
+    """The product's test.py, through each front's Nginx loopback listener; through the
+    workers when no front is part of this deploy. A front that runs the product's programs
+    runs it itself, in the release; an Nginx-only front has no Python: the deployer runs
+    this repository's test.py (what the release holds) through an SSH tunnel to it. With TLS
+    on, /health over HTTPS too, by each domain (not after a rollback, ``https=False``: the
+    release gone back to may have served plain HTTP).
+
+    After a rollback (``rollback``) the deployer's test.py may test what only the failed
+    release has: an Nginx-only front is checked by /health through the tunnel, and each API
+    host gone back runs its own release's test.py on its first worker."""
     steps = []
     fronts = [h for h in hosts if h.has("nginx")]
-    for host in fronts or [h for h in hosts if h.has("api")]:
+    backends: list[Host] = []
+    if not fronts:
+        backends = [h for h in hosts if h.has("api")]
+    elif rollback and not all(config.runs_python(f) for f in fronts):
+        backends = [h for h in hosts if h.has("api") and not h.has("nginx")]
+    for host in fronts:
         paths = config.layout.release(releases[host.name])
-        if host.has("nginx"):
+        if config.runs_python(host):
             url, why = config.nginx.local_url, "smoke test through Nginx"
+            steps.append(Step(host.name, f"{why}: {config.product}/test.py {url}",
+                              commands.smoke_test(paths, config.product, url)))  # fmt: skip
+        elif rollback:
+            steps.append(tunnel_health(config, host))
         else:
-            url = "http://" + config.workers(host)[0].address
-            why = "smoke test on the first worker (no Nginx host in this deploy)"
-        steps.append(
-            Step(
-                host.name,
-                f"{why}: {config.product}/test.py {url}",
-                commands.smoke_test(paths, config.product, url),
-            )
-        )
-        if https and config.tls.on and host.has("nginx"):
+            steps.append(tunnel_smoke_test(config, host))
+        if https and config.tls.on:
             issuer = config.layout.acme_chain if config.tls.acme else paths.tls_issuer
             for domain in config.tls.domains:
                 steps.append(Step(
@@ -479,7 +531,49 @@ def verify_steps(
                     f"smoke test over HTTPS: {domain}, its chain verified against its issuer",
                     commands.https_check(config.tls, domain, issuer, releases[host.name]),
                 ))  # fmt: skip
+    for host in backends:
+        paths = config.layout.release(releases[host.name])
+        url = "http://" + config.workers(host)[0].address
+        why = ("smoke test on the first worker (no Nginx host in this deploy)" if not fronts
+               else "smoke test of the release gone back to, on the first worker")  # fmt: skip
+        steps.append(Step(host.name, f"{why}: {config.product}/test.py {url}",
+                          commands.smoke_test(paths, config.product, url)))  # fmt: skip
     return tuple(steps)
+
+
+#: The URL the smoke test reaches an Nginx-only front by, from the deployer.
+TUNNEL_URL = f"http://{TUNNEL}"
+#: /health through the tunnel: the front answers, from a worker, with some release.
+HEALTH_SCRIPT = (
+    'import json, os, urllib.request; url = os.environ["APIPHANT_URL"] + "/health"; '
+    "answer = json.load(urllib.request.urlopen(url, timeout=10)); "
+    'print(url, "answers release", answer["release"])'
+)
+
+
+def tunnel_smoke_test(config: Config, host: Host) -> Step:
+    """An Nginx-only front's smoke test: the deployer's Python (it runs this deploy, so it
+    has apiphant) runs the product's test.py, from the product folder the release was built
+    from, against the front's loopback listener through an SSH tunnel."""
+    product = config.product_dir
+    return Step(
+        host.name,
+        f"smoke test through Nginx, from the deployer: {config.product}/test.py "
+        f"through an SSH tunnel to {host.name}'s {config.nginx.local_url}",
+        local=Local((sys.executable, f"{product.name}/test.py"), str(product.parent),
+                    config.nginx.local_port, (("APIPHANT_URL", TUNNEL_URL),)),
+    )  # fmt: skip
+
+
+def tunnel_health(config: Config, host: Host) -> Step:
+    """After a rollback, an Nginx-only front: it answers /health through its Nginx."""
+    return Step(
+        host.name,
+        f"check through Nginx, from the deployer: /health through an SSH tunnel to "
+        f"{host.name}'s {config.nginx.local_url}",
+        local=Local((sys.executable, "-c", HEALTH_SCRIPT), str(config.product_dir.parent),
+                    config.nginx.local_port, (("APIPHANT_URL", TUNNEL_URL),)),
+    )  # fmt: skip
 
 
 def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step, ...]:
@@ -549,7 +643,7 @@ def rollback_plan(
         release=",".join(sorted(set(releases.values()))),
         hosts=tuple(h.name for h in hosts),
         activate=activate_steps(config, hosts, releases, all_roles, obtain=False),
-        verify=verify_steps(config, hosts, releases, https=False),
+        verify=verify_steps(config, hosts, releases, https=False, rollback=True),
     )
 
 

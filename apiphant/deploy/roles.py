@@ -100,9 +100,9 @@ def load_roles() -> dict[str, Role]:
     return roles
 
 
-#: Roles the kit adds by itself, after the known ones: ``acme`` on Nginx hosts when tls = "acme"
-#: (Config.role_names).
-KIT_ROLES = ("acme",)
+#: Roles the kit adds by itself, after the known ones (Config.role_names): ``acme`` on Nginx
+#: hosts when tls = "acme", ``python`` on hosts that run the product's programs.
+KIT_ROLES = ("acme", "python")
 
 
 def for_host(names: Iterable[str], roles: dict[str, Role]) -> list[Role]:

@@ -9,6 +9,7 @@ shows its path, never its content.
 import io
 import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from typing import IO, Any
 
 from apiphant.deploy import commands
 from apiphant.deploy.config import SUDO_PASSWORD_ENV, Config, Host
-from apiphant.deploy.plan import Plan, Step, Upload, stages
+from apiphant.deploy.plan import TUNNEL, Local, Plan, Step, Upload, stages
 
 Print = Callable[[str], None]
 
@@ -105,13 +106,18 @@ def describe_upload(upload: Upload) -> str:
     what = f"{upload.label} ({size} bytes)" if size and not upload.secret else upload.label
     if upload.secret:
         what += " (content not shown)"
+    if upload.unpack:
+        return f"upload {what}, unpacked into {upload.remote}/ (root's, each file's mode kept)"
     owner = f"{upload.owner}:{upload.group}"
     return f"upload {what} -> {upload.remote} (mode {upload.mode:04o}, owner {owner})"
 
 
 def upload_commands(upload: Upload, staged: str = "$STAGED") -> tuple[str, str]:
-    """Stage the file as the SSH user (who may not be root), then install it as root."""
+    """Stage the file as the SSH user (who may not be root), then install (or unpack) it as
+    root."""
     u = upload
+    if u.unpack:
+        return commands.STAGE, commands.unpack_upload(staged, u.remote)
     return commands.STAGE, commands.upload_install(staged, u.remote, u.mode, u.owner, u.group)
 
 
@@ -129,6 +135,8 @@ class Executor:
             self.out(f"[{step.host}] $ STAGED=$({stage})")
             self.out(f"[{step.host}] {describe_upload(step.upload)} via $STAGED")
             self.out(f"[{step.host}] $ {install}")
+        elif step.local:
+            self.out(f"[{step.host}] $ {step.local.shown(step.host)}")
         else:
             self.out(f"[{step.host}] $ {step.command}")
 
@@ -232,6 +240,8 @@ class Remote(Executor):
         if step.upload:
             self._upload(step)
             return ""
+        if step.local:
+            return self._local(step)
         try:
             result = self._shell(step.host, step.command, step.timeout)
         except Lost as error:
@@ -273,6 +283,33 @@ class Remote(Executor):
         if result.exited != 0:
             raise StepFailed(step, f"{failed} (exit {result.exited})")
 
+    def _local(self, step: Step) -> str:
+        """A command on this machine, through an SSH tunnel to the step's host (Step.local);
+        its output shown as a host's is."""
+        local = step.local
+        assert local is not None
+        failed = f"{step.host}: {step.why} failed"
+        conn = self.connection(step.host)
+        try:
+            with tunnel(conn.transport, local.port) as end:
+                done = subprocess.run(
+                    list(local.argv), cwd=local.cwd, env=local_environment(local, end),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    text=True, timeout=step.timeout,
+                )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise StepFailed(step, f"{failed}: timed out after {step.timeout}s") from None
+        except OSError as error:
+            raise StepFailed(step, f"{failed}: {_reason(error)}") from None
+        lines = done.stdout.splitlines()
+        for line in lines:
+            self.out(f"[{step.host}]   {line}")
+        if done.returncode != 0:
+            last = next((x.strip() for x in reversed(lines) if x.strip()), "")
+            raise StepFailed(step, f"{failed} (exit {done.returncode})"
+                             + (f": {last}" if last else ""), done.returncode)  # fmt: skip
+        return done.stdout
+
     def query(self, host: str, command: str, why: str) -> str:
         super().query(host, command, why)
         result = self._shell(host, command, 60, quiet=True)
@@ -287,6 +324,64 @@ class Remote(Executor):
             except Exception:  # closing is best effort
                 pass
         self.connections.clear()
+
+
+def local_environment(local: Local, end: str) -> dict[str, str]:
+    """This machine's environment without its own APIPHANT_ settings (they would point the
+    smoke test elsewhere), and the step's, with the tunnel's end filled in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APIPHANT_")}
+    env.update({k: v.replace(TUNNEL, end) for k, v in local.env})
+    return env
+
+
+@contextmanager
+def tunnel(transport: Any, port: int) -> Iterator[str]:
+    """127.0.0.1:PORT here (the yielded ``host:port``), carried over an open SSH connection
+    to the host's own 127.0.0.1:``port``, as ``ssh -L``: each connection made to it is a
+    direct-tcpip channel, pumped by Fabric's Tunnel. The listener is bound before this
+    yields, on a port the system picks; everything is closed on the way out."""
+    from fabric.tunnels import Tunnel
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    pumps: list[Any] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                sock, peer = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                channel = transport.open_channel(
+                    "direct-tcpip", ("127.0.0.1", port), peer, timeout=TUNNEL_CONNECT
+                )
+            except Exception:  # refused on the host, or the connection gone: the client sees
+                sock.close()  # its connection closed, and says so
+                continue
+            pump = Tunnel(channel=channel, sock=sock, finished=threading.Event())
+            pump.daemon = True
+            pump.start()
+            pumps.append(pump)
+
+    acceptor = threading.Thread(target=accept, name="apiphant-tunnel", daemon=True)
+    acceptor.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        acceptor.join(5)
+        listener.close()
+        for pump in pumps:
+            pump.finished.set()
+            pump.join(5)
+
+
+#: Seconds a tunnelled connection may take to open on the host's side.
+TUNNEL_CONNECT = 15
 
 
 def _detect_loss(conn: Any) -> None:

@@ -254,10 +254,11 @@ def parallel_width(value: int | str) -> int:
 def host_platforms(
     executor: Executor, config: Config, hosts: list[Host]
 ) -> dict[str, wheelhouse.Platform]:
-    """Every chosen host's Python and platform, asked before anything changes anywhere: a
-    host that cannot be reached stops the deploy here, with nothing touched."""
+    """The Python and platform of every chosen host that gets a virtualenv (an Nginx-only
+    host gets none: no wheels for it), asked before anything changes anywhere: a host that
+    cannot be reached stops the deploy here, with nothing touched."""
     found = {}
-    for host in hosts:
+    for host in (h for h in hosts if config.runs_python(h)):
         try:
             answer = executor.query(
                 host.name, wheelhouse.facts_command(config.python), "its Python and platform"
@@ -412,6 +413,13 @@ def run(
     if not hosts:
         raise UsageError("fab run: name the host to run on: fab run HOST -- COMMAND ...")
     chosen = config.select(hosts)
+    bare = [h.name for h in chosen if not config.runs_python(h)]
+    if bare:
+        with_python = ", ".join(h.name for h in config.hosts if config.runs_python(h))
+        raise UsageError(
+            f"fab run: {', '.join(bare)} runs Nginx only: no release code or virtualenv there; "
+            f"run on a host with api or background ({with_python})"
+        )
     steps = plan.run_plan(config, chosen, command)
     return _operate(config, steps, dry_run, fabric_config, record=f"run {command!r}")
 

@@ -154,7 +154,8 @@ def describe(requirements: Iterable[str]) -> str:
     """What ``build`` will do, for --dry-run (the hosts' platforms are asked at deploy time)."""
     shown = ", ".join(requirements) or "nothing"
     return (
-        "local: would ask each host for its Python and platform, then pip download binary "
+        "local: would ask each host with api or background (the hosts that get a virtualenv) "
+        "for its Python and platform, then pip download binary "
         f"wheels for them (cached in {cache_root()}): {shown}"
     )
 
