@@ -356,8 +356,11 @@ def venvs(host, folder: str) -> set[str]:
     return {p.name for p in path.iterdir()} if path.is_dir() else set()
 
 
-def run_fleet(size: int, args: argparse.Namespace, work: Path, extra: list[str]) -> dict:
-    """Fresh hosts, two deploys (the second under load if asked), every host removed."""
+def run_fleet(
+    size: int, args: argparse.Namespace, work: Path, extra: list[str], result: dict
+) -> None:
+    """Fresh hosts, two deploys (the second under load if asked), every host removed; the
+    figures go into ``result`` as they come, so a fleet that fails keeps what it measured."""
     from apiphant.deploy.config import load as load_config
 
     fleet = shape(size)
@@ -374,7 +377,7 @@ def run_fleet(size: int, args: argparse.Namespace, work: Path, extra: list[str])
         (api / "reports").mkdir()
         (api / "reports" / "__init__.py").write_text("")
         (api / "reports" / "where.py").write_text(WHERE)
-    result: dict = {"hosts": size, "label": fleet.label, "names": fleet.names}
+    result["names"] = fleet.names
     started = time.monotonic()
     print(f"\n== {fleet.label}: starting {size} test host(s)", flush=True)
     with testhosts.Hosts(fleet.names, (folder / "deployer_key.pub").read_text()) as hosts:
@@ -418,7 +421,6 @@ def run_fleet(size: int, args: argparse.Namespace, work: Path, extra: list[str])
         if args.load:
             print(f"   load: {result['load']}", flush=True)
     result["seconds"] = round(time.monotonic() - started, 1)
-    return result
 
 
 def summary(deploy: dict) -> dict:
@@ -528,6 +530,9 @@ def report(results: list[dict], command: str, label: str, when: str) -> str:
         "",
         *table(results),
         "",
+        *(f"- {r['hosts']} hosts did not complete: {r['error'].strip().splitlines()[0]}"
+          for r in results if r.get("error")),  # fmt: skip
+        "",
         "Seconds per phase (from the kit's `==>` lines as fab printed them; build: the "
         "deployer's own work before the first of them):",
         "",
@@ -627,12 +632,13 @@ def main(argv: list[str] | None = None) -> int:
         failed = False
         try:
             for size in args.sizes:
+                result = {"hosts": size, "label": shape(size).label}
+                results.append(result)
                 try:
-                    results.append(run_fleet(size, args, work, extra))
+                    run_fleet(size, args, work, extra, result)
                 except (FleetError, testhosts.HostError) as error:
                     print(f"\n{error}", file=sys.stderr, flush=True)
-                    results.append({"hosts": size, "label": shape(size).label,
-                                    "error": str(error)[:4000]})  # fmt: skip
+                    result["error"] = str(error)[:4000]
                     failed = True
         finally:
             if args.logs:
