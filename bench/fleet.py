@@ -174,8 +174,9 @@ def phases(lines: list[tuple[float, str]], end: float) -> list[tuple[str, float]
 
 
 def reused_on(output: str) -> list[str]:
-    """The hosts whose output says their virtualenv was reused."""
-    return sorted(set(re.findall(rf"^\[([\w.-]+)\]\s+{re.escape(REUSED)}", output, re.M)))
+    """The hosts whose output says their virtualenv was reused. Anywhere in a line: hosts
+    preparing side by side may print into one another's line."""
+    return sorted(set(re.findall(rf"\[([\w.-]+)\]\s+{re.escape(REUSED)}", output)))
 
 
 # Running fab

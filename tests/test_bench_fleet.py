@@ -42,6 +42,8 @@ def test_phases_from_the_kits_lines() -> None:
         (2.0, "==> lock: front, api1"),
         (2.5, "==> prepare release 20261201063000"),
         (9.0, "[api1] virtualenv: same packages as an earlier release, reused /opt/x"),
+        (9.1, "[api2] virtualenv with apiphant[api3]   " + fleet.REUSED + " /opt/y"),
+        (9.2, "[api4] $ if [ -e x ]; then echo '" + fleet.REUSED + "'; fi"),
         (12.5, "==> activate release 20261201063000"),
         (30.0, "==> verify"),
         (31.0, "==> OK: release 20261201063000 is live"),
@@ -51,7 +53,7 @@ def test_phases_from_the_kits_lines() -> None:
         ("verify", 1.0), ("OK", 0.5),
     ]  # fmt: skip
     output = "\n".join(line for _, line in lines)
-    assert fleet.reused_on(output) == ["api1"]
+    assert fleet.reused_on(output) == ["api1", "api3"]  # not api4: its command
 
 
 def test_table_rows() -> None:
