@@ -411,14 +411,15 @@ def report(
     return "\n".join(out)
 
 
-def write_results(path: Path, text: str) -> None:
-    """Replace the generated part of RESULTS.md, keeping what people wrote around it."""
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+def write_results(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the generated part of RESULTS.md (between ``begin`` and ``end``), keeping
+    what people wrote around it."""
+    block = f"{begin}\n{text.rstrip()}\n{end}"
     if path.exists():
         current = path.read_text()
-        if BEGIN in current and END in current:
-            head, rest = current.split(BEGIN, 1)
-            tail = rest.split(END, 1)[1]
+        if begin in current and end in current:
+            head, rest = current.split(begin, 1)
+            tail = rest.split(end, 1)[1]
             path.write_text(head + block + tail)
             return
         path.write_text(current.rstrip() + "\n\n" + block + "\n")
