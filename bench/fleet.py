@@ -1,7 +1,7 @@
 """Deploy time against fleet size, on real separate test hosts (issue 15).
 
     python -m bench.fleet                          # 1, 3 and 10 hosts (root; about 10-15 min)
-    python -m bench.fleet --fleets 1,10 --load     # load through the front during the 2nd deploy
+    python -m bench.fleet --fleets 1,10 --load     # and a third deploy, under load
     python -m bench.fleet --json out.json --write bench/RESULTS.md --label after
 
 For each fleet shape the harness starts fresh test hosts (tests/testhosts.py:
@@ -10,9 +10,10 @@ naming them by private address, and times two `fab deploy` runs: a first one
 to the fresh hosts, and a second one where only product code changed. It reads
 fab's output as it streams, to split each deploy into phases (the kit's
 ``==>`` lines), and reads every host's virtualenv folder before and after the
-second deploy, to say whether it installed anything. With ``--load``, client
-threads post through the front's Nginx during the second deploy and every
-failed request is counted. Every host, namespace, link and process it starts is
+second deploy, to say whether it installed anything. With ``--load``, a third
+deploy (code only again) runs while client threads post through the front's
+Nginx, and every failed request is counted: the second deploy's time is taken
+without load, the third's with it. Every host, namespace, link and process it starts is
 removed at the end, on error or Ctrl-C too.
 """
 
@@ -122,12 +123,14 @@ def toml_list(items: tuple[str, ...] | list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
-def deploy_toml(fleet: Shape, addresses: dict[str, str]) -> str:
-    """The fleet's deploy.toml: the kit's defaults except the hosts, their roles and pools."""
+def deploy_toml(fleet: Shape, addresses: dict[str, str], batch: str = "") -> str:
+    """The fleet's deploy.toml: the kit's defaults except the hosts, their roles and pools
+    (and ``batch``, the rolling restart's, when given)."""
     lines = [
         f'product = "{PRODUCT}"',
         f'server_names = ["{SERVER_NAME}"]',
         "keep_releases = 5",
+        *([f"batch = {batch if batch.isdigit() else repr(batch)}"] if batch else []),
         "",
         "[api]",
         "drain_timeout = 10",
@@ -360,7 +363,7 @@ def venvs(host, folder: str) -> set[str]:
 def run_fleet(
     size: int, args: argparse.Namespace, work: Path, extra: list[str], result: dict
 ) -> None:
-    """Fresh hosts, two deploys (the second under load if asked), every host removed; the
+    """Fresh hosts, two deploys (and a third under load if asked), every host removed; the
     figures go into ``result`` as they come, so a fleet that fails keeps what it measured."""
     from apiphant.deploy.config import load as load_config
 
@@ -385,7 +388,7 @@ def run_fleet(
         result["hosts up (s)"] = round(time.monotonic() - started, 1)
         addresses = {h.name: h.address for h in hosts.all}
         config_path = product / "deploy.toml"
-        config_path.write_text(deploy_toml(fleet, addresses))
+        config_path.write_text(deploy_toml(fleet, addresses, args.batch or ""))
         layout = load_config(config_path).layout
         front = addresses[fleet.front]
         fab_args = ["-i", str(key), "deploy", f"--product={product}", "--config",
@@ -400,15 +403,7 @@ def run_fleet(
         before = {h.name: venvs(h, layout.venvs) for h in hosts.all}
         (api / "stamp.py").write_text(STAMP.format(stamp="second"))
         print("   second deploy (only product code changed)", flush=True)
-        if args.load:
-            kinds = ["echo", "update"] + (["where"] if len(fleet.pools) > 1 else [])
-            with Load(front, kinds, args.clients, args.rate) as load:
-                load.wait_sent(100)
-                second = timed_fab(fab_args, folder / "second.log", args.verbose)
-                time.sleep(1)  # and a second after: the last restarted worker serves too
-            result["load"] = load.figures()
-        else:
-            second = timed_fab(fab_args, folder / "second.log", args.verbose)
+        second = timed_fab(fab_args, folder / "second.log", args.verbose)
         result["second"] = summary(second)
         report_deploy("second", second)
         if not second["ok"]:
@@ -420,7 +415,20 @@ def run_fleet(
         print(f"   second deploy installed on: {result['installed on second'] or 'no host'}; "
               f"reused on: {result['reused on second'] or 'no host'}", flush=True)  # fmt: skip
         if args.load:
+            (api / "stamp.py").write_text(STAMP.format(stamp="third"))
+            print("   third deploy (only product code changed), under load", flush=True)
+            kinds = ["echo", "update"] + (["where"] if len(fleet.pools) > 1 else [])
+            with Load(front, kinds, args.clients, args.rate) as load:
+                load.wait_sent(100)
+                third = timed_fab(fab_args, folder / "third.log", args.verbose)
+                time.sleep(1)  # and a second after: the last restarted worker serves too
+            result["load"] = load.figures()
+            result["third"] = summary(third)
+            report_deploy("third", third)
             print(f"   load: {result['load']}", flush=True)
+            if not third["ok"]:
+                raise FleetError(f"{size} hosts: third deploy failed:\n{third['output'][-3000:]}")
+            wait_stamp(front, "third")
     result["seconds"] = round(time.monotonic() - started, 1)
 
 
@@ -465,12 +473,13 @@ def seconds_cell(result: dict, which: str) -> str:
 def table(results: list[dict]) -> list[str]:
     rows = [
         "| hosts | first deploy | second deploy (only code changed) | installs on second "
-        "| failed requests under load |",
-        "|---|---|---|---|---|",
+        "| third deploy (code), under load | failed requests under load |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
-        rows.append(f"| {r['label']} | {seconds_cell(r, 'first')} | {seconds_cell(r, 'second')} "
-                    f"| {installs(r)} | {failed_cell(r)} |")  # fmt: skip
+        cells = [r["label"], seconds_cell(r, "first"), seconds_cell(r, "second"), installs(r),
+                 seconds_cell(r, "third"), failed_cell(r)]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
     return rows
 
 
@@ -478,13 +487,13 @@ def phase_table(results: list[dict]) -> list[str]:
     """Seconds per phase of every deploy: where the time goes."""
     names: list[str] = []
     for r in results:
-        for which in ("first", "second"):
+        for which in ("first", "second", "third"):
             for name, _ in r.get(which, {}).get("phases", []):
                 if name not in names:
                     names.append(name)
     rows = ["| deploy | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for r in results:
-        for which in ("first", "second"):
+        for which in ("first", "second", "third"):
             if which in r:
                 got = dict(r[which]["phases"])
                 cells = [f"{got[n]:.1f}" if n in got else "—" for n in names]
@@ -565,7 +574,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="requests a second per client of --load (10; 0: no pacing)")  # fmt: skip
     p.add_argument("--logs", type=Path, metavar="DIR", help="keep fab's output of each deploy")
     p.add_argument("--parallel", type=int, help="passed to fab deploy, if the kit has it")
-    p.add_argument("--batch", help="passed to fab deploy, if the kit has it")
+    p.add_argument("--batch", help="deploy.toml's batch (the rolling restart's), e.g. 2 or 25%%")
     p.add_argument("--json", type=Path, metavar="FILE", help="save every figure as JSON")
     p.add_argument("--write", type=Path, metavar="MD", help="write or update the table in MD")
     p.add_argument("--label", default="", help="names the section --write updates (before...)")
@@ -590,11 +599,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def passthrough(args: argparse.Namespace) -> list[str]:
     """fab deploy's flags from ours, each only if the kit that runs has it."""
-    if args.parallel is None and args.batch is None:
+    if args.parallel is None:
         return []
     helptext = fab_help()
     extra = []
-    for flag, value in (("--parallel", args.parallel), ("--batch", args.batch)):
+    for flag, value in (("--parallel", args.parallel),):
         if value is None:
             continue
         if flag in helptext:

@@ -70,10 +70,10 @@ def test_table_rows() -> None:
         {"hosts": 3, "label": "3 (one Nginx front, two API hosts)", "error": "no sshd"},
     ]  # fmt: skip
     assert fleet.table(results)[2:] == [
-        "| 1 (all roles) | 20.0 s | 8.0 s | none | 0 of 1,234 (20 clients × 10/s) |",
+        "| 1 (all roles) | 20.0 s | 8.0 s | none | — | 0 of 1,234 (20 clients × 10/s) |",
         "| 10 (one front, nine API hosts in two pools) | 40.0 s | 16.0 s (failed) "
-        "| 2 of 10 hosts | — |",
-        "| 3 (one Nginx front, two API hosts) | — | — | — | — |",
+        "| 2 of 10 hosts | — | — |",
+        "| 3 (one Nginx front, two API hosts) | — | — | — | — | — |",
     ]
     assert fleet.phase_table(results)[0] == "| deploy | build | activate |"
     assert fleet.phase_table(results)[3] == "| 1 hosts, second | 1.0 | 5.0 |"
