@@ -318,10 +318,18 @@ def restart_worker(program: str, address: str, release: str, log: str) -> str:
     )
 
 
-def restart_workers(workers: Iterable[tuple[str, str, str]], release: str) -> str:
+def restart_workers(
+    workers: Iterable[tuple[str, str, str]], release: str, also: Iterable[str] = ()
+) -> str:
     """A batch: each (program, address, log) restarted and checked as ``restart_worker``
-    does, side by side on the host; fails if any one does."""
+    does, and the commands ``also`` (the background runner's restart), side by side on the
+    host; fails if any one does."""
     each = [restart_worker(program, address, release, log) for program, address, log in workers]
+    return side_by_side([*each, *also])
+
+
+def side_by_side(each: list[str]) -> str:
+    """Commands at once, each in its own subshell; fails if any one fails."""
     if len(each) == 1:
         return each[0]
     started = "".join(f'( {command} ) & pids="$pids $!"; ' for command in each)
@@ -372,8 +380,8 @@ def restart_background(program: str, release: str, log: str) -> str:
         f"supervisorctl update {q(program)} >/dev/null; "
         f"if {_runs_release(program, release)}; then echo {already}; "
         f"else supervisorctl restart {q(program)}; fi; "
-        f"ok=; for i in $(seq 1 20); do if {_runs_release(program, release)}; then "
-        "ok=1; break; fi; sleep 0.5; done; "
+        f"ok=; for i in $(seq 1 100); do if {_runs_release(program, release)}; then "
+        "ok=1; break; fi; sleep 0.1; done; "
         f'if [ -n "$ok" ]; then echo {runs}; else echo {not_yet} >&2; '
         f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
     )

@@ -443,6 +443,14 @@ def rolling_restart(
         for w in config.pool_workers(pool):
             pools_of.setdefault(w.address, []).append(pool.name)
     groups = batches(config, hosts)
+    # The background runner restarts beside the first batch restarted on its host, or in
+    # the first stage on a host of its own.
+    beside: dict[str, tuple[str, str]] = {}
+    runner = config.background_host()
+    if runner is not None and runner.name in {h.name for h in hosts}:
+        program = layout.background
+        beside[runner.name] = (f"restart {program}", commands.restart_background(
+            program, releases[runner.name], layout.log(program)))  # fmt: skip
     stages: list[list[Step]] = []
     for n in range(max((len(g) for g in groups), default=0)):
         batch = [w for group in groups if n < len(group) for w in group[n]]
@@ -452,12 +460,15 @@ def rolling_restart(
             if not mine:
                 continue
             release = releases[host.name]
-            names = ", ".join(w.program for w in mine)
+            why = (f"restart {', '.join(w.program for w in mine)}; "
+                   f"wait for /health to answer release {release}")  # fmt: skip
+            also = beside.pop(host.name, None)
             restarts.append(Step(
                 host.name,
-                f"restart {names}; wait for /health to answer release {release}",
+                f"{why}; {also[0]}" if also else why,
                 commands.restart_workers(
-                    [(w.program, w.address, layout.log(w.program)) for w in mine], release),
+                    [(w.program, w.address, layout.log(w.program)) for w in mine], release,
+                    [also[1]] if also else []),
             ))  # fmt: skip
         stages.append(restarts)
         stages.append([
@@ -474,18 +485,10 @@ def rolling_restart(
             )
             for front in fronts
         ])  # fmt: skip
-    runner = config.background_host()
-    if runner is not None and runner.name in {h.name for h in hosts}:
-        program = layout.background
-        background = Step(
-            runner.name,
-            f"restart {program}",
-            commands.restart_background(program, releases[runner.name], layout.log(program)),
-        )
-        if stages:
-            stages[0].append(background)
-        else:
-            stages.append([background])
+    for name, (why, command) in beside.items():
+        if not stages:
+            stages.append([])
+        stages[0].append(Step(name, why, command))
     return stages
 
 
