@@ -376,7 +376,6 @@ def run_fleet(
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
     shutil.copytree(REPO / PRODUCT, product, ignore=skip)
     api = product / "api" / "v0"
-    (api / "stamp.py").write_text(STAMP.format(stamp="first"))
     if any(targets for _, _, targets in fleet.pools):
         (api / "reports").mkdir()
         (api / "reports" / "__init__.py").write_text("")
@@ -393,42 +392,40 @@ def run_fleet(
         front = addresses[fleet.front]
         fab_args = ["-i", str(key), "deploy", f"--product={product}", "--config",
                     str(config_path), *extra]  # fmt: skip
-        print(f"   hosts up in {result['hosts up (s)']} s; first deploy", flush=True)
-        first = timed_fab(fab_args, folder / "first.log", args.verbose)
-        result["first"] = summary(first)
-        report_deploy("first", first)
-        if not first["ok"]:
-            raise FleetError(f"{size} hosts: first deploy failed:\n{first['output'][-3000:]}")
-        wait_stamp(front, "first")
+        print(f"   hosts up in {result['hosts up (s)']} s", flush=True)
+
+        def deploy(which: str, about: str, load: "Load | None" = None) -> dict:
+            """One timed `fab deploy` of the product stamped ``which``, checked live."""
+            (api / "stamp.py").write_text(STAMP.format(stamp=which))
+            print(f"   {which} deploy{about}", flush=True)
+            done = timed_fab(fab_args, folder / f"{which}.log", args.verbose)
+            if load is not None:
+                time.sleep(1)  # and a second after: the last restarted worker serves too
+            result[which] = summary(done)
+            report_deploy(which, done)
+            if not done["ok"]:
+                raise FleetError(f"{size} hosts: {which} deploy failed:\n"
+                                 f"{done['output'][-3000:]}")  # fmt: skip
+            wait_stamp(front, which)
+            return done
+
+        deploy("first", "")
         before = {h.name: venvs(h, layout.venvs) for h in hosts.all}
-        (api / "stamp.py").write_text(STAMP.format(stamp="second"))
-        print("   second deploy (only product code changed)", flush=True)
-        second = timed_fab(fab_args, folder / "second.log", args.verbose)
-        result["second"] = summary(second)
-        report_deploy("second", second)
-        if not second["ok"]:
-            raise FleetError(f"{size} hosts: second deploy failed:\n{second['output'][-3000:]}")
-        wait_stamp(front, "second")
+        second = deploy("second", " (only product code changed)")
         after = {h.name: venvs(h, layout.venvs) for h in hosts.all}
         result["installed on second"] = sorted(n for n in after if after[n] - before[n])
         result["reused on second"] = reused_on(second["output"])
         print(f"   second deploy installed on: {result['installed on second'] or 'no host'}; "
               f"reused on: {result['reused on second'] or 'no host'}", flush=True)  # fmt: skip
         if args.load:
-            (api / "stamp.py").write_text(STAMP.format(stamp="third"))
-            print("   third deploy (only product code changed), under load", flush=True)
             kinds = ["echo", "update"] + (["where"] if len(fleet.pools) > 1 else [])
             with Load(front, kinds, args.clients, args.rate) as load:
                 load.wait_sent(100)
-                third = timed_fab(fab_args, folder / "third.log", args.verbose)
-                time.sleep(1)  # and a second after: the last restarted worker serves too
-            result["load"] = load.figures()
-            result["third"] = summary(third)
-            report_deploy("third", third)
+                try:
+                    deploy("third", " (only product code changed), under load", load)
+                finally:
+                    result["load"] = load.figures()
             print(f"   load: {result['load']}", flush=True)
-            if not third["ok"]:
-                raise FleetError(f"{size} hosts: third deploy failed:\n{third['output'][-3000:]}")
-            wait_stamp(front, "third")
     result["seconds"] = round(time.monotonic() - started, 1)
 
 
