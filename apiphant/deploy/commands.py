@@ -304,16 +304,24 @@ def restart_worker(program: str, address: str, release: str, log: str) -> str:
     """Apply this program's own config change, restart it unless it already runs the release,
     and wait until /health on its port answers with the release id."""
     url = f"http://{address}/health"
+    return _restart(program, release, log, _healthy(url, release), HEALTH_TRIES,
+                    f"/health answers release {release}",
+                    f"no /health answer with release {release} on {address}")  # fmt: skip
+
+
+def _restart(
+    program: str, release: str, log: str, runs: str, tries: int, ok: str, not_ok: str
+) -> str:
+    """Restart ``program`` unless the check ``runs`` passes already, then poll it (``tries``
+    times, a tenth of a second apart); a failure shows the program's status and log."""
     already = q(f"{program} already runs {release}")
-    answers = q(f"{program}: /health answers release {release}")
-    silent = q(f"{program}: no /health answer with release {release} on {address}")
     return (
         f"supervisorctl update {q(program)} >/dev/null; "
-        f"if {_healthy(url, release)}; then echo {already}; "
+        f"if {runs}; then echo {already}; "
         f"else supervisorctl restart {q(program)}; fi; "
-        f"ok=; for i in $(seq 1 {HEALTH_TRIES}); do "
-        f"if {_healthy(url, release)}; then ok=1; break; fi; sleep 0.1; done; "
-        f'if [ -n "$ok" ]; then echo {answers}; else echo {silent} >&2; '
+        f"ok=; for i in $(seq 1 {tries}); do if {runs}; then ok=1; break; fi; sleep 0.1; done; "
+        f'if [ -n "$ok" ]; then echo {q(f"{program}: {ok}")}; '
+        f"else echo {q(f'{program}: {not_ok}')} >&2; "
         f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
     )
 
@@ -373,18 +381,8 @@ def _runs_release(program: str, release: str) -> str:
 
 def restart_background(program: str, release: str, log: str) -> str:
     """The runner has no port: it is checked by the release id in its environment."""
-    already = q(f"{program} already runs {release}")
-    runs = q(f"{program} runs release {release}")
-    not_yet = q(f"{program} does not run release {release}")
-    return (
-        f"supervisorctl update {q(program)} >/dev/null; "
-        f"if {_runs_release(program, release)}; then echo {already}; "
-        f"else supervisorctl restart {q(program)}; fi; "
-        f"ok=; for i in $(seq 1 100); do if {_runs_release(program, release)}; then "
-        "ok=1; break; fi; sleep 0.1; done; "
-        f'if [ -n "$ok" ]; then echo {runs}; else echo {not_yet} >&2; '
-        f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
-    )
+    return _restart(program, release, log, _runs_release(program, release), 100,
+                    f"runs release {release}", f"does not run release {release}")  # fmt: skip
 
 
 def supervisor_sync(layout: Layout, programs: Iterable[str]) -> str:
