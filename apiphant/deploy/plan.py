@@ -592,9 +592,10 @@ def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step,
                 commands.cleanup(layout, config.keep_releases),
             )
         )
+    after = []
     runner = next((h for h in hosts if h.has("api")), None)
     if config.after_deploy and runner is not None:
-        steps.append(
+        after.append(
             Step(
                 runner.name,
                 f"after_deploy, once: {config.after_deploy}",
@@ -603,7 +604,8 @@ def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step,
                 kind="report",
             )
         )
-    return tuple(steps)
+    # Hosts side by side; after_deploy once every host has marked the release good.
+    return tuple(staged([steps, after]))
 
 
 def deploy_plan(

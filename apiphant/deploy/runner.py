@@ -581,7 +581,7 @@ def execute(
             except DeployError as error:
                 return _roll_back(error, executor, rollback, hosts, previous, switched, plan)
             say(out, "finish")
-            run_steps(executor, plan.finish, switched)
+            run_staged(executor, plan.finish, switched, parallel)
             return Outcome(True, f"release {plan.release} is live on {', '.join(plan.hosts)}")
     except DeployError as error:
         where = "nothing live was touched" if not switched else "after the switch"

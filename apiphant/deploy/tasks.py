@@ -9,6 +9,7 @@ import functools
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -257,16 +258,25 @@ def host_platforms(
     """The Python and platform of every chosen host that gets a virtualenv (an Nginx-only
     host gets none: no wheels for it), asked before anything changes anywhere: a host that
     cannot be reached stops the deploy here, with nothing touched."""
-    found = {}
-    for host in (h for h in hosts if config.runs_python(h)):
+    asked = [h.name for h in hosts if config.runs_python(h)]
+    if not asked:
+        return {}
+
+    def ask(name: str) -> str | DeployError:
         try:
-            answer = executor.query(
-                host.name, wheelhouse.facts_command(config.python), "its Python and platform"
+            return executor.query(
+                name, wheelhouse.facts_command(config.python), "its Python and platform"
             )
         except DeployError as error:
-            raise DeployError(f"{error}; nothing was changed on any host") from None
-        found[host.name] = wheelhouse.parse_facts(host.name, answer)
-    return found
+            return error
+
+    # Every host at once: a fleet answers in one round trip's time, not one per host.
+    with ThreadPoolExecutor(max_workers=len(asked), thread_name_prefix="apiphant-ask") as pool:
+        answers = dict(zip(asked, pool.map(ask, asked), strict=True))
+    for answer in answers.values():
+        if isinstance(answer, DeployError):
+            raise DeployError(f"{answer}; nothing was changed on any host")
+    return {name: wheelhouse.parse_facts(name, str(answer)) for name, answer in answers.items()}
 
 
 def _pip(config: Config, hosts: list[Host], all_roles: dict[str, roles.Role]) -> list[str]:
