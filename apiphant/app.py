@@ -96,6 +96,13 @@ class _Later(Mapping[str, Any]):
         return len(self._environ())
 
 
+#: ``_headers`` and the request id, as the lines App.direct answers with (Content-Length, id).
+_DIRECT_LINES = (
+    f"Content-Type: {JSON}\r\n{NOSNIFF[0]}: {NOSNIFF[1]}\r\nContent-Length: %d\r\n"
+    f"{REQUEST_ID_HEADER}: %s\r\n"
+).encode("ascii")
+
+
 def _headers(body: bytes, close: bool) -> list[tuple[str, str]]:
     # nosniff: a browser never runs an answer as a script or page, whatever it holds.
     headers = [("Content-Type", JSON), NOSNIFF, ("Content-Length", str(len(body)))]
@@ -149,12 +156,15 @@ class App:
 
     def direct(
         self, request: "HttpRequest", stream: Any, environ: Callable[[], dict]
-    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+    ) -> tuple[str, list[tuple[str, str]] | bytes, bytes] | None:
         """apiphant's server's way in: the answer the WSGI path gives, without building the
         environ and going through start_response (15% of a request at 50 connections).
 
         ``request`` is the parsed request, ``stream`` its ``wsgi.input``, ``environ`` builds
-        its WSGI environ when asked (Http's headers, client and scheme). Only for the
+        its WSGI environ when asked (Http's headers, client and scheme). The answer is
+        (status, headers, body); the headers are the WSGI path's list, or, for an answer
+        that keeps the connection and sets no header of its own, their lines already
+        formatted (bytes: the request id is checked, the rest constant). Only for the
         requests most are, a JSON action on its plain path, without a browser's Origin when
         CORS is on; None for the others (raw_environ or raw_response routes, a path not
         routed or percent-encoded, CORS), which the server sends through ``__call__``.
@@ -179,10 +189,13 @@ class App:
         status, body, close, _ = self._act(
             route, request.method, http, lambda: self._read_body(length, chunked, stream)
         )
-        headers = _headers(body, close)
-        headers.append((REQUEST_ID_HEADER, rid))
-        headers += http.response_headers
-        return status, headers, body
+        extra = http.response_headers
+        if close or extra:
+            headers = _headers(body, close)
+            headers.append((REQUEST_ID_HEADER, rid))
+            headers += extra
+            return status, headers, body
+        return status, _DIRECT_LINES % (len(body), rid.encode("ascii")), body
 
     def _respond(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         http: Http = environ[HTTP_KEY]

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from apiphant import app as app_module
 from apiphant.app import create_app
 from apiphant.cors import policy
+from apiphant.http.parser import RequestParser
+from apiphant.http.wsgi import Body
 from tests.servers import server_in_thread
 
 FILES = {
@@ -119,13 +121,23 @@ def answers(app, direct: bool) -> list[bytes]:
         return [normal(exchange(server.server_port, data)) for data in REQUESTS]
 
 
-def test_the_direct_path_answers_byte_for_byte_as_the_wsgi_path(make_product, caplog):
-    root = make_product(FILES, name="directp")
+@pytest.mark.parametrize("hooks", [True, False])
+def test_the_direct_path_answers_byte_for_byte_as_the_wsgi_path(make_product, caplog, hooks):
+    files = FILES if hooks else {k: v for k, v in FILES.items() if k != "api/hooks.py"}
+    root = make_product(files, name=f"directp{int(hooks)}")
     app = create_app(root, max_body=400, cors=policy(["https://app.example.com"]),
                      trusted_proxies=frozenset({"127.0.0.1"}))  # fmt: skip
     direct, wsgi = answers(app, True), answers(app, False)
     for data, one, other in zip(REQUESTS, direct, wsgi, strict=True):
         assert one == other, data
+    parser = RequestParser()
+    parser.feed(REQUESTS[0])
+    request = parser.ready[0]
+    _, lines, _ = app.direct(request, Body(None, request), dict)
+    # without headers of the hooks' own, the lines come formatted (bytes), else as a list
+    assert isinstance(lines, list if hooks else bytes)
+    if not hooks:
+        return
     statuses = [answer.split(b" ", 2)[1] for answer in direct]
     assert statuses == [b"200", b"200", b"200", b"200", b"200", b"200", b"200", b"400", b"400",
                         b"400", b"200", b"413", b"501", b"501", b"200", b"404", b"404", b"404",

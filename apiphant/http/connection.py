@@ -290,7 +290,7 @@ class Connection:
         return wsgi.environ(self.server.environ, request, stream, self.address)
 
     def _head(
-        self, request: Request, status: str, headers: list[tuple[str, str]], body: bytes
+        self, request: Request, status: str, headers: list[tuple[str, str]] | bytes, body: bytes
     ) -> tuple[bytes, bool]:
         """Status line and headers; whether the connection closes after this answer.
 
@@ -308,23 +308,26 @@ class Connection:
             left = request.unread()
             close = left is None or left > DISCARD_LIMIT or request.expect_continue
         parts = [response.status_bytes(status), response.date_header(time.time())]
-        length = sniff = False
-        for name, value in headers:
-            line, kind = response.header_line(name, value)
-            if kind == response.PLAIN:
-                parts.append(line)
-            elif kind == response.LENGTH:
-                length = True
-                parts.append(line)
-            elif kind == response.SNIFF:
-                sniff = True
-                parts.append(line)
-            elif kind == response.CONNECTION_CLOSE:
-                close = True  # said once, below
-        if not length:
-            parts.append(b"Content-Length: %d\r\n" % len(body))
-        if not sniff:
-            parts.append(response.NOSNIFF)
+        if type(headers) is bytes:  # App.direct's lines: checked, Content-Length and nosniff in
+            parts.append(headers)
+        else:
+            length = sniff = False
+            for name, value in headers:
+                line, kind = response.header_line(name, value)
+                if kind == response.PLAIN:
+                    parts.append(line)
+                elif kind == response.LENGTH:
+                    length = True
+                    parts.append(line)
+                elif kind == response.SNIFF:
+                    sniff = True
+                    parts.append(line)
+                elif kind == response.CONNECTION_CLOSE:
+                    close = True  # said once, below
+            if not length:
+                parts.append(b"Content-Length: %d\r\n" % len(body))
+            if not sniff:
+                parts.append(response.NOSNIFF)
         if close:
             parts.append(response.CLOSE)
         elif request.version == "1.0":
