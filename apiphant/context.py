@@ -30,8 +30,9 @@ def request_id(incoming: str) -> str:
     """The incoming X-Request-Id when it is well-formed, else a new one: 32 random hex
     digits, as Nginx's $request_id. An id names a request in the logs, it guards nothing,
     so it comes from ``random`` (seeded from the OS at start, re-seeded in a forked child)
-    rather than a system call per request: ``os.urandom`` took 5% of the worker's time at
-    50 connections (py-spy), and ``uuid4().hex`` 2.8 µs a request before it."""
+    rather than a system call per request: 0.6 µs in process, ``os.urandom(16).hex()``
+    0.65 to 0.9 µs (this line, regex included, was 5% of the worker's samples in py-spy at
+    50 connections, 4% after), ``uuid4().hex`` 2.8 µs before both."""
     return incoming if REQUEST_ID.fullmatch(incoming) else f"{random.getrandbits(128):032x}"
 
 
