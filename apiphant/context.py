@@ -6,7 +6,7 @@ with a fresh context, so log lines and Sentry events of one request carry its id
 """
 
 import ipaddress
-import os
+import random
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -26,11 +26,19 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-def request_id_of(environ: Mapping[str, str]) -> str:
+def request_id(incoming: str) -> str:
     """The incoming X-Request-Id when it is well-formed, else a new one: 32 random hex
-    digits, as Nginx's $request_id (no UUID object: uuid4().hex cost 2.8 µs a request)."""
-    incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    return incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
+    digits, as Nginx's $request_id. An id names a request in the logs, it guards nothing,
+    so it comes from ``random`` (seeded from the OS at start, re-seeded in a forked child)
+    rather than a system call per request: 0.6 µs in process, ``os.urandom(16).hex()``
+    0.65 to 0.9 µs (this line, regex included, was 5% of the worker's samples in py-spy at
+    50 connections, 4% after), ``uuid4().hex`` 2.8 µs before both."""
+    return incoming if REQUEST_ID.fullmatch(incoming) else f"{random.getrandbits(128):032x}"
+
+
+def request_id_of(environ: Mapping[str, str]) -> str:
+    """The request id of a WSGI request (``request_id`` of its X-Request-Id)."""
+    return request_id(environ.get("HTTP_X_REQUEST_ID", ""))
 
 
 def parse_addresses(values: Iterable[str]) -> frozenset[str]:

@@ -48,6 +48,7 @@ import gevent
 from gevent.hub import Waiter
 from gevent.server import StreamServer
 
+from apiphant.app import App
 from apiphant.http import wsgi
 from apiphant.http.admission import Admission
 from apiphant.http.connection import Connection
@@ -98,6 +99,9 @@ class Server(StreamServer):
         # connection, not per connection (apiphant.http.connection).
         super().__init__(address, backlog=self.backlog, spawn=None)
         self.application = application
+        #: apiphant's App is called through its direct path (App.direct: no environ, no
+        #: start_response); any other WSGI application, a wrapped App included, through WSGI.
+        self.direct = application.direct if type(application) is App else None
         self.limits = limits
         self.access_log = access_log
         self.draining = False

@@ -17,10 +17,14 @@ A request's way through it, top to bottom:
    and the greenlet waits for it.
 2. ``_answer`` takes an admission slot (``Server.admission``, a strict FIFO
    queue: under overload requests start in the order their heads arrived,
-   and one that waits past ``queue_timeout`` gets 503), builds the
-   environ, calls the application, and formats the answer: status line,
-   headers and body in one buffer. The application reads the body through
-   ``fill``, each read bounded by the body deadline (``request_timeout``).
+   and one that waits past ``queue_timeout`` gets 503), calls the
+   application, and formats the answer: status line, headers and body in
+   one buffer. apiphant's own App is called through ``App.direct`` (the
+   parsed request in, status, headers and body out: no environ unless it
+   asks for one); any other application, and the requests ``direct``
+   declines, through WSGI (an environ and ``start_response``). The
+   application reads the body through ``fill``, each read bounded by the
+   body deadline (``request_timeout``).
 3. ``_serve`` sends the answers (pipelined requests parsed from one read
    share one send), then keeps the connection, drops a small unread body to
    keep it, or closes it.
@@ -259,9 +263,14 @@ class Connection:
             return False
         try:
             self.deadline = started + server.limits.request_timeout
-            env = wsgi.environ(server.environ, request, wsgi.Body(self, request), self.address)
+            stream = wsgi.Body(self, request)
             try:
-                status, headers, body = wsgi.call(server.application, env)
+                answer = None
+                if server.direct is not None:  # apiphant's App: no environ unless it asks
+                    answer = server.direct(request, stream, lambda: self._environ(request, stream))
+                if answer is None:
+                    answer = wsgi.call(server.application, self._environ(request, stream))
+                status, headers, body = answer
                 head, close = self._head(request, status, headers, body)
             except Exception as error:  # the application's bug: a 500, never a dead worker
                 log.error("%s %s failed", request.method, request.target[:200], exc_info=error)
@@ -277,8 +286,11 @@ class Connection:
             self._log_access(request.request_line, status, len(body), started)
         return not close
 
+    def _environ(self, request: Request, stream: wsgi.Body) -> dict[str, Any]:
+        return wsgi.environ(self.server.environ, request, stream, self.address)
+
     def _head(
-        self, request: Request, status: str, headers: list[tuple[str, str]], body: bytes
+        self, request: Request, status: str, headers: list[tuple[str, str]] | bytes, body: bytes
     ) -> tuple[bytes, bool]:
         """Status line and headers; whether the connection closes after this answer.
 
@@ -296,23 +308,26 @@ class Connection:
             left = request.unread()
             close = left is None or left > DISCARD_LIMIT or request.expect_continue
         parts = [response.status_bytes(status), response.date_header(time.time())]
-        length = sniff = False
-        for name, value in headers:
-            line, kind = response.header_line(name, value)
-            if kind == response.PLAIN:
-                parts.append(line)
-            elif kind == response.LENGTH:
-                length = True
-                parts.append(line)
-            elif kind == response.SNIFF:
-                sniff = True
-                parts.append(line)
-            elif kind == response.CONNECTION_CLOSE:
-                close = True  # said once, below
-        if not length:
-            parts.append(b"Content-Length: %d\r\n" % len(body))
-        if not sniff:
-            parts.append(response.NOSNIFF)
+        if type(headers) is bytes:  # App.direct's lines: checked, Content-Length and nosniff in
+            parts.append(headers)
+        else:
+            length = sniff = False
+            for name, value in headers:
+                line, kind = response.header_line(name, value)
+                if kind == response.PLAIN:
+                    parts.append(line)
+                elif kind == response.LENGTH:
+                    length = True
+                    parts.append(line)
+                elif kind == response.SNIFF:
+                    sniff = True
+                    parts.append(line)
+                elif kind == response.CONNECTION_CLOSE:
+                    close = True  # said once, below
+            if not length:
+                parts.append(b"Content-Length: %d\r\n" % len(body))
+            if not sniff:
+                parts.append(response.NOSNIFF)
         if close:
             parts.append(response.CLOSE)
         elif request.version == "1.0":
