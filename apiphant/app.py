@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apiphant import reporting
-from apiphant.context import REQUEST_ID_HEADER, Http, request_id, request_id_of, request_id_var
+from apiphant.context import (
+    REQUEST_ID_HEADER,
+    Http,
+    new_request_id,
+    request_id,
+    request_id_of,
+    request_id_var,
+)
 from apiphant.cors import Cors, CorsMiddleware
 from apiphant.errors import ApiError, status_line
 from apiphant.product import Product, locate
@@ -173,16 +180,10 @@ class App:
         route = self.routes.get(path)
         if route is None or route.raw_environ or route.raw_response or "%" in path:
             return None
-        cors = self.cors is not None
-        incoming = None
-        for name, value in request.headers:
-            lower = name.lower()
-            if lower == "x-request-id":  # joined as the environ joins repeated headers
-                value = value.strip()
-                incoming = value if incoming is None else f"{incoming},{value}"
-            elif cors and lower == "origin":
-                return None
-        rid = request_id(incoming or "")
+        if request.origin and self.cors is not None:
+            return None
+        incoming = request.request_id
+        rid = request_id(incoming) if incoming else new_request_id()
         request_id_var.set(rid)
         http = Http(_Later(environ), self.trusted_proxies, rid)
         length, chunked = request.content_length, request.chunked

@@ -158,6 +158,16 @@ def test_expect_continue_and_upgrade_are_flagged():
     parser.feed(b"more bytes that are not HTTP")  # ignored: not ours to parse
 
 
+def test_request_id_and_origin_are_noted_as_the_environ_would_join_them():
+    """App.direct reads these two instead of scanning the headers; repeated ids are joined
+    with "," and stripped, as the WSGI environ's HTTP_X_REQUEST_ID is."""
+    plain = parse(head("Content-Length: 0\r\n"))[0]
+    assert (plain.request_id, plain.origin) == (None, False)
+    both = parse(head("X-Request-Id:  a \r\nx-request-id: b\r\nORIGIN: https://x.example\r\n"))[0]
+    assert (both.request_id, both.origin) == ("a,b", True)
+    assert parse(head("X-Request-Id:\r\n"))[0].request_id == ""
+
+
 HEADER_NAMES = st.sampled_from(["X-A", "Accept", "Cookie", "X-Forwarded-For", "Y"])
 HEADER_VALUES = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=20)
 TARGETS = st.sampled_from(["/", "/api/v0/echo/read", "/a?b=c&d=%20", "/%e9/x", "*"])

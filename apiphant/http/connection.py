@@ -83,6 +83,7 @@ class Connection:
         "greenlet",
         "idle_since",
         "deadline",
+        "timed",
         "out",
         "error",
     )
@@ -96,6 +97,7 @@ class Connection:
         self.greenlet: Any = None  # while busy
         self.idle_since: float | None = None  # waiting for a request since, or None
         self.deadline = 0.0  # of the request head, then of the request body
+        self.timed = True  # the socket may have a timeout set (settimeout costs ~0.3 µs)
         self.out: list[bytes] = []  # answers not sent yet
         self.error: ProtocolError | None = None  # a pipelined request that broke HTTP
 
@@ -195,7 +197,9 @@ class Connection:
                 if not readable:
                     if server.draining:
                         return DONE
-                    sock.settimeout(None)  # the state the next readable() finds
+                    if self.timed:  # the state the next readable() finds
+                        sock.settimeout(None)
+                        self.timed = False
                     return IDLE
                 readable = False  # what the watcher saw is read now, without a wait
             else:
@@ -204,6 +208,7 @@ class Connection:
                     self._refuse(408, "request headers timed out")
                     return DONE
                 sock.settimeout(left)
+                self.timed = True
             try:
                 data = sock.recv(RECV_SIZE)
             except TimeoutError:
@@ -237,6 +242,7 @@ class Connection:
             if left <= 0:
                 raise BodyTimeout("request body timed out")
             sock.settimeout(left)
+            self.timed = True
             try:
                 data = sock.recv(RECV_SIZE)
             except TimeoutError:

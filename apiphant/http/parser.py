@@ -60,6 +60,8 @@ class Request:
         "keep_alive",
         "expect_continue",
         "upgrade",
+        "request_id",
+        "origin",
         "body",
         "received",
         "complete",
@@ -75,6 +77,10 @@ class Request:
         self.keep_alive = False
         self.expect_continue = False
         self.upgrade = False
+        #: X-Request-Id (repeated ones joined with ",", as the WSGI environ joins them) and
+        #: whether an Origin came: what App.direct asks of every request, noted as parsed.
+        self.request_id: str | None = None
+        self.origin = False
         self.body = bytearray()
         self.received = 0
         self.complete = False
@@ -202,7 +208,13 @@ class RequestParser:
             request.content_length = int(value)  # llhttp checked: digits only, one header
         elif lower == b"expect":
             request.expect_continue = value.strip().lower() == b"100-continue"
-        request.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        text = value.decode("latin-1")
+        if lower == b"x-request-id":
+            known, text_id = request.request_id, text.strip()
+            request.request_id = text_id if known is None else f"{known},{text_id}"
+        elif lower == b"origin":
+            request.origin = True
+        request.headers.append((name.decode("latin-1"), text))
 
     def on_headers_complete(self) -> None:
         request = self._current
