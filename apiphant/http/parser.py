@@ -197,6 +197,7 @@ class RequestParser:
         if len(name) + len(value) > MAX_HEADER_LINE:
             raise ProtocolError(431, f"a header line over {MAX_HEADER_LINE} bytes")
         lower = name.lower()
+        text = value.decode("latin-1")
         if lower == b"transfer-encoding":
             if self._te_seen:
                 raise ProtocolError(400, "more than one Transfer-Encoding header")
@@ -208,8 +209,7 @@ class RequestParser:
             request.content_length = int(value)  # llhttp checked: digits only, one header
         elif lower == b"expect":
             request.expect_continue = value.strip().lower() == b"100-continue"
-        text = value.decode("latin-1")
-        if lower == b"x-request-id":
+        elif lower == b"x-request-id":
             known, text_id = request.request_id, text.strip()
             request.request_id = text_id if known is None else f"{known},{text_id}"
         elif lower == b"origin":
