@@ -196,7 +196,8 @@ def fab_help() -> str:
 
 def timed_fab(args: list[str], log: Path, echo: bool) -> dict:
     """Run `fab ARGS` from the checkout, read its output line by line as it streams;
-    wall time, exit status, phases, and the output (also written to ``log``)."""
+    wall time, exit status, phases, and the output (also written to ``log``, each line
+    after the seconds since the start, to show where a deploy's time goes)."""
     command = [sys.executable, "-m", "fabric", *args]
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -210,8 +211,9 @@ def timed_fab(args: list[str], log: Path, echo: bool) -> dict:
         assert proc.stdout is not None
         with log.open("w") as out:
             for line in proc.stdout:
-                lines.append((time.monotonic() - started, line.rstrip("\n")))
-                out.write(line)
+                at = time.monotonic() - started
+                lines.append((at, line.rstrip("\n")))
+                out.write(f"{at:7.2f} {line}")
                 if echo:
                     print(f"    | {line}", end="", flush=True)
         proc.wait(60)

@@ -192,7 +192,12 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
         assert "nginx -s reload" not in step.command
         assert "sleep 4" not in step.command.replace("waiting 4s'; sleep 4;", "")
     restart = steps[start]
-    assert "supervisorctl restart myproduct-api-8001" in restart.command
+    # A worker is stopped (its drain waited for) and started without waiting out startsecs:
+    # its /health, polled next, is the check; the background runner has no port, so
+    # `supervisorctl restart` waits out its startsecs.
+    assert "supervisorctl stop myproduct-api-8001; /usr/bin/python3 -c " in restart.command
+    assert "startProcess(name, False)" in restart.command
+    assert "supervisorctl restart myproduct-api-8001" not in restart.command
     assert "supervisorctl restart myproduct-background" in restart.command
     assert "http://127.0.0.1:8001/health" in restart.command
     check = steps[start + 1].command
@@ -357,7 +362,7 @@ def test_dry_run_prints_everything_and_connects_to_nothing(tmp_path: Path) -> No
         "==> finish",
         "==> unlock",
         "nginx -t -q -c",
-        "supervisorctl restart myproduct-api-8001",
+        "supervisorctl stop myproduct-api-8001",
         "on a failure after the switch: rollback",
         "make release <previous> current",
         "dry run: nothing was run",

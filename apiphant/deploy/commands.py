@@ -253,11 +253,13 @@ def systemd_or(service: str, direct: str) -> str:
 
 
 def supervisor_ready() -> str:
-    """Reread the config when supervisord runs; start it when not. Programs start untouched:
-    the rolling restart applies changes one program at a time."""
+    """Start supervisord when it is not running. Programs are left untouched, and the config
+    is not reread here: the rolling restart's `supervisorctl update PROGRAM` rereads it and
+    applies each program's change as it comes to that program (a reread here cost a Python
+    start per host, a stage's wait)."""
     start = systemd_or("supervisor", f"supervisord -c {SUPERVISOR_CONF}")
     return (
-        "if supervisorctl pid >/dev/null 2>&1; then supervisorctl reread; else "
+        "if supervisorctl pid >/dev/null 2>&1; then echo 'supervisord runs'; else "
         f"{start}; ok=; for i in $(seq 1 50); do "
         "if supervisorctl pid >/dev/null 2>&1; then ok=1; break; fi; sleep 0.2; done; "
         "[ -n \"$ok\" ] || { echo 'supervisord did not start' >&2; false; }; "
@@ -300,25 +302,46 @@ def _healthy(url: str, release: str) -> str:
     return f"curl -fsS --max-time 2 {q(url)} 2>/dev/null | grep -qF {q(needle)}"
 
 
+def start_no_wait(program: str) -> str:
+    """Start a stopped ``program`` without waiting out its ``startsecs``: `supervisorctl
+    start` blocks for them (a second per worker, most of a rolling restart's batch), while
+    the worker's own /health, polled next, says sooner that it serves. Supervisor still
+    applies startsecs and startretries to it; only the deploy does not wait for them."""
+    start = (
+        "import sys; from supervisor.options import ClientOptions; name = sys.argv[1]; "
+        "sys.excepthook = lambda t, e, tb: "
+        "print(f'{name}: ERROR ({getattr(e, \"faultString\", e)})'); "
+        "o = ClientOptions(); o.realize([]); "
+        "o.getServerProxy().supervisor.startProcess(name, False); print(f'{name}: started')"
+    )
+    return f"{SUPERVISOR_PYTHON} -c {q(start)} {q(program)}"
+
+
 def restart_worker(program: str, address: str, release: str, log: str) -> str:
-    """Apply this program's own config change, restart it unless it already runs the release,
-    and wait until /health on its port answers with the release id."""
+    """Apply this program's own config change, restart it unless it already runs the release
+    (stopped, its drain waited for, then started without waiting out ``startsecs``), and
+    wait until /health on its port answers with the release id."""
     url = f"http://{address}/health"
+    restart = f"supervisorctl stop {q(program)}; {start_no_wait(program)}"
     return _restart(program, release, log, _healthy(url, release), HEALTH_TRIES,
                     f"/health answers release {release}",
-                    f"no /health answer with release {release} on {address}")  # fmt: skip
+                    f"no /health answer with release {release} on {address}",
+                    restart)  # fmt: skip
 
 
 def _restart(
-    program: str, release: str, log: str, runs: str, tries: int, ok: str, not_ok: str
+    program: str, release: str, log: str, runs: str, tries: int, ok: str, not_ok: str,
+    restart: str = "",
 ) -> str:
-    """Restart ``program`` unless the check ``runs`` passes already, then poll it (``tries``
-    times, a tenth of a second apart); a failure shows the program's status and log."""
+    """Restart ``program`` (``restart``, or `supervisorctl restart`) unless the check
+    ``runs`` passes already, then poll it (``tries`` times, a tenth of a second apart); a
+    failure shows the program's status and log."""
     already = q(f"{program} already runs {release}")
+    restart = restart or f"supervisorctl restart {q(program)}"
     return (
         f"supervisorctl update {q(program)} >/dev/null; "
         f"if {runs}; then echo {already}; "
-        f"else supervisorctl restart {q(program)}; fi; "
+        f"else {restart}; fi; "
         f"ok=; for i in $(seq 1 {tries}); do if {runs}; then ok=1; break; fi; sleep 0.1; done; "
         f'if [ -n "$ok" ]; then echo {q(f"{program}: {ok}")}; '
         f"else echo {q(f'{program}: {not_ok}')} >&2; "

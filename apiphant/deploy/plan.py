@@ -359,7 +359,7 @@ def activate_steps(
                               commands.nginx_check_live()))  # fmt: skip
         if "supervisor" in services:
             steps.append(
-                Step(host.name, "supervisord: reread, or start", commands.supervisor_ready())
+                Step(host.name, "supervisord: start if not running", commands.supervisor_ready())
             )
         if "nginx" in services:
             nginx_files = [f"{layout.current_config}/{n}" for n in NGINX_FILES]
