@@ -2,6 +2,7 @@
 
 import http.server
 import io
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -197,6 +198,10 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     # `supervisorctl restart` waits out its startsecs.
     assert "supervisorctl stop myproduct-api-8001; /usr/bin/python3 -c " in restart.command
     assert "startProcess(name, False)" in restart.command
+    # The one-liner is Python the host can run, and one line, as fab prints it.
+    one_liner = shlex.split(commands.start_no_wait("myproduct-api-8001"))
+    assert one_liner[:2] == ["/usr/bin/python3", "-c"] and "\n" not in one_liner[2]
+    compile(one_liner[2], "start_no_wait", "exec")
     assert "supervisorctl restart myproduct-api-8001" not in restart.command
     assert "supervisorctl restart myproduct-background" in restart.command
     assert "http://127.0.0.1:8001/health" in restart.command

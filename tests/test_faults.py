@@ -117,7 +117,8 @@ def test_killed_background_runner_is_restarted_and_schedules_again(stack: Stack)
 
 
 def test_rolling_restart_under_load_fails_no_request(stack: Stack) -> None:
-    """`supervisorctl restart` of each worker in turn, as a deploy does it, under a busy load."""
+    """`supervisorctl restart` of each worker in turn (a deploy's stop and start), under a
+    busy load."""
     figures = rolling_restart_under_load(stack)
     FIGURES["rolling restart (SIGTERM) under load"] = figures
     old, new = figures["pids"]

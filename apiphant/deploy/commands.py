@@ -308,11 +308,12 @@ def start_no_wait(program: str) -> str:
     the worker's own /health, polled next, says sooner that it serves. Supervisor still
     applies startsecs and startretries to it; only the deploy does not wait for them."""
     start = (
-        "import sys; from supervisor.options import ClientOptions; name = sys.argv[1]; "
+        "import sys; name = sys.argv[1]; "
         "sys.excepthook = lambda t, e, tb: "
-        "print(f'{name}: ERROR ({getattr(e, \"faultString\", e)})'); "
-        "o = ClientOptions(); o.realize([]); "
-        "o.getServerProxy().supervisor.startProcess(name, False); print(f'{name}: started')"
+        "print(f'{name}: ERROR ({t.__name__}: {getattr(e, \"faultString\", e)})'); "
+        "from supervisor.options import ClientOptions; o = ClientOptions(); o.realize([]); "
+        "o.getServerProxy().supervisor.startProcess(name, False); "
+        "print(f'{name}: start requested')"
     )
     return f"{SUPERVISOR_PYTHON} -c {q(start)} {q(program)}"
 
@@ -335,14 +336,17 @@ def _restart(
 ) -> str:
     """Restart ``program`` (``restart``, or `supervisorctl restart`) unless the check
     ``runs`` passes already, then poll it (``tries`` times, a tenth of a second apart); a
-    failure shows the program's status and log."""
+    failure shows the program's status and log. Every second of the poll, a program that
+    Supervisor gave up on (FATAL: it kept exiting at start-up) ends it at once."""
     already = q(f"{program} already runs {release}")
     restart = restart or f"supervisorctl restart {q(program)}"
+    fatal = f"supervisorctl status {q(program)} 2>/dev/null | grep -q FATAL"
     return (
         f"supervisorctl update {q(program)} >/dev/null; "
         f"if {runs}; then echo {already}; "
         f"else {restart}; fi; "
-        f"ok=; for i in $(seq 1 {tries}); do if {runs}; then ok=1; break; fi; sleep 0.1; done; "
+        f"ok=; for i in $(seq 1 {tries}); do if {runs}; then ok=1; break; fi; "
+        f"if [ $((i % 10)) = 0 ] && {fatal}; then break; fi; sleep 0.1; done; "
         f'if [ -n "$ok" ]; then echo {q(f"{program}: {ok}")}; '
         f"else echo {q(f'{program}: {not_ok}')} >&2; "
         f"supervisorctl status {q(program)} >&2; tail -n 30 {q(log)} >&2; false; fi"
