@@ -326,20 +326,18 @@ def restart_worker(program: str, address: str, release: str, log: str) -> str:
     restart = f"supervisorctl stop {q(program)}; {start_no_wait(program)}"
     return _restart(program, release, log, _healthy(url, release), HEALTH_TRIES,
                     f"/health answers release {release}",
-                    f"no /health answer with release {release} on {address}",
-                    restart)  # fmt: skip
+                    f"no /health answer with release {release} on {address}", restart)  # fmt: skip
 
 
 def _restart(
     program: str, release: str, log: str, runs: str, tries: int, ok: str, not_ok: str,
-    restart: str = "",
+    restart: str,
 ) -> str:
-    """Restart ``program`` (``restart``, or `supervisorctl restart`) unless the check
+    """Restart ``program`` with the command ``restart`` unless the check
     ``runs`` passes already, then poll it (``tries`` times, a tenth of a second apart); a
     failure shows the program's status and log. Every second of the poll, a program that
     Supervisor gave up on (FATAL: it kept exiting at start-up) ends it at once."""
     already = q(f"{program} already runs {release}")
-    restart = restart or f"supervisorctl restart {q(program)}"
     fatal = f"supervisorctl status {q(program)} 2>/dev/null | grep -q FATAL"
     return (
         f"supervisorctl update {q(program)} >/dev/null; "
@@ -409,7 +407,8 @@ def _runs_release(program: str, release: str) -> str:
 def restart_background(program: str, release: str, log: str) -> str:
     """The runner has no port: it is checked by the release id in its environment."""
     return _restart(program, release, log, _runs_release(program, release), 100,
-                    f"runs release {release}", f"does not run release {release}")  # fmt: skip
+                    f"runs release {release}", f"does not run release {release}",
+                    f"supervisorctl restart {q(program)}")  # fmt: skip
 
 
 def supervisor_sync(layout: Layout, programs: Iterable[str]) -> str:

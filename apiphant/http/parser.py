@@ -13,7 +13,7 @@ the rules that keep one connection from desynchronising from a proxy in front
   head still unfinished after ``MAX_HEAD`` bytes is 431;
 - HTTP versions other than 1.0 and 1.1 are 505 (400 with no version at all).
 
-bench/parsers.py measures this parser against the pywsgi-based one it
+bench/micro.py measures this parser against the pywsgi-based one it
 replaced and against h11, on the same request heads.
 """
 
