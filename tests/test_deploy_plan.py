@@ -2,7 +2,6 @@
 
 import http.server
 import io
-import shlex
 import subprocess
 import sys
 import tarfile
@@ -193,17 +192,21 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
         assert "nginx -s reload" not in step.command
         assert "sleep 4" not in step.command.replace("waiting 4s'; sleep 4;", "")
     restart = steps[start]
-    # A worker is stopped (its drain waited for) and started without waiting out startsecs:
-    # its /health, polled next, is the check; the background runner has no port, so
-    # `supervisorctl restart` waits out its startsecs.
-    assert "supervisorctl stop myproduct-api-8001; /usr/bin/python3 -c " in restart.command
-    assert "startProcess(name, False)" in restart.command
-    # The one-liner is Python the host can run, and one line, as fab prints it.
-    one_liner = shlex.split(commands.start_no_wait("myproduct-api-8001"))
-    assert one_liner[:2] == ["/usr/bin/python3", "-c"] and "\n" not in one_liner[2]
-    compile(one_liner[2], "start_no_wait", "exec")
-    assert "supervisorctl restart myproduct-api-8001" not in restart.command
-    assert "supervisorctl restart myproduct-background" in restart.command
+    # Each program restarts through the kit's Supervisor client, uploaded before: one Python
+    # start per worker (each supervisorctl was 0.2 s of CPU); a worker is checked on its
+    # /health, the runner (no port) by the release in its environment once RUNNING.
+    client = "/usr/bin/python3 /opt/myproduct/supervise.py -c /etc/supervisor/supervisord.conf"
+    assert f"( {client} restart myproduct-api-8001 --log " in restart.command
+    assert f"--release {RELEASE} --health http://127.0.0.1:8001/health )" in restart.command
+    assert f"( {client} restart myproduct-background --log " in restart.command
+    assert "--env APIPHANT_RELEASE --tries 100 )" in restart.command
+    assert "supervisorctl" not in restart.command
+    upload = steps[whys.index("the kit's Supervisor client")]
+    assert upload.upload.remote == "/opt/myproduct/supervise.py" and upload.upload.mode == 0o644
+    assert upload.upload.content == Path(commands.__file__).with_name("supervise.py").read_bytes()
+    assert whys.index("the kit's Supervisor client") < whys.index(
+        "supervisord: start if not running"
+    )
     assert "http://127.0.0.1:8001/health" in restart.command
     check = steps[start + 1].command
     assert "-H 'Host: rotation.apiphant.invalid'" in check
@@ -308,7 +311,7 @@ def test_rollback_plan_restores_the_previous_release() -> None:
         "/opt/myproduct/releases/20250101000000 /opt/myproduct/current.new"
         in back.activate[0].command
     )
-    assert any('"release": "20250101000000"' in s.command for s in back.activate)
+    assert any("--release 20250101000000 --health" in s.command for s in back.activate)
     assert (
         "/opt/myproduct/releases/20250101000000/config/run sh -c 'python myproduct/test.py'"
         in back.verify[0].command
@@ -367,7 +370,8 @@ def test_dry_run_prints_everything_and_connects_to_nothing(tmp_path: Path) -> No
         "==> finish",
         "==> unlock",
         "nginx -t -q -c",
-        "supervisorctl stop myproduct-api-8001",
+        "supervise.py -c /etc/supervisor/supervisord.conf restart myproduct-api-8001 --log",
+        "upload supervise.py",
         "on a failure after the switch: rollback",
         "make release <previous> current",
         "dry run: nothing was run",
@@ -385,27 +389,19 @@ def test_rollback_dry_run_names_its_target_and_connects_to_nothing() -> None:
     assert "error: --release: expected a release id like 20250102030405, got '2026'" in named.stdout
 
 
-@pytest.mark.parametrize(
-    ("programs", "status", "updated"),
-    [
-        (["p-api-1"], "p-api-3 RUNNING\nother RUNNING\n", "update p-api-1 p-api-3"),
-        ([], "other RUNNING\n", ""),  # never a bare `supervisorctl update`: it touches all
-    ],
-)
-def test_supervisor_sync_updates_only_the_products_programs(programs, status, updated) -> None:
+def test_supervisor_sync_names_only_the_deployments_programs() -> None:
+    """Its own names and pattern go to the client (tests/test_supervise.py runs it against
+    a real supervisord), never a bare update of every program; a host without the client
+    (an Nginx-only front) runs nothing."""
     from apiphant.deploy import commands
     from apiphant.deploy.layout import Layout
 
-    fake = (
-        "supervisorctl() { case $1 in pid) echo 1 ;; "
-        f'status) printf {status!r} ;; update) echo "$*" ;; esac; }}; '
-    )
-    done = subprocess.run(
-        ["bash", "-c", fake + commands.supervisor_sync(Layout("p"), programs)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.stdout.strip() == updated
+    command = commands.supervisor_sync(Layout("p"), ["p-api-1", "p-background"])
+    assert command.startswith("if [ -f /opt/p/supervise.py ] && [ -x /usr/bin/python3 ]; then ")
+    assert " sync '^p-(api-[0-9]+|background|certbot)$' p-api-1 p-background; fi; true" in command
+    assert not Path("/opt/p/supervise.py").exists()
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
 def test_a_hosts_output_is_shown_in_whole_lines() -> None:

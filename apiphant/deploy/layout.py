@@ -94,6 +94,12 @@ class Layout:
         return f"{self.shared}/secrets.env"
 
     @property
+    def supervise(self) -> str:
+        """The kit's Supervisor client (apiphant/deploy/supervise.py), uploaded by each
+        activation: in the deployment's own folder, which every deploy has made."""
+        return f"{self.root}/supervise.py"
+
+    @property
     def venvs(self) -> str:
         """Virtualenvs by what they hold: releases that install the same packages share one."""
         return f"{self.root}/venvs"

@@ -24,6 +24,7 @@ of steps, printable with ``--dry-run`` like a deploy.
 
 import sys
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from shlex import quote as q
 
@@ -33,6 +34,8 @@ from apiphant.deploy.layout import Paths
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
 
+#: The kit's Supervisor client, uploaded to each Supervisor host by every activation.
+SUPERVISE = (resources.files("apiphant.deploy") / "supervise.py").read_bytes()
 #: The nginx role's rendered files: Nginx is reloaded when either changed.
 NGINX_FILES = ("nginx-main.conf", "nginx.conf")
 
@@ -358,9 +361,10 @@ def activate_steps(
             steps.append(Step(host.name, "check: nginx -t, with the certificate",
                               commands.nginx_check_live()))  # fmt: skip
         if "supervisor" in services:
-            steps.append(
-                Step(host.name, "supervisord: start if not running", commands.supervisor_ready())
-            )
+            steps.append(Step(host.name, "the kit's Supervisor client", upload=Upload(
+                layout.supervise, 0o644, "supervise.py", content=SUPERVISE)))  # fmt: skip
+            steps.append(Step(host.name, "supervisord: start if not running",
+                              commands.supervisor_ready(layout)))  # fmt: skip
         if "nginx" in services:
             nginx_files = [f"{layout.current_config}/{n}" for n in NGINX_FILES]
             steps.append(
@@ -450,7 +454,7 @@ def rolling_restart(
     if runner is not None and runner.name in {h.name for h in hosts}:
         program = layout.background
         beside[runner.name] = (f"restart {program}", commands.restart_background(
-            program, releases[runner.name], layout.log(program)))  # fmt: skip
+            layout, program, releases[runner.name], layout.log(program)))  # fmt: skip
     stages: list[list[Step]] = []
     for n in range(max((len(g) for g in groups), default=0)):
         batch = [w for group in groups if n < len(group) for w in group[n]]
@@ -467,7 +471,7 @@ def rolling_restart(
                 host.name,
                 f"{why}; {also[0]}" if also else why,
                 commands.restart_workers(
-                    [(w.program, w.address, layout.log(w.program)) for w in mine], release,
+                    layout, [(w.program, w.address, layout.log(w.program)) for w in mine], release,
                     [also[1]] if also else []),
             ))  # fmt: skip
         stages.append(restarts)
