@@ -63,13 +63,55 @@ def test_phases_in_order_and_validation_before_the_switch() -> None:
     assert not any(u.startswith("/etc/") for u in uploads), "nothing live before the switch"
 
 
+def test_a_host_that_has_the_releases_virtualenv_gets_the_code_alone(tmp_path: Path) -> None:
+    """A code-only deploy: the hosts that said they have the virtualenv for these packages
+    get an archive without wheels (kilobytes, not megabytes), the others the full one; and
+    if it went away meanwhile the prepare stops there, saying so, before any switch."""
+    config = three_hosts()
+    hosts = list(config.hosts)
+    rendered = render.render_all(config, hosts, RELEASE, WHEEL)
+    full, code = Path("/tmp/myproduct.tar.gz"), Path("/tmp/myproduct-code.tar.gz")
+    the_plan = plan.deploy_plan(config, hosts, RELEASE, full, rendered, "me", packages=PACKAGES,
+                                code_only=(code, frozenset({"a"})))  # fmt: skip
+    by_host = {h: [s for s in the_plan.prepare if s.host == h] for h in ("a", "b")}
+    uploads = {h: [s.upload.local for s in steps if s.upload and s.upload.local]
+               for h, steps in by_host.items()}  # fmt: skip
+    assert uploads == {"a": [code], "b": [full]}
+    assert any(s.why.endswith("(its virtualenv is on the host: no wheels)") for s in by_host["a"])
+    venv = next(s.command for s in by_host["a"] if s.why.startswith("virtualenv"))
+    assert "pip" not in venv and "is no longer on this host" in venv
+    assert "/bin/pip install" in next(s.command for s in by_host["b"] if "virtualenv" in s.why)
+    # All had it: no archive with wheels at all.
+    every = plan.deploy_plan(config, hosts, RELEASE, None, rendered, "me", packages=PACKAGES,
+                             code_only=(code, frozenset({"a", "b"})))  # fmt: skip
+    assert {s.upload.local for s in every.prepare if s.upload and s.upload.local} == {code}
+
+
+def test_a_virtualenv_gone_since_the_host_was_asked_stops_the_prepare(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from apiphant.deploy import commands
+    from apiphant.deploy import layout as layout_module
+    from apiphant.deploy.layout import Layout
+
+    monkeypatch.setattr(layout_module, "ROOT", str(tmp_path))
+    paths = Layout("p").release(RELEASE)
+    command = commands.virtualenv(paths, "/nonexistent/python3", "p", "k3y", wheels=False)
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert done.stderr.strip() == (
+        f"virtualenv {tmp_path}/p/venvs/k3y is no longer on this host (the deploy sent no "
+        "wheels, as the host had it when asked): deploy again"
+    )
+
+
 def test_a_host_prepares_in_few_steps_each_saying_its_parts() -> None:
     """The small steps with no decision between them run as one script, whose why names
     each part; the code and the rendered files travel as one archive each."""
     prepare = deploy_plan(one_host()).prepare
     assert [s.why for s in prepare] == [
         "apt packages; system user myproduct; release folder",
-        "upload the release: product code, apiphant wheel",
+        "upload the release: product code, apiphant and the wheels",
         "upload the rendered files, one archive: apt.txt, logrotate, nginx.conf, nginx-main.conf, "
         "supervisor.conf, requirements.txt, environment, run",
         "virtualenv with apiphant and the product's requirements",
@@ -127,7 +169,7 @@ def test_an_nginx_only_host_gets_no_python() -> None:
         "check: nginx -t, full config; check: logrotate config",
     ]
     assert "virtualenv with apiphant and the product's requirements" in whys["a"]
-    assert "upload the release: product code, apiphant wheel" in whys["a"]
+    assert "upload the release: product code, apiphant and the wheels" in whys["a"]
     # Its release has no requirements.txt: the switch does not ask for a virtualenv.
     switch = next(s for s in deploy_plan(config).activate if s.host == "front" and s.switch)
     checked = f"[ ! -e /opt/myproduct/releases/{RELEASE}/config/requirements.txt ] || test -x "
@@ -503,3 +545,35 @@ def test_fab_run_on_an_nginx_only_host_is_refused_in_one_line(tmp_path: Path) ->
     assert status == tasks.BAD_INPUT
     allowed = tasks.run(target, ["a"], "python -V", dry_run=True)
     assert allowed == 0
+
+
+def test_a_config_the_same_as_the_live_releases_is_not_checked_again(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A code-only deploy renders the same Supervisor and logrotate configs: the live
+    release's were checked before they went live, so the check (a Python start of
+    Supervisor's parser per host) runs only for a config that changed, or on a first deploy."""
+    from apiphant.deploy import commands
+    from apiphant.deploy import layout as layout_module
+    from apiphant.deploy.layout import Layout
+
+    monkeypatch.setattr(layout_module, "ROOT", str(tmp_path))
+    layout = Layout("p")
+    paths = layout.release("20260102030405")
+    command = commands.unless_live(paths, "logrotate", "logrotate", "echo checked")
+
+    def run() -> str:
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    Path(paths.config).mkdir(parents=True)
+    Path(paths.config, "logrotate").write_text("/var/log/p/*.log { daily }\n")
+    assert run() == "checked"  # a first deploy: nothing is live
+    live = Path(layout.releases, "20260101000000", "config")
+    live.mkdir(parents=True)
+    Path(layout.current).symlink_to(live.parent)
+    (live / "logrotate").write_text("/var/log/p/*.log { daily }\n")
+    assert run() == "logrotate: config the same as the live release's, checked before it went live"
+    (live / "logrotate").write_text("/var/log/p/*.log { weekly }\n")
+    assert run() == "checked"

@@ -16,12 +16,31 @@ from apiphant.deploy.wheelhouse import Platform, WheelhouseError
 BOOKWORM = Platform("3.11", "x86_64", (2, 36))
 
 
-def test_facts_of_this_machine_parse() -> None:
+def test_facts_of_this_machine_parse(tmp_path: Path) -> None:
+    for key in ("aa11", "bb22", "cc33"):
+        (tmp_path / key).mkdir()
+    (tmp_path / "aa11" / ".complete").touch()
+    (tmp_path / "cc33" / ".complete").touch()  # bb22: a build that died
     answer = subprocess.run(
-        ["sh", "-c", wheelhouse.facts_command("python3")], capture_output=True, text=True
+        ["sh", "-c", wheelhouse.facts_command("python3", str(tmp_path))],
+        capture_output=True,
+        text=True,
     ).stdout
     found = wheelhouse.parse_facts("web1", answer)
     assert found.python.startswith("3.") and found.glibc[0] == 2
+    assert wheelhouse.complete_venvs(answer) == {"aa11", "cc33"}
+    none = subprocess.run(
+        ["sh", "-c", wheelhouse.facts_command("python3", str(tmp_path / "none"))],
+        capture_output=True,
+        text=True,
+    )
+    assert none.returncode == 0 and wheelhouse.complete_venvs(none.stdout) == set()
+    wrong = subprocess.run(
+        ["sh", "-c", wheelhouse.facts_command("/nonexistent/python3", str(tmp_path))],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode != 0 and wrong.stdout == ""
 
 
 @pytest.mark.parametrize(
@@ -163,6 +182,6 @@ def test_only_hosts_that_get_a_virtualenv_are_asked_for_their_platform() -> None
             asked.append(host)
             return subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
 
-    found = tasks.host_platforms(Here(config, lambda line: None), config, list(config.hosts))
-    assert asked == ["a", "b"] and set(found) == {"a", "b"}
+    found, venvs = tasks.host_facts(Here(config, lambda line: None), config, list(config.hosts))
+    assert asked == ["a", "b"] and set(found) == set(venvs) == {"a", "b"}
     assert found["a"] == found["b"] and found["a"].python.startswith("3.")

@@ -224,16 +224,17 @@ def files_archive(files: dict[str, tuple[bytes, int]], release: str) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def tarball_path(workdir: Path, config: Config, release: str) -> Path:
-    return workdir / f"{config.product}-{release}.tar.gz"
+def tarball_path(workdir: Path, config: Config, release: str, kind: str = "") -> Path:
+    return workdir / f"{config.product}-{release}{'-' + kind if kind else ''}.tar.gz"
 
 
 def build_tarball(
-    config: Config, release: str, wheels: Path | list[Path], workdir: Path
+    config: Config, release: str, wheels: Path | list[Path], workdir: Path, kind: str = ""
 ) -> Path:
     """PRODUCT/ (no caches, no secrets, no .git), wheels/: apiphant's and every package the
-    hosts install (the wheelhouse); one for all hosts."""
-    path = tarball_path(workdir, config, release)
+    hosts install (the wheelhouse); one for all hosts. ``kind`` names another archive of the
+    same release (``code``: no wheels, for hosts that have the release's virtualenv)."""
+    path = tarball_path(workdir, config, release, kind)
     exclude = {config.secrets.resolve()} if config.secrets else set()
 
     def add(archive: tarfile.TarFile, source: Path, name: str, mode: int) -> None:

@@ -116,21 +116,37 @@ def unpack_upload(staged: str, directory: str) -> str:
     )
 
 
-def virtualenv(paths: Paths, python: str, product: str, key: str) -> str:
+def virtualenv(paths: Paths, python: str, product: str, key: str, wheels: bool = True) -> str:
     """The release's virtualenv: the one an earlier release made for the same packages
     (``key``: a digest of the wheels and requirements), or a new one installed from the
-    release's wheels; the release links to it. A build that died is started again."""
+    release's wheels; the release links to it. A build that died is started again. Without
+    ``wheels`` (the host said it had the virtualenv, so none were sent) it must be there."""
     shared = paths.layout.venv(key)
     done = f"{shared}/.complete"
+    gone = q(f"virtualenv {shared} is no longer on this host (the deploy sent no wheels, as "
+             "the host had it when asked): deploy again")  # fmt: skip
+    build = (
+        f"rm -rf {q(shared)} && {q(python)} -m venv {q(shared)} && "
+        f"{q(shared + '/bin/pip')} install --quiet --disable-pip-version-check "
+        f"-r {q(paths.requirements)} && touch {q(done)}"
+        if wheels else f"echo {gone} >&2; false"
+    )  # fmt: skip
     return join(
         f"install -d -m 0755 {q(paths.layout.venvs)}",
         f"if [ -e {q(done)} ]; then echo 'virtualenv: same packages as an earlier release, "
-        f"reused {shared}'; else rm -rf {q(shared)} && {q(python)} -m venv {q(shared)} && "
-        f"{q(shared + '/bin/pip')} install --quiet --disable-pip-version-check "
-        f"-r {q(paths.requirements)} && touch {q(done)}; fi",
+        f"reused {shared}'; else {build}; fi",
         f"ln -sfn {q(shared)} {q(paths.venv)}",
         f"{q(paths.venv + '/bin/python')} -m compileall -q {q(paths.product(product))}",
     )
+
+
+def unless_live(paths: Paths, name: str, what: str, check: str) -> str:
+    """``check`` on the rendered file ``name``, unless it is byte for byte the live release's:
+    that one was checked before it went live, and a code-only deploy changes no config (a
+    Python start of Supervisor's parser per host, the check's cost, is saved)."""
+    new, live = f"{paths.config}/{name}", f"{paths.layout.current_config}/{name}"
+    same = q(f"{what}: config the same as the live release's, checked before it went live")
+    return f"if cmp -s {q(new)} {q(live)}; then echo {same}; else {check}; fi"
 
 
 def check_supervisor(paths: Paths) -> str:
@@ -144,14 +160,14 @@ def check_supervisor(paths: Paths) -> str:
         "o.realize(['-c', sys.argv[1]]); "
         "print('supervisor: config parses,', len(o.process_group_configs), 'programs')"
     )
-    return join(
+    return unless_live(paths, "supervisor.conf", "supervisor", join(
         f"mkdir -p {q(check)}",
         f"others=''; for f in {SUPERVISOR_INCLUDE}/*.conf; do "
         f'[ -e "$f" ] && [ "$f" != {q(ours)} ] && others="$others $f"; done; '
         f"printf '[supervisord]\\n[include]\\nfiles = %s%s\\n' "
         f'{q(conf)} "$others" > {q(check + "/supervisord.conf")}',
         f"{SUPERVISOR_PYTHON} -c {q(parse)} {q(check + '/supervisord.conf')}",
-    )
+    ))  # fmt: skip
 
 
 def check_nginx(
@@ -196,12 +212,12 @@ def check_nginx(
 
 def check_logrotate(paths: Paths) -> str:
     check = paths.check
-    return join(
+    return unless_live(paths, "logrotate", "logrotate", join(
         f"mkdir -p {q(check)}",
         f"logrotate -d -s {q(check + '/logrotate.state')} {q(paths.config + '/logrotate')}"
         " 2>/dev/null",
         "echo 'logrotate: config parses'",
-    )
+    ))  # fmt: skip
 
 
 def switch(paths: Paths) -> str:

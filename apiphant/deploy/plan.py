@@ -169,17 +169,20 @@ def prepare_steps(
     config: Config,
     hosts: list[Host],
     release: str,
-    tarball: Path,
+    tarball: Path | None,
     rendered: dict[str, HostFiles],
     packages: str,
     tls_files: Files | None = None,
+    code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched. Per host: one
     script for the folders (apt, user, release folder), the code and the host's rendered
     files as one archive each, the secret uploads, the virtualenv, one script of checks.
     ``packages`` names what the virtualenv holds (``wheelhouse.packages_key``): a release
-    that installs the same as an earlier one links to its virtualenv. A host that runs no
-    program (Nginx only) gets no code, no virtualenv, no secrets."""
+    that installs the same as an earlier one links to its virtualenv, and the hosts that
+    said they have it (``code_only``: an archive without wheels, and those hosts) get no
+    wheels. A host that runs no program (Nginx only) gets no code, no virtualenv, no
+    secrets."""
     layout = config.layout
     paths = layout.release(release)
     steps = []
@@ -198,10 +201,13 @@ def prepare_steps(
         if config.renews(host):
             setup.append(("certbot's folders and the ACME webroot", commands.tls_dirs(layout)))
         steps.append(merged(name, setup, timeout=1800))
-        if python:
-            steps.append(Step(name, "upload the release: product code, apiphant wheel",
-                              upload=Upload(paths.dir, 0o644, tarball.name, local=tarball,
-                                            unpack=True)))  # fmt: skip
+        has_venv = name in code_only[1]
+        archive = code_only[0] if has_venv else tarball
+        if python and archive is not None:
+            why = ("upload the release: product code (its virtualenv is on the host: no wheels)"
+                   if has_venv else "upload the release: product code, apiphant and the wheels")
+            steps.append(Step(name, why, upload=Upload(paths.dir, 0o644, archive.name,
+                                                       local=archive, unpack=True)))  # fmt: skip
         listing = ", ".join(f"{n} {files.mode(n):04o}" for n in files.files)
         steps.append(
             Step(
@@ -245,7 +251,8 @@ def prepare_steps(
                 Step(
                     name,
                     "virtualenv with apiphant and the product's requirements",
-                    commands.virtualenv(paths, config.python, config.product, packages),
+                    commands.virtualenv(paths, config.python, config.product, packages,
+                                        wheels=not has_venv),  # fmt: skip
                     timeout=1800,
                 )
             )
@@ -616,13 +623,14 @@ def deploy_plan(
     config: Config,
     hosts: list[Host],
     release: str,
-    tarball: Path,
+    tarball: Path | None,
     rendered: dict[str, HostFiles],
     holder: str,
     all_roles: dict[str, roles.Role] | None = None,
     *,
     packages: str,
     tls_files: Files | None = None,
+    code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
 ) -> Plan:
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     releases = {h.name: release for h in hosts}
@@ -630,7 +638,8 @@ def deploy_plan(
         release=release,
         hosts=tuple(h.name for h in hosts),
         lock=lock_steps(config, hosts, holder),
-        prepare=prepare_steps(config, hosts, release, tarball, rendered, packages, tls_files),
+        prepare=prepare_steps(config, hosts, release, tarball, rendered, packages, tls_files,
+                              code_only),  # fmt: skip
         release_phase=release_phase_steps(config, hosts, release),
         activate=activate_steps(config, hosts, releases, all_roles),
         verify=verify_steps(config, hosts, releases),

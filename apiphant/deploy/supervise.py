@@ -273,6 +273,7 @@ def _checks(supervisor, args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # each line as it happens, through SSH too
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
         supervisor = connect(args.conf)

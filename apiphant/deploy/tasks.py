@@ -204,16 +204,23 @@ def deploy(
                 print(artifacts.describe_build(workdir))
                 print(wheelhouse.describe(["apiphant's dependencies", *pip]))
                 tarball = artifacts.tarball_path(workdir, config, release)
-                print(f"local: would build {tarball}: {config.product}/, wheels/")
+                print(f"local: would build {tarball}: {config.product}/, wheels/ "
+                      f"(for hosts that have its virtualenv: {config.product}/ alone)")  # fmt: skip
                 packages = "<digest of the wheels and requirements>"
+                code_only = None, frozenset()
             else:
-                platforms = host_platforms(executor, config, chosen)
+                platforms, venvs = host_facts(executor, config, chosen)
                 wheel = artifacts.build_wheel(workdir)
                 wheel_name = wheel.name
                 requirements = wheelhouse.wheel_requirements(wheel) + pip
                 wheels = wheelhouse.build(platforms.values(), requirements, workdir / "wheelhouse")
-                tarball = artifacts.build_tarball(config, release, [wheel, *wheels], workdir)
                 packages = wheelhouse.packages_key(config.python, [wheel, *wheels], pip)
+                # Hosts that have this release's virtualenv get the code alone, not the wheels.
+                have = frozenset(name for name, keys in venvs.items() if packages in keys)
+                tarball = (artifacts.build_tarball(config, release, [wheel, *wheels], workdir)
+                           if have != set(platforms) else None)  # fmt: skip
+                code_only = (artifacts.build_tarball(config, release, [], workdir, "code")
+                             if have else None), have  # fmt: skip
             rendered = {
                 h.name: render.render_host(config, h, release, wheel_name, all_roles)
                 for h in chosen
@@ -221,7 +228,7 @@ def deploy(
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
-                tls_files=tls_files,
+                tls_files=tls_files, code_only=code_only,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:
@@ -252,21 +259,21 @@ def parallel_width(value: int | str) -> int:
     return int(text)
 
 
-def host_platforms(
+def host_facts(
     executor: Executor, config: Config, hosts: list[Host]
-) -> dict[str, wheelhouse.Platform]:
+) -> tuple[dict[str, wheelhouse.Platform], dict[str, frozenset[str]]]:
     """The Python and platform of every chosen host that gets a virtualenv (an Nginx-only
-    host gets none: no wheels for it), asked before anything changes anywhere: a host that
-    cannot be reached stops the deploy here, with nothing touched."""
+    host gets none: no wheels for it), and the complete virtualenvs each has, asked before
+    anything changes anywhere: a host that cannot be reached stops the deploy here, with
+    nothing touched."""
     asked = [h.name for h in hosts if config.runs_python(h)]
     if not asked:
-        return {}
+        return {}, {}
+    question = wheelhouse.facts_command(config.python, config.layout.venvs)
 
     def ask(name: str) -> str | DeployError:
         try:
-            return executor.query(
-                name, wheelhouse.facts_command(config.python), "its Python and platform"
-            )
+            return executor.query(name, question, "its Python and platform; its virtualenvs")
         except DeployError as error:
             return error
 
@@ -276,7 +283,8 @@ def host_platforms(
     for answer in answers.values():
         if isinstance(answer, DeployError):
             raise DeployError(f"{answer}; nothing was changed on any host")
-    return {name: wheelhouse.parse_facts(name, str(answer)) for name, answer in answers.items()}
+    platforms = {name: wheelhouse.parse_facts(name, str(a)) for name, a in answers.items()}
+    return platforms, {name: wheelhouse.complete_venvs(str(a)) for name, a in answers.items()}
 
 
 def _pip(config: Config, hosts: list[Host], all_roles: dict[str, roles.Role]) -> list[str]:

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote as q
 
-__all__ = ["Platform", "WheelhouseError", "facts_command", "parse_facts", "platform_tags"]
+__all__ = [
+    "Platform",
+    "WheelhouseError",
+    "complete_venvs",
+    "facts_command",
+    "parse_facts",
+    "platform_tags",
+]
 
 #: The oldest glibc manylinux wheels are built for (manylinux_2_5 is manylinux1).
 OLDEST_GLIBC_MINOR = 5
@@ -58,14 +65,23 @@ class Platform:
         return f"Python {self.python} on {self.machine}, glibc {self.glibc[0]}.{self.glibc[1]}"
 
 
-def facts_command(python: str) -> str:
-    """Asks a host what its virtualenvs will run: the release's venv is made by ``python``."""
-    return f"{q(python)} -c {q(FACTS_SCRIPT)}"
+def facts_command(python: str, venvs: str) -> str:
+    """Asks a host what its virtualenvs will run (the release's venv is made by ``python``)
+    and, one ``venv KEY`` line each, which complete ones it has in ``venvs``: a host that has
+    the release's gets no wheels (``complete_venvs``)."""
+    each = 'for f in {}/*/.complete; do [ -e "$f" ] && echo "venv $(basename "$(dirname "$f")")"'
+    return f"{q(python)} -c {q(FACTS_SCRIPT)} && {{ {each.format(q(venvs))}; done; true; }}"
+
+
+def complete_venvs(text: str) -> frozenset[str]:
+    """The keys of the complete virtualenvs a host named in its answer to ``facts_command``."""
+    return frozenset(line[5:].strip() for line in text.splitlines() if line.startswith("venv "))
 
 
 def parse_facts(host: str, text: str) -> Platform:
     """The host's answer to ``facts_command``, or one line saying why no wheel fits it."""
-    match = FACTS.fullmatch(text.strip())
+    lines = text.strip().splitlines()
+    match = FACTS.fullmatch(lines[0] if lines else "")
     if match is None:
         raise WheelhouseError(f"{host}: cannot tell its Python and platform from {text.strip()!r}")
     if match["impl"] != "cpython":
