@@ -241,7 +241,7 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     assert f"( {client} restart myproduct-api-8001 --log " in restart.command
     assert f"--release {RELEASE} --health http://127.0.0.1:8001/health )" in restart.command
     assert f"( {client} restart myproduct-background --log " in restart.command
-    assert "--env APIPHANT_RELEASE --tries 100 )" in restart.command
+    assert "--env APIPHANT_RELEASE --wait 10 )" in restart.command
     assert "supervisorctl" not in restart.command
     upload = steps[whys.index("the kit's Supervisor client")]
     assert upload.upload.remote == "/opt/myproduct/supervise.py" and upload.upload.mode == 0o644

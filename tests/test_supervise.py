@@ -205,8 +205,8 @@ def test_a_worker_that_keeps_exiting_fails_early_with_its_status_and_log(
         "import sys\nprint('boom: no config')\nsys.exit(3)\n"
     )
     supervisord.release.write_text("R2\n")
-    # Checks enough for 5 minutes: only the end at FATAL returns within the 60 s allowed.
-    done = supervisord.restart("p-api-1", "R2", "--tries", "3000")
+    # A wait of 5 minutes: only the end at FATAL returns within the 60 s the run is allowed.
+    done = supervisord.restart("p-api-1", "R2", "--wait", "300")
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     assert lines[0] == (

@@ -383,7 +383,7 @@ def restart_background(layout: Layout, program: str, release: str, log: str) -> 
     """The runner has no port: it is checked by the release id in its environment, once
     Supervisor has it RUNNING (past its ``startsecs``)."""
     return supervise(layout, "restart", program, "--log", log, "--release", release,
-                     "--env", RELEASE_ENV, "--tries", "100")  # fmt: skip
+                     "--env", RELEASE_ENV, "--wait", "10")  # fmt: skip
 
 
 def supervisor_sync(layout: Layout, programs: Iterable[str]) -> str:

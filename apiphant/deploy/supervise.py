@@ -32,8 +32,8 @@ import urllib.parse
 import xmlrpc.client
 
 RPC_TIMEOUT = 900  # a stop waits for the program's drain; Supervisor kills it at stopwaitsecs
-POLL = 0.1  # seconds between checks of a restarted program
-FATAL_EVERY = 10  # ...and every tenth, whether Supervisor gave up on it
+POLL = 0.05  # seconds between checks of a restarted program (a refused connect is cheap)
+FATAL_EVERY = 1.0  # seconds between asking whether Supervisor gave up on it
 LOG_LINES = 30  # of the program's log, shown when it does not come up
 
 
@@ -212,11 +212,11 @@ def _tail(path: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, tries: int) -> bool:
+def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, wait: float) -> bool:
     """Apply the program's own config change; unless ``check()`` passes already, stop it
     (its drain waited for) and start it without waiting out startsecs; then poll ``check``
-    (``tries`` times, POLL apart), ending early when Supervisor gives up on it (FATAL). A
-    failure prints its status and the end of its log on stderr."""
+    (POLL apart, for ``wait`` seconds), ending early when Supervisor gives up on it (FATAL).
+    A failure prints its status and the end of its log on stderr."""
     try:
         if sync(supervisor, {program}, ""):
             pass  # its group was added anew, which starts it (autostart)
@@ -228,12 +228,19 @@ def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, tri
             print(f"{program}: stopped")
             _call(program, supervisor.startProcess, program, False, ignore=("ALREADY_STARTED",))
             print(f"{program}: start requested")
-        for i in range(1, tries + 1):
+        now = time.monotonic()
+        deadline, fatal_check = now + wait, now + FATAL_EVERY
+        while True:
             if check():
                 print(f"{program}: {ok}")
                 return True
-            if i % FATAL_EVERY == 0 and "FATAL" in state(supervisor, program).split()[1:2]:
+            now = time.monotonic()
+            if now >= deadline:
                 break
+            if now >= fatal_check:
+                if "FATAL" in state(supervisor, program).split()[1:2]:
+                    break
+                fatal_check = now + FATAL_EVERY
             time.sleep(POLL)
         print(f"{program}: {not_ok}", file=sys.stderr)
     except xmlrpc.client.Fault as error:
@@ -258,7 +265,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     how = restarting.add_mutually_exclusive_group(required=True)
     how.add_argument("--health", metavar="URL", help="its /health, which names the release")
     how.add_argument("--env", metavar="VAR", help="the variable in its environment")
-    restarting.add_argument("--tries", type=int, default=300, help="checks, POLL s apart")
+    restarting.add_argument("--wait", type=float, default=30, help="seconds it may take")
     return parser.parse_args(argv)
 
 
@@ -291,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             sync(supervisor, set(args.names), args.pattern)
             return 0
         check, ok, not_ok = _checks(supervisor, args)
-        passed = restart(supervisor, args.program, check, ok, not_ok, args.log, args.tries)
+        passed = restart(supervisor, args.program, check, ok, not_ok, args.log, args.wait)
         return 0 if passed else 1
     except UsageError as error:
         print(f"supervise.py: {error}", file=sys.stderr)
