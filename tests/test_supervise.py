@@ -6,7 +6,6 @@ import shutil
 import socket
 import subprocess
 import time
-import xmlrpc.client
 from pathlib import Path
 
 import pytest
@@ -272,30 +271,67 @@ def test_the_server_url_is_read_as_supervisorctl_reads_it(tmp_path: Path) -> Non
         supervise.connect(str(conf))
 
 
-def test_basic_auth_reaches_supervisord(tmp_path: Path) -> None:
-    """With a username in [unix_http_server], the client sends it as supervisorctl does."""
-    folder = tmp_path / "auth"
-    folder.mkdir()
-    conf = folder / "supervisord.conf"
+def test_a_broken_file_of_another_deployment_does_not_stop_a_restart(
+    supervisord: Supervisord,
+) -> None:
+    """supervisord cannot reread its config while any included file is broken; the program
+    is restarted with the config supervisord has, and the restart says why its change waits."""
+    supervisord.wait("p-api-1")
+    broken = supervisord.folder / "programs.conf"
+    broken.write_text(
+        broken.read_text() + "\n[program:theirs]\ncommand=/bin/true\nstartsecs=soon\n"
+    )
+    supervisord.release.write_text("R2\n")
+    done = supervisord.restart("p-api-1", "R2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "p-api-1: /health answers release R2"
+    assert done.stderr.startswith("p-api-1: supervisord cannot reread its config, so a change")
+    assert "CANT_REREAD" in done.stderr
+
+
+def test_an_inet_server_with_credentials_and_a_path(tmp_path: Path) -> None:
+    """serverurl may have a path (supervisorctl posts to /RPC2 all the same); wrong
+    credentials are said in one line that shows no password, exit status 2."""
+    port = free_port()
+    conf = tmp_path / "supervisord.conf"
     conf.write_text(
-        "[unix_http_server]\nfile=%(here)s/s.sock\nusername=deploy\npassword=s3cret\n\n"
+        f"[inet_http_server]\nport=127.0.0.1:{port}\nusername=deploy\npassword=s3cret\n\n"
         "[supervisord]\nlogfile=%(here)s/supervisord.log\npidfile=%(here)s/supervisord.pid\n"
         "nodaemon=true\n\n[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
-        "[supervisorctl]\nserverurl=unix://%(here)s/s.sock\nusername=deploy\npassword=s3cret\n"
+        f"[supervisorctl]\nserverurl=http://127.0.0.1:{port}/ ; a comment\n"
+        "username=deploy\npassword=s3cret\n"
     )
-    process = subprocess.Popen([SUPERVISORD, "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [SUPERVISORD, "-n", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def ping(config: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [commands.SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(config), "ping"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
     try:
         deadline = time.monotonic() + 30
-        while not (folder / "s.sock").exists():
-            assert time.monotonic() < deadline and process.poll() is None
+        while (done := ping(conf)).returncode != 0:
+            assert time.monotonic() < deadline and process.poll() is None, done.stderr
             time.sleep(0.05)
-        assert supervise.connect(str(conf), timeout=10).getState()["statename"] == "RUNNING"
-        wrong = folder / "wrong.conf"
-        wrong.write_text(f"[supervisorctl]\nserverurl=unix://{folder}/s.sock\nusername=deploy\n")
-        with pytest.raises(xmlrpc.client.ProtocolError):
-            supervise.connect(str(wrong), timeout=10).getState()
+        wrong = tmp_path / "wrong.conf"
+        wrong.write_text(
+            f"[supervisorctl]\nserverurl=http://127.0.0.1:{port}\nusername=deploy\npassword=no\n"
+        )
+        denied = ping(wrong)
+        assert denied.returncode == 2
+        assert denied.stderr == (
+            f"supervise.py: supervisord at http://127.0.0.1:{port} answered 401 Unauthorized; "
+            f"see [supervisorctl] in {wrong}\n"
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -143,7 +143,9 @@ def virtualenv(paths: Paths, python: str, product: str, key: str, wheels: bool =
 def unless_live(paths: Paths, name: str, what: str, check: str) -> str:
     """``check`` on the rendered file ``name``, unless it is byte for byte the live release's:
     that one was checked before it went live, and a code-only deploy changes no config (a
-    Python start of Supervisor's parser per host, the check's cost, is saved)."""
+    Python start of Supervisor's parser per host, the check's cost, is saved). Another
+    deployment's file that broke since is not ours to check: a restart says so, and runs
+    our programs with the config supervisord has."""
     new, live = f"{paths.config}/{name}", f"{paths.layout.current_config}/{name}"
     same = q(f"{what}: config the same as the live release's, checked before it went live")
     return f"if cmp -s {q(new)} {q(live)}; then echo {same}; else {check}; fi"
@@ -277,16 +279,18 @@ def supervise(layout: Layout, *args: str) -> str:
 
 
 def supervisor_ready(layout: Layout) -> str:
-    """Start supervisord when it is not running. Programs are left untouched, and the config
-    is not reread here: each program's restart applies its own change as it comes to it."""
+    """Start supervisord when it is not running (the client's ping says 1); one that
+    answers with an error (2: its config, its credentials) stops the step, said as it is.
+    Programs are left untouched, and the config is not reread here: each program's restart
+    applies its own change as it comes to it."""
     start = systemd_or("supervisor", f"supervisord -c {SUPERVISOR_CONF}")
     ping = supervise(layout, "ping")
     return (
-        f"if {ping}; then echo 'supervisord runs'; else "
-        f"{start}; ok=; for i in $(seq 1 50); do "
-        f"if {ping}; then ok=1; break; fi; sleep 0.2; done; "
+        f"if {ping}; then echo 'supervisord runs'; elif [ $? = 1 ]; then "
+        f"{start}; ok=; for i in $(seq 1 50); do {ping}; r=$?; "
+        'if [ $r = 0 ]; then ok=1; break; elif [ $r = 2 ]; then break; fi; sleep 0.2; done; '
         "[ -n \"$ok\" ] || { echo 'supervisord did not start' >&2; false; }; "
-        "echo 'supervisord started'; fi"
+        "echo 'supervisord started'; else false; fi"
     )
 
 
@@ -383,16 +387,16 @@ def restart_background(layout: Layout, program: str, release: str, log: str) -> 
     """The runner has no port: it is checked by the release id in its environment, once
     Supervisor has it RUNNING (past its ``startsecs``)."""
     return supervise(layout, "restart", program, "--log", log, "--release", release,
-                     "--env", RELEASE_ENV, "--wait", "10")  # fmt: skip
+                     "--env", RELEASE_ENV)  # fmt: skip
 
 
 def supervisor_sync(layout: Layout, programs: Iterable[str]) -> str:
-    """Add and remove the deployment's programs to match the config (workers added or gone):
-    only its own names and those the deployment's pattern matches, never a bare ``update``
-    of every program on the host. A host without the kit's client (an Nginx-only front)
-    has no programs of ours; a failure is shown, and the deploy goes on."""
+    """Add and remove the deployment's programs to match the config (workers added or gone,
+    a host that lost its roles' programs): only its own names and those the deployment's
+    pattern matches, never a bare ``update`` of every program on the host. Where there is
+    no system Python there is no Supervisor; a failure is shown, and the deploy goes on."""
     sync = supervise(layout, "sync", layout.programs_pattern, *programs)
-    return f"if [ -f {q(layout.supervise)} ] && [ -x {SUPERVISOR_PYTHON} ]; then {sync}; fi; true"
+    return f"if [ -x {SUPERVISOR_PYTHON} ]; then {sync}; fi; true"
 
 
 def in_release(release_dir: str, user: str, command: str, env: dict[str, str] | None = None) -> str:

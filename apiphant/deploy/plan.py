@@ -203,6 +203,8 @@ def prepare_steps(
         steps.append(merged(name, setup, timeout=1800))
         has_venv = name in code_only[1]
         archive = code_only[0] if has_venv else tarball
+        if python and archive is None:
+            raise ValueError(f"{name}: no release archive for it")  # the deploy built none
         if python and archive is not None:
             why = ("upload the release: product code (its virtualenv is on the host: no wheels)"
                    if has_venv else "upload the release: product code, apiphant and the wheels")
@@ -367,9 +369,10 @@ def activate_steps(
         if config.tls.on and host.has("nginx"):
             steps.append(Step(host.name, "check: nginx -t, with the certificate",
                               commands.nginx_check_live()))  # fmt: skip
+        # Every host: one that lost its programs' roles has them removed by it (the sync).
+        steps.append(Step(host.name, "the kit's Supervisor client", upload=Upload(
+            layout.supervise, 0o644, "supervise.py", content=SUPERVISE)))  # fmt: skip
         if "supervisor" in services:
-            steps.append(Step(host.name, "the kit's Supervisor client", upload=Upload(
-                layout.supervise, 0o644, "supervise.py", content=SUPERVISE)))  # fmt: skip
             steps.append(Step(host.name, "supervisord: start if not running",
                               commands.supervisor_ready(layout)))  # fmt: skip
         if "nginx" in services:

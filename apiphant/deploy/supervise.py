@@ -7,14 +7,17 @@ those starts were most of a batch's time. This script restarts a worker in one s
 of about 0.04 s: it applies the program's config change, stops it (Supervisor waits
 for its drain), starts it without waiting out ``startsecs``, and polls it until it
 answers. The deploy uploads it to each host (``Layout.supervise``) and runs it with
-Debian's ``/usr/bin/python3``; it finds supervisord as supervisorctl does, from the
-``[supervisorctl]`` section of supervisord's config.
+``/usr/bin/python3``, the Python Debian's and Ubuntu's supervisor runs on. It reaches
+supervisord as supervisorctl does, by the ``serverurl``, ``username`` and ``password``
+of the ``[supervisorctl]`` section of supervisord's config (``%(here)s`` expanded).
 
-Usage (exit status 0: done, 1: failed, 2: bad arguments or config)::
+Usage (exit status 0: done, 1: failed or not running, 2: bad arguments or config, or
+supervisord answered with an error)::
 
     supervise.py -c CONF ping
     supervise.py -c CONF sync PATTERN [NAME ...]
     supervise.py -c CONF restart PROGRAM --log FILE (--health URL | --env VAR) --release ID
+                 [--wait SECONDS]
 """
 
 from __future__ import annotations  # the host's Python may be older than the deployer's
@@ -31,6 +34,7 @@ import time
 import urllib.parse
 import xmlrpc.client
 
+SUCCESS = 80  # supervisor.xmlrpc.Faults.SUCCESS: a process's status in a group's results
 RPC_TIMEOUT = 900  # a stop waits for the program's drain; Supervisor kills it at stopwaitsecs
 POLL = 0.05  # seconds between checks of a restarted program (a refused connect is cheap)
 FATAL_EVERY = 1.0  # seconds between asking whether Supervisor gave up on it
@@ -99,7 +103,8 @@ def server_settings(conf: str) -> tuple[str, str, str]:
 
 
 def connect(conf: str, timeout: float = RPC_TIMEOUT):
-    """The ``supervisor`` namespace of supervisord's XML-RPC interface."""
+    """The ``supervisor`` namespace of supervisord's XML-RPC interface (at /RPC2, whatever
+    path the server URL has, as supervisorctl posts it)."""
     url, username, password = server_settings(conf)
     auth = ""
     if username:
@@ -108,57 +113,67 @@ def connect(conf: str, timeout: float = RPC_TIMEOUT):
         transport = _UnixTransport(url[len("unix://") :], timeout)
         return xmlrpc.client.ServerProxy(f"http://{auth}localhost", transport=transport).supervisor
     if url.startswith("http://"):
-        address = url[len("http://") :]
+        address = urllib.parse.urlsplit(url).netloc
         proxy = xmlrpc.client.ServerProxy(
-            f"http://{auth}{address}", transport=_TimeoutTransport(timeout)
+            f"http://{auth}{address}/RPC2", transport=_TimeoutTransport(timeout)
         )
         return proxy.supervisor
     raise UsageError(f"{conf}: [supervisorctl] serverurl: expected unix:// or http://, got {url!r}")
+
+
+class Failed(Exception):
+    """What supervisord did not do, in one line (the deploy shows it and goes on or stops)."""
 
 
 def _fault(name: str, error: xmlrpc.client.Fault) -> str:
     return f"{name}: ERROR ({error.faultString})"
 
 
-def _call(name: str, method, *args, ignore: tuple[str, ...] = ()) -> bool:
-    """Call; a fault whose name is in ``ignore`` (NOT_RUNNING, ...) is no error."""
-    try:
-        method(*args)
-    except xmlrpc.client.Fault as error:
-        if error.faultString.split(":")[0] in ignore:
-            return False
-        raise
-    return True
+def _is(error: xmlrpc.client.Fault, *names: str) -> bool:
+    """The fault is one of ``names`` (NOT_RUNNING, ...): its string starts with the name."""
+    return error.faultString.split(":")[0] in names
 
 
-def sync(supervisor, names: set[str], pattern: str) -> list[str]:
+def sync(supervisor, names: set[str], pattern: str) -> tuple[list[str], list[str]]:
     """Apply supervisord's pending config changes to ``names`` and to the groups whose name
     matches ``pattern``, as ``supervisorctl update NAME...`` does (a changed group is
-    stopped, removed and added; a removed one stopped and removed), and no other: a bare
-    update would touch every program on the host. Returns the groups (re)added."""
+    stopped, removed and added; a removed one stopped and removed unless a process would
+    not stop), and no other: a bare update would touch every program on the host. One
+    group's failure is shown and the others go on. Returns the groups (re)added and those
+    that failed."""
     added, changed, removed = supervisor.reloadConfig()[0]
 
     def mine(name: str) -> bool:
         return name in names or bool(pattern and re.search(pattern, name))
 
-    applied = []
-    for name in filter(mine, removed):
-        _call(name, supervisor.stopProcessGroup, name, ignore=("NOT_RUNNING",))
+    def stopped(name: str) -> bool:
+        results = supervisor.stopProcessGroup(name)
         print(f"{name}: stopped")
-        supervisor.removeProcessGroup(name)
-        print(f"{name}: removed process group")
-    for name in filter(mine, changed):
-        _call(name, supervisor.stopProcessGroup, name, ignore=("NOT_RUNNING",))
-        print(f"{name}: stopped")
-        supervisor.removeProcessGroup(name)
-        supervisor.addProcessGroup(name)
-        print(f"{name}: updated process group")
-        applied.append(name)
-    for name in filter(mine, added):
-        supervisor.addProcessGroup(name)
-        print(f"{name}: added process group")
-        applied.append(name)
-    return applied
+        if any(r["status"] != SUCCESS for r in results):
+            print(f"{name}: has problems; not removing", file=sys.stderr)
+            return False
+        return True
+
+    applied, failed = [], []
+    for group, action in ([(n, "remove") for n in filter(mine, removed)]
+                          + [(n, "change") for n in filter(mine, changed)]
+                          + [(n, "add") for n in filter(mine, added)]):  # fmt: skip
+        try:
+            if action != "add" and not stopped(group):
+                failed.append(group)
+                continue
+            if action != "add":
+                supervisor.removeProcessGroup(group)
+            if action == "remove":
+                print(f"{group}: removed process group")
+                continue
+            supervisor.addProcessGroup(group)
+            print(f"{group}: {'updated' if action == 'change' else 'added'} process group")
+            applied.append(group)
+        except xmlrpc.client.Fault as error:
+            print(_fault(group, error), file=sys.stderr)
+            failed.append(group)
+    return applied, failed
 
 
 def answers(url: str, release: str) -> bool:
@@ -218,15 +233,36 @@ def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, wai
     (POLL apart, for ``wait`` seconds), ending early when Supervisor gives up on it (FATAL).
     A failure prints its status and the end of its log on stderr."""
     try:
-        if sync(supervisor, {program}, ""):
+        try:
+            applied, failed = sync(supervisor, {program}, "")
+        except xmlrpc.client.Fault as error:
+            if not _is(error, "CANT_REREAD"):
+                raise
+            # Another file of supervisord's config is broken (not ours: it was checked). Its
+            # config as loaded still runs this program: restart it with that, and say so.
+            why = error.faultString.splitlines()[0]
+            print(f"{program}: supervisord cannot reread its config, so a change to this "
+                  f"program waits ({why})", file=sys.stderr)  # fmt: skip
+            applied, failed = [], []
+        if failed:
+            raise Failed(f"{program}: its config change could not be applied")
+        if applied:
             pass  # its group was added anew, which starts it (autostart)
         elif check():
             print(f"{program} already {ok}")
             return True
         else:
-            _call(program, supervisor.stopProcess, program, True, ignore=("NOT_RUNNING",))
+            try:
+                supervisor.stopProcess(program, True)
+            except xmlrpc.client.Fault as error:
+                if not _is(error, "NOT_RUNNING"):
+                    raise
             print(f"{program}: stopped")
-            _call(program, supervisor.startProcess, program, False, ignore=("ALREADY_STARTED",))
+            try:
+                supervisor.startProcess(program, False)
+            except xmlrpc.client.Fault as error:
+                if not _is(error, "ALREADY_STARTED"):
+                    raise
             print(f"{program}: start requested")
         now = time.monotonic()
         deadline, fatal_check = now + wait, now + FATAL_EVERY
@@ -245,6 +281,8 @@ def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, wai
         print(f"{program}: {not_ok}", file=sys.stderr)
     except xmlrpc.client.Fault as error:
         print(_fault(program, error), file=sys.stderr)
+    except Failed as error:
+        print(error, file=sys.stderr)
     print(state(supervisor, program), file=sys.stderr)
     print(_tail(log, LOG_LINES), file=sys.stderr)
     return False
@@ -284,19 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
         supervisor = connect(args.conf)
-        if args.command == "ping":
+        if args.command in ("ping", "sync"):
             try:
                 supervisor.getState()
             except OSError:
-                return 1
+                # Not running: ping says so (1); sync has no program to add or remove.
+                return 1 if args.command == "ping" else 0
+        if args.command == "ping":
             return 0
         if args.command == "sync":
-            try:
-                supervisor.getState()
-            except OSError:
-                return 0  # supervisord does not run here: no program to add or remove
-            sync(supervisor, set(args.names), args.pattern)
-            return 0
+            _, failed = sync(supervisor, set(args.names), args.pattern)
+            return 1 if failed else 0
         check, ok, not_ok = _checks(supervisor, args)
         passed = restart(supervisor, args.program, check, ok, not_ok, args.log, args.wait)
         return 0 if passed else 1
@@ -306,6 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     except xmlrpc.client.Fault as error:
         print(_fault(getattr(args, "program", "supervisord"), error), file=sys.stderr)
         return 1
+    except xmlrpc.client.ProtocolError as error:  # its URL holds the credentials: not shown
+        where = server_settings(args.conf)[0]
+        print(f"supervise.py: supervisord at {where} answered {error.errcode} {error.errmsg}; "
+              f"see [supervisorctl] in {args.conf}", file=sys.stderr)  # fmt: skip
+        return 2
+    except (xmlrpc.client.ResponseError, http.client.HTTPException, ValueError) as error:
+        where = server_settings(args.conf)[0]
+        print(f"supervise.py: supervisord at {where}: not an XML-RPC answer ({error!r:.200})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except OSError as error:
         where = server_settings(args.conf)[0]
         print(f"supervise.py: supervisord at {where}: {error}", file=sys.stderr)
