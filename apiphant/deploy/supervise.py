@@ -134,6 +134,15 @@ def _is(error: xmlrpc.client.Fault, *names: str) -> bool:
     return error.faultString.split(":")[0] in names
 
 
+def _unless(fault: str, method, *args) -> None:
+    """Call ``method``; the fault ``fault`` (NOT_RUNNING, ALREADY_STARTED) is no error."""
+    try:
+        method(*args)
+    except xmlrpc.client.Fault as error:
+        if not _is(error, fault):
+            raise
+
+
 def sync(supervisor, names: set[str], pattern: str) -> tuple[list[str], list[str]]:
     """Apply supervisord's pending config changes to ``names`` and to the groups whose name
     matches ``pattern``, as ``supervisorctl update NAME...`` does (a changed group is
@@ -252,17 +261,9 @@ def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, wai
             print(f"{program} already {ok}")
             return True
         else:
-            try:
-                supervisor.stopProcess(program, True)
-            except xmlrpc.client.Fault as error:
-                if not _is(error, "NOT_RUNNING"):
-                    raise
+            _unless("NOT_RUNNING", supervisor.stopProcess, program, True)
             print(f"{program}: stopped")
-            try:
-                supervisor.startProcess(program, False)
-            except xmlrpc.client.Fault as error:
-                if not _is(error, "ALREADY_STARTED"):
-                    raise
+            _unless("ALREADY_STARTED", supervisor.startProcess, program, False)
             print(f"{program}: start requested")
         now = time.monotonic()
         deadline, fatal_check = now + wait, now + FATAL_EVERY
