@@ -34,7 +34,7 @@ from apiphant.deploy.layout import Paths
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
 
-#: The kit's Supervisor client, uploaded to each Supervisor host by every activation.
+#: The kit's Supervisor client, uploaded to every host by every activation.
 SUPERVISE = (resources.files("apiphant.deploy") / "supervise.py").read_bytes()
 #: The nginx role's rendered files: Nginx is reloaded when either changed.
 NGINX_FILES = ("nginx-main.conf", "nginx.conf")
@@ -205,7 +205,7 @@ def prepare_steps(
         archive = code_only[0] if has_venv else tarball
         if python and archive is None:
             raise ValueError(f"{name}: no release archive for it")  # the deploy built none
-        if python and archive is not None:
+        if python:
             why = ("upload the release: product code (its virtualenv is on the host: no wheels)"
                    if has_venv else "upload the release: product code, apiphant and the wheels")
             steps.append(Step(name, why, upload=Upload(paths.dir, 0o644, archive.name,

@@ -225,6 +225,14 @@ def state(supervisor, program: str) -> str:
     return f"{program} {info['statename']} {info['description']}".rstrip()
 
 
+def _gave_up(supervisor, program: str) -> bool:
+    """Supervisor has the program FATAL: it kept exiting at start-up, and is not retried."""
+    try:
+        return supervisor.getProcessInfo(program)["statename"] == "FATAL"
+    except xmlrpc.client.Fault:
+        return False
+
+
 def _tail(path: str, lines: int) -> str:
     try:
         with open(path, "rb") as f:
@@ -275,7 +283,7 @@ def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, wai
             if now >= deadline:
                 break
             if now >= fatal_check:
-                if "FATAL" in state(supervisor, program).split()[1:2]:
+                if _gave_up(supervisor, program):
                     break
                 fatal_check = now + FATAL_EVERY
             time.sleep(POLL)
