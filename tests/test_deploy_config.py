@@ -145,6 +145,7 @@ def test_three_hosts_bind_private_addresses_and_route() -> None:
         ("batch = 'half'\n" + ONE_HOST, "batch: expected a number of workers like 2, or a"),
         ("batch = true\n" + ONE_HOST, "batch: expected a number of workers like 2, or a share"),
         ("python = 'python3'\n" + ONE_HOST, "python: expected an absolute path"),
+        ("venv = 'share'\n" + ONE_HOST, "venv: expected one of copy, build, got 'share'"),
         (ONE_HOST.replace('roles = ["nginx", "api"]', "roles = []"), "hosts.web1.roles"),
         ('product = "myproduct"\nserver_names = ["a.b"]\n', "hosts: missing"),
         (ONE_HOST.replace("server_names", "#"), "server_names: missing"),

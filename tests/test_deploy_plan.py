@@ -575,3 +575,97 @@ def test_a_config_the_same_as_the_live_releases_is_not_checked_again(
     assert run() == "logrotate: config the same as the live release's, checked before it went live"
     (live / "logrotate").write_text("/var/log/p/*.log { weekly }\n")
     assert run() == "checked"
+
+
+def test_hosts_of_one_platform_share_one_virtualenv_build(tmp_path: Path) -> None:
+    """Of the hosts that lack the release's virtualenv, the first of each platform builds it
+    and packs it; the deployer fetches it once and the others of that platform unpack it,
+    getting the code alone (no wheels). A platform with one such host builds as before."""
+    from apiphant.deploy.wheelhouse import Platform
+
+    bookworm, jammy = Platform("3.11", "x86_64", (2, 36)), Platform("3.10", "x86_64", (2, 35))
+    platforms = {"a": bookworm, "b": bookworm, "c": jammy, "d": bookworm, "e": jammy, "f":
+                 Platform("3.11", "aarch64", (2, 36))}  # fmt: skip
+    copies = plan.venv_copies(["a", "b", "c", "d", "e", "f"], platforms, tmp_path)
+    assert copies.builders == {"a": ("b", "d"), "c": ("e",)}
+    assert [copies.source(h) for h in "abcdef"] == ["", "a", "", "a", "c", ""]
+    # deploy.toml's venv = "build": each builds its own.
+    assert plan.venv_copies(list(platforms), platforms, tmp_path, "build").builders == {}
+
+    config = three_hosts()
+    hosts = list(config.hosts)
+    rendered = render.render_all(config, hosts, RELEASE, WHEEL)
+    full, code = Path("/tmp/myproduct.tar.gz"), Path("/tmp/myproduct-code.tar.gz")
+    copies = plan.VenvCopies({"a": ("b",)}, tmp_path)
+    prepare = plan.deploy_plan(config, hosts, RELEASE, full, rendered, "me", packages=PACKAGES,
+                               code_only=(code, frozenset()), copies=copies).prepare  # fmt: skip
+    cut = plan.stages(prepare)
+    assert len(cut) == 3
+    first = {h: [s for s in cut[0] if s.host == h] for h in ("a", "b")}
+    assert [s.upload.local for s in first["a"] if s.upload and s.upload.local] == [full]
+    assert [s.upload.local for s in first["b"] if s.upload and s.upload.local] == [code]
+    built = next(s for s in first["a"] if s.why.startswith("virtualenv"))
+    assert built.why.endswith("; packed for b") and "/bin/pip install" in built.command
+    assert built.command.index("/bin/pip install") < built.command.index("gzip -1")
+    assert not any(s.why.startswith("virtualenv") for s in first["b"])
+    archive = f"/opt/myproduct/releases/{RELEASE}/venv.tar.gz"
+    assert [(s.host, s.download) for s in cut[1] if s.download] == [
+        ("a", plan.Download(archive, tmp_path / "venv-a.tar.gz", "the virtualenv"))
+    ]
+    assert [s.host for s in cut[1]] == ["a", "a"] and archive in cut[1][1].command
+    upload, unpack = cut[2]
+    assert (upload.host, upload.upload.local, upload.upload.remote) == (
+        "b", tmp_path / "venv-a.tar.gz", archive)
+    assert unpack.host == "b" and "tar -xzf" in unpack.command and "pip" not in unpack.command
+    # The dry run prints every stage, the download too.
+    lines: list[str] = []
+    for step in prepare:
+        runner.Executor(config, lines.append).run(step)
+    assert f"[a] download the virtualenv {archive} -> {tmp_path}/venv-a.tar.gz (on the " \
+           "deployer)" in lines  # fmt: skip
+
+
+def test_a_packed_virtualenv_unpacks_whole_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    """What the builder packs (without its .complete) is what the receiver unpacks; the
+    receiver marks it complete only once all of it is there, and the archive goes either
+    way. Real tar and gzip, run by sh in a folder standing for the hosts' /opt."""
+    from apiphant.deploy import layout as layout_module
+    from apiphant.deploy.layout import Layout
+
+    monkeypatch.setattr(layout_module, "ROOT", str(tmp_path))
+    paths = Layout("p").release(RELEASE)
+    venv = Path(paths.layout.venv("k3y"))
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "lib.txt").write_text("a package\n")
+    (venv / ".complete").touch()
+    (Path(paths.product("p")) / "api").mkdir(parents=True)
+    (Path(paths.product("p")) / "api" / "echo.py").write_text("def read(request):\n    pass\n")
+
+    def sh(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+
+    packed = sh(commands.pack_venv(paths, "k3y"))
+    assert packed.returncode == 0, packed.stderr
+    archive = Path(paths.venv_archive)
+    assert archive.stat().st_mode & 0o777 == 0o644
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == ["k3y", "k3y/bin", "k3y/bin/python", "k3y/lib.txt"]
+    kept = archive.read_bytes()
+
+    # The receiver has no such virtualenv yet.
+    import shutil
+
+    shutil.rmtree(venv)
+    done = sh(commands.virtualenv_from_archive(paths, "p", "k3y"))
+    assert done.returncode == 0, done.stderr
+    assert (venv / "lib.txt").read_text() == "a package\n" and (venv / ".complete").exists()
+    assert Path(paths.venv).resolve() == venv and not archive.exists()
+    assert list((Path(paths.product("p")) / "api" / "__pycache__").glob("echo.*.pyc"))
+
+    # A broken archive: no virtualenv marked complete, the archive gone, the step failed.
+    shutil.rmtree(venv)
+    archive.write_bytes(kept[: len(kept) // 2])
+    broken = sh(commands.virtualenv_from_archive(paths, "p", "k3y"))
+    assert broken.returncode != 0
+    assert not (venv / ".complete").exists() and not archive.exists()

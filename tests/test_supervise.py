@@ -42,6 +42,9 @@ def free_port() -> int:
 class Supervisord:
     """supervisord in a folder: ``programs.conf`` is its include, rewritten by the tests."""
 
+    #: Seconds a program must run before Supervisor calls it RUNNING.
+    startsecs = 1
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.conf = folder / "supervisord.conf"
@@ -81,7 +84,7 @@ class Supervisord:
         else:  # a runner: its release is in its environment, as config/run exports it
             command = f"/bin/sh -c 'APIPHANT_RELEASE=$(cat {self.release}) exec sleep 600'"
         return (
-            f"[program:{name}]\ncommand={command}\nautostart=true\nstartsecs=1\n"
+            f"[program:{name}]\ncommand={command}\nautostart=true\nstartsecs={self.startsecs}\n"
             f"startretries={self.retries}\n"
             f"stopwaitsecs=5\nstdout_logfile={self.folder}/{name}.log\n"
             f"redirect_stderr=true\n{extra}\n"
@@ -114,8 +117,9 @@ class Supervisord:
         return info
 
     def restart(self, name: str, release: str, *more: str) -> subprocess.CompletedProcess:
-        how = (["--env", "APIPHANT_RELEASE"] if "background" in name
-               else ["--health", f"http://127.0.0.1:{self.ports[name]}/health"])  # fmt: skip
+        how = ["--env", "APIPHANT_RELEASE"]
+        if "background" not in name:
+            how += ["--health", f"http://127.0.0.1:{self.ports[name]}/health"]
         log = str(self.folder / f"{name}.log")
         return self.run("restart", name, "--log", log, "--release", release, *how, *more)
 
@@ -174,6 +178,49 @@ def test_a_runner_is_checked_by_the_release_in_its_environment(supervisord: Supe
     assert done.stdout.splitlines()[-1] == "p-background: runs release R2"
     # Only once Supervisor has it RUNNING, past its startsecs.
     assert supervisord.info("p-background")["statename"] == "RUNNING"
+
+
+def test_a_program_starting_on_the_release_already_is_waited_for_not_restarted(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """As on a first deploy, where supervisord starts the programs after the switch: one
+    still STARTING with the release in its environment is waited for, not started twice.
+    One starting on another release is restarted."""
+    monkeypatch.setattr(Supervisord, "startsecs", 4)
+    supervisord = Supervisord(tmp_path)
+
+    def starting_on_r1() -> int:
+        """STARTING, and past the shell that reads the release: it is in the environment."""
+        pid = supervisord.wait("p-background", "STARTING")["pid"]
+        environ = Path(f"/proc/{pid}/environ")
+        deadline = time.monotonic() + 10
+        while b"APIPHANT_RELEASE=R1" not in environ.read_bytes().split(b"\0"):
+            assert time.monotonic() < deadline, "the runner did not read its release"
+            time.sleep(0.02)
+        return pid
+
+    try:
+        first = starting_on_r1()
+        done = supervisord.restart("p-background", "R1")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "p-background: starting on the release already; waiting for it",
+            "p-background: runs release R1",
+        ]
+        assert supervisord.info("p-background")["pid"] == first
+        supervisord.rpc.stopProcess("p-background")
+        supervisord.rpc.startProcess("p-background", False)  # STARTING again, on R1
+        starting_on_r1()
+        supervisord.release.write_text("R2\n")
+        done = supervisord.restart("p-background", "R2")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "p-background: stopped",
+            "p-background: start requested",
+            "p-background: runs release R2",
+        ]
+    finally:
+        supervisord.stop()
 
 
 def test_a_changed_program_config_is_applied_to_that_program_alone(

@@ -131,13 +131,51 @@ def virtualenv(paths: Paths, python: str, product: str, key: str, wheels: bool =
         f"-r {q(paths.requirements)} && touch {q(done)}"
         if wheels else f"echo {gone} >&2; false"
     )  # fmt: skip
+    return _venv(paths, product, key, build)
+
+
+def _venv(paths: Paths, product: str, key: str, make: str) -> str:
+    """The shared virtualenv ``key`` if it is complete, else ``make`` it; the release links
+    to it and its product code is compiled with it."""
+    shared = paths.layout.venv(key)
     return join(
         f"install -d -m 0755 {q(paths.layout.venvs)}",
-        f"if [ -e {q(done)} ]; then echo 'virtualenv: same packages as an earlier release, "
-        f"reused {shared}'; else {build}; fi",
+        f"if [ -e {q(shared + '/.complete')} ]; then echo 'virtualenv: same packages as an "
+        f"earlier release, reused {shared}'; else {make}; fi",
         f"ln -sfn {q(shared)} {q(paths.venv)}",
         f"{q(paths.venv + '/bin/python')} -m compileall -q {q(paths.product(product))}",
     )
+
+
+def pack_venv(paths: Paths, key: str) -> str:
+    """The virtualenv just built, as one archive for the hosts of the same platform
+    (``virtualenv_from_archive``): its paths are the same there (one layout), so it runs as
+    built. Without ``.complete``, which only the receiving host writes, after it unpacked
+    the whole. Readable by all, so a login user that is not root can download it: a
+    virtualenv holds packages only, no secret."""
+    archive = q(paths.venv_archive)
+    return join(
+        f"tar -C {q(paths.layout.venvs)} --exclude={q(key + '/.complete')} -cf - {q(key)}"
+        f" | gzip -1 > {archive}",
+        f"chmod 0644 {archive}",
+        f"echo \"virtualenv packed for the hosts of this platform: $(du -k {archive} | "
+        "cut -f1) KiB\"",
+    )
+
+
+def virtualenv_from_archive(paths: Paths, product: str, key: str) -> str:
+    """The release's virtualenv unpacked from the archive of the host of this platform that
+    built it (``pack_venv``), instead of built again here: the same packages, byte for byte,
+    for a fraction of a build's CPU. Marked complete only once all of it is unpacked; the
+    archive goes either way."""
+    shared = paths.layout.venv(key)
+    archive = q(paths.venv_archive)
+    unpack = (
+        f"rm -rf {q(shared)} && tar -xzf {archive} -C {q(paths.layout.venvs)} "
+        f"--no-same-owner && touch {q(shared + '/.complete')} && echo 'virtualenv: "
+        f"unpacked {shared} as built on another host of this platform'"
+    )
+    return f"{_venv(paths, product, key, unpack)}; status=$?; rm -f {archive}; exit $status"
 
 
 def unless_live(paths: Paths, name: str, what: str, check: str) -> str:
@@ -325,13 +363,14 @@ def nginx_ready(files: Iterable[str], loaded: str) -> str:
 
 
 def restart_worker(layout: Layout, program: str, address: str, release: str, log: str) -> str:
-    """Apply this program's own config change; unless it runs the release already, stop it
-    (its drain waited for) and start it without waiting out ``startsecs`` (``supervisorctl
-    start`` blocks for them, a second per batch); then poll /health on its port until it
-    answers with the release id. A failure shows the program's status and log."""
+    """Apply this program's own config change; unless it runs (or is starting on) the
+    release already, stop it (its drain waited for) and start it without waiting out
+    ``startsecs`` (``supervisorctl start`` blocks for them, a second per batch); then poll
+    /health on its port until it answers with the release id. A failure shows the
+    program's status and log."""
     health = f"http://{address}/health"
     return supervise(layout, "restart", program, "--log", log, "--release", release,
-                     "--health", health)  # fmt: skip
+                     "--env", RELEASE_ENV, "--health", health)  # fmt: skip
 
 
 def restart_workers(

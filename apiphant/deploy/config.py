@@ -56,6 +56,10 @@ SUDO_PASSWORD_ENV = "APIPHANT_SUDO_PASSWORD"
 
 # HTTPS: where Nginx's certificate comes from (apiphant.deploy.tls)
 TLS_MODES = ("off", "acme", "files")
+#: How the hosts of one platform get a release's new virtualenv: "copy", one of them builds
+#: it and the others unpack its copy (sent through the deploying machine); "build", each
+#: builds its own from the wheels (fewer bytes from the deployer, more CPU on every host).
+VENV_MODES = ("copy", "build")
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 #: Untrusted certificates, generous rate limits: for trying a setup out.
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -283,6 +287,7 @@ class Config:
     after_deploy: str = ""
     tls: Tls = field(default_factory=Tls)
     batch: Batch = field(default_factory=Batch)
+    venv: str = VENV_MODES[0]
 
     @property
     def layout(self) -> Layout:
@@ -655,6 +660,7 @@ TOP_KEYS = (
     "server_names",
     "keep_releases",
     "batch",
+    "venv",
     "python",
     "secrets",
     "environment",
@@ -690,6 +696,9 @@ def parse(
     python = top.text(
         "python", ABS_PATH, f"an absolute path like {DEFAULT_PYTHON}", DEFAULT_PYTHON
     )
+    venv = top.text("venv", None, f"one of {', '.join(VENV_MODES)}", VENV_MODES[0])
+    if venv not in VENV_MODES:
+        raise top.fail("venv", f"one of {', '.join(VENV_MODES)}", venv)
     secrets = None
     if top.has("secrets"):
         raw = top.text("secrets", None, "a path to a KEY=value file on this machine")
@@ -791,6 +800,7 @@ def parse(
         after_deploy=after_deploy,
         tls=tls,
         batch=batch,
+        venv=venv,
     )
     _check_deployment(config, shown)
     return config

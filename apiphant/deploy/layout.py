@@ -266,6 +266,12 @@ class Paths:
         return f"{self.dir}/wheels"
 
     @property
+    def venv_archive(self) -> str:
+        """The virtualenv as one archive, while it travels from the host that built it to
+        the hosts of its platform (``commands.pack_venv``); gone once it has."""
+        return f"{self.dir}/venv.tar.gz"
+
+    @property
     def good(self) -> str:
         """Written once the release passed its smoke test: only good ones are kept."""
         return f"{self.dir}/.good"

@@ -33,6 +33,7 @@ from apiphant.deploy.config import Config, Host, Pool, Worker
 from apiphant.deploy.layout import Paths
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
+from apiphant.deploy.wheelhouse import Platform
 
 #: The kit's Supervisor client, uploaded to every host by every activation.
 SUPERVISE = (resources.files("apiphant.deploy") / "supervise.py").read_bytes()
@@ -60,6 +61,47 @@ class Upload:
         if self.content is not None:
             return len(self.content)
         return self.local.stat().st_size if self.local and self.local.exists() else 0
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file a host made, fetched to the deploying machine (``local``) for other hosts."""
+
+    remote: str
+    local: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class VenvCopies:
+    """The hosts that get the release's virtualenv as another host of their platform built
+    it: ``builders`` maps each host that builds one to the hosts that receive its copy, and
+    each copy travels through ``folder`` on the deploying machine. The hosts of a platform
+    take the same wheels (``wheelhouse.platform_tags``) into the same paths (one layout), so
+    one build serves them all: a deploy to ten hosts builds one virtualenv, not ten."""
+
+    builders: dict[str, tuple[str, ...]]
+    folder: Path
+
+    def source(self, host: str) -> str:
+        """The host whose build ``host`` receives, or "" when it builds (or reuses) its own."""
+        return next((b for b, receivers in self.builders.items() if host in receivers), "")
+
+    def archive(self, builder: str) -> Path:
+        return self.folder / f"venv-{builder}.tar.gz"
+
+
+def venv_copies(
+    need: list[str], platforms: dict[str, Platform], folder: Path, mode: str = "copy"
+) -> VenvCopies:
+    """The first host (in config order) of each platform among ``need`` (the hosts that
+    lack the release's virtualenv) builds it; the others of its platform receive copies.
+    With deploy.toml's ``venv = "build"`` (``mode``) each builds its own."""
+    groups: dict[Platform, list[str]] = {}
+    for host in need if mode == "copy" else []:
+        groups.setdefault(platforms[host], []).append(host)
+    builders = {hosts[0]: tuple(hosts[1:]) for hosts in groups.values() if len(hosts) > 1}
+    return VenvCopies(builders, folder)
 
 
 #: In a Local command's environment: the deployer's end of the SSH tunnel (127.0.0.1:PORT).
@@ -94,6 +136,7 @@ class Step:
     command: str = ""
     upload: Upload | None = None
     local: Local | None = None
+    download: Download | None = None
     switch: bool = False  # after this step the host serves ``release``
     timeout: int = 900
     #: "lock": a failure means another deploy holds the lock; "report": a failure is
@@ -174,6 +217,7 @@ def prepare_steps(
     packages: str,
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
+    copies: VenvCopies | None = None,
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched. Per host: one
     script for the folders (apt, user, release folder), the code and the host's rendered
@@ -181,10 +225,13 @@ def prepare_steps(
     ``packages`` names what the virtualenv holds (``wheelhouse.packages_key``): a release
     that installs the same as an earlier one links to its virtualenv, and the hosts that
     said they have it (``code_only``: an archive without wheels, and those hosts) get no
-    wheels. A host that runs no program (Nginx only) gets no code, no virtualenv, no
-    secrets."""
+    wheels. Of the hosts of one platform that lack it, one builds it and the others receive
+    its copy (``copies``): they get no wheels either, and unpack it once the builder's is
+    on the deploying machine (two stages after the first). A host that runs no program
+    (Nginx only) gets no code, no virtualenv, no secrets."""
     layout = config.layout
     paths = layout.release(release)
+    copies = copies or VenvCopies({}, Path())
     steps = []
     for host in hosts:
         files = rendered[host.name]
@@ -202,12 +249,15 @@ def prepare_steps(
             setup.append(("certbot's folders and the ACME webroot", commands.tls_dirs(layout)))
         steps.append(merged(name, setup, timeout=1800))
         has_venv = name in code_only[1]
-        archive = code_only[0] if has_venv else tarball
+        builder = copies.source(name)
+        archive = code_only[0] if has_venv or builder else tarball
         if python and archive is None:
             raise ValueError(f"{name}: no release archive for it")  # the deploy built none
         if python:
             why = ("upload the release: product code (its virtualenv is on the host: no wheels)"
-                   if has_venv else "upload the release: product code, apiphant and the wheels")
+                   if has_venv else f"upload the release: product code (its virtualenv comes "
+                   f"from {builder}, built there: no wheels)" if builder
+                   else "upload the release: product code, apiphant and the wheels")  # fmt: skip
             steps.append(Step(name, why, upload=Upload(paths.dir, 0o644, archive.name,
                                                        local=archive, unpack=True)))  # fmt: skip
         listing = ", ".join(f"{n} {files.mode(n):04o}" for n in files.files)
@@ -248,16 +298,15 @@ def prepare_steps(
             )
         if tls_files is not None and host.has("nginx"):
             steps += tls_file_steps(paths, tls_files, name)
-        if python:
-            steps.append(
-                Step(
-                    name,
-                    "virtualenv with apiphant and the product's requirements",
-                    commands.virtualenv(paths, config.python, config.product, packages,
-                                        wheels=not has_venv),  # fmt: skip
-                    timeout=1800,
-                )
-            )
+        receivers = copies.builders.get(name, ())
+        if python and not builder:
+            venv = commands.virtualenv(paths, config.python, config.product, packages,
+                                       wheels=not has_venv)  # fmt: skip
+            why = "virtualenv with apiphant and the product's requirements"
+            if receivers:
+                venv = commands.join(venv, commands.pack_venv(paths, packages))
+                why += f"; packed for {', '.join(receivers)}"
+            steps.append(Step(name, why, venv, timeout=1800))
         checks = []
         if "supervisor" in files.services:
             checks.append(("check: Supervisor config", commands.check_supervisor(paths)))
@@ -273,7 +322,21 @@ def prepare_steps(
             ))  # fmt: skip
         checks.append(("check: logrotate config", commands.check_logrotate(paths)))
         steps.append(merged(name, checks))
-    return tuple(steps)
+    fetch, receive = [], []
+    for builder, receivers in copies.builders.items():
+        local = copies.archive(builder)
+        fetch.append(Step(builder, f"download its virtualenv for {', '.join(receivers)}",
+                          download=Download(paths.venv_archive, local, "the virtualenv")))
+        fetch.append(Step(builder, "remove the virtualenv's archive",
+                          f"rm -f {q(paths.venv_archive)}"))  # fmt: skip
+        for name in receivers:
+            receive.append(Step(name, f"upload the virtualenv {builder} built",
+                                upload=Upload(paths.venv_archive, 0o600, f"{builder}'s virtualenv",
+                                              local=local)))  # fmt: skip
+            receive.append(Step(name, f"virtualenv: unpack {builder}'s",
+                                commands.virtualenv_from_archive(paths, config.product, packages),
+                                timeout=1800))  # fmt: skip
+    return tuple(staged([steps, fetch, receive]))
 
 
 def merged(host: str, parts: list[tuple[str, str]], timeout: int = 900) -> Step:
@@ -634,6 +697,7 @@ def deploy_plan(
     packages: str,
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
+    copies: VenvCopies | None = None,
 ) -> Plan:
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     releases = {h.name: release for h in hosts}
@@ -642,7 +706,7 @@ def deploy_plan(
         hosts=tuple(h.name for h in hosts),
         lock=lock_steps(config, hosts, holder),
         prepare=prepare_steps(config, hosts, release, tarball, rendered, packages, tls_files,
-                              code_only),  # fmt: skip
+                              code_only, copies),  # fmt: skip
         release_phase=release_phase_steps(config, hosts, release),
         activate=activate_steps(config, hosts, releases, all_roles),
         verify=verify_steps(config, hosts, releases),

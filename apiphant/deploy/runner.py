@@ -137,6 +137,9 @@ class Executor:
             self.out(f"[{step.host}] $ {install}")
         elif step.local:
             self.out(f"[{step.host}] $ {step.local.shown(step.host)}")
+        elif step.download:
+            d = step.download
+            self.out(f"[{step.host}] download {d.label} {d.remote} -> {d.local} (on the deployer)")
         else:
             self.out(f"[{step.host}] $ {step.command}")
 
@@ -242,6 +245,9 @@ class Remote(Executor):
             return ""
         if step.local:
             return self._local(step)
+        if step.download:
+            self._download(step)
+            return ""
         try:
             result = self._shell(step.host, step.command, step.timeout)
         except Lost as error:
@@ -282,6 +288,19 @@ class Remote(Executor):
         result = self._shell(step.host, install, 60)
         if result.exited != 0:
             raise StepFailed(step, f"{failed} (exit {result.exited})")
+
+    def _download(self, step: Step) -> None:
+        """Fetched as the login user (who may not be root): the command that made the file
+        made it readable."""
+        from paramiko import SSHException
+
+        download = step.download
+        assert download is not None
+        try:
+            self.connection(step.host).get(download.remote, str(download.local))
+        except (OSError, EOFError, SSHException) as error:
+            raise StepFailed(step, f"{step.host}: {step.why} failed: {download.remote}: "
+                             f"{_reason(error)}") from None  # fmt: skip
 
     def _local(self, step: Step) -> str:
         """A command on this machine, through an SSH tunnel to the step's host (Step.local);
@@ -510,8 +529,9 @@ def print_plan(
             cut = stages(steps)
             if phase == "prepare" and hosts > 1 and parallel != 1:
                 width = min(parallel or hosts, hosts)
-                say(executor.out, f"{phase} ({len(steps)} steps; {hosts} hosts side by side, "
-                    f"{width} at a time, each host's steps in order)")  # fmt: skip
+                parts = f" in {len(cut)} stages, one after another" if len(cut) > 1 else ""
+                say(executor.out, f"{phase} ({len(steps)} steps{parts}; {hosts} hosts side by "
+                    f"side, {width} at a time, each host's steps in order)")  # fmt: skip
             elif len(cut) > 1:
                 say(executor.out, f"{phase} ({len(steps)} steps in {len(cut)} stages, one "
                     "after another; in a stage, hosts side by side)")  # fmt: skip
@@ -568,7 +588,7 @@ def execute(
     try:
         with locked(executor, plan.lock, plan.unlock):
             say(out, f"prepare release {plan.release}")
-            run_side_by_side(executor, plan.prepare, parallel)
+            run_staged(executor, plan.prepare, switched, parallel)
             if plan.release_phase:
                 say(out, "release command")
                 run_steps(executor, plan.release_phase, switched)

@@ -203,11 +203,19 @@ def answers(url: str, release: str) -> bool:
 def runs_with(supervisor, program: str, variable: str, release: str) -> bool:
     """Supervisor has ``program`` RUNNING (past its startsecs), with ``variable=release`` in
     its environment: a program without a port is checked by what it was started with."""
+    return started_with(supervisor, program, variable, release, ("RUNNING",))
+
+
+def started_with(
+    supervisor, program: str, variable: str, release: str, states=("STARTING", "RUNNING")
+) -> bool:
+    """Supervisor has ``program`` in one of ``states`` with ``variable=release`` in its
+    environment (the run script exports the release it started in)."""
     try:
         info = supervisor.getProcessInfo(program)
     except xmlrpc.client.Fault:
         return False
-    if info["statename"] != "RUNNING" or info["pid"] <= 0:
+    if info["statename"] not in states or info["pid"] <= 0:
         return False
     try:
         with open(f"/proc/{info['pid']}/environ", "rb") as f:
@@ -244,11 +252,15 @@ def _tail(path: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, wait: float) -> bool:
-    """Apply the program's own config change; unless ``check()`` passes already, stop it
-    (its drain waited for) and start it without waiting out startsecs; then poll ``check``
-    (POLL apart, for ``wait`` seconds), ending early when Supervisor gives up on it (FATAL).
-    A failure prints its status and the end of its log on stderr."""
+def restart(
+    supervisor, program: str, check, ok: str, not_ok: str, log: str, wait: float, started=None
+) -> bool:
+    """Apply the program's own config change; unless ``check()`` passes already, or the
+    program is starting on the release already (``started()``: supervisord itself started it
+    after the switch, as on a first deploy), stop it (its drain waited for) and start it
+    without waiting out startsecs; then poll ``check`` (POLL apart, for ``wait`` seconds),
+    ending early when Supervisor gives up on it (FATAL). A failure prints its status and
+    the end of its log on stderr."""
     try:
         try:
             applied, failed = sync(supervisor, {program}, "")
@@ -268,6 +280,8 @@ def restart(supervisor, program: str, check, ok: str, not_ok: str, log: str, wai
         elif check():
             print(f"{program} already {ok}")
             return True
+        elif started is not None and started():
+            print(f"{program}: starting on the release already; waiting for it")
         else:
             _unless("NOT_RUNNING", supervisor.stopProcess, program, True)
             print(f"{program}: stopped")
@@ -309,9 +323,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     restarting.add_argument("program")
     restarting.add_argument("--log", required=True, help="its log, shown on a failure")
     restarting.add_argument("--release", required=True, help="the release id it must run")
-    how = restarting.add_mutually_exclusive_group(required=True)
-    how.add_argument("--health", metavar="URL", help="its /health, which names the release")
-    how.add_argument("--env", metavar="VAR", help="the variable in its environment")
+    restarting.add_argument("--env", metavar="VAR", required=True,
+                            help="the variable of its environment that names its release")
+    restarting.add_argument("--health", metavar="URL",
+                            help="its /health, which names the release (else: --env)")  # fmt: skip
     restarting.add_argument("--wait", type=float, default=30, help="seconds it may take")
     return parser.parse_args(argv)
 
@@ -343,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
             _, failed = sync(supervisor, set(args.names), args.pattern)
             return 1 if failed else 0
         check, ok, not_ok = _checks(supervisor, args)
-        passed = restart(supervisor, args.program, check, ok, not_ok, args.log, args.wait)
+        def started() -> bool:
+            return started_with(supervisor, args.program, args.env, args.release)
+
+        passed = restart(supervisor, args.program, check, ok, not_ok, args.log, args.wait,
+                         started)  # fmt: skip
         return 0 if passed else 1
     except UsageError as error:
         print(f"supervise.py: {error}", file=sys.stderr)

@@ -207,7 +207,7 @@ def deploy(
                 print(f"local: would build {tarball}: {config.product}/, wheels/ "
                       f"(for hosts that have its virtualenv: {config.product}/ alone)")  # fmt: skip
                 packages = "<digest of the wheels and requirements>"
-                code_only = None, frozenset()
+                code_only, copies = (None, frozenset()), None
             else:
                 platforms, venvs = host_facts(executor, config, chosen)
                 wheel = artifacts.build_wheel(workdir)
@@ -215,12 +215,16 @@ def deploy(
                 requirements = wheelhouse.wheel_requirements(wheel) + pip
                 wheels = wheelhouse.build(platforms.values(), requirements, workdir / "wheelhouse")
                 packages = wheelhouse.packages_key(config.python, [wheel, *wheels], pip)
-                # Hosts that have this release's virtualenv get the code alone, not the wheels.
+                # Hosts that have this release's virtualenv get the code alone, not the wheels;
+                # so do those that receive a copy of the one another host of theirs builds.
                 have = frozenset(name for name, keys in venvs.items() if packages in keys)
+                need = [name for name in platforms if name not in have]
+                copies = plan.venv_copies(need, platforms, workdir, config.venv)
+                receive = {name for names in copies.builders.values() for name in names}
                 tarball = (artifacts.build_tarball(config, release, [wheel, *wheels], workdir)
-                           if have != set(platforms) else None)  # fmt: skip
+                           if set(need) - receive else None)  # fmt: skip
                 code_only = (artifacts.build_tarball(config, release, [], workdir, "code")
-                             if have else None), have  # fmt: skip
+                             if have or receive else None), have  # fmt: skip
             rendered = {
                 h.name: render.render_host(config, h, release, wheel_name, all_roles)
                 for h in chosen
@@ -228,7 +232,7 @@ def deploy(
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
-                tls_files=tls_files, code_only=code_only,
+                tls_files=tls_files, code_only=code_only, copies=copies,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:
