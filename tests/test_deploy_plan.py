@@ -239,7 +239,8 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     # /health, the runner (no port) by the release in its environment once RUNNING.
     client = "/usr/bin/python3 /opt/myproduct/supervise.py -c /etc/supervisor/supervisord.conf"
     assert f"( {client} restart myproduct-api-8001 --log " in restart.command
-    assert f"--release {RELEASE} --health http://127.0.0.1:8001/health )" in restart.command
+    assert (f"--release {RELEASE} --env APIPHANT_RELEASE --health http://127.0.0.1:8001/health )"
+            in restart.command)  # fmt: skip
     assert f"( {client} restart myproduct-background --log " in restart.command
     assert "--env APIPHANT_RELEASE )" in restart.command
     assert "supervisorctl" not in restart.command
@@ -353,7 +354,8 @@ def test_rollback_plan_restores_the_previous_release() -> None:
         "/opt/myproduct/releases/20250101000000 /opt/myproduct/current.new"
         in back.activate[0].command
     )
-    assert any("--release 20250101000000 --health" in s.command for s in back.activate)
+    assert any("--release 20250101000000 --env APIPHANT_RELEASE --health" in s.command
+               for s in back.activate)
     assert (
         "/opt/myproduct/releases/20250101000000/config/run sh -c 'python myproduct/test.py'"
         in back.verify[0].command
@@ -586,11 +588,18 @@ def test_hosts_of_one_platform_share_one_virtualenv_build(tmp_path: Path) -> Non
     bookworm, jammy = Platform("3.11", "x86_64", (2, 36)), Platform("3.10", "x86_64", (2, 35))
     platforms = {"a": bookworm, "b": bookworm, "c": jammy, "d": bookworm, "e": jammy, "f":
                  Platform("3.11", "aarch64", (2, 36))}  # fmt: skip
-    copies = plan.venv_copies(["a", "b", "c", "d", "e", "f"], platforms, tmp_path)
+    from types import SimpleNamespace  # venv_copies reads a host's rendered files alone
+
+    wants = {h: SimpleNamespace(files={"requirements.txt": "apiphant\n"}) for h in platforms}
+    copies = plan.venv_copies(["a", "b", "c", "d", "e", "f"], platforms, wants, tmp_path)
     assert copies.builders == {"a": ("b", "d"), "c": ("e",)}
     assert [copies.source(h) for h in "abcdef"] == ["", "a", "", "a", "c", ""]
+    # A host whose rendered requirements differ builds its own.
+    wants["d"] = SimpleNamespace(files={"requirements.txt": "apiphant\nextra\n"})
+    assert plan.venv_copies(list("abcdef"), platforms, wants, tmp_path).builders == {
+        "a": ("b",), "c": ("e",)}
     # deploy.toml's venv = "build": each builds its own.
-    assert plan.venv_copies(list(platforms), platforms, tmp_path, "build").builders == {}
+    assert plan.venv_copies(list(platforms), platforms, wants, tmp_path, "build").builders == {}
 
     config = three_hosts()
     hosts = list(config.hosts)
@@ -645,6 +654,8 @@ def test_a_packed_virtualenv_unpacks_whole_or_not_at_all(tmp_path: Path, monkeyp
     def sh(command: str) -> subprocess.CompletedProcess:
         return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
 
+    gone = sh(commands.pack_venv(paths, "n0ne"))  # tar's failure is the step's, not gzip's
+    assert gone.returncode != 0 and "n0ne" in gone.stderr
     packed = sh(commands.pack_venv(paths, "k3y"))
     assert packed.returncode == 0, packed.stderr
     archive = Path(paths.venv_archive)

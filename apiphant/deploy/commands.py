@@ -155,8 +155,10 @@ def pack_venv(paths: Paths, key: str) -> str:
     virtualenv holds packages only, no secret."""
     archive = q(paths.venv_archive)
     return join(
-        f"tar -C {q(paths.layout.venvs)} --exclude={q(key + '/.complete')} -cf - {q(key)}"
-        f" | gzip -1 > {archive}",
+        # tar runs gzip itself: a file it cannot read fails the step (a pipe's status is
+        # gzip's), and no virtualenv with a hole is sent on.
+        f"tar -C {q(paths.layout.venvs)} --exclude={q(key + '/.complete')} "
+        f"--use-compress-program='gzip -1' -cf {archive} {q(key)}",
         f"chmod 0644 {archive}",
         f"echo \"virtualenv packed for the hosts of this platform: $(du -k {archive} | "
         "cut -f1) KiB\"",

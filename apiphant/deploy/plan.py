@@ -92,14 +92,20 @@ class VenvCopies:
 
 
 def venv_copies(
-    need: list[str], platforms: dict[str, Platform], folder: Path, mode: str = "copy"
+    need: list[str],
+    platforms: dict[str, Platform],
+    rendered: dict[str, HostFiles],
+    folder: Path,
+    mode: str = "copy",
 ) -> VenvCopies:
     """The first host (in config order) of each platform among ``need`` (the hosts that
-    lack the release's virtualenv) builds it; the others of its platform receive copies.
-    With deploy.toml's ``venv = "build"`` (``mode``) each builds its own."""
-    groups: dict[Platform, list[str]] = {}
+    lack the release's virtualenv) builds it; the others of its platform, with the same
+    rendered requirements.txt, receive copies. With deploy.toml's ``venv = "build"``
+    (``mode``) each builds its own."""
+    groups: dict[tuple[Platform, str], list[str]] = {}
     for host in need if mode == "copy" else []:
-        groups.setdefault(platforms[host], []).append(host)
+        wants = rendered[host].files.get("requirements.txt", "")
+        groups.setdefault((platforms[host], wants), []).append(host)
     builders = {hosts[0]: tuple(hosts[1:]) for hosts in groups.values() if len(hosts) > 1}
     return VenvCopies(builders, folder)
 

@@ -207,7 +207,7 @@ def runs_with(supervisor, program: str, variable: str, release: str) -> bool:
 
 
 def started_with(
-    supervisor, program: str, variable: str, release: str, states=("STARTING", "RUNNING")
+    supervisor, program: str, variable: str, release: str, states=("STARTING",)
 ) -> bool:
     """Supervisor has ``program`` in one of ``states`` with ``variable=release`` in its
     environment (the run script exports the release it started in)."""
@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if failed else 0
         check, ok, not_ok = _checks(supervisor, args)
         def started() -> bool:
+            # STARTING only: one RUNNING on the release that fails its check is restarted.
             return started_with(supervisor, args.program, args.env, args.release)
 
         passed = restart(supervisor, args.program, check, ok, not_ok, args.log, args.wait,

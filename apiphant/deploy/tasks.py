@@ -205,7 +205,9 @@ def deploy(
                 print(wheelhouse.describe(["apiphant's dependencies", *pip]))
                 tarball = artifacts.tarball_path(workdir, config, release)
                 print(f"local: would build {tarball}: {config.product}/, wheels/ "
-                      f"(for hosts that have its virtualenv: {config.product}/ alone)")  # fmt: skip
+                      f"(for hosts that have its virtualenv: {config.product}/ alone); the "
+                      "hosts' answers decide which of them build the virtualenv, and which "
+                      f"unpack a copy of another's (venv = {config.venv!r})")  # fmt: skip
                 packages = "<digest of the wheels and requirements>"
                 code_only, copies = (None, frozenset()), None
             else:
@@ -219,16 +221,15 @@ def deploy(
                 # so do those that receive a copy of the one another host of theirs builds.
                 have = frozenset(name for name, keys in venvs.items() if packages in keys)
                 need = [name for name in platforms if name not in have]
-                copies = plan.venv_copies(need, platforms, workdir, config.venv)
+                rendered = _render(config, chosen, release, wheel_name, all_roles)
+                copies = plan.venv_copies(need, platforms, rendered, workdir, config.venv)
                 receive = {name for names in copies.builders.values() for name in names}
                 tarball = (artifacts.build_tarball(config, release, [wheel, *wheels], workdir)
                            if set(need) - receive else None)  # fmt: skip
                 code_only = (artifacts.build_tarball(config, release, [], workdir, "code")
                              if have or receive else None), have  # fmt: skip
-            rendered = {
-                h.name: render.render_host(config, h, release, wheel_name, all_roles)
-                for h in chosen
-            }
+            if dry_run:
+                rendered = _render(config, chosen, release, wheel_name, all_roles)
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
@@ -251,6 +252,12 @@ def deploy(
             executor.close()
     say(print, ("OK: " if outcome.ok else "FAILED: ") + outcome.message)
     return 0 if outcome.ok else 1
+
+
+def _render(
+    config: Config, hosts: list[Host], release: str, wheel: str, all_roles: dict[str, roles.Role]
+) -> dict[str, render.HostFiles]:
+    return {h.name: render.render_host(config, h, release, wheel, all_roles) for h in hosts}
 
 
 def parallel_width(value: int | str) -> int:
