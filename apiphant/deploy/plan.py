@@ -77,8 +77,9 @@ class VenvCopies:
     """The hosts that get the release's virtualenv as another host of their platform built
     it: ``builders`` maps each host that builds one to the hosts that receive its copy, and
     each copy travels through ``folder`` on the deploying machine. The hosts of a platform
-    take the same wheels (``wheelhouse.platform_tags``) into the same paths (one layout), so
-    one build serves them all: a deploy to ten hosts builds one virtualenv, not ten."""
+    with the same requirements take the same wheels (``wheelhouse.platform_tags``) into the
+    same paths (one layout), so one build serves them all: a deploy to ten hosts builds one
+    virtualenv, not ten."""
 
     builders: dict[str, tuple[str, ...]]
     folder: Path

@@ -16,8 +16,12 @@ supervisord answered with an error)::
 
     supervise.py -c CONF ping
     supervise.py -c CONF sync PATTERN [NAME ...]
-    supervise.py -c CONF restart PROGRAM --log FILE (--health URL | --env VAR) --release ID
+    supervise.py -c CONF restart PROGRAM --log FILE --env VAR [--health URL] --release ID
                  [--wait SECONDS]
+
+A restart checks a worker on its ``--health`` and a program without a port by ``--env``
+(the variable the run script exports with the release); one still STARTING with that
+release is waited for rather than started twice.
 """
 
 from __future__ import annotations  # the host's Python may be older than the deployer's
@@ -358,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             _, failed = sync(supervisor, set(args.names), args.pattern)
             return 1 if failed else 0
         check, ok, not_ok = _checks(supervisor, args)
+
         def started() -> bool:
             # STARTING only: one RUNNING on the release that fails its check is restarted.
             return started_with(supervisor, args.program, args.env, args.release)
