@@ -149,6 +149,12 @@ def released(output: str) -> str:
     return match.group(1)
 
 
+def allow_sudo() -> None:
+    """Passwordless sudo for the login, as a cloud image has."""
+    SUDOERS.write_text(f"{LOGIN} ALL=(ALL) NOPASSWD:ALL\n")
+    SUDOERS.chmod(0o440)
+
+
 @pytest.fixture(scope="module")
 def deployer(tmp_path_factory: pytest.TempPathFactory):
     cleanup = HostCleanup(PRODUCT, envs=("staging",))
@@ -164,8 +170,7 @@ def deployer(tmp_path_factory: pytest.TempPathFactory):
         assert run(f"useradd --create-home --shell /bin/bash --groups sudo {LOGIN}").returncode == 0
         made_user = True
         run(f"usermod -p '*' {LOGIN}")  # no password, not locked: key login only
-        SUDOERS.write_text(f"{LOGIN} ALL=(ALL) NOPASSWD:ALL\n")
-        SUDOERS.chmod(0o440)
+        allow_sudo()
         with Sshd(folder / "ssh") as ssh, Sshd(folder / "ssh-root") as root_ssh:
             home = Path(pwd.getpwnam(LOGIN).pw_dir)
             (home / ".ssh").mkdir(mode=0o700, exist_ok=True)
@@ -279,3 +284,42 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     assert refused.returncode == 1 and len(lines) == 1, refused.stdout
     assert f"web1: user {LOGIN} may not run this as root with sudo" in lines[0]
     assert "APIPHANT_SUDO_PASSWORD" in lines[0]
+
+
+def test_a_sudo_user_downloads_what_a_root_step_made_readable(deployer: Deployer) -> None:
+    """The copy of a virtualenv travels through the deployer (deploy.toml's venv = "copy"):
+    packed by root on the host that built it, fetched over SFTP as the login user, who is
+    not root. A file root made readable (0644, as commands.pack_venv does) comes down
+    whole; one it did not is a one-line failure naming the host, the step and the file."""
+    from fabric import Config as FabricConfig
+
+    from apiphant.deploy import plan, runner
+    from apiphant.deploy.config import load
+
+    allow_sudo()  # as the fixture did: the test before takes it away at its end
+    config = load(deployer.repo / "deploy.toml")
+    assert config.login_of(config.host("web1")) == LOGIN
+    folder = Path(f"/var/tmp/apiphant-download-{os.getpid()}")
+    lines: list[str] = []
+    fabric = FabricConfig(overrides={"connect_kwargs": {"key_filename": [str(deployer.key)]}})
+    executor = runner.Remote(config, fabric, lines.append)
+    try:
+        made = plan.Step("web1", "make two files as root", (
+            f"install -d -m 0755 {folder} && head -c 300000 /dev/urandom > {folder}/open && "
+            f"chmod 0644 {folder}/open && echo secret > {folder}/closed && "
+            f"chmod 0600 {folder}/closed"))  # fmt: skip
+        executor.run(made)
+        assert (folder / "open").stat().st_uid == 0  # root's, through sudo
+        local = deployer.folder / "fetched"
+        executor.run(plan.Step("web1", "download it", download=plan.Download(
+            f"{folder}/open", local, "a file")))  # fmt: skip
+        assert local.read_bytes() == (folder / "open").read_bytes()
+        with pytest.raises(runner.StepFailed) as failed:
+            executor.run(plan.Step("web1", "download the other", download=plan.Download(
+                f"{folder}/closed", deployer.folder / "closed", "a file")))  # fmt: skip
+        message = str(failed.value)
+        assert "\n" not in message
+        assert message.startswith(f"web1: download the other failed: {folder}/closed: ")
+    finally:
+        executor.close()
+        shutil.rmtree(folder, ignore_errors=True)
