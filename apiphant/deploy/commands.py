@@ -19,6 +19,7 @@ from apiphant.deploy.layout import (
     RELEASE_ID_SHELL,
     SUPERVISOR_CONF,
     SUPERVISOR_INCLUDE,
+    VENV_DONE,
     Layout,
     Paths,
 )
@@ -122,7 +123,7 @@ def virtualenv(paths: Paths, python: str, product: str, key: str, wheels: bool =
     release's wheels; the release links to it. A build that died is started again. Without
     ``wheels`` (the host said it had the virtualenv, so none were sent) it must be there."""
     shared = paths.layout.venv(key)
-    done = f"{shared}/.complete"
+    done = paths.layout.venv_done(key)
     gone = q(f"virtualenv {shared} is no longer on this host (the deploy sent no wheels, as "
              "the host had it when asked): deploy again")  # fmt: skip
     build = (
@@ -140,7 +141,7 @@ def _venv(paths: Paths, product: str, key: str, make: str) -> str:
     shared = paths.layout.venv(key)
     return join(
         f"install -d -m 0755 {q(paths.layout.venvs)}",
-        f"if [ -e {q(shared + '/.complete')} ]; then echo 'virtualenv: same packages as an "
+        f"if [ -e {q(paths.layout.venv_done(key))} ]; then echo 'virtualenv: same packages as an "
         f"earlier release, reused {shared}'; else {make}; fi",
         f"ln -sfn {q(shared)} {q(paths.venv)}",
         f"{q(paths.venv + '/bin/python')} -m compileall -q {q(paths.product(product))}",
@@ -157,7 +158,7 @@ def pack_venv(paths: Paths, key: str) -> str:
     return join(
         # tar runs gzip itself: a file it cannot read fails the step (a pipe's status is
         # gzip's), and no virtualenv with a hole is sent on.
-        f"tar -C {q(paths.layout.venvs)} --exclude={q(key + '/.complete')} "
+        f"tar -C {q(paths.layout.venvs)} --exclude={q(key + '/' + VENV_DONE)} "
         f"--use-compress-program='gzip -1' -cf {archive} {q(key)}",
         f"chmod 0644 {archive}",
         f"echo \"virtualenv packed for the hosts of this platform: $(du -k {archive} | "
@@ -174,7 +175,7 @@ def virtualenv_from_archive(paths: Paths, product: str, key: str) -> str:
     archive = q(paths.venv_archive)
     unpack = (
         f"rm -rf {q(shared)} && tar -xzf {archive} -C {q(paths.layout.venvs)} "
-        f"--no-same-owner && touch {q(shared + '/.complete')} && echo 'virtualenv: "
+        f"--no-same-owner && touch {q(paths.layout.venv_done(key))} && echo 'virtualenv: "
         f"unpacked {shared} as built on another host of this platform'"
     )
     return f"{_venv(paths, product, key, unpack)}; status=$?; rm -f {archive}; exit $status"

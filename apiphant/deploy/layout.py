@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from apiphant.app import RELEASE_ENV
 
 ROOT = "/opt"
+#: In a shared virtualenv once it is whole (built, or unpacked from a copy): only those count.
+VENV_DONE = ".complete"
 LOG_ROOT = "/var/log"
 PRODUCTION = "production"
 
@@ -106,6 +108,9 @@ class Layout:
 
     def venv(self, key: str) -> str:
         return f"{self.venvs}/{key}"
+
+    def venv_done(self, key: str) -> str:
+        return f"{self.venv(key)}/{VENV_DONE}"
 
     @property
     def current_tls_fullchain(self) -> str:

@@ -210,6 +210,7 @@ def deploy(
                       f"unpack a copy of another's (venv = {config.venv!r})")  # fmt: skip
                 packages = "<digest of the wheels and requirements>"
                 code_only, copies = (None, frozenset()), None
+                rendered = _render(config, chosen, release, wheel_name, all_roles)
             else:
                 platforms, venvs = host_facts(executor, config, chosen)
                 wheel = artifacts.build_wheel(workdir)
@@ -228,8 +229,6 @@ def deploy(
                            if set(need) - receive else None)  # fmt: skip
                 code_only = (artifacts.build_tarball(config, release, [], workdir, "code")
                              if have or receive else None), have  # fmt: skip
-            if dry_run:
-                rendered = _render(config, chosen, release, wheel_name, all_roles)
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
@@ -257,6 +256,7 @@ def deploy(
 def _render(
     config: Config, hosts: list[Host], release: str, wheel: str, all_roles: dict[str, roles.Role]
 ) -> dict[str, render.HostFiles]:
+    """Every chosen host's rendered files (the copies need them to group hosts)."""
     return {h.name: render.render_host(config, h, release, wheel, all_roles) for h in hosts}
 
 

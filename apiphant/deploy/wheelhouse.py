@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote as q
 
+from apiphant.deploy.layout import VENV_DONE
+
 __all__ = [
     "Platform",
     "WheelhouseError",
@@ -69,8 +71,9 @@ def facts_command(python: str, venvs: str) -> str:
     """Asks a host what its virtualenvs will run (the release's venv is made by ``python``)
     and, one ``venv KEY`` line each, which complete ones it has in ``venvs``: a host that has
     the release's gets no wheels (``complete_venvs``)."""
-    each = 'for f in {}/*/.complete; do [ -e "$f" ] && echo "venv $(basename "$(dirname "$f")")"'
-    return f"{q(python)} -c {q(FACTS_SCRIPT)} && {{ {each.format(q(venvs))}; done; true; }}"
+    each = (f'for f in {q(venvs)}/*/{VENV_DONE}; do [ -e "$f" ] && '
+            'echo "venv $(basename "$(dirname "$f")")"')  # fmt: skip
+    return f"{q(python)} -c {q(FACTS_SCRIPT)} && {{ {each}; done; true; }}"
 
 
 def complete_venvs(text: str) -> frozenset[str]:
