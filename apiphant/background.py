@@ -210,7 +210,7 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """``apiphant-background PRODUCT``: schedule the tasks until SIGTERM or SIGINT, exit 0."""
     # Before anything imports socket, ssl or the product: tasks' I/O must be cooperative.
-    from gevent import monkey
+    from apiphant import monkey
 
     monkey.patch_all()
 

@@ -354,7 +354,7 @@ def run(argv: list[str]) -> int:
         _cors(args), _trusted(args)
         product = locate(args.product)
         return reloader.run(product.path, [a for a in argv if a != "--reload"])
-    from gevent import monkey
+    from apiphant import monkey
 
     monkey.patch_all()
     return serve(args)

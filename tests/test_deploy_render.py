@@ -77,7 +77,11 @@ def test_nginx_site_says_what_the_issue_asks() -> None:
     site = one_host().files["nginx.conf"]
     assert f"client_max_body_size {DEFAULT_MAX_BODY};" in site
     assert "proxy_http_version 1.1;" in site
-    assert 'proxy_set_header Connection "";' in site
+    # Keep-alive to the workers, except for the smoke test's loopback listener: it leaves
+    # no idle connection for a worker the next deploy restarts to wait for.
+    assert "proxy_set_header Connection $myproduct_upstream_connection;" in site
+    assert "map $server_port $myproduct_upstream_connection {\n    8000 close;\n" \
+           '    default "";\n}' in site  # fmt: skip
     assert "upstream myproduct_default {" in site and "keepalive 32;" in site
     # The rolling restart's rotation check asks one Nginx process for all of them.
     assert "zone myproduct_default 64k;" in site

@@ -60,7 +60,7 @@ def delete(request):
 
 
 def make_product(folder: Path, front: int, local: int, port_a: int, port_b: int,
-                 nginx: str = "", top: str = "") -> Path:  # fmt: skip
+                 nginx: str = "", top: str = "", api: str = "") -> Path:  # fmt: skip
     product = folder / PRODUCT
     for part in ("", "api", "api/v0"):
         (product / part).mkdir(parents=True, exist_ok=True)
@@ -76,6 +76,7 @@ def make_product(folder: Path, front: int, local: int, port_a: int, port_b: int,
 
             [api]
             max_body = "64K"
+            {api}
 
             [nginx]
             listen = "127.0.0.1:{front}"
@@ -151,12 +152,12 @@ class Front:
 @contextlib.contextmanager
 def front_and_pools(tmp_path: Path, nginx_toml: str = "",
                     worker_env: dict[str, str] | None = None, top: str = "",
-                    tls_dir: Path | None = None) -> Iterator[Front]:  # fmt: skip
+                    tls_dir: Path | None = None, api: str = "") -> Iterator[Front]:  # fmt: skip
     """The three-host config rendered by `fab render`; its front's site served by a real nginx,
     its pools by apiphant workers on 127.0.0.2 and 127.0.0.3."""
     front, local = free_port(), free_port()
     port_a, port_b = free_port("127.0.0.2"), free_port("127.0.0.3")
-    product = make_product(tmp_path, front, local, port_a, port_b, nginx_toml, top)
+    product = make_product(tmp_path, front, local, port_a, port_b, nginx_toml, top, api)
     out = tmp_path / "rendered"
     rendered = fab("render", f"--product={product}", "--out", str(out))
     assert rendered.returncode == 0, rendered.stdout
@@ -250,6 +251,32 @@ def test_only_the_server_names_reach_the_api_from_outside(tmp_path: Path) -> Non
         assert bad.startswith(b"HTTP/1.1 400 ") and b"nginx/" not in bad, bad
         assert post(front.local_url + echo, host="localhost") == (
             200, {"pool": "A", "target": "echo", "scheme": "http"})  # fmt: skip
+
+
+def upstream_connections(address: str) -> int:
+    """Established TCP connections to ``address`` (HOST:PORT), as ``ss`` lists them."""
+    listed = subprocess.run(["ss", "-Htn", "state", "established", "dst", address],
+                            capture_output=True, text=True, check=True, timeout=10)  # fmt: skip
+    return len(listed.stdout.splitlines())
+
+
+def test_the_smoke_tests_way_in_leaves_no_idle_connection_to_a_worker(tmp_path: Path) -> None:
+    """Through the loopback listener Nginx asks the worker to close after its answer, so a
+    deploy's smoke test leaves nothing a worker restarted by the next deploy waits for while
+    it drains; the public listener keeps its keep-alive connection. Nginx would keep an idle
+    one 40 s here; the wait for none is bounded well below that."""
+    with front_and_pools(tmp_path, "upstream_keepalive_timeout = 40",
+                         api="drain_timeout = 60") as front:  # fmt: skip
+        worker = f"127.0.0.2:{front.ports[0]}"
+        echo = "/api/v0/echo/read"
+        assert post(front.local_url + echo, host="localhost")[0] == 200
+        for _ in range(200):
+            if upstream_connections(worker) == 0:
+                break
+            time.sleep(0.05)
+        assert upstream_connections(worker) == 0
+        assert post(front.url + echo)[0] == 200
+        assert upstream_connections(worker) == 1  # kept for the next request
 
 
 def test_rate_limit_answers_429_in_json(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -130,12 +131,16 @@ class Site:
         self, args: tuple[str, ...], when: str, then, timeout: float = 300
     ) -> tuple[int, str]:
         """`fab ARGS` whose output is read as it comes; ``then()`` runs once a line matches
-        the regex ``when``. Returns the exit status and the whole output."""
+        the regex ``when``. Returns the exit status and the whole output. Its temporary
+        files go to a folder of the test's, removed after: a deployer that ``then()`` kills
+        cannot remove its own."""
         command = [sys.executable, "-m", "fabric", "-i", str(self.key), *args,
                    f"--product={self.product}", "--config", str(self.config_path)]  # fmt: skip
+        scratch = Path(tempfile.mkdtemp(prefix="fab-until-", dir=self.folder))
         proc = subprocess.Popen(
             command, cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", TMPDIR=str(scratch)),
+            start_new_session=True,
         )  # fmt: skip
         lines, fired = [], False
         timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
@@ -153,6 +158,7 @@ class Site:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+            shutil.rmtree(scratch, ignore_errors=True)
         output = "".join(lines)
         print(f"$ fab {' '.join(args)}\n{output}\n(exit {proc.returncode})")
         assert fired, f"never saw {when!r}:\n{output[-3000:]}"

@@ -36,7 +36,7 @@ SUITE = "bookworm"
 #: has nothing to do), sshd, and the tools a test runs in a host.
 PACKAGES = (
     "python3", "python3-venv", "openssh-server", "sudo", "nginx", "supervisor", "curl",
-    "mount", "iputils-ping", "procps", "logrotate", "iproute2", "ca-certificates",
+    "mount", "iputils-ping", "procps", "logrotate", "iproute2", "ca-certificates", "zstd",
 )  # fmt: skip
 CACHE = Path("/var/cache/apiphant-test-hosts")
 #: Every name this module gives a namespace, link or folder starts with this.

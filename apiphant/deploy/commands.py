@@ -156,10 +156,10 @@ def pack_venv(paths: Paths, key: str) -> str:
     virtualenv holds packages only, no secret."""
     archive = q(paths.venv_archive)
     return join(
-        # tar runs gzip itself: a file it cannot read fails the step (a pipe's status is
-        # gzip's), and no virtualenv with a hole is sent on.
+        # tar runs zstd itself: a file it cannot read fails the step (a pipe's status is
+        # zstd's), and no virtualenv with a hole is sent on.
         f"tar -C {q(paths.layout.venvs)} --exclude={q(key + '/' + VENV_DONE)} "
-        f"--use-compress-program='gzip -1' -cf {archive} {q(key)}",
+        f"--zstd -cf {archive} {q(key)}",
         f"chmod 0644 {archive}",
         f"echo \"virtualenv packed for the hosts of this platform: $(du -k {archive} | "
         "cut -f1) KiB\"",
@@ -174,7 +174,7 @@ def virtualenv_from_archive(paths: Paths, product: str, key: str) -> str:
     shared = paths.layout.venv(key)
     archive = q(paths.venv_archive)
     unpack = (
-        f"rm -rf {q(shared)} && tar -xzf {archive} -C {q(paths.layout.venvs)} "
+        f"rm -rf {q(shared)} && tar --zstd -xf {archive} -C {q(paths.layout.venvs)} "
         f"--no-same-owner && touch {q(paths.layout.venv_done(key))} && echo 'virtualenv: "
         f"unpacked {shared} as built on another host of this platform'"
     )

@@ -30,7 +30,7 @@ from shlex import quote as q
 
 from apiphant.deploy import artifacts, commands, roles
 from apiphant.deploy.config import Config, Host, Pool, Worker
-from apiphant.deploy.layout import Paths
+from apiphant.deploy.layout import VENV_ARCHIVE, Paths
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
 from apiphant.deploy.wheelhouse import Platform
@@ -89,7 +89,7 @@ class VenvCopies:
         return next((b for b, receivers in self.builders.items() if host in receivers), "")
 
     def archive(self, builder: str) -> Path:
-        return self.folder / f"venv-{builder}.tar.gz"
+        return self.folder / f"{builder}-{VENV_ARCHIVE}"
 
 
 def venv_copies(
