@@ -214,18 +214,21 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     steps = deploy_plan(one_host()).activate
     whys = [s.why for s in steps]
     first = f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}"
-    start = whys.index(f"{first}; restart myproduct-background")
-    back = "Nginx sends requests to 127.0.0.1:{} again (at most fail_timeout 3s after a refusal)"
+    beside = f"{first}; restart myproduct-background (checked after the batches)"
+    start = whys.index(beside)
+    back = "Nginx sends requests to 127.0.0.1:{} again (at most fail_timeout 1s after a refusal)"
     assert whys[start:] == [
-        # The background runner restarts beside the first worker: it serves no traffic.
-        f"{first}; restart myproduct-background",
+        # The background runner restarts beside the first worker: it serves no traffic, and
+        # its start (a second of startsecs) holds up no batch: it is checked at the end.
+        beside,
         back.format(8001),
         f"restart myproduct-api-8002; wait for /health to answer release {RELEASE}",
         back.format(8002),
+        f"myproduct-background runs release {RELEASE}",
         "supervisor: add and remove programs to match the config",
     ]
     # Each a stage of its own: the next batch restarts once Nginx has the last one back.
-    assert [s.stage for s in steps[start:]] == [1, 2, 3, 4, 5]
+    assert [s.stage for s in steps[start:]] == [1, 2, 3, 4, 5, 5]
     for step in steps[start:]:
         # Never a whole-group restart, never an update of every program on the host, and no
         # Nginx reload: that would close busy client connections.
@@ -242,7 +245,10 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     assert (f"--release {RELEASE} --env APIPHANT_RELEASE --health http://127.0.0.1:8001/health )"
             in restart.command)  # fmt: skip
     assert f"( {client} restart myproduct-background --log " in restart.command
-    assert "--env APIPHANT_RELEASE )" in restart.command
+    assert "--env APIPHANT_RELEASE --no-wait )" in restart.command
+    check = steps[whys.index(f"myproduct-background runs release {RELEASE}")].command
+    assert check.startswith(f"{client} restart myproduct-background --log ")
+    assert check.endswith(f"--release {RELEASE} --env APIPHANT_RELEASE")
     assert "supervisorctl" not in restart.command
     upload = steps[whys.index("the kit's Supervisor client")]
     assert upload.upload.remote == "/opt/myproduct/supervise.py" and upload.upload.mode == 0o644

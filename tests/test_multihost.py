@@ -112,9 +112,7 @@ class Site:
             "drain_timeout = 10": "drain_timeout = 10\naccess_log = true",
             # A request sent to a host that vanished is given up after 5 s: a read is then
             # tried on the pool's other host, within the clients' 10 s.
-            # fail_timeout 1 s: the rolling restart waits 2 s between workers instead of 4, so
-            # the module's ten activations stay within its time (the rule is the kit's).
-            'listen = "80"': 'listen = "80"\nread_timeout = 5\nfail_timeout = 1',
+            'listen = "80"': 'listen = "80"\nread_timeout = 5',
             "[pools.main]                          # no targets: the default pool, everything "
             'else\nhosts = ["api1"]': '[pools.main]\nhosts = ["api1", "api2"]',
         }

@@ -223,6 +223,43 @@ def test_a_program_starting_on_the_release_already_is_waited_for_not_restarted(
         supervisord.stop()
 
 
+def test_no_wait_starts_the_runner_and_a_later_restart_checks_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The deploy starts the runner beside the first batch without waiting out its
+    startsecs, and checks it once the batches are done: the same restart, which waits for
+    one STARTING on the release instead of starting it twice."""
+    monkeypatch.setattr(Supervisord, "startsecs", 3)
+    supervisord = Supervisord(tmp_path)
+    try:
+        supervisord.wait("p-background")
+        supervisord.release.write_text("R2\n")
+        started = supervisord.restart("p-background", "R2", "--no-wait")
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.splitlines() == [
+            "p-background: stopped",
+            "p-background: start requested",
+            "p-background: not waited for here; checked later",
+        ]
+        pid = supervisord.wait("p-background", "STARTING")["pid"]
+        environ = Path(f"/proc/{pid}/environ")
+        deadline = time.monotonic() + 10
+        while b"APIPHANT_RELEASE=R2" not in environ.read_bytes().split(b"\0"):
+            assert time.monotonic() < deadline, "the runner did not read its release"
+            time.sleep(0.02)
+        checked = supervisord.restart("p-background", "R2")
+        assert checked.returncode == 0, checked.stderr
+        assert checked.stdout.splitlines() == [
+            "p-background: starting on the release already; waiting for it",
+            "p-background: runs release R2",
+        ]
+        assert supervisord.info("p-background")["pid"] == pid
+        both = supervisord.restart("p-background", "R2", "--no-wait", "--wait", "5")
+        assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    finally:
+        supervisord.stop()
+
+
 def test_a_changed_program_config_is_applied_to_that_program_alone(
     supervisord: Supervisord,
 ) -> None:

@@ -425,11 +425,15 @@ def in_rotation(
     )
 
 
-def restart_background(layout: Layout, program: str, release: str, log: str) -> str:
+def restart_background(
+    layout: Layout, program: str, release: str, log: str, wait: bool = True
+) -> str:
     """The runner has no port: it is checked by the release id in its environment, once
-    Supervisor has it RUNNING (past its ``startsecs``)."""
+    Supervisor has it RUNNING (past its ``startsecs``). Without ``wait`` it is only started
+    on the release: the same command with ``wait`` checks it later (one STARTING on the
+    release is waited for, one running it passes)."""
     return supervise(layout, "restart", program, "--log", log, "--release", release,
-                     "--env", RELEASE_ENV)  # fmt: skip
+                     "--env", RELEASE_ENV, *([] if wait else ["--no-wait"]))  # fmt: skip
 
 
 def supervisor_sync(layout: Layout, programs: Iterable[str]) -> str:

@@ -134,9 +134,13 @@ class Nginx:
     upstream_keepalive: int = 32
     #: Nginx closes an idle upstream connection after this; a draining worker waits
     #: longer (``drain_idle_grace``) before closing one, so Nginx never writes to a closed one.
-    upstream_keepalive_timeout: float = 4.0
-    #: A worker that refused a connection gets no requests for this long (max_fails=1).
-    fail_timeout: float = 3.0
+    #: Short, because a worker the rolling restart stops waits that long for the idle ones
+    #: that traffic leaves behind; a connection made again costs a round trip on a LAN.
+    upstream_keepalive_timeout: float = 1.0
+    #: A worker that refused a connection gets no requests for this long (max_fails=1): the
+    #: rolling restart's next batch waits for it. A host that died (no refusal, a connect
+    #: timeout) costs one request ``connect_timeout`` of delay this often.
+    fail_timeout: float = 1.0
     #: Connections per Nginx worker process, clients and upstreams together. Debian's 768
     #: let about 1,500 slow clients shut everyone out.
     worker_connections: int = 16384

@@ -462,7 +462,9 @@ def activate_steps(
         )
         for host in hosts
     ]
-    return tuple(staged([*switch_stages, *rolling_restart(config, hosts, releases), sync]))
+    restarts, checks = rolling_restart(config, hosts, releases)
+    # A host's steps of one stage run in order: the runner's check before its host's sync.
+    return tuple(staged([*switch_stages, *restarts, checks + sync]))
 
 
 def obtain_step(
@@ -506,9 +508,11 @@ def batches(config: Config, hosts: list[Host]) -> list[list[list[Worker]]]:
 
 def rolling_restart(
     config: Config, hosts: list[Host], releases: dict[str, str]
-) -> list[list[Step]]:
+) -> tuple[list[list[Step]], list[Step]]:
     """The API workers in batches per pool, pools side by side (``batches``); never a whole
-    pool at once.
+    pool at once. Returns the stages, and the steps that check afterwards what they only
+    started: the background runner serves no traffic, so its start (Supervisor's
+    ``startsecs`` until RUNNING, a second) holds up no batch.
 
     A batch's workers restart together, each host's in one step, and each is checked on
     its own /health until it answers the new release; then every front's Nginx must send
@@ -528,13 +532,18 @@ def rolling_restart(
             pools_of.setdefault(w.address, []).append(pool.name)
     groups = batches(config, hosts)
     # The background runner restarts beside the first batch restarted on its host, or in
-    # the first stage on a host of its own.
+    # the first stage on a host of its own; it is checked once the batches are done.
     beside: dict[str, tuple[str, str]] = {}
+    checks: list[Step] = []
     runner = config.background_host()
     if runner is not None and runner.name in {h.name for h in hosts}:
-        program = layout.background
-        beside[runner.name] = (f"restart {program}", commands.restart_background(
-            layout, program, releases[runner.name], layout.log(program)))  # fmt: skip
+        program, release = layout.background, releases[runner.name]
+        beside[runner.name] = (f"restart {program} (checked after the batches)",
+                               commands.restart_background(layout, program, release,
+                                                           layout.log(program), wait=False))
+        checks.append(Step(runner.name, f"{program} runs release {release}",
+                           commands.restart_background(layout, program, release,
+                                                       layout.log(program))))  # fmt: skip
     stages: list[list[Step]] = []
     for n in range(max((len(g) for g in groups), default=0)):
         batch = [w for group in groups if n < len(group) for w in group[n]]
@@ -573,7 +582,7 @@ def rolling_restart(
         if not stages:
             stages.append([])
         stages[0].append(Step(name, why, command))
-    return stages
+    return stages, checks
 
 
 def verify_steps(

@@ -17,11 +17,12 @@ supervisord answered with an error)::
     supervise.py -c CONF ping
     supervise.py -c CONF sync PATTERN [NAME ...]
     supervise.py -c CONF restart PROGRAM --log FILE --env VAR [--health URL] --release ID
-                 [--wait SECONDS]
+                 [--wait SECONDS | --no-wait]
 
 A restart checks a worker on its ``--health`` and a program without a port by ``--env``
 (the variable the run script exports with the release); one still STARTING with that
-release is waited for rather than started twice.
+release is waited for rather than started twice. ``--no-wait`` returns once the start is
+requested: a later restart with the same release waits for it, or finds it running.
 """
 
 from __future__ import annotations  # the host's Python may be older than the deployer's
@@ -257,14 +258,15 @@ def _tail(path: str, lines: int) -> str:
 
 
 def restart(
-    supervisor, program: str, check, ok: str, not_ok: str, log: str, wait: float, started=None
+    supervisor, program: str, check, ok: str, not_ok: str, log: str, wait: float, started=None,
+    no_wait: bool = False,
 ) -> bool:
     """Apply the program's own config change; unless ``check()`` passes already, or the
     program is starting on the release already (``started()``: supervisord itself started it
     after the switch, as on a first deploy), stop it (its drain waited for) and start it
     without waiting out startsecs; then poll ``check`` (POLL apart, for ``wait`` seconds),
-    ending early when Supervisor gives up on it (FATAL). A failure prints its status and
-    the end of its log on stderr."""
+    ending early when Supervisor gives up on it (FATAL), or, with ``no_wait``, return (a
+    later call checks). A failure prints its status and the end of its log on stderr."""
     try:
         try:
             applied, failed = sync(supervisor, {program}, "")
@@ -291,6 +293,9 @@ def restart(
             print(f"{program}: stopped")
             _unless("ALREADY_STARTED", supervisor.startProcess, program, False)
             print(f"{program}: start requested")
+        if no_wait:
+            print(f"{program}: not waited for here; checked later")
+            return True
         now = time.monotonic()
         deadline, fatal_check = now + wait, now + FATAL_EVERY
         while True:
@@ -331,7 +336,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                             help="the variable of its environment that names its release")
     restarting.add_argument("--health", metavar="URL",
                             help="its /health, which names the release (else: --env)")  # fmt: skip
-    restarting.add_argument("--wait", type=float, default=30, help="seconds it may take")
+    waiting = restarting.add_mutually_exclusive_group()
+    waiting.add_argument("--wait", type=float, default=30, help="seconds it may take")
+    waiting.add_argument("--no-wait", action="store_true",
+                         help="return once it is started (a later restart checks it)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -368,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             return started_with(supervisor, args.program, args.env, args.release)
 
         passed = restart(supervisor, args.program, check, ok, not_ok, args.log, args.wait,
-                         started)  # fmt: skip
+                         started, args.no_wait)  # fmt: skip
         return 0 if passed else 1
     except UsageError as error:
         print(f"supervise.py: {error}", file=sys.stderr)
