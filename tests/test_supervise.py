@@ -116,6 +116,17 @@ class Supervisord:
             time.sleep(0.05)
         return info
 
+    def starting_on(self, release: str) -> int:
+        """The runner's pid once STARTING and past the shell that reads the release (it is
+        in its environment then)."""
+        pid = self.wait("p-background", "STARTING")["pid"]
+        environ = Path(f"/proc/{pid}/environ")
+        deadline = time.monotonic() + 10
+        while f"APIPHANT_RELEASE={release}".encode() not in environ.read_bytes().split(b"\0"):
+            assert time.monotonic() < deadline, "the runner did not read its release"
+            time.sleep(0.02)
+        return pid
+
     def restart(self, name: str, release: str, *more: str) -> subprocess.CompletedProcess:
         how = ["--env", "APIPHANT_RELEASE"]
         if "background" not in name:
@@ -189,18 +200,8 @@ def test_a_program_starting_on_the_release_already_is_waited_for_not_restarted(
     monkeypatch.setattr(Supervisord, "startsecs", 4)
     supervisord = Supervisord(tmp_path)
 
-    def starting_on_r1() -> int:
-        """STARTING, and past the shell that reads the release: it is in the environment."""
-        pid = supervisord.wait("p-background", "STARTING")["pid"]
-        environ = Path(f"/proc/{pid}/environ")
-        deadline = time.monotonic() + 10
-        while b"APIPHANT_RELEASE=R1" not in environ.read_bytes().split(b"\0"):
-            assert time.monotonic() < deadline, "the runner did not read its release"
-            time.sleep(0.02)
-        return pid
-
     try:
-        first = starting_on_r1()
+        first = supervisord.starting_on("R1")
         done = supervisord.restart("p-background", "R1")
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [
@@ -210,7 +211,7 @@ def test_a_program_starting_on_the_release_already_is_waited_for_not_restarted(
         assert supervisord.info("p-background")["pid"] == first
         supervisord.rpc.stopProcess("p-background")
         supervisord.rpc.startProcess("p-background", False)  # STARTING again, on R1
-        starting_on_r1()
+        supervisord.starting_on("R1")
         supervisord.release.write_text("R2\n")
         done = supervisord.restart("p-background", "R2")
         assert done.returncode == 0, done.stderr
@@ -241,12 +242,7 @@ def test_no_wait_starts_the_runner_and_a_later_restart_checks_it(
             "p-background: start requested",
             "p-background: not waited for here; checked later",
         ]
-        pid = supervisord.wait("p-background", "STARTING")["pid"]
-        environ = Path(f"/proc/{pid}/environ")
-        deadline = time.monotonic() + 10
-        while b"APIPHANT_RELEASE=R2" not in environ.read_bytes().split(b"\0"):
-            assert time.monotonic() < deadline, "the runner did not read its release"
-            time.sleep(0.02)
+        pid = supervisord.starting_on("R2")
         checked = supervisord.restart("p-background", "R2")
         assert checked.returncode == 0, checked.stderr
         assert checked.stdout.splitlines() == [
