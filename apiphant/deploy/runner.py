@@ -189,7 +189,7 @@ class Remote(Executor):
                 raise Unreachable(
                     f"{name} ({target}): cannot connect: {_reason(error)}"
                 ) from None
-            _detect_loss(conn)
+            _tune(conn)
             self.connections[name] = conn
             login = self.config.login_of(host)
             if login != "root":
@@ -403,13 +403,20 @@ def tunnel(transport: Any, port: int) -> Iterator[str]:
 TUNNEL_CONNECT = 15
 
 
-def _detect_loss(conn: Any) -> None:
-    """Keepalives and TCP_USER_TIMEOUT on an open connection (see LOST_AFTER)."""
+def _tune(conn: Any) -> None:
+    """An open connection's socket: keepalives and TCP_USER_TIMEOUT (see LOST_AFTER), and
+    TCP_NODELAY. Without it each command waited about 40 ms: paramiko sends a channel's
+    open and its exec as two small packets, and Nagle's algorithm holds the second until
+    the host's delayed ACK of the first (OpenSSH's own client sets it, too). A deploy runs
+    hundreds of commands and uploads; measured on a test host, a command on an open
+    connection went from 45 ms to 4 ms."""
     transport = conn.transport
     transport.set_keepalive(KEEPALIVE)
     sock = transport.sock
-    if isinstance(sock, socket.socket) and hasattr(socket, "TCP_USER_TIMEOUT"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, LOST_AFTER * 1000)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, LOST_AFTER * 1000)
 
 
 @dataclass
