@@ -14,6 +14,8 @@ from apiphant.deploy.runner import (
     DeployError,
     Executor,
     StepFailed,
+    current_releases,
+    locked,
     run_side_by_side,
     run_staged,
 )
@@ -132,3 +134,57 @@ def test_a_switch_in_a_side_by_side_stage_is_recorded_for_the_rollback() -> None
         run_staged(Recording(failing={"b-link"}), [*steps_, Step("b", "link", "b-link")],
                    switched)  # fmt: skip
     assert switched == {"a", "b"}
+
+
+def test_locks_are_taken_and_released_on_every_host_at_once() -> None:
+    """Ten hosts' locks are one round trip, not ten: every host's lock meets the others."""
+    executor = Recording(threading.Barrier(3, timeout=20))
+    take = [Step(h, "meet", f"{h}-lock", kind="lock") for h in ("front", "a", "b")]
+    release = [Step(h, "meet", f"{h}-unlock") for h in ("front", "a", "b")]
+    with locked(executor, tuple(take), tuple(release)):
+        executor.ran.append("acted")
+    assert executor.ran.index("acted") == 3 and len(executor.ran) == 7
+
+
+def test_a_lock_held_on_one_host_releases_those_taken_and_acts_nowhere() -> None:
+    executor = Recording(failing={"a-lock"})
+    take = [Step(h, "take", f"{h}-lock", kind="lock") for h in ("front", "a", "b")]
+    release = [Step(h, "release", f"{h}-unlock") for h in ("front", "a", "b")]
+    with pytest.raises(StepFailed) as caught:
+        with locked(executor, tuple(take), tuple(release)):
+            executor.ran.append("acted")
+    assert str(caught.value) == "a: take failed (exit 1)"
+    assert "acted" not in executor.ran and "a-unlock" not in executor.ran
+    assert {"front-unlock", "b-unlock"} <= set(executor.ran)
+
+
+def test_a_failed_release_of_a_lock_is_reported_and_the_others_released() -> None:
+    lines: list[str] = []
+    executor = Recording(failing={"a-unlock"})
+    executor.out = lines.append
+    take = [Step(h, "take", f"{h}-lock", kind="lock") for h in ("a", "b")]
+    release = [Step(h, "release", f"{h}-unlock") for h in ("a", "b")]
+    with locked(executor, tuple(take), tuple(release)):
+        pass
+    assert "b-unlock" in executor.ran
+    assert "[a] could not release the deploy lock: a: release failed (exit 1)" in lines
+
+
+class Answering(Executor):
+    """Answers the current-release query from a table, each host only once all have asked."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__(parsed(THREE_HOSTS), out=lambda line: None)
+        self.answers = answers
+        self.barrier = threading.Barrier(len(answers), timeout=20)
+
+    def query(self, host: str, command: str, why: str) -> str:
+        self.barrier.wait()
+        return self.answers[host]
+
+
+def test_every_host_is_asked_its_current_release_at_once() -> None:
+    executor = Answering({"front": "20250102030405\n", "a": "current\n", "b": "\n"})
+    hosts = executor.config.hosts
+    assert current_releases(executor, executor.config, hosts) == {
+        "front": "20250102030405", "a": "", "b": ""}  # fmt: skip

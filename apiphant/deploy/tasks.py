@@ -31,6 +31,7 @@ from apiphant.deploy.runner import (
     locked,
     print_plan,
     run_phases,
+    run_side_by_side,
     run_steps,
     say,
 )
@@ -137,7 +138,8 @@ def _git(folder: Path, *args: str) -> str:
 
 
 def _record(executor: Executor, config: Config, hosts: list[Host], line: str) -> None:
-    run_steps(executor, plan.record_steps(config, hosts, line), set())
+    """The line in every host's history, hosts side by side; a failure is reported."""
+    run_side_by_side(executor, plan.record_steps(config, hosts, line))
 
 
 @_guarded
