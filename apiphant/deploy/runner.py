@@ -427,21 +427,10 @@ class Outcome:
     message: str
 
 
-def each_at_once(
-    calls: list[tuple[str, Callable[[], Any]]], parallel: int = 0
-) -> dict[str, Any]:
-    """One call per host, hosts side by side (``parallel`` at most, 0: all): what each
-    returned, or the DeployError it raised, by host in the given order. On ten hosts a
-    command each one after another is ten round trips; side by side it is one."""
-    width = min(parallel or len(calls), len(calls))
-    if width <= 1:
-        results: dict[str, Any] = {}
-        for host, call in calls:
-            try:
-                results[host] = call()
-            except DeployError as error:
-                results[host] = error
-        return results
+def each_at_once(calls: list[tuple[str, Callable[[], Any]]]) -> dict[str, Any]:
+    """One small call per host (a lock, a query), all hosts side by side: what each returned,
+    or the DeployError it raised, by host in the given order. On ten hosts a command each,
+    one after another, is ten round trips; side by side it is one."""
 
     def one(call: Callable[[], Any]) -> Any:
         try:
@@ -449,7 +438,9 @@ def each_at_once(
         except DeployError as error:
             return error
 
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="apiphant-host") as pool:
+    if len(calls) <= 1:
+        return {host: one(call) for host, call in calls}
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="apiphant-host") as pool:
         answers = list(pool.map(one, [call for _, call in calls]))
     return dict(zip([host for host, _ in calls], answers, strict=True))
 
