@@ -582,6 +582,11 @@ def print_plan(
             executor.run(step)
 
 
+def _run_each(executor: Executor, steps: tuple[Step, ...] | list[Step]) -> dict[str, Any]:
+    """One step per host, all at once (``each_at_once``): what each returned or raised."""
+    return each_at_once([(step.host, lambda step=step: executor.run(step)) for step in steps])
+
+
 @contextmanager
 def locked(executor: Executor, lock: tuple[Step, ...], unlock: tuple[Step, ...]) -> Iterator[None]:
     """THE lock policy: take each host's lock, all hosts at once (a held one stops
@@ -591,16 +596,14 @@ def locked(executor: Executor, lock: tuple[Step, ...], unlock: tuple[Step, ...])
     try:
         if lock:
             say(executor.out, "lock: " + ", ".join(step.host for step in lock))
-        taken = each_at_once([(step.host, lambda step=step: executor.run(step)) for step in lock])
+        taken = _run_each(executor, lock)
         held.update(host for host, got in taken.items() if not isinstance(got, DeployError))
         failed = [got for got in taken.values() if isinstance(got, DeployError)]
         if failed:
             raise failed[0]
         yield
     finally:
-        mine = [step for step in unlock if step.host in held]
-        released = each_at_once([(step.host, lambda step=step: executor.run(step))
-                                 for step in mine])  # fmt: skip
+        released = _run_each(executor, [step for step in unlock if step.host in held])
         for host, got in released.items():
             if isinstance(got, DeployError):
                 executor.out(f"[{host}] could not release the deploy lock: {got}")
