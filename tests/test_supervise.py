@@ -18,8 +18,9 @@ SCRIPT = Path(supervise.__file__)
 
 # A worker: serves /health with the release it read at start (the deploy's `current`).
 HEALTH = """
-import http.server, json, sys
+import http.server, json, os, sys, time
 release = open(sys.argv[2]).read().strip()
+time.sleep(float(os.environ.get("DELAY", "0")))  # a worker still importing: not listening yet
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = json.dumps({"release": release}).encode()
@@ -222,6 +223,37 @@ def test_a_program_starting_on_the_release_already_is_waited_for_not_restarted(
         ]
     finally:
         supervisord.stop()
+
+
+def test_a_worker_running_on_the_release_but_not_listening_yet_is_waited_for(
+    supervisord: Supervisord,
+) -> None:
+    """On a first deploy supervisord starts a host's programs at once; on shared cores a
+    worker can pass startsecs (RUNNING) before it listens. One on the release that has run
+    for less than the wait is waited for, not killed mid-start; one that has run longer on
+    the release and does not answer with it is restarted."""
+    supervisord.programs(["p-api-1", "p-api-2", "p-background", "other"], {
+        "p-api-1": 'environment=APIPHANT_RELEASE="R1",DELAY="2"',
+        "p-api-2": 'environment=APIPHANT_RELEASE="R2"',  # its /health answers R1
+    })  # fmt: skip
+    synced = supervisord.run("sync", "^p-api-")
+    assert synced.returncode == 0, synced.stderr
+    first = supervisord.wait("p-api-1")["pid"]
+    done = supervisord.restart("p-api-1", "R1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "p-api-1: starting on the release already; waiting for it",
+        "p-api-1: /health answers release R1",
+    ]
+    assert supervisord.info("p-api-1")["pid"] == first
+    deadline = time.monotonic() + 30
+    while (info := supervisord.wait("p-api-2"))["now"] - info["start"] <= 1:
+        assert time.monotonic() < deadline, info
+        time.sleep(0.1)
+    stale = supervisord.restart("p-api-2", "R2", "--wait", "1")
+    assert stale.returncode == 1
+    assert stale.stdout.splitlines()[:2] == ["p-api-2: stopped", "p-api-2: start requested"]
+    assert "no /health answer with release R2" in stale.stderr
 
 
 def test_no_wait_starts_the_runner_and_a_later_restart_checks_it(

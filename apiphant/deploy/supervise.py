@@ -20,9 +20,10 @@ supervisord answered with an error)::
                  [--wait SECONDS | --no-wait]
 
 A restart checks a worker on its ``--health`` and a program without a port by ``--env``
-(the variable the run script exports with the release); one still STARTING with that
-release is waited for rather than started twice. ``--no-wait`` returns once the start is
-requested: a later restart with the same release waits for it, or finds it running.
+(the variable the run script exports with the release); one STARTING with that release,
+or RUNNING on it for less than the wait, is waited for rather than started twice.
+``--no-wait`` returns once the start is requested: a later restart with the same release
+waits for it, or finds it running.
 """
 
 from __future__ import annotations  # the host's Python may be older than the deployer's
@@ -41,7 +42,14 @@ import xmlrpc.client
 
 SUCCESS = 80  # supervisor.xmlrpc.Faults.SUCCESS: a process's status in a group's results
 RPC_TIMEOUT = 900  # a stop waits for the program's drain; Supervisor kills it at stopwaitsecs
-POLL = 0.05  # seconds between checks of a restarted program (a refused connect is cheap)
+#: Seconds between checks of a restarted worker's /health. It answers about 0.1 s after its
+#: start, and a rolling restart waits for each batch in turn: at 0.05 s a batch waited 25 ms
+#: on average past the answer. A check before then is one refused connect, which is cheap.
+POLL = 0.01
+#: Seconds between asking supervisord about a program without a port: each is an XML-RPC
+#: call that supervisord's one thread answers, and what it waits for (``startsecs``) is a
+#: second, so polling it as often as a port would only load supervisord.
+POLL_SUPERVISOR = 0.05
 FATAL_EVERY = 1.0  # seconds between asking whether Supervisor gave up on it
 LOG_LINES = 30  # of the program's log, shown when it does not come up
 
@@ -212,15 +220,18 @@ def runs_with(supervisor, program: str, variable: str, release: str) -> bool:
 
 
 def started_with(
-    supervisor, program: str, variable: str, release: str, states=("STARTING",)
+    supervisor, program: str, variable: str, release: str, states=("STARTING",),
+    running_for: float = 0,
 ) -> bool:
-    """Supervisor has ``program`` in one of ``states`` with ``variable=release`` in its
-    environment (the run script exports the release it started in)."""
+    """Supervisor has ``program`` in one of ``states``, or RUNNING for less than
+    ``running_for`` seconds, with ``variable=release`` in its environment (the run script
+    exports the release it started in)."""
     try:
         info = supervisor.getProcessInfo(program)
     except xmlrpc.client.Fault:
         return False
-    if info["statename"] not in states or info["pid"] <= 0:
+    young = info["statename"] == "RUNNING" and info["now"] - info["start"] < running_for
+    if not (info["statename"] in states or young) or info["pid"] <= 0:
         return False
     try:
         with open(f"/proc/{info['pid']}/environ", "rb") as f:
@@ -259,12 +270,12 @@ def _tail(path: str, lines: int) -> str:
 
 def restart(
     supervisor, program: str, check, ok: str, not_ok: str, log: str, wait: float, started=None,
-    no_wait: bool = False,
+    no_wait: bool = False, poll: float = POLL,
 ) -> bool:
     """Apply the program's own config change; unless ``check()`` passes already, or the
     program is starting on the release already (``started()``: supervisord itself started it
     after the switch, as on a first deploy), stop it (its drain waited for) and start it
-    without waiting out startsecs; then poll ``check`` (POLL apart, for ``wait`` seconds),
+    without waiting out startsecs; then poll ``check`` (``poll`` apart, for ``wait`` seconds),
     ending early when Supervisor gives up on it (FATAL), or, with ``no_wait``, return (a
     later call checks). A failure prints its status and the end of its log on stderr."""
     try:
@@ -309,7 +320,7 @@ def restart(
                 if _gave_up(supervisor, program):
                     break
                 fatal_check = now + FATAL_EVERY
-            time.sleep(POLL)
+            time.sleep(poll)
         print(f"{program}: {not_ok}", file=sys.stderr)
     except xmlrpc.client.Fault as error:
         print(_fault(program, error), file=sys.stderr)
@@ -344,13 +355,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _checks(supervisor, args: argparse.Namespace):
-    """What says the restarted program serves the release: (check, ok, not_ok)."""
+    """What says the restarted program serves the release: (check, ok, not_ok, poll)."""
     release = args.release
     if args.health:
         return (lambda: answers(args.health, release), f"/health answers release {release}",
-                f"no /health answer with release {release} on {args.health}")  # fmt: skip
+                f"no /health answer with release {release} on {args.health}", POLL)  # fmt: skip
     return (lambda: runs_with(supervisor, args.program, args.env, release),
-            f"runs release {release}", f"does not run release {release}")  # fmt: skip
+            f"runs release {release}", f"does not run release {release}",
+            POLL_SUPERVISOR)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,14 +381,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sync":
             _, failed = sync(supervisor, set(args.names), args.pattern)
             return 1 if failed else 0
-        check, ok, not_ok = _checks(supervisor, args)
+        check, ok, not_ok, poll = _checks(supervisor, args)
 
         def started() -> bool:
-            # STARTING only: one RUNNING on the release that fails its check is restarted.
-            return started_with(supervisor, args.program, args.env, args.release)
+            # STARTING, or RUNNING for less than the wait: Supervisor calls a worker RUNNING
+            # after startsecs, and on a first deploy, where supervisord starts every program
+            # of a host at once (on shared cores, all importing), it may not listen yet.
+            # One that ran longer on the release and fails its check is restarted.
+            return started_with(supervisor, args.program, args.env, args.release,
+                                running_for=args.wait)  # fmt: skip
 
         passed = restart(supervisor, args.program, check, ok, not_ok, args.log, args.wait,
-                         started, args.no_wait)  # fmt: skip
+                         started, args.no_wait, poll)  # fmt: skip
         return 0 if passed else 1
     except UsageError as error:
         print(f"supervise.py: {error}", file=sys.stderr)
