@@ -80,7 +80,7 @@ def test_a_host_that_has_the_releases_virtualenv_gets_the_code_alone(tmp_path: P
     assert any(s.why.endswith("(its virtualenv is on the host: no wheels)") for s in by_host["a"])
     venv = next(s.command for s in by_host["a"] if s.why.startswith("virtualenv"))
     assert "pip" not in venv and "is no longer on this host" in venv
-    assert "/bin/pip install" in next(s.command for s in by_host["b"] if "virtualenv" in s.why)
+    assert "\"$1/pip\" install" in next(s.command for s in by_host["b"] if "virtualenv" in s.why)
     # All had it: no archive with wheels at all.
     every = plan.deploy_plan(config, hosts, RELEASE, None, rendered, "me", packages=PACKAGES,
                              code_only=(code, frozenset({"a", "b"})))  # fmt: skip
@@ -620,8 +620,8 @@ def test_hosts_of_one_platform_share_one_virtualenv_build(tmp_path: Path) -> Non
     assert [s.upload.local for s in first["a"] if s.upload and s.upload.local] == [full]
     assert [s.upload.local for s in first["b"] if s.upload and s.upload.local] == [code]
     built = next(s for s in first["a"] if s.why.startswith("virtualenv"))
-    assert built.why.endswith("; packed for b") and "/bin/pip install" in built.command
-    assert built.command.index("/bin/pip install") < built.command.index("tar -C")
+    assert built.why.endswith("; packed for b") and "\"$1/pip\" install" in built.command
+    assert built.command.index("\"$1/pip\" install") < built.command.index("tar -C")
     assert not any(s.why.startswith("virtualenv") for s in first["b"])
     archive = f"/opt/myproduct/releases/{RELEASE}/venv.tar.zst"
     assert [(s.host, s.download) for s in cut[1] if s.download] == [
