@@ -194,11 +194,26 @@ def fab_help() -> str:
     return done.stdout + done.stderr
 
 
+def busy_seconds(stat: str) -> float:
+    """CPU seconds of every core, from /proc/stat's text, that were not idle or iowait
+    (user, nice, system, irq, softirq, steal; the kernel counts USER_HZ ticks)."""
+    fields = [int(v) for v in stat.splitlines()[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> float:
+    with open("/proc/stat") as f:
+        return busy_seconds(f.read())
+
+
 def timed_fab(args: list[str], log: Path, echo: bool) -> dict:
     """Run `fab ARGS` from the checkout, read its output line by line as it streams;
-    wall time, exit status, phases, and the output (also written to ``log``, each line
-    after the seconds since the start, to show where a deploy's time goes)."""
+    wall time, exit status, phases, the CPU seconds the whole machine spent meanwhile
+    (the deployer and every test host share its cores: when that over the core count is
+    near the wall time, the deploy waited for CPU, not for itself), and the output (also
+    written to ``log``, each line after the seconds since the start)."""
     command = [sys.executable, "-m", "fabric", *args]
+    busy_before = machine_cpu()
     started = time.monotonic()
     proc = subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -223,9 +238,11 @@ def timed_fab(args: list[str], log: Path, echo: bool) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
     seconds = time.monotonic() - started
+    busy = machine_cpu() - busy_before
     output = "\n".join(line for _, line in lines)
     return {
         "seconds": round(seconds, 1),
+        "cpu": round(busy, 1),
         "exit": proc.returncode,
         "ok": proc.returncode == 0 and "is live" in output,
         "phases": phases(lines, seconds),
@@ -442,13 +459,14 @@ def run_fleet(
 
 
 def summary(deploy: dict) -> dict:
-    return {k: deploy[k] for k in ("seconds", "exit", "ok", "phases")}
+    return {k: deploy[k] for k in ("seconds", "cpu", "exit", "ok", "phases")}
 
 
 def report_deploy(which: str, deploy: dict) -> None:
     parts = ", ".join(f"{name} {seconds:g} s" for name, seconds in deploy["phases"])
     state = "ok" if deploy["ok"] else f"FAILED (exit {deploy['exit']})"
-    print(f"   {which} deploy: {deploy['seconds']:g} s, {state}; {parts}", flush=True)
+    print(f"   {which} deploy: {deploy['seconds']:g} s, {state}, {deploy['cpu']:g} CPU s on "
+          f"{os.cpu_count()} cores; {parts}", flush=True)  # fmt: skip
 
 
 # The report (pure)
@@ -510,6 +528,20 @@ def phase_table(results: list[dict]) -> list[str]:
     return rows
 
 
+def cpu_table(results: list[dict], cores: int) -> list[str]:
+    """Each deploy's wall time beside the CPU seconds the machine spent meanwhile: over the
+    core count, the least wall time that work could take here, however parallel."""
+    rows = [f"| deploy | wall | CPU seconds, all processes | CPU ÷ {cores} cores |",
+            "|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        for which in ("first", "second", "third"):
+            deploy = r.get(which)
+            if deploy and "cpu" in deploy:
+                rows.append(f"| {r['hosts']} hosts, {which} | {deploy['seconds']:.1f} s "
+                            f"| {deploy['cpu']:.1f} | {deploy['cpu'] / cores:.1f} s |")  # fmt: skip
+    return rows if len(rows) > 2 else []
+
+
 def targets(results: list[dict]) -> list[str]:
     """Issue 15's targets, where this run measured them."""
     by = {r["hosts"]: r for r in results if r.get("second", {}).get("ok")}
@@ -537,7 +569,7 @@ def targets(results: list[dict]) -> list[str]:
     return ["| target | measured | met |", "|---|---|---|", *rows]
 
 
-def report(results: list[dict], command: str, label: str, when: str) -> str:
+def report(results: list[dict], command: str, label: str, when: str, cores: int) -> str:
     out = [
         f"## Fleet deploys{f' ({label})' if label else ''}: run of {when}",
         "",
@@ -558,6 +590,9 @@ def report(results: list[dict], command: str, label: str, when: str) -> str:
         *phase_table(results),
         "",
     ]
+    cpu = cpu_table(results, cores)
+    if cpu:
+        out += ["CPU: the deployer and every test host share this machine's cores:", "", *cpu, ""]
     goals = targets(results)
     if goals:
         out += ["### Issue 15's targets", "", *goals, ""]
@@ -634,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         results, command, when = saved["results"], saved["command"], saved["when"]
+        cores = saved.get("cores", os.cpu_count() or 1)
     else:
         if os.geteuid() != 0:
             print("python -m bench.fleet: builds network namespaces: run it as root",
@@ -644,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"python -m bench.fleet: needs {', '.join(missing)}", file=sys.stderr)
             return 2
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        cores = os.cpu_count() or 1
         signal.signal(signal.SIGTERM, interrupted)  # a kill cleans up as Ctrl-C does
         extra = passthrough(args)
         results = []
@@ -669,12 +706,12 @@ def main(argv: list[str] | None = None) -> int:
         left = testhosts.leftovers(f"{testhosts.PREFIX}{os.getpid()}")
         if args.json:
             args.json.write_text(json.dumps(
-                {"command": command, "when": when, "machine": machine.describe(),
+                {"command": command, "when": when, "machine": machine.describe(), "cores": cores,
                  "results": results}, indent=1) + "\n")  # fmt: skip
         if failed:
             print("\nsome fleet did not complete: its row shows what was measured",
                   file=sys.stderr)  # fmt: skip
-    text = report(results, command, args.label, when)
+    text = report(results, command, args.label, when, cores)
     print("\n" + text)
     if args.write:
         write_results(args.write, text, *markers(args.label))

@@ -1,6 +1,7 @@
 """bench/fleet.py's pure parts: fleet shapes as the kit reads them, phases, the table.
 Milliseconds; the bench itself (real hosts, real deploys) runs apart, as root."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -79,3 +80,23 @@ def test_table_rows() -> None:
     assert fleet.phase_table(results)[3] == "| 1 hosts, second | 1.0 | 5.0 |"
     assert fleet.markers("Before") == ("<!-- bench:fleet-before:begin -->",
                                        "<!-- bench:fleet-before:end -->")  # fmt: skip
+
+
+def test_busy_seconds_leave_out_idle_and_iowait() -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    #        user nice system idle iowait irq softirq steal guest guest_nice
+    stat = f"cpu  {3 * ticks} 0 {ticks} {50 * ticks} {7 * ticks} 0 {ticks} 0 0 0\ncpu0 1 2 3\n"
+    assert fleet.busy_seconds(stat) == 5.0
+
+
+def test_cpu_table_shows_the_least_wall_time_the_cores_allow() -> None:
+    results = [
+        {"hosts": 1, "first": {"seconds": 7.0, "cpu": 6.0}, "second": {"seconds": 2.0, "cpu": 1.5}},
+        {"hosts": 10, "second": {"seconds": 5.5, "cpu": 8.3}, "third": {"seconds": 9.0}},
+    ]
+    assert fleet.cpu_table(results, 2)[2:] == [
+        "| 1 hosts, first | 7.0 s | 6.0 | 3.0 s |",
+        "| 1 hosts, second | 2.0 s | 1.5 | 0.8 s |",
+        "| 10 hosts, second | 5.5 s | 8.3 | 4.2 s |",
+    ]
+    assert fleet.cpu_table([{"hosts": 1, "second": {"seconds": 2.0}}], 2) == []  # older runs
