@@ -192,6 +192,17 @@ def test_a_runner_is_checked_by_the_release_in_its_environment(supervisord: Supe
     assert supervisord.info("p-background")["statename"] == "RUNNING"
 
 
+def assert_waited_for(supervisord: Supervisord, name: str, release: str, ok: str, pid: int) -> None:
+    """A restart onto ``release`` found ``name`` starting on it: waited for, not restarted."""
+    done = supervisord.restart(name, release)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{name}: starting on the release already; waiting for it",
+        f"{name}: {ok}",
+    ]
+    assert supervisord.info(name)["pid"] == pid
+
+
 def test_a_program_starting_on_the_release_already_is_waited_for_not_restarted(
     tmp_path: Path, monkeypatch
 ) -> None:
@@ -203,13 +214,7 @@ def test_a_program_starting_on_the_release_already_is_waited_for_not_restarted(
 
     try:
         first = supervisord.starting_on("R1")
-        done = supervisord.restart("p-background", "R1")
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines() == [
-            "p-background: starting on the release already; waiting for it",
-            "p-background: runs release R1",
-        ]
-        assert supervisord.info("p-background")["pid"] == first
+        assert_waited_for(supervisord, "p-background", "R1", "runs release R1", first)
         supervisord.rpc.stopProcess("p-background")
         supervisord.rpc.startProcess("p-background", False)  # STARTING again, on R1
         supervisord.starting_on("R1")
@@ -239,13 +244,7 @@ def test_a_worker_running_on_the_release_but_not_listening_yet_is_waited_for(
     synced = supervisord.run("sync", "^p-api-")
     assert synced.returncode == 0, synced.stderr
     first = supervisord.wait("p-api-1")["pid"]
-    done = supervisord.restart("p-api-1", "R1")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "p-api-1: starting on the release already; waiting for it",
-        "p-api-1: /health answers release R1",
-    ]
-    assert supervisord.info("p-api-1")["pid"] == first
+    assert_waited_for(supervisord, "p-api-1", "R1", "/health answers release R1", first)
     deadline = time.monotonic() + 30
     while (info := supervisord.wait("p-api-2"))["now"] - info["start"] <= 1:
         assert time.monotonic() < deadline, info
@@ -275,13 +274,7 @@ def test_no_wait_starts_the_runner_and_a_later_restart_checks_it(
             "p-background: not waited for here; checked later",
         ]
         pid = supervisord.starting_on("R2")
-        checked = supervisord.restart("p-background", "R2")
-        assert checked.returncode == 0, checked.stderr
-        assert checked.stdout.splitlines() == [
-            "p-background: starting on the release already; waiting for it",
-            "p-background: runs release R2",
-        ]
-        assert supervisord.info("p-background")["pid"] == pid
+        assert_waited_for(supervisord, "p-background", "R2", "runs release R2", pid)
         both = supervisord.restart("p-background", "R2", "--no-wait", "--wait", "5")
         assert both.returncode == 2 and "not allowed with argument" in both.stderr
     finally:
