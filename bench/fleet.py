@@ -69,6 +69,7 @@ def read(request):
     return {"host": socket.gethostname()}
 '''
 FAB_TIMEOUT = 900  # seconds a deploy may take before it is killed
+CORES = os.cpu_count() or 1  # the deployer and every test host share them
 NEEDS = ("mmdebstrap", "unshare", "nsenter", "ip", "ssh-keygen")
 
 
@@ -466,7 +467,7 @@ def report_deploy(which: str, deploy: dict) -> None:
     parts = ", ".join(f"{name} {seconds:g} s" for name, seconds in deploy["phases"])
     state = "ok" if deploy["ok"] else f"FAILED (exit {deploy['exit']})"
     print(f"   {which} deploy: {deploy['seconds']:g} s, {state}, {deploy['cpu']:g} CPU s on "
-          f"{os.cpu_count()} cores; {parts}", flush=True)  # fmt: skip
+          f"{CORES} cores; {parts}", flush=True)  # fmt: skip
 
 
 # The report (pure)
@@ -669,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         results, command, when = saved["results"], saved["command"], saved["when"]
-        cores = saved.get("cores", os.cpu_count() or 1)
+        cores = saved.get("cores", CORES)
     else:
         if os.geteuid() != 0:
             print("python -m bench.fleet: builds network namespaces: run it as root",
@@ -680,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"python -m bench.fleet: needs {', '.join(missing)}", file=sys.stderr)
             return 2
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        cores = os.cpu_count() or 1
+        cores = CORES
         signal.signal(signal.SIGTERM, interrupted)  # a kill cleans up as Ctrl-C does
         extra = passthrough(args)
         results = []
