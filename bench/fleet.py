@@ -380,14 +380,23 @@ def venvs(host, folder: str) -> set[str]:
     return {p.name for p in path.iterdir()} if path.is_dir() else set()
 
 
-def warm_wheel_cache(work: Path) -> None:
-    """The apiphant wheel of these sources built once before any deploy is timed: the kit
-    caches it by its sources, so no fleet's first deploy carries that one-off build (else
-    the first fleet measured would, and the ratios with it)."""
-    from apiphant.deploy import artifacts
+def warm_wheelhouse(host: "testhosts.Host", config_path: Path, work: Path) -> None:
+    """The apiphant wheel of these sources built, and the wheels of the test hosts'
+    platform fetched, before any deploy is timed: the kit caches both (the wheel by its
+    sources, the wheels by platform and requirements), and a fresh deployer's first deploy
+    builds and fetches them (two seconds or more here). Else whichever fleet deploys first
+    carries that one-off work, and a ratio between fleets counts it on one side only."""
+    from apiphant.deploy import artifacts, roles, tasks, wheelhouse
+    from apiphant.deploy.config import load as load_config
 
-    (work / "warm").mkdir()
-    artifacts.build_wheel(work / "warm")
+    config = load_config(config_path)
+    answer = host.exec(wheelhouse.facts_command(config.python, config.layout.venvs))
+    platform = wheelhouse.parse_facts(host.name, answer.stdout)
+    folder = work / f"wheelhouse-{host.name}"
+    folder.mkdir()
+    pip = tasks._pip(config, list(config.hosts), roles.load_roles())
+    requirements = wheelhouse.wheel_requirements(artifacts.build_wheel(folder)) + pip
+    wheelhouse.build([platform], requirements, folder / "wheels")
 
 
 def run_fleet(
@@ -419,6 +428,7 @@ def run_fleet(
         config_path = product / "deploy.toml"
         config_path.write_text(deploy_toml(fleet, addresses, args.batch or ""))
         layout = load_config(config_path).layout
+        warm_wheelhouse(hosts[fleet.names[-1]], config_path, folder)
         front = addresses[fleet.front]
         fab_args = ["-i", str(key), "deploy", f"--product={product}", "--config",
                     str(config_path), *extra]  # fmt: skip
@@ -688,7 +698,6 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix="apiphant-fleet-"))
         failed = False
         try:
-            warm_wheel_cache(work)
             for size in args.sizes:
                 result = {"hosts": size, "label": shape(size).label}
                 results.append(result)
