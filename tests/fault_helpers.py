@@ -512,8 +512,9 @@ class Load:
 
 def rolling_restart_under_load(stack: Stack, pause: float = 4) -> dict:
     """``supervisorctl restart`` of each worker in turn (SIGTERM, drain, start: the stop and
-    start a deploy does): the next one only ``pause`` seconds (Nginx's fail_timeout + 1)
-    after the last answered again. The load runs all along, and a second after the last restart."""
+    start a deploy does): the next one only ``pause`` seconds (more than Nginx's
+    ``back_within``) after the last answered again. The load runs all along, and a second
+    after the last restart."""
     stack.settle()
     old = [stack.pid(stack.worker(i)) for i in (0, 1)]
     new, took = [], []

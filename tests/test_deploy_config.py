@@ -128,6 +128,10 @@ def test_three_hosts_bind_private_addresses_and_route() -> None:
         (ONE_HOST.replace('"api.example.com"', '"a;b"'), "server_names: expected"),
         (ONE_HOST + "first_port = 80\n", "hosts.web1.first_port: expected an integer from 1024"),
         (ONE_HOST + "[nginx]\nlisten = 'eighty'\n", "nginx.listen: expected"),
+        # Nginx counts fail_timeout in whole seconds: "1.5s" would fail its config test.
+        (ONE_HOST + "[nginx]\nfail_timeout = 1.5\n",
+         "nginx.fail_timeout: expected an integer from 0 to 86400, got 1.5"),
+        (ONE_HOST + "[nginx]\nfail_timeout = -1\n", "nginx.fail_timeout: expected an integer"),
         (
             ONE_HOST + "[nginx]\nlisten = '127.0.0.1:8001'\n",
             "hosts.web1.first_port: expected worker ports apart from nginx.listen",
@@ -273,3 +277,12 @@ def test_batch_default_and_percent() -> None:
     assert parsed(ONE_HOST).batch == Batch(count=1)
     assert parsed("batch = '25%'\n" + ONE_HOST).batch == Batch(percent=25)
     assert str(parsed("batch = 4\n" + ONE_HOST).batch) == "4"
+
+
+def test_fail_timeout_is_whole_seconds_and_says_when_a_worker_is_back() -> None:
+    # Nginx skips a worker that refused in second S while now - S <= fail_timeout: 0 is the
+    # rest of that second (the default: a rolling restart under load waits at most 1 s a
+    # batch), 3 up to four seconds.
+    assert parsed(ONE_HOST).nginx.fail_timeout == 0
+    assert parsed(ONE_HOST).nginx.back_within == 1
+    assert parsed(ONE_HOST + "[nginx]\nfail_timeout = 3\n").nginx.back_within == 4

@@ -216,7 +216,7 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     first = f"restart myproduct-api-8001; wait for /health to answer release {RELEASE}"
     beside = f"{first}; restart myproduct-background (checked after the batches)"
     start = whys.index(beside)
-    back = "Nginx sends requests to 127.0.0.1:{} again (at most fail_timeout 1s after a refusal)"
+    back = "Nginx sends requests to 127.0.0.1:{} again (at most 1s after a refusal)"
     assert whys[start:] == [
         # The background runner restarts beside the first worker: it serves no traffic, and
         # its start (a second of startsecs) holds up no batch: it is checked at the end.
@@ -499,7 +499,7 @@ class _Front(http.server.BaseHTTPRequestHandler):
         # Never sent to (still marked failed, or unreachable from the front): the deploy stops.
         (["10.0.0.1:8001", "10.0.0.3:8001, 10.0.0.2:8001"], "10.0.0.3:8001", False,
          "Nginx sends no request to 10.0.0.3:8001: not back in rotation after 1.1s"),
-        # The front's live config predates the check: the old fixed wait, fail_timeout + 1.
+        # The front's live config predates the check: a fixed wait of back_within.
         ([], "10.0.0.3:8001", True, "no rotation check in this release's Nginx config: waiting 1s"),
     ],
 )  # fmt: skip

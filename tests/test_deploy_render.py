@@ -85,7 +85,7 @@ def test_nginx_site_says_what_the_issue_asks() -> None:
     assert "upstream myproduct_default {" in site and "keepalive 32;" in site
     # The rolling restart's rotation check asks one Nginx process for all of them.
     assert "zone myproduct_default 64k;" in site
-    assert "server 127.0.0.1:8001 max_fails=1 fail_timeout=1s;  # web1 myproduct-api-8001" in site
+    assert "server 127.0.0.1:8001 max_fails=1 fail_timeout=0s;  # web1 myproduct-api-8001" in site
     assert "proxy_read_timeout 60s;" in site and "proxy_connect_timeout 2s;" in site
     assert "access_log /var/log/myproduct/nginx-access.log myproduct_apiphant;" in site
     # Retries: a refused connection always; a request already sent only for /read.

@@ -6,6 +6,7 @@ through sudo for a non-root SSH user: the runner wraps it). Paths come from
 shlex.quote all the same. Loops are bounded: a health check gives up.
 """
 
+import math
 from collections.abc import Iterable
 from shlex import quote as q
 
@@ -404,15 +405,16 @@ def side_by_side(each: list[str]) -> str:
 
 
 def in_rotation(
-    url: str, host: str, header: str, address: str, fail_timeout: float, slack: float = 10
+    url: str, host: str, header: str, address: str, back_within: float, slack: float = 10
 ) -> str:
     """Wait until Nginx sends requests to ``address`` again: its pool's /health through
     the rotation server (``url``) names the worker that answered. Nginx takes a worker that
-    refused a connection back only ``fail_timeout`` later, so the wait is bounded by that
-    and ``slack`` seconds for rounds of the pool. A front whose config has no rotation
-    server (a release from before it) gets the old fixed wait instead."""
-    pause = int(fail_timeout) + 1
-    limit = fail_timeout + slack
+    refused a connection back at most ``back_within`` seconds later (``Nginx.back_within``),
+    so the wait is bounded by that and ``slack`` seconds for rounds of the pool. A front
+    whose config has no rotation server (a release from before it) gets a fixed wait of
+    ``back_within`` instead."""
+    pause = math.ceil(back_within)
+    limit = back_within + slack
     probe = (
         f"curl -s -o /dev/null --max-time 5 -H {q('Host: ' + host)} "
         f"-w '%{{http_code}} %header{{{header.lower()}}}' {q(url)}"

@@ -137,10 +137,12 @@ class Nginx:
     #: Short, because a worker the rolling restart stops waits that long for the idle ones
     #: that traffic leaves behind; a connection made again costs a round trip on a LAN.
     upstream_keepalive_timeout: float = 1.0
-    #: A worker that refused a connection gets no requests for this long (max_fails=1): the
-    #: rolling restart's next batch waits for it. A host that died (no refusal, a connect
-    #: timeout) costs one request ``connect_timeout`` of delay this often.
-    fail_timeout: float = 1.0
+    #: Whole seconds, as Nginx counts them: a worker that refused a connection in second S
+    #: (max_fails=1) gets no requests while now - S <= fail_timeout, so for the rest of that
+    #: second with 0, up to two seconds with 1 (``back_within``). Under load the rolling
+    #: restart waits that out after each batch. A host that died (no refusal, a connect
+    #: timeout) costs one request ``connect_timeout`` of delay about once per back_within.
+    fail_timeout: int = 0
     #: Connections per Nginx worker process, clients and upstreams together. Debian's 768
     #: let about 1,500 slow clients shut everyone out.
     worker_connections: int = 16384
@@ -156,6 +158,11 @@ class Nginx:
     @property
     def drain_idle_grace(self) -> float:
         return self.upstream_keepalive_timeout + 1
+
+    @property
+    def back_within(self) -> int:
+        """Seconds after its last refusal by which Nginx sends a worker requests again."""
+        return self.fail_timeout + 1
 
     @property
     def worker_rlimit_nofile(self) -> int:
@@ -761,7 +768,7 @@ def parse(
         upstream_keepalive_timeout=n.seconds(
             "upstream_keepalive_timeout", dn.upstream_keepalive_timeout
         ),
-        fail_timeout=n.seconds("fail_timeout", dn.fail_timeout),
+        fail_timeout=n.integer("fail_timeout", dn.fail_timeout, low=0, high=86400),
         worker_connections=n.integer(
             "worker_connections", dn.worker_connections, low=1024, high=1048576 - 1024
         ),

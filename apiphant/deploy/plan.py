@@ -520,8 +520,9 @@ def rolling_restart(
     Nginx is not reloaded for this: a reload makes its old workers close busy client
     connections, which a client reusing them sees as an error. Instead a restarting worker
     drains (it stops accepting, so Nginx's connects are refused and tried on the next
-    worker, safe even for a create), and Nginx takes it back ``fail_timeout`` after a
-    refusal: the check waits for exactly that, and not at all when nothing was refused.
+    worker, safe even for a create), and Nginx takes it back at most ``back_within``
+    seconds after a refusal: the check waits for exactly that, and not at all when nothing
+    was refused.
     """
     layout = config.layout
     nginx = config.nginx
@@ -568,13 +569,13 @@ def rolling_restart(
             Step(
                 front.name,
                 f"Nginx sends requests to {', '.join(w.address for w in batch)} again "
-                f"(at most fail_timeout {nginx.fail_timeout:g}s after a refusal)",
+                f"(at most {nginx.back_within}s after a refusal)",
                 commands.join(*[
                     commands.in_rotation(nginx.rotation_url(pool), nginx.rotation_host,
-                                         nginx.rotation_header, w.address, nginx.fail_timeout)
+                                         nginx.rotation_header, w.address, nginx.back_within)
                     for w in batch for pool in pools_of[w.address]
                 ]),
-                timeout=int(nginx.fail_timeout + 10) * len(batch) * len(config.pools) + 60,
+                timeout=(nginx.back_within + 10) * len(batch) * len(config.pools) + 60,
             )
             for front in fronts
         ])  # fmt: skip
