@@ -522,6 +522,40 @@ def test_rotation_check(answers: list[str], address: str, ok: bool, said: str) -
     assert said in (done.stdout + done.stderr)
 
 
+def test_rotation_check_tries_a_whole_round_of_the_pool_on_one_connection() -> None:
+    """Under load a lone probe lands on the restarted worker only by chance, between the
+    load's requests; a try of the pool's size covers a turn of Nginx's round robin."""
+    seen = {"connections": 0, "requests": 0}
+
+    class Front(_Front):
+        protocol_version = "HTTP/1.1"  # keep-alive: one connection per try
+        answers = ["10.0.0.1:8001", "10.0.0.2:8001", "10.0.0.2:8001, 10.0.0.3:8001"]
+
+        def setup(self) -> None:
+            seen["connections"] += 1
+            super().setup()
+
+        def do_GET(self) -> None:  # noqa: N802
+            seen["requests"] += 1
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/default"
+        command = commands.in_rotation(url, "rotation.apiphant.invalid", "X-Apiphant-Upstream",
+                                       "10.0.0.3:8001", 0.1, slack=1, rounds=3)  # fmt: skip
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert done.returncode == 0, done.stderr
+    assert "10.0.0.3:8001 is in rotation" in done.stdout
+    assert seen == {"connections": 1, "requests": 3}
+
+
 def test_pools_sharing_a_host_restart_as_one_group_each_worker_once() -> None:
     text = THREE_HOSTS.replace('[pools.main]\nhosts = ["a"]', '[pools.main]\nhosts = ["a", "b"]')
     config = parse(tomllib.loads('batch = "50%"\n' + text), Path("deploy.toml"), MYPRODUCT)

@@ -405,31 +405,44 @@ def side_by_side(each: list[str]) -> str:
 
 
 def in_rotation(
-    url: str, host: str, header: str, address: str, back_within: float, slack: float = 10
+    url: str,
+    host: str,
+    header: str,
+    address: str,
+    back_within: float,
+    slack: float = 10,
+    rounds: int = 1,
 ) -> str:
     """Wait until Nginx sends requests to ``address`` again: its pool's /health through
     the rotation server (``url``) names the worker that answered. Nginx takes a worker that
     refused a connection back at most ``back_within`` seconds later (``Nginx.back_within``),
-    so the wait is bounded by that and ``slack`` seconds for rounds of the pool. A front
-    whose config has no rotation server (a release from before it) gets a fixed wait of
-    ``back_within`` instead."""
+    so the wait is bounded by that and ``slack`` seconds for rounds of the pool. Each try is
+    ``rounds`` requests on one connection (the pool's size: one turn of its round robin),
+    so a worker back in rotation is seen at the first try, not when a lone request happens
+    to land on it between the load's. A front whose config has no rotation server (a
+    release from before it) gets a fixed wait of ``back_within`` instead."""
     pause = math.ceil(back_within)
     limit = back_within + slack
+    # One record per request, "CODE@ADDRESSES;" without spaces: $upstream_addr lists every
+    # worker tried ("a, b"), and the last one answered.
     probe = (
-        f"curl -s -o /dev/null --max-time 5 -H {q('Host: ' + host)} "
-        f"-w '%{{http_code}} %header{{{header.lower()}}}' {q(url)}"
+        f"curl -s --max-time 5 -H {q('Host: ' + host)} "
+        f"-w '%{{http_code}}@%header{{{header.lower()}}};'" + f" -o /dev/null {q(url)}" * rounds
     )
     old = q(f"no rotation check in this release's Nginx config: waiting {pause}s")
     back = q(f"{address} is in rotation")
     lost = q(f"Nginx sends no request to {address}: not back in rotation after {limit:g}s")
     return (
-        f"ok=; end=$(($(date +%s) + {int(limit) + 1})); "
-        f"for i in $(seq 1 {int(limit / 0.02)}); do got=$({probe}); code=${{got%% *}}; "
-        "by=${got#* }; by=${by##*, }; "
-        f'if [ "$code" = 404 ] && [ -z "$by" ]; then echo {old}; sleep {pause}; ok=1; break; '
-        f'elif [ "$code" = 200 ] && [ "$by" = {q(address)} ]; then ok=1; break; '
+        f"( set -f; ok=; end=$(($(date +%s) + {int(limit) + 1})); "
+        f"for i in $(seq 1 {int(limit / 0.02)}); do "
+        f"got=$({probe} | tr -d ' ' | tr ';' ' '); old=; hit=; "
+        'for r in $got; do code=${r%%@*}; by=${r#*@}; by=${by##*,}; '
+        'if [ "$code" = 404 ] && [ -z "$by" ]; then old=1; '
+        f'elif [ "$code" = 200 ] && [ "$by" = {q(address)} ]; then hit=1; fi; done; '
+        f'if [ -n "$old" ]; then echo {old}; sleep {pause}; ok=1; break; '
+        'elif [ -n "$hit" ]; then ok=1; break; '
         'elif [ "$(date +%s)" -ge "$end" ]; then break; fi; sleep 0.02; done; '
-        f'if [ -n "$ok" ]; then echo {back}; else echo {lost} >&2; false; fi'
+        f'if [ -n "$ok" ]; then echo {back}; else echo {lost} >&2; false; fi )'
     )
 
 

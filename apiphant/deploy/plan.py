@@ -528,8 +528,10 @@ def rolling_restart(
     nginx = config.nginx
     fronts = [h for h in config.hosts if h.has("nginx")]
     pools_of: dict[str, list[str]] = {}
+    workers_of: dict[str, list[Worker]] = {}
     for pool in config.pools:
-        for w in config.pool_workers(pool):
+        workers_of[pool.name] = config.pool_workers(pool)
+        for w in workers_of[pool.name]:
             pools_of.setdefault(w.address, []).append(pool.name)
     groups = batches(config, hosts)
     # The background runner restarts beside the first batch restarted on its host, or in
@@ -572,7 +574,8 @@ def rolling_restart(
                 f"(at most {nginx.back_within}s after a refusal)",
                 commands.join(*[
                     commands.in_rotation(nginx.rotation_url(pool), nginx.rotation_host,
-                                         nginx.rotation_header, w.address, nginx.back_within)
+                                         nginx.rotation_header, w.address, nginx.back_within,
+                                         rounds=len(workers_of[pool]))
                     for w in batch for pool in pools_of[w.address]
                 ]),
                 timeout=(nginx.back_within + 10) * len(batch) * len(config.pools) + 60,
