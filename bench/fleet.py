@@ -394,7 +394,7 @@ def warm_wheelhouse(host: "testhosts.Host", config_path: Path, work: Path) -> No
     platform = wheelhouse.parse_facts(host.name, answer.stdout)
     folder = work / f"wheelhouse-{host.name}"
     folder.mkdir()
-    pip = tasks._pip(config, list(config.hosts), roles.load_roles())
+    pip = tasks.pip_requirements(config, list(config.hosts), roles.load_roles())
     requirements = wheelhouse.wheel_requirements(artifacts.build_wheel(folder)) + pip
     wheelhouse.build([platform], requirements, folder / "wheels")
 

@@ -199,7 +199,7 @@ def deploy(
     with tempfile.TemporaryDirectory(prefix="apiphant-deploy-") as work:
         workdir = Path(work)
         executor = _executor(config, dry_run, fabric_config)
-        pip = _pip(config, chosen, all_roles)
+        pip = pip_requirements(config, chosen, all_roles)
         try:
             if dry_run:
                 wheel_name = artifacts.wheel_name()
@@ -300,7 +300,9 @@ def host_facts(
     return platforms, {name: wheelhouse.complete_venvs(str(a)) for name, a in answers.items()}
 
 
-def _pip(config: Config, hosts: list[Host], all_roles: dict[str, roles.Role]) -> list[str]:
+def pip_requirements(
+    config: Config, hosts: list[Host], all_roles: dict[str, roles.Role]
+) -> list[str]:
     """What the release's virtualenvs install besides apiphant: roles' packages, the product's."""
     host_roles = [roles.for_host(config.role_names(h), all_roles) for h in hosts]
     packages = {p for one in host_roles for p in roles.pip_packages(one)}
