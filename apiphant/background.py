@@ -241,7 +241,11 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         return 2
     except BackgroundError as error:
         sys.exit(f"{prog}: {error}")
-    reporting.init("background")
+    try:
+        reporting.init("background")
+    except SettingError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
 
     stop = Event()
     received: list[int] = []

@@ -18,6 +18,10 @@ CORS_CREDENTIALS = "APIPHANT_CORS_CREDENTIALS"
 TRUSTED_PROXIES = "APIPHANT_TRUSTED_PROXIES"
 PORT = "APIPHANT_PORT"
 TIMEOUT = "APIPHANT_TIMEOUT"
+#: Sentry: send frames' local variables (scrubbed) with events; off by default.
+SENTRY_LOCALS = "APIPHANT_SENTRY_LOCALS"
+#: Sentry: more key parts to scrub from events, comma-separated (apiphant.reporting.SCRUBBED).
+SENTRY_SCRUB = "APIPHANT_SENTRY_SCRUB"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
