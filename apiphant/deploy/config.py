@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from apiphant import settings
+from apiphant.address import format_address
 from apiphant.app import DEFAULT_MAX_BODY, RELEASE_ENV
 from apiphant.cors import CorsError, policy
 from apiphant.deploy.layout import PRODUCTION, Layout
@@ -99,9 +100,7 @@ class Api:
 
 def listen_address(host: str, port: int) -> str:
     """Nginx's ``listen``: the port alone, or HOST:PORT (an IPv6 host in brackets)."""
-    if not host:
-        return str(port)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return format_address(host, port) if host else str(port)
 
 
 @dataclass(frozen=True)
@@ -269,7 +268,7 @@ class Worker:
 
     @property
     def address(self) -> str:
-        return f"[{self.bind}]:{self.port}" if ":" in self.bind else f"{self.bind}:{self.port}"
+        return format_address(self.bind, self.port)
 
 
 @dataclass(frozen=True)
@@ -388,6 +387,11 @@ class Config:
         of them, as the CA may call any front for a token another one asked for."""
         return [f.private_address for f in self.fronts()  # type: ignore[misc]
                 if f.name != host.name and f.private_address]  # fmt: skip
+
+    def acme_peer_servers(self, host: Host) -> list[str]:
+        """The same as Nginx's upstream servers, ADDRESS:PORT on their port 80 listener (an
+        IPv6 address in brackets: Nginx reads ``fd00::2:80`` as a host with a bad port)."""
+        return [format_address(peer, self.nginx.listen_port) for peer in self.acme_peers(host)]
 
     def login_of(self, host: Host) -> str:
         """The SSH user for ``host``: its ``ssh`` value's, else deploy.toml's ``user``."""

@@ -309,7 +309,8 @@ class Paths:
 
     @property
     def tls_issuer(self) -> str:
-        """The chain without its first certificate: the issuing CA, for the smoke test."""
+        """The chain without its first certificate (the issuing CA), or the certificate
+        itself when it came alone: the smoke test's trust and Nginx's trusted certificate."""
         return f"{self.tls}/issuer.pem"
 
     def product(self, product: str) -> str:

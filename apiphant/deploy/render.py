@@ -165,7 +165,7 @@ def context(
         "tls": config.tls,
         "https": config.tls.on,
         "acme_challenge": ACME_CHALLENGE,
-        "acme_peers": config.acme_peers(host) if config.renews(host) else [],
+        "acme_peers": config.acme_peer_servers(host) if config.renews(host) else [],
         "certificate": certificate(config, release),
         "tls_ciphers": TLS_CIPHERS,
         "hsts_max_age": HSTS_MAX_AGE,
