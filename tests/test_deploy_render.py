@@ -6,6 +6,7 @@ all without connecting anywhere.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -16,8 +17,8 @@ import pytest
 
 from apiphant.app import DEFAULT_MAX_BODY
 from apiphant.deploy import commands, render
-from apiphant.deploy.config import load, parse
-from tests.deploy_helpers import CHECKOUT, fab
+from apiphant.deploy.config import ConfigError, load, parse
+from tests.deploy_helpers import CHECKOUT, fab, private_nginx
 from tests.test_deploy_config import THREE_HOSTS
 
 MYPRODUCT = CHECKOUT / "myproduct"
@@ -258,6 +259,45 @@ def _nginx_t(tmp_path: Path, site: str) -> subprocess.CompletedProcess:
 
 
 needs_nginx = pytest.mark.skipif(not os.path.exists(NGINX), reason="needs nginx")
+
+
+def _nginx_t_host(tmp_path: Path, main: str, sites: dict[str, str]) -> subprocess.CompletedProcess:
+    """nginx -t on a rendered nginx-main.conf with the rendered ``sites`` as the only sites,
+    as a host has them; system paths moved into ``tmp_path`` (deploy_helpers.private_nginx)."""
+    folder = tmp_path / "host"
+    (folder / "sites").mkdir(parents=True, exist_ok=True)
+    for name, site in sites.items():
+        (folder / "sites" / name).write_text(re.sub(r"/var/log/[^/ ]+/", f"{folder}/", site))
+    conf = folder / "nginx.conf"
+    conf.write_text(private_nginx(main, folder, folder / "sites" / "*"))
+    return subprocess.run([NGINX, "-t", "-q", "-p", str(folder), "-e", str(folder / "error.log"),
+                           "-c", str(conf)], capture_output=True, text=True)  # fmt: skip
+
+
+@needs_nginx
+def test_fractional_nginx_timeouts_render_in_milliseconds(tmp_path: Path) -> None:
+    """Nginx takes no fraction of a second ("0.5s" fails nginx -t): whole seconds stay "15s",
+    anything else is rendered in milliseconds, and real nginx -t accepts the main config and
+    the site; less than a millisecond is refused in one line."""
+    timeouts = {"connect_timeout": 0.5, "read_timeout": 2.25, "send_timeout": 1.5,
+                "client_timeout": 0.75, "keepalive_timeout": 30,
+                "upstream_keepalive_timeout": 0.25}  # fmt: skip
+    data = tomllib.loads((MYPRODUCT / "deploy.toml").read_text())
+    config = parse({**data, "nginx": timeouts}, MYPRODUCT / "deploy.toml", MYPRODUCT)
+    files = render.render_host(config, config.hosts[0], RELEASE, WHEEL).files
+    site, main = files["nginx.conf"], files["nginx-main.conf"]
+    for line in ("proxy_connect_timeout 500ms;", "proxy_read_timeout 2250ms;",
+                 "proxy_send_timeout 1500ms;", "send_timeout 1500ms;",
+                 "client_body_timeout 750ms;", "keepalive_timeout 30s;",
+                 "keepalive_timeout 250ms;", "fail_timeout=0s;"):  # fmt: skip
+        assert line in site, line
+    assert "client_header_timeout 750ms;" in main
+    checked = _nginx_t_host(tmp_path, main, {"myproduct.conf": site})
+    assert checked.returncode == 0, checked.stderr
+    with pytest.raises(ConfigError) as caught:
+        parse({**data, "nginx": {"read_timeout": 0.0004}}, MYPRODUCT / "deploy.toml", MYPRODUCT)
+    assert str(caught.value) == ("deploy.toml: nginx.read_timeout: expected at least 0.001 "
+                                 "seconds (Nginx counts milliseconds), got 0.0004")  # fmt: skip
 
 
 @needs_nginx

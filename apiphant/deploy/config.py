@@ -535,6 +535,14 @@ class _Reader:
             raise self.fail(name, "a positive number of seconds", value)
         return float(value)
 
+    def nginx_seconds(self, name: str, default: float) -> float:
+        """Seconds for an Nginx time, which counts whole milliseconds: 0.5 is rendered as
+        500ms (``render.nginx_time``); less than one millisecond is none at all."""
+        value = self.seconds(name, default)
+        if round(value * 1000) < 1:
+            raise self.fail(name, "at least 0.001 seconds (Nginx counts milliseconds)", value)
+        return value
+
     def flag(self, name: str, default: bool) -> bool:
         value = self.table.get(name, default)
         if not isinstance(value, bool):
@@ -761,15 +769,15 @@ def parse(
     nginx = Nginx(
         listen_host=listen_host,
         listen_port=listen_port,
-        connect_timeout=n.seconds("connect_timeout", dn.connect_timeout),
-        read_timeout=n.seconds("read_timeout", dn.read_timeout),
-        send_timeout=n.seconds("send_timeout", dn.send_timeout),
-        client_timeout=n.seconds("client_timeout", dn.client_timeout),
-        keepalive_timeout=n.seconds("keepalive_timeout", dn.keepalive_timeout),
+        connect_timeout=n.nginx_seconds("connect_timeout", dn.connect_timeout),
+        read_timeout=n.nginx_seconds("read_timeout", dn.read_timeout),
+        send_timeout=n.nginx_seconds("send_timeout", dn.send_timeout),
+        client_timeout=n.nginx_seconds("client_timeout", dn.client_timeout),
+        keepalive_timeout=n.nginx_seconds("keepalive_timeout", dn.keepalive_timeout),
         upstream_keepalive=n.integer(
             "upstream_keepalive", dn.upstream_keepalive, low=1, high=10000
         ),
-        upstream_keepalive_timeout=n.seconds(
+        upstream_keepalive_timeout=n.nginx_seconds(
             "upstream_keepalive_timeout", dn.upstream_keepalive_timeout
         ),
         fail_timeout=n.integer("fail_timeout", dn.fail_timeout, low=0, high=86400),

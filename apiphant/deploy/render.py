@@ -39,6 +39,13 @@ class HostFiles:
         return 0o755 if name in self.executable else 0o644
 
 
+def nginx_time(seconds: float) -> str:
+    """An Nginx time: whole seconds as ``15s``, anything else in milliseconds (``500ms``).
+    Nginx takes no fraction: ``0.5s`` fails ``nginx -t``."""
+    millis = round(seconds * 1000)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
 def _kit_template(templates: Traversable, name: str) -> str | None:
     source = templates / name
     return source.read_text() if source.is_file() else None
@@ -60,6 +67,7 @@ def environment(config: Config | None = None) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["num"] = lambda value: f"{value:g}"
+    env.filters["nginx_time"] = nginx_time
     return env
 
 
