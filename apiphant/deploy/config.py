@@ -103,6 +103,11 @@ def listen_address(host: str, port: int) -> str:
     return format_address(host, port) if host else str(port)
 
 
+def rlimit_nofile(worker_connections: int) -> int:
+    """Open files per Nginx worker: every connection, plus room for logs and temp files."""
+    return worker_connections + 1024
+
+
 @dataclass(frozen=True)
 class Batch:
     """How many of a pool's workers the rolling restart takes out at once: a count, or a
@@ -165,8 +170,7 @@ class Nginx:
 
     @property
     def worker_rlimit_nofile(self) -> int:
-        """Open files per Nginx worker: every connection, plus room for logs and temp files."""
-        return self.worker_connections + 1024
+        return rlimit_nofile(self.worker_connections)
 
     @property
     def listen(self) -> str:

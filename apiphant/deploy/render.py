@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from apiphant.deploy import commands, kit, roles
+from apiphant.deploy import commands, hostwide, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
 from apiphant.deploy.layout import ACME_CHALLENGE, NGINX_PIDFILE, RELEASE_ENV, SUPERVISOR_PIDFILE
 from apiphant.errors import status_line
@@ -125,8 +125,10 @@ def context(
     release: str,
     wheel: str,
     host_roles: list[roles.Role],
+    neighbours: tuple[hostwide.Needs, ...] = (),
 ) -> dict:
-    """Everything a template may use; templates fail on anything else."""
+    """Everything a template may use; templates fail on anything else. ``neighbours``: the
+    other deployments on the host, whose needs its main Nginx config serves too."""
     layout = config.layout
     paths = layout.release(release)
     pools = [
@@ -169,6 +171,7 @@ def context(
         "api": config.api,
         "api_stopwait": int(config.api.drain_timeout) + STOP_MARGIN,
         "nginx": config.nginx,
+        "main": hostwide.merge(host.name, hostwide.Needs.of(config), neighbours),
         "server_names": config.site_names,
         "tls": config.tls,
         "https": config.tls.on,
@@ -205,12 +208,14 @@ def render_host(
     wheel: str,
     all_roles: dict[str, roles.Role] | None = None,
     env: jinja2.Environment | None = None,
+    neighbours: tuple[hostwide.Needs, ...] = (),
 ) -> HostFiles:
-    """Every file one host needs, by the templates its roles name."""
+    """Every file one host needs, by the templates its roles name; ``neighbours``: the
+    other deployments on it (``hostwide``), as the deploy asked the host."""
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     host_roles = roles.for_host(config.role_names(host), all_roles)
     env = env or environment(config)
-    ctx = context(config, host, release, wheel, host_roles)
+    ctx = context(config, host, release, wheel, host_roles, neighbours)
     files = {
         name: env.get_template(f"{name}.j2").render(ctx) for name in roles.templates(host_roles)
     }
