@@ -26,4 +26,6 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def format_address(host: str, port: int) -> str:
+    """HOST:PORT as apiphant, Nginx and URLs read it: an IPv6 host in brackets. The one
+    place an address and a port are joined."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -236,11 +236,10 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         return 2
     try:
         module, found, on_error = load(args.product)
-    except ProductError as error:
+    except (ProductError, BackgroundError) as error:
+        # The product's module is its input: bad input exits 2, as every command's does.
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
-    except BackgroundError as error:
-        sys.exit(f"{prog}: {error}")
     try:
         reporting.init("background")
     except SettingError as error:

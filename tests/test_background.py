@@ -654,7 +654,7 @@ def test_clear_one_line_errors(make_product, tmp_path: Path, files, expected: st
         [sys.executable, "-m", "apiphant.background", "shop"], cwd=cwd, env=environment(),
         capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode == (2 if files is None else 1)  # no such folder: a bad argument
+    assert result.returncode == 2  # bad input, as for every command
     assert result.stderr == expected + "\n"
     assert result.stdout == ""
 

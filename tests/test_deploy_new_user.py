@@ -240,6 +240,28 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     assert f"shop-api-{p['first']}" in programs
     shown = deployer.shell("fab", "render", "-e", "staging")
     assert "differs from production in: after_deploy, hosts.web1.first_port" in shown.stdout
+    # One main nginx.conf for both, staging's now: production's catch-all is in it too, so
+    # a Host no site names still gets the JSON 404 on production's socket, not its API.
+    for port in (p["nginx"], p["staging nginx"]):
+        assert post(port, "/health", "unknown.example.com")[::2] == (
+            404, {"error": "404 Not Found"}), port
+    # A host-wide setting that staging would change for production as well: refused in one
+    # line naming both, exit 2, before anything on the host changed.
+    staging_toml = deployer.repo / "deploy.staging.toml"
+    kept = staging_toml.read_text()
+    releases = sorted(os.listdir("/opt/shop-staging/releases"))
+    staging_toml.write_text(kept.replace("[nginx]\n", "[nginx]\nclient_timeout = 5\n"))
+    try:
+        conflict = deployer.fab("deploy", "-e", "staging", key=deployer.root_key)
+    finally:
+        staging_toml.write_text(kept)
+    errors = [line for line in conflict.stdout.splitlines() if line.startswith("error: ")]
+    assert conflict.returncode == 2 and errors == [
+        "error: web1: nginx.client_timeout: shop-staging has 5s, shop on the same host has 15s: "
+        "the host's Nginx reads every request's head with one value; give both the same; "
+        "nothing was changed on any host"], conflict.stdout[-3000:]
+    assert sorted(os.listdir("/opt/shop-staging/releases")) == releases
+    assert not os.path.exists("/opt/shop-staging/deploy.lock")
 
     # 5. A second production deploy of a new commit, then fab rollback to the first.
     version = "/api/v0/version/read"

@@ -6,6 +6,7 @@ all without connecting anywhere.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -16,8 +17,8 @@ import pytest
 
 from apiphant.app import DEFAULT_MAX_BODY
 from apiphant.deploy import commands, render
-from apiphant.deploy.config import load, parse
-from tests.deploy_helpers import CHECKOUT, fab
+from apiphant.deploy.config import ConfigError, load, parse
+from tests.deploy_helpers import CHECKOUT, fab, private_nginx
 from tests.test_deploy_config import THREE_HOSTS
 
 MYPRODUCT = CHECKOUT / "myproduct"
@@ -260,6 +261,45 @@ def _nginx_t(tmp_path: Path, site: str) -> subprocess.CompletedProcess:
 needs_nginx = pytest.mark.skipif(not os.path.exists(NGINX), reason="needs nginx")
 
 
+def _nginx_t_host(tmp_path: Path, main: str, sites: dict[str, str]) -> subprocess.CompletedProcess:
+    """nginx -t on a rendered nginx-main.conf with the rendered ``sites`` as the only sites,
+    as a host has them; system paths moved into ``tmp_path`` (deploy_helpers.private_nginx)."""
+    folder = tmp_path / "host"
+    (folder / "sites").mkdir(parents=True, exist_ok=True)
+    for name, site in sites.items():
+        (folder / "sites" / name).write_text(re.sub(r"/var/log/[^/ ]+/", f"{folder}/", site))
+    conf = folder / "nginx.conf"
+    conf.write_text(private_nginx(main, folder, folder / "sites" / "*"))
+    return subprocess.run([NGINX, "-t", "-q", "-p", str(folder), "-e", str(folder / "error.log"),
+                           "-c", str(conf)], capture_output=True, text=True)  # fmt: skip
+
+
+@needs_nginx
+def test_fractional_nginx_timeouts_render_in_milliseconds(tmp_path: Path) -> None:
+    """Nginx takes no fraction of a second ("0.5s" fails nginx -t): whole seconds stay "15s",
+    anything else is rendered in milliseconds, and real nginx -t accepts the main config and
+    the site; less than a millisecond is refused in one line."""
+    timeouts = {"connect_timeout": 0.5, "read_timeout": 2.25, "send_timeout": 1.5,
+                "client_timeout": 0.75, "keepalive_timeout": 30,
+                "upstream_keepalive_timeout": 0.25}  # fmt: skip
+    data = tomllib.loads((MYPRODUCT / "deploy.toml").read_text())
+    config = parse({**data, "nginx": timeouts}, MYPRODUCT / "deploy.toml", MYPRODUCT)
+    files = render.render_host(config, config.hosts[0], RELEASE, WHEEL).files
+    site, main = files["nginx.conf"], files["nginx-main.conf"]
+    for line in ("proxy_connect_timeout 500ms;", "proxy_read_timeout 2250ms;",
+                 "proxy_send_timeout 1500ms;", "send_timeout 1500ms;",
+                 "client_body_timeout 750ms;", "keepalive_timeout 30s;",
+                 "keepalive_timeout 250ms;", "fail_timeout=0s;"):  # fmt: skip
+        assert line in site, line
+    assert "client_header_timeout 750ms;" in main
+    checked = _nginx_t_host(tmp_path, main, {"myproduct.conf": site})
+    assert checked.returncode == 0, checked.stderr
+    with pytest.raises(ConfigError) as caught:
+        parse({**data, "nginx": {"read_timeout": 0.0004}}, MYPRODUCT / "deploy.toml", MYPRODUCT)
+    assert str(caught.value) == ("deploy.toml: nginx.read_timeout: expected at least 0.001 "
+                                 "seconds (Nginx counts milliseconds), got 0.0004")  # fmt: skip
+
+
 @needs_nginx
 def test_nginx_accepts_the_sites(tmp_path: Path) -> None:
     sites = {"web1": one_host().files["nginx.conf"]}
@@ -310,3 +350,137 @@ def test_logrotate_accepts_the_rotation(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "rotating pattern: /var/log/myproduct/*.log" in done.stderr
+
+
+# One main Nginx config for every deployment on a host (apiphant.deploy.hostwide)
+
+STAGING = {"server_names": ["staging.example.com"],
+           "nginx": {"listen": "127.0.0.1:8080", "local_port": 8100},
+           "hosts": {"web1": {"first_port": 9001}}}  # fmt: skip
+
+
+def _deployment(env: str, over: dict, top: dict | None = None):
+    from apiphant.deploy.config import merge
+
+    data = merge(tomllib.loads((MYPRODUCT / "deploy.toml").read_text()), over)
+    return parse({**data, **(top or {})}, MYPRODUCT / "deploy.toml", MYPRODUCT, env)
+
+
+def _host_answer(etc: Path) -> str:
+    """The deploy's question (hostwide.question) asked of a host whose /etc/nginx is ``etc``:
+    the same shell, its two paths moved."""
+    from apiphant.deploy.hostwide import question
+    from apiphant.deploy.layout import NGINX_CONF, NGINX_SITES
+
+    command = question().replace(NGINX_CONF, str(etc / "nginx.conf"))
+    command = command.replace(NGINX_SITES, str(etc / "sites-enabled"))
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.replace(str(etc / "sites-enabled"), NGINX_SITES)
+
+
+@needs_nginx
+def test_deployments_on_one_host_share_what_its_main_nginx_config_serves(tmp_path: Path) -> None:
+    """Production (TLS on 443, 20,000 connections) and staging (plain, its own port) on one
+    host: whichever deploys last renders a main config with both catch-all servers, the TLS
+    one, the larger sizing and both record lines, read from the live one on the host; real
+    nginx -t accepts it with both sites. A deployment whose site is gone is dropped."""
+    from apiphant.deploy import hostwide
+
+    cert, key = tmp_path / "c.pem", tmp_path / "c.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=api.example.com"],
+                   check=True, capture_output=True)  # fmt: skip
+    production = _deployment("production", {"nginx": {"worker_connections": 20000}},
+                             {"tls": "acme", "domains": ["api.example.com"],
+                              "acme_email": "ops@example.com"})  # fmt: skip
+    staging = _deployment("staging", STAGING)
+    etc = tmp_path / "etc"
+    (etc / "sites-enabled").mkdir(parents=True)
+
+    def deploy(config) -> dict[str, str]:
+        """What a deploy to web1 renders, given the host as it is; then the host as the
+        deploy leaves it: its main config and its site live."""
+        answer = _host_answer(etc)
+        others = hostwide.others_on("web1", answer, config.layout.name)
+        files = render.render_host(config, config.hosts[0], RELEASE, WHEEL,
+                                   neighbours=others).files  # fmt: skip
+        (etc / "nginx.conf").write_text(files["nginx-main.conf"])
+        site = files["nginx.conf"].replace(production.layout.acme_fullchain, str(cert))
+        site = site.replace(production.layout.acme_chain, str(cert))
+        site = site.replace(production.layout.acme_key, str(key))
+        (etc / "sites-enabled" / Path(config.layout.site).name).write_text(site)
+        return files
+
+    first = deploy(production)["nginx-main.conf"]
+    assert "\n# apiphant-deployment myproduct worker_connections=20000 client_timeout_ms=15000 " \
+           "listen=80 tls_listen=443 local_port=8000\n" in first  # fmt: skip
+    for main in (deploy(staging)["nginx-main.conf"], deploy(production)["nginx-main.conf"]):
+        http = main.partition("\nhttp {")[2]
+        for line in ("listen 80 default_server;", "listen 127.0.0.1:8080 default_server;",
+                     "listen 443 ssl http2 default_server;"):  # fmt: skip
+            assert http.count(line) == 1, line
+        assert "worker_connections 20000;" in main and "worker_rlimit_nofile 21024;" in main
+        assert "# apiphant-deployment myproduct-staging worker_connections=16384 " \
+               "client_timeout_ms=15000 listen=127.0.0.1:8080 tls_listen=- local_port=8100\n" \
+               in main  # fmt: skip
+        assert "# apiphant-deployment myproduct worker_connections=20000 " in main
+        sites = {p.name: p.read_text() for p in (etc / "sites-enabled").iterdir()}
+        checked = _nginx_t_host(tmp_path, main, sites)
+        assert checked.returncode == 0, checked.stderr
+
+    (etc / "sites-enabled" / "myproduct-staging.conf").unlink()  # staging gone from the host
+    alone = deploy(production)["nginx-main.conf"]
+    assert "myproduct-staging" not in alone and "127.0.0.1:8080" not in alone
+    assert hostwide.others_on("web1", _host_answer(etc), "myproduct-staging") == (
+        hostwide.Needs("myproduct", 20000, 15.0, "80", "443", 8000),)
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"nginx": {"client_timeout": 5}},
+         "web1: nginx.client_timeout: myproduct-staging has 5s, myproduct on the same host has "
+         "15s: the host's Nginx reads every request's head with one value; give both the same"),
+        ({"nginx": {"local_port": 8000}},
+         "web1: nginx.local_port: myproduct-staging has 127.0.0.1:8000, which myproduct on the "
+         "same host has as its nginx.local_port: each deployment on a host needs its own "
+         "local_port"),
+        ({"nginx": {"listen": "443"}},
+         "web1: nginx.listen: myproduct-staging has 443, which myproduct on the same host has "
+         "as its nginx.tls_listen: one socket cannot serve both plain HTTP and TLS"),
+    ],
+    ids=["header-timeout", "local-port", "plain-and-tls"],
+)
+def test_a_conflict_between_deployments_on_one_host_is_one_line(over: dict, message: str) -> None:
+    from apiphant.deploy import hostwide
+    from apiphant.deploy.config import merge
+
+    production = hostwide.Needs("myproduct", 16384, 15.0, "80", "443", 8000)
+    staging = _deployment("staging", merge(STAGING, over))
+    own = hostwide.Needs.of(staging)
+    with pytest.raises(ConfigError) as caught:
+        hostwide.merge("web1", own, [production])
+    assert str(caught.value) == message
+    with pytest.raises(ConfigError):  # the renderer refuses it too
+        render.render_host(staging, staging.hosts[0], RELEASE, WHEEL, neighbours=(production,))
+    # The same listen for both, plainly, and more connections for one: merged.
+    same = hostwide.merge("web1", hostwide.Needs.of(_deployment("staging", STAGING)),
+                          [production, hostwide.Needs("other", 30000, 15.0, "127.0.0.1:8080",
+                                                      "", 8200)])  # fmt: skip
+    assert same.listens == ["127.0.0.1:8080", "80"] and same.tls_listens == ["443"]
+    assert same.worker_connections == 30000
+
+
+def test_a_record_the_kit_cannot_read_is_refused_in_one_line() -> None:
+    from apiphant.deploy import hostwide
+
+    answer = ("# apiphant-deployment shop worker_connections=1; include /x\n"
+              "site /etc/nginx/sites-enabled/shop.conf\n")  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        hostwide.others_on("web1", answer, "shop-staging")
+    assert str(caught.value).startswith(
+        "web1: /etc/nginx/nginx.conf: a line the deploy kit cannot read: "
+        "'# apiphant-deployment shop worker_connections=1; include /x'")
+    assert hostwide.others_on("web1", "", "shop") == ()  # Debian's own nginx.conf: no one

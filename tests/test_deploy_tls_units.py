@@ -205,6 +205,125 @@ def test_nginx_accepts_the_tls_sites(tmp_path: Path) -> None:
         assert checked.returncode == 0, f"{name}: {checked.stderr}"
 
 
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _key_and_request(tmp_path: Path, name: str, *x509: str) -> None:
+    """A P-256 key NAME.key and, with ``x509`` (-x509 ...), a self-signed NAME.pem; else a
+    request NAME.csr; for api.example.com."""
+    _openssl("req", *x509, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(tmp_path / f"{name}.key"), "-out",
+             str(tmp_path / (f"{name}.pem" if x509 else f"{name}.csr")), "-days", "1",
+             "-subj", "/CN=api.example.com", "-addext", "subjectAltName=DNS:api.example.com")
+
+
+def chainless_certificates(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    """Two certificates that come alone, made here with openssl: a self-signed one, and one
+    issued straight from a private root (as mkcert issues them) whose root is not in the file."""
+    _key_and_request(tmp_path, "self", "-x509")
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(tmp_path / "root.key"), "-out", str(tmp_path / "root.pem"),
+             "-days", "1", "-subj", "/CN=Private Root")
+    _key_and_request(tmp_path, "leaf")
+    (tmp_path / "ext").write_text("subjectAltName=DNS:api.example.com\n")
+    _openssl("x509", "-req", "-in", str(tmp_path / "leaf.csr"), "-CA", str(tmp_path / "root.pem"),
+             "-CAkey", str(tmp_path / "root.key"), "-CAcreateserial", "-days", "1",
+             "-extfile", str(tmp_path / "ext"), "-out", str(tmp_path / "leaf.pem"))
+    return {name: (tmp_path / f"{name}.pem", tmp_path / f"{name}.key")
+            for name in ("self", "leaf")}  # fmt: skip
+
+
+def _files_with(tmp_path: Path, cert: Path, key: Path):
+    secrets = tmp_path / f"{cert.stem}.env"
+    secrets.write_text(f"TOKEN=x\nAPIPHANT_TLS_CERT={cert}\nAPIPHANT_TLS_KEY={key}\n")
+    top = f'tls = "files"\ndomains = ["api.example.com"]\nsecrets = "{secrets}"\n'
+    config = parsed(with_top(ONE_HOST, top))
+    return config, tls.load_files(config)
+
+
+@needs_nginx
+def test_a_certificate_without_a_chain_is_served_and_smoke_tested(tmp_path: Path) -> None:
+    """tls = "files" with a certificate that comes alone: the release's issuer file (Nginx's
+    ssl_trusted_certificate, the smoke test's --cacert) is the certificate itself, not an
+    empty file that `nginx -t` refuses; real nginx -t on the site, and the smoke test's own
+    curl against a real TLS server on loopback that serves it."""
+    import http.server
+    import ssl
+    import threading
+
+    from tests.deploy_helpers import free_port
+
+    for name, (cert, key) in chainless_certificates(tmp_path).items():
+        config, files = _files_with(tmp_path, cert, key)
+        assert files.issuer == cert.read_bytes(), name
+        paths = config.layout.release(RELEASE)
+        here = tmp_path / f"{name}-tls"
+        here.mkdir()
+        for path, content in ((paths.tls_fullchain, files.fullchain), (paths.tls_key, files.key),
+                              (paths.tls_issuer, files.issuer)):  # fmt: skip
+            (here / Path(path).name).write_bytes(content)
+        site = render.render_host(config, config.hosts[0], RELEASE, WHEEL).files["nginx.conf"]
+        assert f"ssl_trusted_certificate {paths.tls_issuer};" in site
+        site = site.replace(paths.tls + "/", f"{here}/").replace("/var/log/myproduct/", f"{here}/")
+        checked = _nginx_t(tmp_path, site)
+        assert checked.returncode == 0, f"{name}: {checked.stderr}"
+
+        port = free_port()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(here / "fullchain.pem", here / "privkey.pem")
+
+        class Health(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = f'{{"release": "{RELEASE}"}}'.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", port), Health)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            t = Tls("files", ("api.example.com",), listen_host="127.0.0.1", listen_port=port)
+            check = commands.https_check(t, "api.example.com", str(here / "issuer.pem"), RELEASE)
+            done = subprocess.run(["sh", "-c", check], capture_output=True, text=True, timeout=30)
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(10)
+        assert done.returncode == 0, f"{name}: {done.stdout}{done.stderr}"
+        assert done.stdout.startswith("https: https://api.example.com:")
+
+
+@needs_nginx
+def test_ipv6_private_addresses_are_bracketed_for_nginx(tmp_path: Path) -> None:
+    """Fronts and API hosts with IPv6 private addresses: every ADDRESS:PORT Nginx reads has
+    the address in brackets (the peers of the ACME challenge too), and nginx -t accepts it."""
+    _key_and_request(tmp_path, "c", "-x509")
+    fronts = THREE_HOSTS.replace(*A_FRONT).replace(*FRONT_PRIVATE)
+    for old, new in (("10.0.0.10", "fd00::10"), ("10.0.0.11", "fd00::11"),
+                     ("10.0.0.12", "fd00::12")):  # fmt: skip
+        fronts = fronts.replace(old, new)
+    config = parsed(with_top(fronts, ACME))
+    files = render.render_host(config, config.host("front"), RELEASE, WHEEL).files
+    assert "upstream myproduct_acme_peers {\n    server [fd00::11]:80;\n}" in files["nginx.conf"]
+    assert "server [fd00::12]:9000 max_fails=1" in files["nginx.conf"]
+    for name in ("nginx.conf", "nginx-http.conf"):
+        site = files[name].replace("/var/log/myproduct/", f"{tmp_path}/")
+        for path in ("fullchain.pem", "chain.pem"):
+            site = site.replace(f"{config.layout.acme_live}/{path}", str(tmp_path / "c.pem"))
+        site = site.replace(config.layout.acme_key, str(tmp_path / "c.key"))
+        checked = _nginx_t(tmp_path, site)
+        assert checked.returncode == 0, f"{name}: {checked.stderr}"
+    workers = render.render_host(config, config.host("b"), RELEASE, WHEEL).files
+    assert "apiphant myproduct [fd00::12]:9000 " in workers["supervisor.conf"]
+
+
 # Commands
 
 

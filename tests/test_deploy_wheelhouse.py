@@ -185,3 +185,92 @@ def test_only_hosts_that_get_a_virtualenv_are_asked_for_their_platform() -> None
     found, venvs = tasks.host_facts(Here(config, lambda line: None), config, list(config.hosts))
     assert asked == ["a", "b"] and set(found) == set(venvs) == {"a", "b"}
     assert found["a"] == found["b"] and found["a"].python.startswith("3.")
+
+
+SETUP = '''\
+from setuptools import setup
+from setuptools.dist import Distribution
+
+
+class Compiled(Distribution):
+    """Says it has extension modules: its wheel is this platform's, as a compiled one is."""
+
+    def has_ext_modules(self):
+        return True
+
+
+setup(name="{name}", version="1.0", py_modules=["{module}"],
+      distclass=Compiled if {compiled} else Distribution)
+'''
+
+
+def _sdist(folder: Path, name: str, compiled: bool = False) -> None:
+    """A tiny sdist NAME-1.0.tar.gz in ``folder``, written here (setuptools builds it): pure
+    Python, or one whose wheel is this platform's, as if it had compiled parts (setuptools
+    is told so; no compiler needed)."""
+    import io
+    import tarfile
+
+    module = name.replace("-", "_")
+    top = f"{module}-1.0"
+    files = {
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+                          'build-backend = "setuptools.build_meta"\n',
+        "setup.py": SETUP.format(name=name, module=module, compiled=compiled),
+        f"{module}.py": "VALUE = 42\n",
+    }  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(folder / f"{top}.tar.gz", "w:gz") as archive:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{top}/{path}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_a_requirement_without_a_wheel_is_built_from_its_sdist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requirements that have an sdist only (made here, in a local find-links folder: the
+    registry is asked for setuptools alone): a pure Python one is built into a wheel here
+    and serves hosts of any platform, installable with --no-index as the hosts install; a
+    compiled one serves hosts of this machine's platform, and for any other the deploy
+    says so in one line naming it."""
+    import os
+    import sys
+
+    links = tmp_path / "links"
+    _sdist(links, "apiphant-test-pure")
+    _sdist(links, "apiphant-test-compiled", compiled=True)
+    monkeypatch.setenv("PIP_FIND_LINKS", f"{os.environ.get('PIP_FIND_LINKS', '')} {links}".strip())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    facts = subprocess.run([sys.executable, "-c", wheelhouse.FACTS_SCRIPT], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    here = wheelhouse.parse_facts("this machine", facts.stdout)  # a deploy's own Python
+    other = Platform(here.python, "aarch64" if here.machine != "aarch64" else "x86_64",
+                     here.glibc)  # fmt: skip
+
+    found = wheelhouse.build([here, other], ["apiphant-test-pure"], tmp_path / "pure")
+    assert [p.name for p in found] == ["apiphant_test_pure-1.0-py3-none-any.whl"]
+    target = tmp_path / "installed"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+         "--find-links", str(tmp_path / "pure"), "--target", str(target), "apiphant-test-pure"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    assert (target / "apiphant_test_pure.py").read_text() == "VALUE = 42\n"
+
+    compiled = wheelhouse.build([here], ["apiphant-test-compiled"], tmp_path / "compiled")
+    assert len(compiled) == 1
+    assert compiled[0].name.endswith(f"-linux_{here.machine}.whl")
+
+    with pytest.raises(WheelhouseError) as caught:
+        wheelhouse.build([other], ["apiphant-test-compiled"], tmp_path / "elsewhere")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"apiphant-test-compiled: no wheel for {other}, and its sdist "
+                              "has compiled parts: built here it is ")  # fmt: skip
+    assert not list((tmp_path / "cache").glob("apiphant/wheelhouse/*.partial"))
+    assert wheelhouse.local_platform() == here

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from apiphant import settings
+from apiphant.address import format_address
 from apiphant.app import DEFAULT_MAX_BODY, RELEASE_ENV
 from apiphant.cors import CorsError, policy
 from apiphant.deploy.layout import PRODUCTION, Layout
@@ -99,9 +100,12 @@ class Api:
 
 def listen_address(host: str, port: int) -> str:
     """Nginx's ``listen``: the port alone, or HOST:PORT (an IPv6 host in brackets)."""
-    if not host:
-        return str(port)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return format_address(host, port) if host else str(port)
+
+
+def rlimit_nofile(worker_connections: int) -> int:
+    """Open files per Nginx worker: every connection, plus room for logs and temp files."""
+    return worker_connections + 1024
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,7 @@ class Nginx:
 
     @property
     def worker_rlimit_nofile(self) -> int:
-        """Open files per Nginx worker: every connection, plus room for logs and temp files."""
-        return self.worker_connections + 1024
+        return rlimit_nofile(self.worker_connections)
 
     @property
     def listen(self) -> str:
@@ -269,7 +272,7 @@ class Worker:
 
     @property
     def address(self) -> str:
-        return f"[{self.bind}]:{self.port}" if ":" in self.bind else f"{self.bind}:{self.port}"
+        return format_address(self.bind, self.port)
 
 
 @dataclass(frozen=True)
@@ -388,6 +391,11 @@ class Config:
         of them, as the CA may call any front for a token another one asked for."""
         return [f.private_address for f in self.fronts()  # type: ignore[misc]
                 if f.name != host.name and f.private_address]  # fmt: skip
+
+    def acme_peer_servers(self, host: Host) -> list[str]:
+        """The same as Nginx's upstream servers, ADDRESS:PORT on their port 80 listener (an
+        IPv6 address in brackets: Nginx reads ``fd00::2:80`` as a host with a bad port)."""
+        return [format_address(peer, self.nginx.listen_port) for peer in self.acme_peers(host)]
 
     def login_of(self, host: Host) -> str:
         """The SSH user for ``host``: its ``ssh`` value's, else deploy.toml's ``user``."""
@@ -530,6 +538,14 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
             raise self.fail(name, "a positive number of seconds", value)
         return float(value)
+
+    def nginx_seconds(self, name: str, default: float) -> float:
+        """Seconds for an Nginx time, which counts whole milliseconds: 0.5 is rendered as
+        500ms (``render.nginx_time``); less than one millisecond is none at all."""
+        value = self.seconds(name, default)
+        if round(value * 1000) < 1:
+            raise self.fail(name, "at least 0.001 seconds (Nginx counts milliseconds)", value)
+        return value
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.table.get(name, default)
@@ -757,15 +773,15 @@ def parse(
     nginx = Nginx(
         listen_host=listen_host,
         listen_port=listen_port,
-        connect_timeout=n.seconds("connect_timeout", dn.connect_timeout),
-        read_timeout=n.seconds("read_timeout", dn.read_timeout),
-        send_timeout=n.seconds("send_timeout", dn.send_timeout),
-        client_timeout=n.seconds("client_timeout", dn.client_timeout),
-        keepalive_timeout=n.seconds("keepalive_timeout", dn.keepalive_timeout),
+        connect_timeout=n.nginx_seconds("connect_timeout", dn.connect_timeout),
+        read_timeout=n.nginx_seconds("read_timeout", dn.read_timeout),
+        send_timeout=n.nginx_seconds("send_timeout", dn.send_timeout),
+        client_timeout=n.nginx_seconds("client_timeout", dn.client_timeout),
+        keepalive_timeout=n.nginx_seconds("keepalive_timeout", dn.keepalive_timeout),
         upstream_keepalive=n.integer(
             "upstream_keepalive", dn.upstream_keepalive, low=1, high=10000
         ),
-        upstream_keepalive_timeout=n.seconds(
+        upstream_keepalive_timeout=n.nginx_seconds(
             "upstream_keepalive_timeout", dn.upstream_keepalive_timeout
         ),
         fail_timeout=n.integer("fail_timeout", dn.fail_timeout, low=0, high=86400),

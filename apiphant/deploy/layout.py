@@ -47,6 +47,12 @@ BEFORE = ".before-apiphant"
 __all__ = ["RELEASE_ENV", "Layout", "Paths"]
 
 
+def site_of(deployment: str) -> str:
+    """A deployment's Nginx site, by its name (``Layout.name``): also how the deploy tells
+    another deployment on a host is still there."""
+    return f"{NGINX_SITES}/{deployment}.conf"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where one deployment (product + environment) lives on its hosts, and its names."""
@@ -222,7 +228,7 @@ class Layout:
 
     @property
     def site(self) -> str:
-        return f"{NGINX_SITES}/{self.name}.conf"
+        return site_of(self.name)
 
     @property
     def supervisor_include(self) -> str:
@@ -309,7 +315,8 @@ class Paths:
 
     @property
     def tls_issuer(self) -> str:
-        """The chain without its first certificate: the issuing CA, for the smoke test."""
+        """The chain without its first certificate (the issuing CA), or the certificate
+        itself when it came alone: the smoke test's trust and Nginx's trusted certificate."""
         return f"{self.tls}/issuer.pem"
 
     def product(self, product: str) -> str:

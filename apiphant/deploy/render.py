@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from apiphant.deploy import commands, kit, roles
+from apiphant.deploy import commands, hostwide, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
 from apiphant.deploy.layout import ACME_CHALLENGE, NGINX_PIDFILE, RELEASE_ENV, SUPERVISOR_PIDFILE
 from apiphant.errors import status_line
@@ -39,6 +39,13 @@ class HostFiles:
         return 0o755 if name in self.executable else 0o644
 
 
+def nginx_time(seconds: float) -> str:
+    """An Nginx time: whole seconds as ``15s``, anything else in milliseconds (``500ms``).
+    Nginx takes no fraction: ``0.5s`` fails ``nginx -t``."""
+    millis = round(seconds * 1000)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
 def _kit_template(templates: Traversable, name: str) -> str | None:
     source = templates / name
     return source.read_text() if source.is_file() else None
@@ -60,6 +67,7 @@ def environment(config: Config | None = None) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["num"] = lambda value: f"{value:g}"
+    env.filters["nginx_time"] = nginx_time
     return env
 
 
@@ -117,8 +125,10 @@ def context(
     release: str,
     wheel: str,
     host_roles: list[roles.Role],
+    neighbours: tuple[hostwide.Needs, ...] = (),
 ) -> dict:
-    """Everything a template may use; templates fail on anything else."""
+    """Everything a template may use; templates fail on anything else. ``neighbours``: the
+    other deployments on the host, whose needs its main Nginx config serves too."""
     layout = config.layout
     paths = layout.release(release)
     pools = [
@@ -161,11 +171,12 @@ def context(
         "api": config.api,
         "api_stopwait": int(config.api.drain_timeout) + STOP_MARGIN,
         "nginx": config.nginx,
+        "main": hostwide.merge(host.name, hostwide.Needs.of(config), neighbours),
         "server_names": config.site_names,
         "tls": config.tls,
         "https": config.tls.on,
         "acme_challenge": ACME_CHALLENGE,
-        "acme_peers": config.acme_peers(host) if config.renews(host) else [],
+        "acme_peers": config.acme_peer_servers(host) if config.renews(host) else [],
         "certificate": certificate(config, release),
         "tls_ciphers": TLS_CIPHERS,
         "hsts_max_age": HSTS_MAX_AGE,
@@ -197,12 +208,14 @@ def render_host(
     wheel: str,
     all_roles: dict[str, roles.Role] | None = None,
     env: jinja2.Environment | None = None,
+    neighbours: tuple[hostwide.Needs, ...] = (),
 ) -> HostFiles:
-    """Every file one host needs, by the templates its roles name."""
+    """Every file one host needs, by the templates its roles name; ``neighbours``: the
+    other deployments on it (``hostwide``), as the deploy asked the host."""
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     host_roles = roles.for_host(config.role_names(host), all_roles)
     env = env or environment(config)
-    ctx = context(config, host, release, wheel, host_roles)
+    ctx = context(config, host, release, wheel, host_roles, neighbours)
     files = {
         name: env.get_template(f"{name}.j2").render(ctx) for name in roles.templates(host_roles)
     }

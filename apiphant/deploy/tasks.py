@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import apiphant
-from apiphant.deploy import artifacts, plan, render, roles, tls, wheelhouse
+from apiphant.deploy import artifacts, hostwide, plan, render, roles, tls, wheelhouse
 from apiphant.deploy import config as configuration
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
@@ -214,6 +214,7 @@ def deploy(
                 code_only, copies = (None, frozenset()), None
                 rendered = _render(config, chosen, release, wheel_name, all_roles)
             else:
+                neighbours = nginx_neighbours(executor, config, chosen)
                 platforms, venvs = host_facts(executor, config, chosen)
                 wheel = artifacts.build_wheel(workdir)
                 wheel_name = wheel.name
@@ -224,7 +225,7 @@ def deploy(
                 # so do those that receive a copy of the one another host of theirs builds.
                 have = frozenset(name for name, keys in venvs.items() if packages in keys)
                 need = [name for name in platforms if name not in have]
-                rendered = _render(config, chosen, release, wheel_name, all_roles)
+                rendered = _render(config, chosen, release, wheel_name, all_roles, neighbours)
                 copies = plan.venv_copies(need, platforms, rendered, workdir, config.venv)
                 receive = {name for names in copies.builders.values() for name in names}
                 tarball = (artifacts.build_tarball(config, release, [wheel, *wheels], workdir)
@@ -256,10 +257,42 @@ def deploy(
 
 
 def _render(
-    config: Config, hosts: list[Host], release: str, wheel: str, all_roles: dict[str, roles.Role]
+    config: Config,
+    hosts: list[Host],
+    release: str,
+    wheel: str,
+    all_roles: dict[str, roles.Role],
+    neighbours: dict[str, tuple[hostwide.Needs, ...]] | None = None,
 ) -> dict[str, render.HostFiles]:
-    """Every chosen host's rendered files (the copies need them to group hosts)."""
-    return {h.name: render.render_host(config, h, release, wheel, all_roles) for h in hosts}
+    """Every chosen host's rendered files (the copies need them to group hosts), each main
+    Nginx config with the other deployments on its host (``neighbours``)."""
+    neighbours = neighbours or {}
+    return {h.name: render.render_host(config, h, release, wheel, all_roles,
+                                       neighbours=neighbours.get(h.name, ()))
+            for h in hosts}  # fmt: skip
+
+
+def nginx_neighbours(
+    executor: Executor, config: Config, hosts: list[Host]
+) -> dict[str, tuple[hostwide.Needs, ...]]:
+    """The other deployments (environments) on each chosen Nginx host, by the record lines
+    of its live main config, whose host-wide settings this deploy's main config serves
+    too: asked before anything changes anywhere, so a conflict with one (``hostwide.merge``)
+    stops the deploy in one line with nothing touched. Fronts are few: one after another."""
+    own = hostwide.Needs.of(config)
+    found = {}
+    for host in (h for h in hosts if h.has("nginx")):
+        try:
+            answer = executor.query(host.name, hostwide.question(),
+                                    "the other deployments its Nginx serves")  # fmt: skip
+        except DeployError as error:
+            raise DeployError(f"{error}; nothing was changed on any host") from None
+        try:
+            found[host.name] = hostwide.others_on(host.name, answer, own.name)
+            hostwide.merge(host.name, own, found[host.name])
+        except ConfigError as error:
+            raise ConfigError(f"{error}; nothing was changed on any host") from None
+    return found
 
 
 def parallel_width(value: int | str) -> int:

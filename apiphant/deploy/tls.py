@@ -27,8 +27,11 @@ class Files:
     key_path: Path
     fullchain: bytes
     key: bytes
-    #: The chain without its first certificate: the CA that issued it ("" when the file
-    #: holds the certificate alone: the smoke test then trusts the system's CAs).
+    #: What the certificate is checked against (the smoke test's trust, Nginx's
+    #: ssl_trusted_certificate): the chain without its first certificate, the CA that issued
+    #: it; or, when the file holds the certificate alone (self-signed, or issued straight
+    #: from a private root such as mkcert's), the certificate itself. Never empty: Nginx
+    #: refuses an empty ssl_trusted_certificate.
     issuer: bytes
     #: The secrets file without the two lines above: what the programs get.
     secrets: bytes
@@ -129,4 +132,5 @@ def load_files(config: Config, now: float | None = None) -> Files:
             )
     assert config.secrets is not None
     rest = without_tls_lines(config.secrets.read_text())
-    return Files(cert, key, b"".join(chain), private, b"".join(chain[1:]), rest.encode())
+    issuer = b"".join(chain[1:]) or chain[0]
+    return Files(cert, key, b"".join(chain), private, issuer, rest.encode())

@@ -5,11 +5,13 @@ release: they need no route to a package registry, and every host of a deploy
 gets byte-identical packages. The deployer asks each host for its Python and
 platform (``facts_command``), then ``pip download``s binary wheels for each
 distinct platform into one folder, which pip on every host picks from by its
-own tags. Downloads are cached on the deploying machine by what they resolve
-from, so a deploy that changed only code downloads nothing.
+own tags. A requirement with no wheel (an sdist only) is built into one here,
+with ``pip wheel``: pure Python serves every host; a compiled one only hosts of
+this machine's platform. Downloads are cached on the deploying machine by what
+they resolve from, so a deploy that changed only code downloads nothing.
 
-Pure parts (the facts, the tags, the pip command, the cache key) are apart from
-the one function that runs pip.
+Pure parts (the facts, the tags, the pip commands, the cache key) are apart from
+the functions that run pip.
 """
 
 import hashlib
@@ -110,15 +112,62 @@ def platform_tags(platform: Platform) -> list[str]:
     return tags
 
 
-def download_command(platform: Platform, requirements: Path, dest: Path) -> list[str]:
-    """``pip download`` of binary wheels for ``platform``: runs anywhere pip runs."""
+def download_command(
+    platform: Platform, requirements: Path, dest: Path, built: Path | None = None,
+    here: bool = False,
+) -> list[str]:  # fmt: skip
+    """``pip download`` of binary wheels for ``platform``: runs anywhere pip runs. ``built``:
+    a folder of wheels built here (``build_command``) that pip takes as well, beside the
+    index and find-links it is configured with; ``here``: the hosts are of this machine's
+    platform, so a wheel compiled here (``linux_MACHINE``) fits them too."""
     abi = "cp" + platform.python.replace(".", "")
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                "--only-binary=:all:", "--implementation", "cp", "--python-version",
                platform.python, "--abi", abi, "--abi", "abi3", "--abi", "none"]  # fmt: skip
-    for tag in platform_tags(platform):
+    for tag in platform_tags(platform) + ([f"linux_{platform.machine}"] if here else []):
         command += ["--platform", tag]
+    if built is not None:
+        command += ["--find-links", str(built)]
     return [*command, "--dest", str(dest), "-r", str(requirements)]
+
+
+#: pip's line for a requirement it found no wheel of (a direct one or a dependency).
+NO_WHEEL = re.compile(r"^ERROR: No matching distribution found for (\S+)", re.M)
+#: A requirement's project name, at its start (before any version, extra or marker).
+PROJECT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def build_command(requirement: str, dest: Path) -> list[str]:
+    """``pip wheel`` of one requirement from its sdist, without its dependencies (the next
+    download fetches them as wheels, or says which one needs building too)."""
+    name = PROJECT.match(requirement)
+    assert name is not None  # NO_WHEEL matched a requirement pip printed
+    return [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+            "--no-deps", "--no-binary", name.group(0), "--wheel-dir", str(dest),
+            requirement]  # fmt: skip
+
+
+def is_pure(wheel: Path) -> bool:
+    """A wheel any CPython on any machine installs: its tags end ``-none-any``."""
+    return wheel.name.removesuffix(".whl").endswith("-none-any")
+
+
+def local_platform() -> Platform | None:
+    """This machine's Python and platform, asked as a host is (``FACTS_SCRIPT``); None
+    where no host's could match it (not glibc)."""
+    done = subprocess.run([sys.executable, "-c", FACTS_SCRIPT], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    try:
+        return parse_facts("this machine", done.stdout)
+    except WheelhouseError:
+        return None
+
+
+def runs_here_built(platform: Platform, local: Platform | None) -> bool:
+    """Whether a wheel compiled here runs on ``platform``'s hosts: the same Python and
+    machine, and a glibc no older than this machine's."""
+    return (local is not None and local.python == platform.python
+            and local.machine == platform.machine and platform.glibc >= local.glibc)  # fmt: skip
 
 
 def wheel_requirements(wheel: Path) -> list[str]:
@@ -175,7 +224,8 @@ def describe(requirements: Iterable[str]) -> str:
     return (
         "local: would ask each host with api or background (the hosts that get a virtualenv) "
         "for its Python and platform, then pip download binary "
-        f"wheels for them (cached in {cache_root()}): {shown}"
+        f"wheels for them, building here any that has none (cached in {cache_root()}): "
+        f"{shown}"
     )
 
 
@@ -193,23 +243,77 @@ def build(platforms: Iterable[Platform], requirements: list[str], dest: Path) ->
     return sorted(dest.glob("*.whl"))
 
 
+#: At most this many requirements are built from their sdists for one platform.
+MAX_BUILT = 50
+
+
 def _download(platform: Platform, requirements: list[str], cached: Path) -> None:
+    """``pip download`` for ``platform``; each requirement it finds no wheel of is built
+    here (``_build``) and the download tried again, until every one has a wheel."""
     partial = cached.with_name(cached.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     listing = partial / "requirements.txt"
     listing.write_text("".join(f"{line}\n" for line in requirements))
-    command = download_command(platform, listing, partial)
-    print("local $ " + " ".join(command), flush=True)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        lines = [x for x in (done.stdout + done.stderr).splitlines() if x.startswith("ERROR")]
+    built = partial / ".built"
+    local: Platform | None = None
+    here, tried = False, set()
+    try:
+        while True:
+            command = download_command(platform, listing, partial,
+                                       built if tried else None, here)  # fmt: skip
+            print("local $ " + " ".join(command), flush=True)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+            if done.returncode == 0:
+                break
+            output = done.stdout + done.stderr
+            missing = NO_WHEEL.search(output)
+            if missing is None or missing[1] in tried or len(tried) >= MAX_BUILT:
+                lines = [x for x in output.splitlines() if x.startswith("ERROR")]
+                raise WheelhouseError(
+                    f"no wheels for {platform}: {(lines or ['pip download failed'])[-1]} "
+                    "(the hosts install binary wheels only: pin a release that has them)"
+                )
+            if local is None:
+                local = local_platform()
+            tried.add(missing[1])
+            here = _build(missing[1], platform, local, built) or here
+    except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
-        raise WheelhouseError(
-            f"no wheels for {platform}: {(lines or ['pip download failed'])[-1]} "
-            "(the hosts install binary wheels only: pin a release that has them)"
-        )
+        raise
     listing.unlink()
+    shutil.rmtree(built, ignore_errors=True)
     (partial / ".complete").write_text(str(platform) + "\n")
     shutil.rmtree(cached, ignore_errors=True)
     partial.rename(cached)
+
+
+def _build(requirement: str, platform: Platform, local: Platform | None, built: Path) -> bool:
+    """A wheel of ``requirement`` from its sdist, built here into ``built``; returns whether
+    it is compiled (and fits ``platform``'s hosts, or this raises: one line naming it)."""
+    print(f"local: {requirement}: no wheel for {platform}; building one from its sdist",
+          flush=True)  # fmt: skip
+    built.mkdir(exist_ok=True)
+    before = set(built.glob("*.whl"))
+    command = build_command(requirement, built)
+    print("local $ " + " ".join(command), flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    made = sorted(set(built.glob("*.whl")) - before)
+    if done.returncode != 0 or not made:
+        lines = [x.strip() for x in (done.stdout + done.stderr).splitlines() if x.strip()]
+        errors = [x for x in lines if x.startswith("ERROR")]
+        raise WheelhouseError(
+            f"{requirement}: no wheel for {platform}, and building one from its sdist failed: "
+            f"{(errors or lines or ['pip wheel failed'])[-1]}"
+        )
+    wheel = made[0]
+    if is_pure(wheel):
+        return False
+    if runs_here_built(platform, local):
+        return True
+    raise WheelhouseError(
+        f"{requirement}: no wheel for {platform}, and its sdist has compiled parts: built "
+        f"here it is {wheel.name}, for {local or 'this machine'}, not the hosts' platform; "
+        "build its wheel on a machine like the hosts (into pip's find-links), or pin a "
+        "release that has wheels"
+    )
