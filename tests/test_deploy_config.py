@@ -211,6 +211,10 @@ def test_secrets_are_checked_and_never_quoted_in_errors(tmp_path: Path) -> None:
         check_secrets(config)
     for content, expected in [
         ("SENTRY_DSN=https://k@o.example/1\n# comment\n\nEMPTY=\n", None),
+        # Whitespace-only lines and indented comments are skipped, as the hosts never see
+        # them: they get the parsed NAME=value lines alone.
+        ("A=1\n   \n\t\n  # indented\nB=2", None),
+        ("A=1\nB=hunter2\r\n", "line 2: B: control characters in the value"),
         ("not a pair hunter2\n", "line 1: expected NAME=value"),
         ("A=1\nBAD-KEY=hunter2\n", "line 2: expected NAME=value"),
         ('TOKEN="hunter2"\n', "line 1: TOKEN: the value is quoted"),
@@ -224,6 +228,19 @@ def test_secrets_are_checked_and_never_quoted_in_errors(tmp_path: Path) -> None:
             check_secrets(config)
         assert expected in str(caught.value)
         assert "hunter2" not in str(caught.value)
+
+
+def test_the_hosts_get_the_parsed_secrets_alone(tmp_path: Path) -> None:
+    """What the deploy writes into a release is what the checker read: one NAME=value line
+    per pair, no blank line, no comment (the launcher on the host needs nothing else)."""
+    secrets = tmp_path / "x.secrets.env"
+    config = parsed(f'secrets = "{secrets}"\n' + ONE_HOST)
+    secrets.write_text("# c\n  \nA=1\n\t\nB= x y \n  # d\nAPIPHANT_TLS_KEY=/k.pem\nC=")
+    assert check_secrets(config) == b"A=1\nB= x y \nC=\n"
+    secrets.write_bytes(b"A=1\nB=hunter2\xff\n")
+    with pytest.raises(ConfigError, match=r"secrets file .*: line 2: not UTF-8 text$"):
+        check_secrets(config)
+    assert check_secrets(parsed(ONE_HOST)) is None
 
 
 def test_relative_secrets_path_is_next_to_the_config(tmp_path: Path) -> None:

@@ -221,7 +221,7 @@ def test_secrets_are_in_no_rendered_file(tmp_path: Path) -> None:
     # Only the launcher names the secrets file: it reads it when a program starts.
     naming = sorted(p.name for p in written if "secrets.env" in p.read_text())
     assert naming == ["environment", "run"]  # environment: a comment saying where they are
-    assert "/opt/myproduct/shared/secrets.env" in (out / "web1" / "run").read_text()
+    assert '"$release/config/secrets.env"' in (out / "web1" / "run").read_text()
 
 
 def test_secrets_are_never_packed_into_the_release(tmp_path: Path) -> None:

@@ -493,8 +493,13 @@ def _release_ids(layout: Layout, newest_first: bool = True) -> str:
 
 
 def cleanup(layout: Layout, keep: int) -> str:
-    """Keep the newest ``keep`` good releases and current; failed ones never count, and go."""
+    """Keep the newest ``keep`` good releases and current; failed ones never count, and go.
+    So do the virtualenvs no kept release links to, and the secrets an earlier kit shared
+    between releases (``Layout.shared_secrets``) once no kept release's run script reads
+    them: a secret lives as long as a release that was deployed with it."""
     rel = q(layout.releases)
+    shared = q(layout.shared_secrets)
+    gone = q(f"removing {layout.shared_secrets}: no kept release reads it")
     return (
         f'current=$(basename "$(readlink -f {q(layout.current)})") && '
         f"kept=$(for r in $({_release_ids(layout)}); do "
@@ -507,7 +512,9 @@ def cleanup(layout: Layout, keep: int) -> str:
         f"used=$(for r in {rel}/*/venv; do readlink -f \"$r\"; done); "
         f"for v in {q(layout.venvs)}/*; do [ -d \"$v\" ] || continue; "
         'case " $(echo $used) " in *" $v "*) ;; '
-        '*) echo "removing virtualenv $(basename "$v")"; rm -rf -- "$v" ;; esac; done; true'
+        '*) echo "removing virtualenv $(basename "$v")"; rm -rf -- "$v" ;; esac; done; '
+        f"if [ -e {shared} ] && ! grep -qsF {shared} {rel}/*/config/run; then "
+        f"rm -f {shared} && echo {gone}; fi; true"
     )
 
 

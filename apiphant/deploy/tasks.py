@@ -187,7 +187,7 @@ def deploy(
     width = parallel_width(parallel)
     config = find_product(target)
     chosen = config.select(hosts)
-    check_secrets(config)
+    secrets = check_secrets(config)
     # tls = "files": present, a key that matches, not expired; before any host is touched
     tls_files = tls.load_files(config) if config.tls.mode == "files" else None
     artifacts.check_requirements(config)
@@ -234,7 +234,7 @@ def deploy(
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
-                tls_files=tls_files, code_only=code_only, copies=copies,
+                tls_files=tls_files, code_only=code_only, copies=copies, secrets=secrets,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:
