@@ -274,7 +274,8 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     history = deployer.fab("history").stdout
     for action in ("deploy", "run", "maintenance on", "maintenance off", "rollback"):
         assert f" {action} " in history or f" {action} '" in history, action
-    assert f"commit={v2} dirty=no apiphant=1.0.0 env=production release={r2}" in history
+    assert f"commit={v2} dirty=no apiphant=1.0.0 env=production files=tracked release={r2}" \
+        in history
     assert "outcome=exit 3" in history
     assert history.count(" deploy outcome=failed ") == 1  # the broken migration
 

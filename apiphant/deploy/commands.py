@@ -109,11 +109,18 @@ def upload_install(staged: str, remote: str, mode: int, owner: str, group: str) 
     )
 
 
-def unpack_upload(staged: str, directory: str) -> str:
+def unpack_upload(staged: str, directory: str, group: str = "root") -> str:
     """Unpack a staged archive into a release's folder as root: files root's, each with the
-    mode it has in the archive; then the staged file goes."""
+    mode it has in the archive; then the staged file goes. With a ``group``, the files that
+    are not readable by all (a product's private files, ``artifacts.release_mode``) become
+    that group's: the deployment's programs read them, no other user does."""
+    private = (
+        [f"find {q(directory)} -type f ! -perm -0004 -exec chgrp {q(group)} {{}} +"]
+        if group != "root" else []
+    )  # fmt: skip
     return join(
         f"tar -xzf {q(staged)} -C {q(directory)} --no-same-owner --no-overwrite-dir",
+        *private,
         f"rm -f {q(staged)}",
     )
 

@@ -268,7 +268,8 @@ def prepare_steps(
                    f"from {builder}, built there: no wheels)" if builder
                    else "upload the release: product code, apiphant and the wheels")  # fmt: skip
             steps.append(Step(name, why, upload=Upload(paths.dir, 0o644, archive.name,
-                                                       local=archive, unpack=True)))  # fmt: skip
+                                                       group=layout.user, local=archive,
+                                                       unpack=True)))  # fmt: skip
         listing = ", ".join(f"{n} {files.mode(n):04o}" for n in files.files)
         steps.append(
             Step(

@@ -107,7 +107,10 @@ def describe_upload(upload: Upload) -> str:
     if upload.secret:
         what += " (content not shown)"
     if upload.unpack:
-        return f"upload {what}, unpacked into {upload.remote}/ (root's, each file's mode kept)"
+        private = (f"; those not readable by all, by group {upload.group} only"
+                   if upload.group != "root" else "")  # fmt: skip
+        return (f"upload {what}, unpacked into {upload.remote}/ (root's, each file's mode "
+                f"kept{private})")  # fmt: skip
     owner = f"{upload.owner}:{upload.group}"
     return f"upload {what} -> {upload.remote} (mode {upload.mode:04o}, owner {owner})"
 
@@ -117,7 +120,7 @@ def upload_commands(upload: Upload, staged: str = "$STAGED") -> tuple[str, str]:
     root."""
     u = upload
     if u.unpack:
-        return commands.STAGE, commands.unpack_upload(staged, u.remote)
+        return commands.STAGE, commands.unpack_upload(staged, u.remote, u.group)
     return commands.STAGE, commands.upload_install(staged, u.remote, u.mode, u.owner, u.group)
 
 
