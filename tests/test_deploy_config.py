@@ -243,6 +243,29 @@ def test_the_hosts_get_the_parsed_secrets_alone(tmp_path: Path) -> None:
     assert check_secrets(parsed(ONE_HOST)) is None
 
 
+def test_each_environment_has_its_own_system_user(tmp_path: Path) -> None:
+    """Staging's programs run as PRODUCT-staging, not as production's user, so they cannot
+    read production's secrets on a shared host; production's user stays the product's
+    name. The name must fit Linux's 32 characters."""
+    path = tmp_path / "deploy.toml"
+    path.write_text(ONE_HOST + "\n[env.staging]\n[env.qa0123456789abcd]\n")
+    assert load(path, MYPRODUCT).layout.user == "myproduct"
+    assert load(path, MYPRODUCT, "staging").layout.user == "myproduct-staging"
+    long = tmp_path / "p" / ("a" * 20)
+    (long / "api").mkdir(parents=True)
+    path = long / "deploy.toml"
+    path.write_text(ONE_HOST.replace('"myproduct"', f'"{long.name}"')
+                    + "\n[env.qa0123456789abcd]\n[env.staging]\n")  # fmt: skip
+    assert load(path, env="staging").layout.user == f"{long.name}-staging"  # 28 characters
+    with pytest.raises(ConfigError) as caught:
+        load(path, env="qa0123456789abcd")
+    assert str(caught.value) == (
+        f"deploy.toml [env.qa0123456789abcd]: product: environment qa0123456789abcd runs as "
+        f"the system user '{long.name}-qa0123456789abcd', 37 characters where Linux allows "
+        "32: a shorter environment name"
+    )
+
+
 def test_relative_secrets_path_is_next_to_the_config(tmp_path: Path) -> None:
     path = tmp_path / "deploy.toml"
     path.write_text('secrets = "../s.secrets.env"\n' + ONE_HOST)

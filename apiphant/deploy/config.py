@@ -19,7 +19,7 @@ from typing import Any
 from apiphant import settings
 from apiphant.app import DEFAULT_MAX_BODY, RELEASE_ENV
 from apiphant.cors import CorsError, policy
-from apiphant.deploy.layout import PRODUCTION, Layout
+from apiphant.deploy.layout import MAX_USER, PRODUCTION, Layout
 from apiphant.product import name_problem
 
 DEFAULT_PORT = 8001
@@ -698,6 +698,12 @@ def parse(
         raise ConfigError(
             f"{shown}: product: expected the product folder's name {product_dir.name!r}, "
             f"got {product!r}"
+        )
+    user = Layout(product, env).user
+    if len(user) > MAX_USER:
+        raise ConfigError(
+            f"{shown}: product: environment {env} runs as the system user {user!r}, "
+            f"{len(user)} characters where Linux allows {MAX_USER}: a shorter environment name"
         )
     server_names = top.names("server_names", SERVER_NAME, "domain names like 'api.example.com'")
     if not server_names:

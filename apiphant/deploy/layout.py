@@ -19,6 +19,8 @@ VENV_DONE = ".complete"
 VENV_ARCHIVE = "venv.tar.zst"
 LOG_ROOT = "/var/log"
 PRODUCTION = "production"
+#: Linux's longest user name: useradd refuses a longer one.
+MAX_USER = 32
 #: A release's secrets, in its config folder: a rollback goes back to the secrets it ran with.
 SECRETS = "secrets.env"
 
@@ -68,8 +70,10 @@ class Layout:
 
     @property
     def user(self) -> str:
-        """The system user that runs the product's programs: the product's name."""
-        return self.product
+        """The system user (and its group) that runs the deployment's programs: the
+        deployment's name (production's is the product's), so staging's code cannot read
+        production's secrets (root's, readable by this group only) on a shared host."""
+        return self.name
 
     @property
     def root(self) -> str:
