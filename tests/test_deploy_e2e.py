@@ -11,6 +11,7 @@ machine as it found it.
 
 import http.client
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -389,3 +390,96 @@ def test_lock_held_refuses_with_holder(host: Host) -> None:
     finally:
         shutil.rmtree(lock, ignore_errors=True)
 
+
+# The deployment's system user
+
+#: A product name no account on a test machine has; the tests make and remove the account.
+ALIEN = "apiphantalien"
+
+
+def _account(*args: str) -> None:
+    done = run(" ".join(args))
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_account_check_tells_the_deploys_own_accounts_from_others() -> None:
+    """``account_check`` on this machine's real accounts: none yet, or one the deploy made
+    (marked), passes; a service's or a person's account is refused in one line; one an
+    earlier kit made (no comment, the deployment's folder as home) passes and gets marked."""
+    from apiphant.deploy import commands
+    from apiphant.deploy.layout import Layout
+
+    layout = Layout(ALIEN)
+    if run(f"id -u {ALIEN}").returncode == 0:
+        pytest.skip(f"user {ALIEN} exists, not touched")
+
+    def check() -> subprocess.CompletedProcess:
+        return run(commands.account_check(layout))
+
+    refusal = (f"user {ALIEN} exists and the deploy did not make it: its programs would run as "
+               "that account; choose another product (or environment) name, or remove the "
+               "account\n")  # fmt: skip
+    root = run(commands.account_check(Layout("root")))
+    assert root.returncode == 1 and root.stderr.startswith("user root exists and the deploy")
+    try:
+        assert check().returncode == 0  # none: the deploy makes it
+        _account("useradd --system --no-create-home --home-dir /var/lib/apiphantalien",
+                 "--shell /usr/sbin/nologin --comment 'Alien service'", ALIEN)  # fmt: skip
+        refused = check()
+        assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", refusal)
+        # A deploy's useradd step refuses it as well, and leaves it as it was.
+        again = run(commands.system_user(layout))
+        assert again.returncode == 1 and again.stderr == refusal
+        assert pwd.getpwnam(ALIEN).pw_gecos == "Alien service"
+        # As an earlier version of the kit made its users: no comment, its folder as home.
+        _account(f"usermod --comment '' --home /opt/{ALIEN}", ALIEN)
+        assert check().returncode == 0
+        assert run(commands.system_user(layout)).returncode == 0
+        assert pwd.getpwnam(ALIEN).pw_gecos == f"apiphant deployment {ALIEN}"
+        assert check().returncode == 0
+        _account(f"usermod --comment 'apiphant deployment {ALIEN}x'", ALIEN)
+        assert check().stderr == refusal
+    finally:
+        run(f"userdel {ALIEN}")
+        run(f"groupdel {ALIEN}")
+    # Made by the deploy: marked, and accepted by the next deploy.
+    try:
+        assert run(commands.system_user(layout)).returncode == 0
+        entry = pwd.getpwnam(ALIEN)
+        assert (entry.pw_gecos, entry.pw_dir, entry.pw_shell) == (
+            f"apiphant deployment {ALIEN}", f"/opt/{ALIEN}", "/usr/sbin/nologin")
+        assert run(commands.system_user(layout)).returncode == 0 and check().returncode == 0
+    finally:
+        run(f"userdel {ALIEN}")
+        run(f"groupdel {ALIEN}")
+
+
+def test_a_deploy_refuses_an_account_it_did_not_make_before_anything_changes(host: Host) -> None:
+    """A product named like an account on the host that the deploy did not make (a service's,
+    a person's): refused in one line naming the host and the user, before any host changes:
+    no folder, no lock, the account as it was."""
+    if run(f"id -u {ALIEN}").returncode == 0 or Path(f"/opt/{ALIEN}").exists():
+        pytest.skip(f"user {ALIEN} or /opt/{ALIEN} exists, not touched")
+    product = host.folder / "alien" / ALIEN
+    shutil.copytree(CHECKOUT / PRODUCT, product, ignore=shutil.ignore_patterns("__pycache__"))
+    text = deploy_toml(host.sshd.target, f"127.0.0.1:{free_port()}", free_ports(2),
+                       local_port=free_port())  # fmt: skip
+    (product / "deploy.toml").write_text(text.replace(f'product = "{PRODUCT}"',
+                                                      f'product = "{ALIEN}"'))  # fmt: skip
+    cleanup = HostCleanup(ALIEN)  # were the account taken, all the deploy made goes again
+    try:
+        _account("useradd --system --no-create-home --home-dir /var/lib/apiphantalien",
+                 "--shell /usr/sbin/nologin --comment 'Alien service'", ALIEN)  # fmt: skip
+        done = fab("deploy", f"--product={product}", key=host.sshd.key)
+        errors = [line for line in done.stdout.splitlines() if line.startswith("error: ")]
+        assert done.returncode == 1 and len(errors) == 1, done.stdout[-3000:]
+        assert errors[0].startswith(f"error: web1: its system user {ALIEN}; ")
+        assert f"user {ALIEN} exists and the deploy did not make it" in errors[0]
+        assert errors[0].endswith("; nothing was changed on any host")
+        assert not Path(f"/opt/{ALIEN}").exists() and not Path(f"/var/log/{ALIEN}").exists()
+        assert pwd.getpwnam(ALIEN).pw_gecos == "Alien service"
+    finally:
+        if Path(f"/opt/{ALIEN}").exists():
+            cleanup()  # all a deploy that took the account made, and the account
+        run(f"userdel {ALIEN}")
+        run(f"groupdel {ALIEN}")

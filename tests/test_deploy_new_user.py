@@ -289,10 +289,12 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     programs = run("supervisorctl status").stdout
     assert f"shop-staging-api-{p['staging first']}" in programs
     assert f"shop-api-{p['first']}" in programs
-    # Its own system user: staging's code cannot read production's
+    # Its own system user, marked as the deploy's: staging's code cannot read production's
     # secrets on the host they share, and has its own.
     assert user_of(f"shop-staging-api-{p['staging first']}") == "shop-staging"
     assert user_of(f"shop-api-{p['first']}") == "shop"
+    assert pwd.getpwnam("shop-staging").pw_gecos == "apiphant deployment shop-staging"
+    assert pwd.getpwnam("shop").pw_gecos == "apiphant deployment shop"
     production = f"/opt/shop/releases/{r1}/config/secrets.env"
     peek = run(f"runuser -u shop-staging -- cat {production}")
     assert peek.returncode != 0 and "Permission denied" in peek.stderr, peek

@@ -66,7 +66,11 @@ def test_private_addresses_are_bound(address: str) -> None:
     assert {w.bind for w in config.workers(config.host("a"))} == {"10.0.0.11"}
 
 
-@pytest.mark.parametrize("name", ["root", "daemon", "bin", "nobody", "sshd", "mail"])
+@pytest.mark.parametrize(
+    "name",
+    ["root", "daemon", "bin", "nobody", "sshd", "mail",
+     "postgres", "redis", "mysql", "nginx", "mariadb", "memcache", "docker", "ubuntu"],
+)  # fmt: skip
 def test_a_product_named_after_a_system_account_is_refused(tmp_path: Path, name: str) -> None:
     (tmp_path / name / "api").mkdir(parents=True)
     message = refused(ONE_HOST.replace('"myproduct"', f'"{name}"'), tmp_path / name)

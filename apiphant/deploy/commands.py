@@ -70,10 +70,38 @@ def apt_install(packages: Iterable[str]) -> str:
     )
 
 
-def system_user(user: str, home: str) -> str:
+def account_check(layout: Layout) -> str:
+    """Fails, in one line on stderr, when an account of the deployment's user name exists
+    that the deploy did not make: a system account (postgres, redis...) or a person's, whose
+    files and processes the product's programs would share. The deploy's own accounts carry
+    its mark (``Layout.account_comment``); one with no comment and the deployment's folder
+    as its home was made by an earlier version of the kit, which did not mark them.
+    Read-only: asked before anything changes on any host, and again before ``useradd``."""
+    user, mark, home = layout.user, layout.account_comment, layout.root
+    refused = (f"user {user} exists and the deploy did not make it: its programs would run "
+               "as that account; choose another product (or environment) name, or remove "
+               "the account")  # fmt: skip
     return (
-        f"id -u {q(user)} >/dev/null 2>&1 || useradd --system --user-group "
-        f"--home-dir {q(home)} --no-create-home --shell /usr/sbin/nologin {q(user)}"
+        f"if entry=$(getent passwd {q(user)}); then "
+        "comment=$(printf '%s\\n' \"$entry\" | cut -d: -f5); "
+        "home=$(printf '%s\\n' \"$entry\" | cut -d: -f6); "
+        f'if [ "$comment" != {q(mark)} ] && '
+        f'{{ [ -n "$comment" ] || [ "$home" != {q(home)} ]; }}; then '
+        f"echo {q(refused)} >&2; false; fi; fi"
+    )
+
+
+def system_user(layout: Layout) -> str:
+    """The deployment's user and group, marked as the deploy's (``account_check``); an
+    earlier kit's unmarked one gets the mark."""
+    user, mark = layout.user, layout.account_comment
+    return join(
+        account_check(layout),
+        f"if id -u {q(user)} >/dev/null 2>&1; then "
+        f'[ "$(getent passwd {q(user)} | cut -d: -f5)" = {q(mark)} ] || '
+        f"usermod --comment {q(mark)} {q(user)}; "
+        f"else useradd --system --user-group --comment {q(mark)} --home-dir {q(layout.root)} "
+        f"--no-create-home --shell /usr/sbin/nologin {q(user)}; fi",
     )
 
 

@@ -76,6 +76,12 @@ class Layout:
         return self.name
 
     @property
+    def account_comment(self) -> str:
+        """The comment (GECOS) the deploy gives the user it creates: its mark. An account
+        of the same name without it is someone else's, and the deploy will not take it."""
+        return f"apiphant deployment {self.name}"
+
+    @property
     def root(self) -> str:
         return f"{ROOT}/{self.name}"
 

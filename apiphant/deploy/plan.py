@@ -248,7 +248,7 @@ def prepare_steps(
         python = config.runs_python(host)
         setup = [
             ("apt packages", commands.apt_install(files.apt)),
-            (f"system user {layout.user}", commands.system_user(layout.user, layout.root)),
+            (f"system user {layout.user}", commands.system_user(layout)),
             ("release folder", commands.make_release_dirs(paths)),
         ]
         if tls_files is not None and host.has("nginx"):

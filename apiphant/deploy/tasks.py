@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import apiphant
-from apiphant.deploy import artifacts, plan, render, roles, tls, wheelhouse
+from apiphant.deploy import artifacts, commands, plan, render, roles, tls, wheelhouse
 from apiphant.deploy import config as configuration
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
@@ -284,16 +284,23 @@ def host_facts(
 ) -> tuple[dict[str, wheelhouse.Platform], dict[str, frozenset[str]]]:
     """The Python and platform of every chosen host that gets a virtualenv (an Nginx-only
     host gets none: no wheels for it), and the complete virtualenvs each has, asked before
-    anything changes anywhere: a host that cannot be reached stops the deploy here, with
+    anything changes anywhere: a host that cannot be reached, or has an account of the
+    deployment's user name that the deploy did not make, stops the deploy here, with
     nothing touched."""
-    asked = [h.name for h in hosts if config.runs_python(h)]
+    python = {h.name for h in hosts if config.runs_python(h)}
+    asked = [h.name for h in hosts]
     if not asked:
         return {}, {}
-    question = wheelhouse.facts_command(config.python, config.layout.venvs)
+    account = commands.account_check(config.layout)
+    facts = commands.join(account, wheelhouse.facts_command(config.python, config.layout.venvs))
+    user = f"its system user {config.layout.user}"
 
     def ask(name: str) -> str | DeployError:
         try:
-            return executor.query(name, question, "its Python and platform; its virtualenvs")
+            if name not in python:
+                return executor.query(name, account, user)
+            why = f"{user}; its Python and platform; its virtualenvs"
+            return executor.query(name, facts, why)
         except DeployError as error:
             return error
 
@@ -303,6 +310,7 @@ def host_facts(
     for answer in answers.values():
         if isinstance(answer, DeployError):
             raise DeployError(f"{answer}; nothing was changed on any host")
+    answers = {name: answer for name, answer in answers.items() if name in python}
     platforms = {name: wheelhouse.parse_facts(name, str(a)) for name, a in answers.items()}
     return platforms, {name: wheelhouse.complete_venvs(str(a)) for name, a in answers.items()}
 
