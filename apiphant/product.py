@@ -5,11 +5,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Debian's own accounts (base-passwd), sshd and Nginx's: a deployed product is also its
-#: system user, so such a name would run the workers as root or share an account's files.
+#: Debian's own accounts (base-passwd), and those of the services a host commonly runs
+#: (databases, caches, web and mail servers, cloud images' login users): a deployed product
+#: is also its system user, so such a name would run the workers as that account and share
+#: its files. The deploy also refuses, on each host, any other account it did not make.
 SYSTEM_USERS = frozenset(
     "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc "
-    "gnats nobody sshd messagebus".split()
+    "gnats nobody sshd messagebus _apt systemd postgres mysql mariadb redis memcache "
+    "mongodb rabbitmq elasticsearch nginx apache httpd haproxy varnish postfix exim dovecot "
+    "bind named ntp chrony dnsmasq avahi polkitd syslog uuidd tss tcpdump landscape "
+    "pollinate lxd usbmux statd colord clamav git jenkins docker ubuntu debian admin ftp "
+    "supervisor certbot".split()
 )
 
 

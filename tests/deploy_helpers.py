@@ -147,8 +147,8 @@ def run(command: str, check: bool = False, timeout: float = 60) -> subprocess.Co
 
 class HostCleanup:
     """Remember what runs before the test; afterwards stop what the deploy started and remove
-    what it made: /opt/NAME, /var/log/NAME, the linked configs of each deployment (the product,
-    and ``envs`` such as PRODUCT-staging), the system user."""
+    what it made: /opt/NAME, /var/log/NAME, the linked configs and the system user of each
+    deployment (the product, and ``envs`` such as PRODUCT-staging)."""
 
     def __init__(self, product: str, envs: tuple[str, ...] = ()) -> None:
         self.product = product
@@ -157,7 +157,7 @@ class HostCleanup:
         self.nginx_was_running = (
             run('[ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)"').returncode == 0
         )
-        self.user_existed = run(f"id -u {product}").returncode == 0
+        self.users_existing = [n for n in self.deployments if run(f"id -u {n}").returncode == 0]
         # The deploy replaces Debian's nginx.conf with a link (keeping it beside) and unlinks
         # Debian's default site; both are put back.
         self.debian_site = os.readlink(DEBIAN_SITE) if DEBIAN_SITE.is_symlink() else None
@@ -167,12 +167,11 @@ class HostCleanup:
         for name in self.deployments:
             if Path(f"/opt/{name}").exists():
                 return f"/opt/{name} exists: a real deployment, not touched"
-        if self.user_existed:
-            return f"user {self.product} exists, not touched"
+        if self.users_existing:
+            return f"user {self.users_existing[0]} exists, not touched"
         return ""
 
     def __call__(self) -> None:
-        p = self.product
         for name in self.deployments:
             for link in (
                 f"/etc/supervisor/conf.d/{name}.conf",
@@ -205,9 +204,10 @@ class HostCleanup:
         for name in self.deployments:
             shutil.rmtree(f"/opt/{name}", ignore_errors=True)
             shutil.rmtree(f"/var/log/{name}", ignore_errors=True)
-        if not self.user_existed:
-            run(f"userdel {p}")
-            run(f"groupdel {p}")
+        for name in self.deployments:
+            if name not in self.users_existing:
+                run(f"userdel {name}")
+                run(f"groupdel {name}")
 
 
 def _wait_gone(pidfile: str, timeout: float = 30) -> None:

@@ -218,9 +218,8 @@ class Stack:
             code = f"import sys; from {module} import main; sys.exit(main())"
             script.write_text(f"#!/bin/sh\nexec {sys.executable} -c '{code}' \"$@\"\n")
             script.chmod(0o755)
-        shared = self.root / "shared"
-        shared.mkdir()
-        secrets = shared / "secrets.env"
+        (self.root / "shared").mkdir()
+        secrets = config / "secrets.env"  # the release's own, as the deploy writes it
         secrets.write_text(f"FAULTS_TOKEN={SECRET}\n")
         secrets.chmod(0o600)
         (self.root / "current").symlink_to(self.release)

@@ -211,6 +211,10 @@ def test_secrets_are_checked_and_never_quoted_in_errors(tmp_path: Path) -> None:
         check_secrets(config)
     for content, expected in [
         ("SENTRY_DSN=https://k@o.example/1\n# comment\n\nEMPTY=\n", None),
+        # Whitespace-only lines and indented comments are skipped, as the hosts never see
+        # them: they get the parsed NAME=value lines alone.
+        ("A=1\n   \n\t\n  # indented\nB=2", None),
+        ("A=1\nB=hunter2\r\n", "line 2: B: control characters in the value"),
         ("not a pair hunter2\n", "line 1: expected NAME=value"),
         ("A=1\nBAD-KEY=hunter2\n", "line 2: expected NAME=value"),
         ('TOKEN="hunter2"\n', "line 1: TOKEN: the value is quoted"),
@@ -224,6 +228,42 @@ def test_secrets_are_checked_and_never_quoted_in_errors(tmp_path: Path) -> None:
             check_secrets(config)
         assert expected in str(caught.value)
         assert "hunter2" not in str(caught.value)
+
+
+def test_the_hosts_get_the_parsed_secrets_alone(tmp_path: Path) -> None:
+    """What the deploy writes into a release is what the checker read: one NAME=value line
+    per pair, no blank line, no comment (the launcher on the host needs nothing else)."""
+    secrets = tmp_path / "x.secrets.env"
+    config = parsed(f'secrets = "{secrets}"\n' + ONE_HOST)
+    secrets.write_text("# c\n  \nA=1\n\t\nB= x y \n  # d\nAPIPHANT_TLS_KEY=/k.pem\nC=")
+    assert check_secrets(config) == b"A=1\nB= x y \nC=\n"
+    secrets.write_bytes(b"A=1\nB=hunter2\xff\n")
+    with pytest.raises(ConfigError, match=r"secrets file .*: line 2: not UTF-8 text$"):
+        check_secrets(config)
+    assert check_secrets(parsed(ONE_HOST)) is None
+
+
+def test_each_environment_has_its_own_system_user(tmp_path: Path) -> None:
+    """Staging's programs run as PRODUCT-staging, not as production's user, so they cannot
+    read production's secrets on a shared host; production's user stays the product's
+    name. The name must fit Linux's 32 characters."""
+    path = tmp_path / "deploy.toml"
+    path.write_text(ONE_HOST + "\n[env.staging]\n[env.qa0123456789abcd]\n")
+    assert load(path, MYPRODUCT).layout.user == "myproduct"
+    assert load(path, MYPRODUCT, "staging").layout.user == "myproduct-staging"
+    long = tmp_path / "p" / ("a" * 20)
+    (long / "api").mkdir(parents=True)
+    path = long / "deploy.toml"
+    path.write_text(ONE_HOST.replace('"myproduct"', f'"{long.name}"')
+                    + "\n[env.qa0123456789abcd]\n[env.staging]\n")  # fmt: skip
+    assert load(path, env="staging").layout.user == f"{long.name}-staging"  # 28 characters
+    with pytest.raises(ConfigError) as caught:
+        load(path, env="qa0123456789abcd")
+    assert str(caught.value) == (
+        f"deploy.toml [env.qa0123456789abcd]: product: environment qa0123456789abcd runs as "
+        f"the system user '{long.name}-qa0123456789abcd', 37 characters where Linux allows "
+        "32: a shorter environment name"
+    )
 
 
 def test_relative_secrets_path_is_next_to_the_config(tmp_path: Path) -> None:

@@ -4,11 +4,14 @@ sshd runs on 127.0.0.1 with a generated key; the deploy brings up the
 system's nginx and supervisord; myproduct's own test.sh passes through
 Nginx. A release with a broken handler fails its smoke test and is rolled
 back by itself; `fab rollback` goes back past a failed release; a repeated
-deploy leaves the same state. The test leaves the machine as it found it.
+deploy leaves the same state. Each release runs with the secrets it was
+deployed with, so a rollback goes back to them too. The test leaves the
+machine as it found it.
 """
 
 import http.client
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -37,6 +40,8 @@ from tests.deploy_helpers import (
 PRODUCT = "myproduct"
 ROOT = Path("/opt/myproduct")
 SECRET = "s3cret-value-4711"
+#: The secret after a rotation: the releases deployed since have it, the older ones not.
+ROTATED = "r0tated-value-0815"
 
 NEEDS = ("/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/supervisord", "/usr/bin/python3")
 pytestmark = [
@@ -57,7 +62,8 @@ class Host:
         self.local_port = free_port()
         self.first_port = free_ports(2)
         self.secrets = folder / "myproduct.secrets.env"
-        self.secrets.write_text(f"# for the e2e test\nMYPRODUCT_TOKEN={SECRET}\n")
+        # A whitespace-only line, as an editor leaves one: skipped, on every side.
+        self.secrets.write_text(f"# for the e2e test\n   \nMYPRODUCT_TOKEN={SECRET}\n")
         self.secrets.chmod(0o600)
         self.config = folder / "deploy.toml"
         text = deploy_toml(
@@ -188,7 +194,7 @@ def snapshot() -> dict:
         for line in status.splitlines()
         if line.startswith(PRODUCT)
     )
-    secrets = ROOT / "shared" / "secrets.env"
+    secrets = ROOT / "current" / "config" / "secrets.env"
     info = secrets.stat()
     return {
         "links": links,
@@ -196,6 +202,13 @@ def snapshot() -> dict:
         "user": run(f"id {PRODUCT}").stdout,
         "secrets": (stat.S_IMODE(info.st_mode), info.st_uid, secrets.read_text()),
     }
+
+
+def token_of(program: str) -> str:
+    """The secret in the environment a running program started with."""
+    pid = run(f"supervisorctl pid {program}").stdout.strip()
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(v for v in environ if v.startswith(b"MYPRODUCT_TOKEN=")).decode().split("=")[1]
 
 
 def releases() -> dict[str, bool]:
@@ -233,13 +246,16 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
         [str(CHECKOUT / "test.sh"), host.url], capture_output=True, text=True, timeout=120
     )
     assert smoke.returncode == 0, smoke.stdout[-2000:] + smoke.stderr[-2000:]
-    # Secrets: 0640, root's, readable by the product's group (its programs cannot change
-    # them), in the workers' environment, never printed.
+    # Secrets: the release's own copy, the parsed lines alone; 0640, root's, readable by the
+    # product's group (its programs cannot change them), in the workers' environment, never
+    # printed. Nothing is shared between releases.
     state = snapshot()
-    assert state["secrets"][:2] == (0o640, 0)
-    assert (ROOT / "shared" / "secrets.env").stat().st_gid == int(run(f"id -g {PRODUCT}").stdout)
-    refused = run(f"runuser -u {PRODUCT} -- sh -c 'echo X=1 >> {ROOT}/shared/secrets.env'")
+    assert state["secrets"] == (0o640, 0, f"MYPRODUCT_TOKEN={SECRET}\n")
+    own = ROOT / "releases" / r1 / "config" / "secrets.env"
+    assert own.stat().st_gid == int(run(f"id -g {PRODUCT}").stdout)
+    refused = run(f"runuser -u {PRODUCT} -- sh -c 'echo X=1 >> {own}'")
     assert refused.returncode != 0, "the product user can write its secrets"
+    assert not (ROOT / "shared" / "secrets.env").exists()
     # Logs may hold what clients sent: root's and adm's only, not every local user's.
     logs = Path(f"/var/log/{PRODUCT}").stat()
     assert (stat.S_IMODE(logs.st_mode), logs.st_uid) == (0o750, 0)
@@ -273,7 +289,9 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     runner = run(f"supervisorctl pid {PRODUCT}-background").stdout.strip()
     assert f"APIPHANT_RELEASE={r1}".encode() in Path(f"/proc/{runner}/environ").read_bytes()
 
-    # 2. A broken release: the smoke test fails after the switch, the rollback is automatic.
+    # 2. A broken release, with a rotated secret: the smoke test fails after the switch, the
+    #    rollback is automatic, and the release gone back to has its own secret again.
+    host.secrets.write_text(f"MYPRODUCT_TOKEN={ROTATED}\n")
     broken = host.fab("deploy", "web1", product=str(broken_copy(host.folder)))
     assert broken.returncode == 1
     assert "ROLLED BACK" in broken.stdout and f"web1 serves {r1} again" in broken.stdout
@@ -281,6 +299,9 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     assert health(host.url)["release"] == r1
     for url in host.worker_urls():
         assert health(url)["release"] == r1
+    workers = [f"{PRODUCT}-api-{host.first_port + n}" for n in (0, 1)]
+    assert [token_of(w) for w in [*workers, f"{PRODUCT}-background"]] == [SECRET] * 3
+    assert ROTATED not in broken.stdout + broken.stderr
     assert os.readlink(ROOT / "current").endswith(r1)
     r2 = [r for r, good in releases().items() if not good]
     assert len(r2) == 1, releases()
@@ -291,6 +312,7 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     assert third.returncode == 0, third.stdout[-4000:]
     r3 = released(third.stdout)
     assert releases() == {r1: True, r3: True}
+    assert [token_of(w) for w in workers] == [ROTATED] * 2
     # The same packages as r1's: its virtualenv is reused, nothing is installed.
     reused = "[web1]   virtualenv: same packages as an earlier release, reused"
     assert reused not in first.stdout and reused in third.stdout
@@ -308,6 +330,7 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     assert f"web1 serves {r1}" in back.stdout
     assert health(host.url)["release"] == r1
     assert all(health(url)["release"] == r1 for url in host.worker_urls())
+    assert [token_of(w) for w in workers] == [SECRET] * 2  # r1's, not the rotated one
 
     # 5. A repeated deploy of the same code leaves the same state, with a new release,
     #    and not one request through Nginx fails while it restarts the workers.
@@ -366,3 +389,97 @@ def test_lock_held_refuses_with_holder(host: Host) -> None:
         assert not lock.exists()
     finally:
         shutil.rmtree(lock, ignore_errors=True)
+
+
+# The deployment's system user
+
+#: A product name no account on a test machine has; the tests make and remove the account.
+ALIEN = "apiphantalien"
+
+
+def _account(*args: str) -> None:
+    done = run(" ".join(args))
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_account_check_tells_the_deploys_own_accounts_from_others() -> None:
+    """``account_check`` on this machine's real accounts: none yet, or one the deploy made
+    (marked), passes; a service's or a person's account is refused in one line; one an
+    earlier kit made (no comment, the deployment's folder as home) passes and gets marked."""
+    from apiphant.deploy import commands
+    from apiphant.deploy.layout import Layout
+
+    layout = Layout(ALIEN)
+    if run(f"id -u {ALIEN}").returncode == 0:
+        pytest.skip(f"user {ALIEN} exists, not touched")
+
+    def check() -> subprocess.CompletedProcess:
+        return run(commands.account_check(layout))
+
+    refusal = (f"user {ALIEN} exists and the deploy did not make it: its programs would run as "
+               "that account; choose another product (or environment) name, or remove the "
+               "account\n")  # fmt: skip
+    root = run(commands.account_check(Layout("root")))
+    assert root.returncode == 1 and root.stderr.startswith("user root exists and the deploy")
+    try:
+        assert check().returncode == 0  # none: the deploy makes it
+        _account("useradd --system --no-create-home --home-dir /var/lib/apiphantalien",
+                 "--shell /usr/sbin/nologin --comment 'Alien service'", ALIEN)  # fmt: skip
+        refused = check()
+        assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", refusal)
+        # A deploy's useradd step refuses it as well, and leaves it as it was.
+        again = run(commands.system_user(layout))
+        assert again.returncode == 1 and again.stderr == refusal
+        assert pwd.getpwnam(ALIEN).pw_gecos == "Alien service"
+        # As an earlier version of the kit made its users: no comment, its folder as home.
+        _account(f"usermod --comment '' --home /opt/{ALIEN}", ALIEN)
+        assert check().returncode == 0
+        assert run(commands.system_user(layout)).returncode == 0
+        assert pwd.getpwnam(ALIEN).pw_gecos == f"apiphant deployment {ALIEN}"
+        assert check().returncode == 0
+        _account(f"usermod --comment 'apiphant deployment {ALIEN}x'", ALIEN)
+        assert check().stderr == refusal
+    finally:
+        run(f"userdel {ALIEN}")
+        run(f"groupdel {ALIEN}")
+    # Made by the deploy: marked, and accepted by the next deploy.
+    try:
+        assert run(commands.system_user(layout)).returncode == 0
+        entry = pwd.getpwnam(ALIEN)
+        assert (entry.pw_gecos, entry.pw_dir, entry.pw_shell) == (
+            f"apiphant deployment {ALIEN}", f"/opt/{ALIEN}", "/usr/sbin/nologin")
+        assert run(commands.system_user(layout)).returncode == 0 and check().returncode == 0
+    finally:
+        run(f"userdel {ALIEN}")
+        run(f"groupdel {ALIEN}")
+
+
+def test_a_deploy_refuses_an_account_it_did_not_make_before_anything_changes(host: Host) -> None:
+    """A product named like an account on the host that the deploy did not make (a service's,
+    a person's): refused in one line naming the host and the user, before any host changes:
+    no folder, no lock, the account as it was."""
+    if run(f"id -u {ALIEN}").returncode == 0 or Path(f"/opt/{ALIEN}").exists():
+        pytest.skip(f"user {ALIEN} or /opt/{ALIEN} exists, not touched")
+    product = host.folder / "alien" / ALIEN
+    shutil.copytree(CHECKOUT / PRODUCT, product, ignore=shutil.ignore_patterns("__pycache__"))
+    text = deploy_toml(host.sshd.target, f"127.0.0.1:{free_port()}", free_ports(2),
+                       local_port=free_port())  # fmt: skip
+    (product / "deploy.toml").write_text(text.replace(f'product = "{PRODUCT}"',
+                                                      f'product = "{ALIEN}"'))  # fmt: skip
+    cleanup = HostCleanup(ALIEN)  # were the account taken, all the deploy made goes again
+    try:
+        _account("useradd --system --no-create-home --home-dir /var/lib/apiphantalien",
+                 "--shell /usr/sbin/nologin --comment 'Alien service'", ALIEN)  # fmt: skip
+        done = fab("deploy", f"--product={product}", key=host.sshd.key)
+        errors = [line for line in done.stdout.splitlines() if line.startswith("error: ")]
+        assert done.returncode == 1 and len(errors) == 1, done.stdout[-3000:]
+        assert errors[0].startswith(f"error: web1: its system user {ALIEN}; ")
+        assert f"user {ALIEN} exists and the deploy did not make it" in errors[0]
+        assert errors[0].endswith("; nothing was changed on any host")
+        assert not Path(f"/opt/{ALIEN}").exists() and not Path(f"/var/log/{ALIEN}").exists()
+        assert pwd.getpwnam(ALIEN).pw_gecos == "Alien service"
+    finally:
+        if Path(f"/opt/{ALIEN}").exists():
+            cleanup()  # all a deploy that took the account made, and the account
+        run(f"userdel {ALIEN}")
+        run(f"groupdel {ALIEN}")

@@ -7,17 +7,21 @@ inside it, with no --product: `fab deploy` over a real sshd as a non-root
 user in the sudo group (passwordless sudo), with a release command; `fab
 run`, `fab maintenance --on/--off` through Nginx, `fab history`; a second
 environment (deploy.staging.toml) deployed as root over another sshd to the
-same machine, its folders, programs and site its own; a second production
-deploy and `fab rollback`. The product's own test.py passes against the
-deployed Nginx. The machine is left as the test found it.
+same machine, its folders, programs, site, system user and secrets its own; a
+second production deploy and `fab rollback`. The release holds the files git
+tracks, none of the untracked or ignored ones beside them. The product's own
+test.py passes against the deployed Nginx. The machine is left as the test
+found it.
 """
 
+import grp
 import http.client
 import json
 import os
 import pwd
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -59,6 +63,10 @@ class Deployer:
         self.venv = folder / "venv"
         self.repo = folder / "work" / PRODUCT
         self.migrations = Path(f"/var/tmp/apiphant-test-migrations-{os.getpid()}.log")
+        # Staging's own: its user may not write production's files.
+        self.staging_migrations = self.migrations.with_name(f"{self.migrations.stem}-staging.log")
+        self.secrets = folder / "shop.secrets.env"
+        self.staging_secrets = folder / "shop-staging.secrets.env"
         self.ports = {
             "nginx": free_port(),
             "local": free_port(),
@@ -94,10 +102,15 @@ class Deployer:
         made = self.shell("apiphant", "new", PRODUCT, str(self.folder / "work"), cwd=self.folder)
         assert made.returncode == 0, made.stderr
         (self.repo / "migrate.py").write_text(MIGRATE)
+        (self.repo / "private_notes.json").write_text('{"internal": true}\n')
+        (self.repo / "private_notes.json").chmod(0o600)
+        self.secrets.write_text(f"SHOP_TOKEN={PRODUCTION_SECRET}\n")
+        self.staging_secrets.write_text("SHOP_TOKEN=staging-token\n")
         p = self.ports
         toml = (self.repo / "deploy.toml").read_text()
         for old, new in (
             ('# user = "root" ', f'user = "{LOGIN}" '),
+            ('# secrets = "~/.config/apiphant/shop.secrets.env"', f'secrets = "{self.secrets}"'),
             ('# release = "python -m shop.migrate"', 'release = "python -m shop.migrate"'),
             ('ssh = "root@203.0.113.10"', f'ssh = "127.0.0.1:{self.ssh_port}"'),
             ('listen = "80"', f'listen = "127.0.0.1:{p["nginx"]}"\nlocal_port = {p["local"]}'),
@@ -112,6 +125,9 @@ class Deployer:
             # staging: as root, over another sshd; shop-staging's own folders and programs
             server_names = ["staging.example.com"]
             after_deploy = "echo warming; false"
+            secrets = "{self.staging_secrets}"
+            [environment]
+            MIGRATIONS = "{self.staging_migrations}"
             [nginx]
             listen = "127.0.0.1:{p["staging nginx"]}"
             local_port = {p["staging local"]}
@@ -121,16 +137,38 @@ class Deployer:
             first_port = {p["staging first"]}
             """))  # fmt: skip
         self.commit("shop, as apiphant new made it, with a release command")
+        # Beside the commit, as on a developer's machine: never part of a release.
+        for name, text in UNSHIPPED.items():
+            (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.repo / name).write_text(text)
 
-    def commit(self, message: str) -> None:
+    def commit(self, message: str, *paths: str) -> None:
+        """Commit ``paths`` (all there is when none are named)."""
         git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
         if not (self.repo / ".git").exists():
             assert self.shell("git", "init", "-q").returncode == 0
-        assert self.shell("git", "add", "-A").returncode == 0
+        assert self.shell("git", "add", "-A", "--", *paths).returncode == 0
         assert self.shell(*git, "commit", "-q", "-m", message).returncode == 0
 
     def head(self) -> str:
         return self.shell("git", "rev-parse", "--short=12", "HEAD").stdout.strip()
+
+
+PRODUCTION_SECRET = "production-token-4711"
+#: Untracked (notes, a staging secrets file) and ignored (.gitignore as `apiphant new` writes
+#: it: a key, an env file, the rendered configs the generated README suggests).
+UNSHIPPED = {
+    "notes-local.txt": "the admin password is ...\n",
+    "secrets.staging.env": "TOKEN=staging\n",
+    "tls/privkey.pem": "-----BEGIN PRIVATE KEY-----\n",
+    ".env.production": "TOKEN=production\n",
+    "rendered/web1/run": "#!/bin/sh\n",
+}
+
+
+def user_of(program: str) -> str:
+    pid = run(f"supervisorctl pid {program}").stdout.strip()
+    return run(f"ps -o user= -p {pid}").stdout.strip()
 
 
 def post(port: int, path: str, host: str, body: bytes = b"{}") -> tuple[int, dict, dict]:
@@ -187,7 +225,8 @@ def deployer(tmp_path_factory: pytest.TempPathFactory):
         SUDOERS.unlink(missing_ok=True)
         if made_user:
             run(f"userdel --remove {LOGIN}")
-        Path(f"/var/tmp/apiphant-test-migrations-{os.getpid()}.log").unlink(missing_ok=True)
+        for log in ("", "-staging"):
+            Path(f"/var/tmp/apiphant-test-migrations-{os.getpid()}{log}.log").unlink(missing_ok=True)
 
 
 def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deployer) -> None:
@@ -202,6 +241,18 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     assert f"logged in as {LOGIN}: commands run as root through sudo" in first.stdout
     assert "packing the installed apiphant" in first.stdout  # not a checkout: the installed one
     assert deployer.migrations.read_text().splitlines() == [r1]  # the release phase, once
+    # The release holds what git tracks, as in the working tree; nothing else beside it.
+    release = Path(f"/opt/shop/releases/{r1}/shop")
+    tracked = deployer.shell("git", "ls-files").stdout.split()
+    shipped = sorted(str(f.relative_to(release)) for f in release.rglob("*")
+                     if f.is_file() and "__pycache__" not in f.parts)  # fmt: skip
+    assert shipped == sorted(tracked)
+    assert "not shipped, as git does not track them: 2 files in shop/" in first.stdout
+    private = (release / "private_notes.json").stat()  # 0600 here: the shop group's only there
+    assert stat.S_IMODE(private.st_mode) == 0o640 and private.st_gid == grp.getgrnam("shop").gr_gid
+    secrets = Path(f"/opt/shop/releases/{r1}/config/secrets.env")
+    assert secrets.read_text() == f"SHOP_TOKEN={PRODUCTION_SECRET}\n"
+    assert PRODUCTION_SECRET not in first.stdout
     status, _, body = post(p["nginx"], "/api/v0/echo/read", "api.example.com", b'{"a": 1}')
     assert (status, body) == (200, {"a": 1, "server": "shop"})
     # The product's own tests, against the deployed Nginx (its loopback listener).
@@ -238,8 +289,23 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     programs = run("supervisorctl status").stdout
     assert f"shop-staging-api-{p['staging first']}" in programs
     assert f"shop-api-{p['first']}" in programs
+    # Its own system user, marked as the deploy's: staging's code cannot read production's
+    # secrets on the host they share, and has its own.
+    assert user_of(f"shop-staging-api-{p['staging first']}") == "shop-staging"
+    assert user_of(f"shop-api-{p['first']}") == "shop"
+    assert pwd.getpwnam("shop-staging").pw_gecos == "apiphant deployment shop-staging"
+    assert pwd.getpwnam("shop").pw_gecos == "apiphant deployment shop"
+    production = f"/opt/shop/releases/{r1}/config/secrets.env"
+    peek = run(f"runuser -u shop-staging -- cat {production}")
+    assert peek.returncode != 0 and "Permission denied" in peek.stderr, peek
+    assert run(f"runuser -u shop -- cat {production}").returncode == 0
+    pid = run(f"supervisorctl pid shop-staging-api-{p['staging first']}").stdout.strip()
+    assert b"SHOP_TOKEN=staging-token" in Path(f"/proc/{pid}/environ").read_bytes()
+    staged = f"/opt/shop-staging/releases/{rs}/config/secrets.env"
+    assert run(f"runuser -u shop -- cat {staged}").returncode != 0
     shown = deployer.shell("fab", "render", "-e", "staging")
-    assert "differs from production in: after_deploy, hosts.web1.first_port" in shown.stdout
+    assert ("differs from production in: after_deploy, environment.MIGRATIONS, "
+            "hosts.web1.first_port") in shown.stdout
     # One main nginx.conf for both, staging's now: production's catch-all is in it too, so
     # a Host no site names still gets the JSON 404 on production's socket, not its API.
     for port in (p["nginx"], p["staging nginx"]):
@@ -268,7 +334,7 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     (deployer.repo / "api" / "v0" / "version.py").write_text(
         "def read(request):\n    return {'version': 2}\n"
     )
-    deployer.commit("v2")
+    deployer.commit("v2", "api")
     v2 = deployer.head()
     assert post(p["nginx"], version, "api.example.com")[0] == 404
     second = deployer.fab("deploy")
@@ -279,15 +345,17 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     assert back.returncode == 0, back.stdout[-4000:]
     assert f"web1 serves {r1}" in back.stdout
     assert post(p["nginx"], version, "api.example.com")[0] == 404
-    assert deployer.migrations.read_text().splitlines() == [r1, rs, r2]  # once per deploy
+    assert deployer.migrations.read_text().splitlines() == [r1, r2]  # once per deploy
+    assert deployer.staging_migrations.read_text().splitlines() == [rs]
 
     # 6. A release command that fails stops the deploy before any switch, output shown.
     (deployer.repo / "migrate.py").write_text("raise SystemExit('migration 7 failed: no table')\n")
-    deployer.commit("a broken migration")
+    deployer.commit("a broken migration", "migrate.py")
     broken = deployer.fab("deploy")
     assert broken.returncode == 1, broken.stdout[-3000:]
     assert "migration 7 failed: no table" in broken.stdout
-    assert "nothing live was touched" in broken.stdout
+    # Nothing was switched; what the release command may have changed is not undone.
+    assert "failed, nothing was switched (what the release command changed" in broken.stdout
     assert os.readlink("/opt/shop/current").endswith(r1)
     assert post(p["nginx"], "/api/v0/echo/read", "api.example.com")[0] == 200
 
@@ -295,7 +363,8 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     history = deployer.fab("history").stdout
     for action in ("deploy", "run", "maintenance on", "maintenance off", "rollback"):
         assert f" {action} " in history or f" {action} '" in history, action
-    assert f"commit={v2} dirty=no apiphant=1.0.0 env=production release={r2}" in history
+    assert f"commit={v2} dirty=no apiphant=1.0.0 env=production files=tracked release={r2}" \
+        in history
     assert "outcome=exit 3" in history
     assert history.count(" deploy outcome=failed ") == 1  # the broken migration
 

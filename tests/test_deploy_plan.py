@@ -13,7 +13,7 @@ import pytest
 
 from apiphant.deploy import commands, plan, render, runner
 from apiphant.deploy.argv import flag_names, hosts_as_flags
-from apiphant.deploy.config import load, parse
+from apiphant.deploy.config import check_secrets, load, parse
 from tests.deploy_helpers import CHECKOUT, fab
 from tests.test_deploy_config import THREE_HOSTS
 
@@ -29,8 +29,9 @@ def deploy_plan(config, hosts=None) -> plan.Plan:
     rendered = render.render_all(config, hosts, RELEASE, WHEEL)
     tarball = Path("/tmp/myproduct.tar.gz")
     return plan.deploy_plan(
-        config, hosts, RELEASE, tarball, rendered, "me@here since now", packages=PACKAGES
-    )
+        config, hosts, RELEASE, tarball, rendered, "me@here since now", packages=PACKAGES,
+        secrets=check_secrets(config),
+    )  # fmt: skip
 
 
 def one_host():
@@ -335,7 +336,7 @@ def test_every_command_is_valid_shell() -> None:
 
 def test_secrets_upload_is_private_and_only_where_programs_run(tmp_path: Path) -> None:
     secrets = tmp_path / "s.secrets.env"
-    secrets.write_text("TOKEN=hunter2\n")
+    secrets.write_text("# the token\n  \t\nTOKEN=hunter2\n\n")
     text = THREE_HOSTS.replace(
         'server_names = ["api.example.com"]', f'server_names = ["a.b"]\nsecrets = "{secrets}"'
     )
@@ -347,8 +348,27 @@ def test_secrets_upload_is_private_and_only_where_programs_run(tmp_path: Path) -
         # program's environment (PYTHONPATH and a sitecustomize.py would be code execution).
         assert step.upload.mode == 0o640 and step.upload.owner == "root"
         assert step.upload.group == "myproduct"
-        assert step.upload.remote == "/opt/myproduct/shared/secrets.env"
-        assert step.upload.content is None and step.upload.local == secrets
+        # The release's own copy, as the checker parsed it: NAME=value lines, nothing else.
+        assert step.upload.remote == f"/opt/myproduct/releases/{RELEASE}/config/secrets.env"
+        assert step.upload.content == b"TOKEN=hunter2\n" and step.upload.local is None
+
+
+def test_prepare_writes_into_the_new_release_only(tmp_path: Path) -> None:
+    """Whatever fails before the switch, the hosts serve what they served, with the secrets
+    they had: every file the prepare phase uploads is in the new release's folder, so a
+    failure there leaves no live program reading anything new ("nothing live was touched")
+    and a rollback restarts the old release with its own secrets."""
+    secrets = tmp_path / "s.secrets.env"
+    secrets.write_text("TOKEN=new\n")
+    text = THREE_HOSTS.replace(
+        'server_names = ["api.example.com"]', f'server_names = ["a.b"]\nsecrets = "{secrets}"'
+    )
+    config = parse(tomllib.loads(text), Path("deploy.toml"), MYPRODUCT)
+    release = config.layout.release(RELEASE).dir
+    uploads = [s.upload for s in deploy_plan(config).prepare if s.upload]
+    assert uploads and any(u.secret for u in uploads)
+    for upload in uploads:
+        assert upload.remote == release or upload.remote.startswith(release + "/"), upload
 
 
 def test_rollback_plan_restores_the_previous_release() -> None:
@@ -411,7 +431,8 @@ def test_dry_run_prints_everything_and_connects_to_nothing(tmp_path: Path) -> No
     out = done.stdout
     assert "hunter2" not in out + done.stderr
     assert "upload secrets" in out and "(content not shown)" in out
-    assert "-> /opt/myproduct/shared/secrets.env (mode 0640, owner root:myproduct)" in out
+    assert "/config/secrets.env (mode 0640, owner root:myproduct)" in out
+    assert "-> /opt/myproduct/shared/secrets.env" not in out
     for text in (
         "==> lock",
         "==> prepare",
@@ -722,3 +743,48 @@ def test_a_packed_virtualenv_unpacks_whole_or_not_at_all(tmp_path: Path, monkeyp
     broken = sh(commands.virtualenv_from_archive(paths, "p", "k3y"))
     assert broken.returncode != 0
     assert not (venv / ".complete").exists() and not archive.exists()
+
+
+#: The line of config/run that made a release of an earlier kit read the shared secrets.
+SHARED_SECRETS_RUN = (
+    "if [ -f /opt/shop/shared/secrets.env ]; then load /opt/shop/shared/secrets.env; fi\n"
+)
+
+
+def test_secrets_an_earlier_kit_shared_last_as_long_as_a_release_that_reads_them(
+    tmp_path: Path,
+) -> None:
+    """A host deployed by an earlier kit has shared/secrets.env, read by the run script of
+    each of its releases. A deploy now never writes it (each release has its own copy),
+    and its cleanup removes it only once no kept release reads it: rolling back to an old
+    release keeps working, and an old secret does not outlive the releases it was for."""
+    from apiphant.deploy.layout import Layout
+
+    layout = Layout("shop")
+    root = tmp_path / "shop"
+    for release, reads_shared in (("20250101000000", True), ("20250102000000", True),
+                                  ("20250103000000", False)):  # fmt: skip
+        folder = root / "releases" / release
+        (folder / "config").mkdir(parents=True)
+        (folder / ".good").touch()
+        run = "set -eu\n" + (SHARED_SECRETS_RUN if reads_shared else
+                             'load "$release/config/secrets.env"\n')  # fmt: skip
+        # Its paths pointed into the temporary folder, as the cleanup's are below.
+        (folder / "config" / "run").write_text(run.replace("/opt/shop", str(root)))
+    (root / "current").symlink_to(root / "releases" / "20250103000000")
+    (root / "shared").mkdir()
+    shared = root / "shared" / "secrets.env"
+    shared.write_text("TOKEN=old\n")
+
+    def cleanup(keep: int) -> str:
+        command = commands.cleanup(layout, keep).replace("/opt/shop", str(root))
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    out = cleanup(2)  # keeps ...03 and ...02, which reads the shared file
+    assert "removing release 20250101000000" in out and shared.exists()
+    out = cleanup(1)
+    assert "removing release 20250102000000" in out and not shared.exists()
+    assert f"removing {root}/shared/secrets.env: no kept release reads it" in out
+    assert cleanup(1).count("removing") == 0  # nothing left to remove: no error either

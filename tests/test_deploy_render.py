@@ -5,10 +5,12 @@ Supervisor's own parser reads the programs, logrotate -d the rotation;
 all without connecting anywhere.
 """
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from apiphant.app import DEFAULT_MAX_BODY
 from apiphant.deploy import commands, render
-from apiphant.deploy.config import ConfigError, load, parse
+from apiphant.deploy.config import ConfigError, load, parse, parse_secrets, secrets_lines
 from tests.deploy_helpers import CHECKOUT, fab, private_nginx
 from tests.test_deploy_config import THREE_HOSTS
 
@@ -207,29 +209,79 @@ def test_a_product_overrides_one_template(tmp_path: Path) -> None:
     assert "templates from the product (deploy/templates/): logrotate.j2" in done.stdout
 
 
-def test_the_run_launcher_loads_environment_and_secrets(tmp_path: Path) -> None:
-    """config/run, with its paths pointed into a temporary folder, starts a program with the
-    clear environment, the secrets taken literally, and the release id: the release it
-    belongs to, whether started as current/config/run (Supervisor) or from the release
-    itself (the release phase, before the switch)."""
+def lay_out_release(tmp_path: Path, secrets: bytes) -> tuple[Path, Path]:
+    """A release folder with its config/run and environment as rendered, and ``secrets`` as
+    the deploy writes them into it; ``current`` points at it. Returns (root, release)."""
     files = one_host().files
     root = tmp_path / "opt"
     release = root / "releases" / RELEASE
     (release / "config").mkdir(parents=True)
     (release / "venv" / "bin").mkdir(parents=True)
     (release / "config" / "environment").write_text(files["environment"])
-    (root / "shared").mkdir()
-    (root / "shared" / "secrets.env").write_text("TOKEN=a b $(echo no) 'x'\n# c\n\nLAST=1")
+    (release / "config" / "secrets.env").write_bytes(secrets)
+    (release / "config" / "run").write_text(files["run"].replace("/opt/myproduct", str(root)))
     (root / "current").symlink_to(release)
+    return root, release
+
+
+def test_the_run_launcher_loads_environment_and_secrets(tmp_path: Path) -> None:
+    """config/run, with its paths pointed into a temporary folder, starts a program with the
+    clear environment, the release's secrets taken literally, and the release id: the
+    release it belongs to, whether started as current/config/run (Supervisor) or from the
+    release itself (the release phase, before the switch)."""
+    text = "TOKEN=a b $(echo no) 'x'\n# c\n\nLAST=1"
+    root, release = lay_out_release(tmp_path, secrets_lines(parse_secrets(text, "s")))
     probe = release / "venv" / "bin" / "probe"
     probe.write_text('#!/bin/sh\necho "$TOKEN|$LAST|$APIPHANT_LOG_LEVEL|$APIPHANT_RELEASE|$*"\n')
     probe.chmod(0o755)
-    (release / "config" / "run").write_text(files["run"].replace("/opt/myproduct", str(root)))
     for run in (root / "current" / "config" / "run", release / "config" / "run"):
         done = subprocess.run(["sh", str(run), "probe", "--x", "y z"], capture_output=True,
                               text=True)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert done.stdout == f"a b $(echo no) 'x'|1|INFO|{RELEASE}|--x y z\n"
+
+
+#: A secrets file as people write them: blank and whitespace-only lines (one that stopped
+#: every program once), comments, indented ones, values with blanks, quotes inside, shell
+#: syntax, equals signs, a hash, backslashes, tabs, non-ASCII, an empty value; no end of line.
+SECRETS_FILE = (
+    "# production\n"
+    "   \n"
+    "\t\n"
+    "  # an indented comment\n"
+    "TOKEN=a b  \n"
+    "DSN=https://k:p@o.example/1?a=b&c=d\n"
+    "SHELL_LIKE=$(id) `id` ${HOME} $HOME \\n \\\n"
+    "QUOTES=it's \"fine\"\n"
+    "HASH=#not a comment\n"
+    "TAB=a\tb\n"
+    "EMPTY=\n"
+    "UNICODE=süß ✓\n"
+    "\n"
+    "TOKEN=the last one counts\n"
+    "LAST=no newline"
+)
+
+
+def test_the_launcher_loads_exactly_what_the_checker_parsed(tmp_path: Path) -> None:
+    """One parser for the secrets file: the deploy checks it with ``parse_secrets`` and
+    writes the release's copy with ``secrets_lines``; the launcher on the host loads that
+    copy. Every line the checker accepts reaches the program as the checker read it, and
+    no line it accepts (a whitespace-only one) stops the launcher under ``set -eu``."""
+    pairs = parse_secrets(SECRETS_FILE, "secrets file s")
+    assert [k for k, _ in pairs] == ["TOKEN", "DSN", "SHELL_LIKE", "QUOTES", "HASH", "TAB",
+                                     "EMPTY", "UNICODE", "TOKEN", "LAST"]  # fmt: skip
+    root, release = lay_out_release(tmp_path, secrets_lines(pairs))
+    probe = release / "venv" / "bin" / "probe"
+    dump = "import json, os; print(json.dumps(dict(os.environ)))"
+    probe.write_text(f"#!/bin/sh\nexec {sys.executable} -c '{dump}'\n")
+    probe.chmod(0o755)
+    run = root / "current" / "config" / "run"
+    done = subprocess.run(["sh", str(run), "probe"], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"]})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    environ = json.loads(done.stdout)
+    assert {k: environ.get(k) for k, _ in pairs} == dict(pairs)
 
 
 def _nginx_t(tmp_path: Path, site: str) -> subprocess.CompletedProcess:

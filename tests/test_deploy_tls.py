@@ -403,7 +403,7 @@ def test_files_deployed_served_and_secret(host: Host) -> None:
     assert stat.S_IMODE(live.stat().st_mode) == 0o700
     assert (live / "privkey.pem").read_text() == key.read_text()
     # The programs' secrets lose the lines that name the files: they are the deploy's.
-    programs = (ROOT / "shared" / "secrets.env").read_text()
+    programs = (ROOT / "current" / "config" / "secrets.env").read_text()
     assert "MYPRODUCT_TOKEN=tls-test" in programs and "APIPHANT_TLS" not in programs
     history = (ROOT / "history.log").read_text()
     assert material not in history and "PRIVATE KEY" not in history

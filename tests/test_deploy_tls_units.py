@@ -11,7 +11,14 @@ from types import SimpleNamespace
 import pytest
 
 from apiphant.deploy import commands, plan, render, runner, tls
-from apiphant.deploy.config import LETSENCRYPT, LETSENCRYPT_STAGING, Tls, parse
+from apiphant.deploy.config import (
+    LETSENCRYPT,
+    LETSENCRYPT_STAGING,
+    Tls,
+    parse,
+    parse_secrets,
+    secrets_lines,
+)
 from apiphant.deploy.layout import Layout
 from tests.deploy_helpers import CHECKOUT
 from tests.test_deploy_config import ONE_HOST, THREE_HOSTS, error_of, parsed
@@ -385,10 +392,11 @@ def test_a_reason_steps_failure_ends_with_its_last_stderr_line() -> None:
 # Plans
 
 
-def deploy_plan(config, tls_files=None) -> plan.Plan:
+def deploy_plan(config, tls_files=None, secrets=None) -> plan.Plan:
     rendered = render.render_all(config, config.hosts, RELEASE, WHEEL)
     return plan.deploy_plan(config, list(config.hosts), RELEASE, Path("/tmp/r.tar.gz"), rendered,
-                            "me@here", packages=PACKAGES, tls_files=tls_files)  # fmt: skip
+                            "me@here", packages=PACKAGES, tls_files=tls_files,
+                            secrets=secrets)  # fmt: skip
 
 
 def test_acme_plan_gets_the_certificate_between_switch_and_link() -> None:
@@ -416,9 +424,8 @@ def test_acme_plan_gets_the_certificate_between_switch_and_link() -> None:
 
 def test_files_plan_uploads_the_key_private_and_never_shows_it(tmp_path: Path) -> None:
     config = files_config(tmp_path)
-    files = tls.Files(Path("/c.pem"), Path("/k.pem"), b"CHAIN", b"KEY-MATERIAL", b"ISSUER",
-                      b"TOKEN=x\n")  # fmt: skip
-    the_plan = deploy_plan(config, files)
+    files = tls.Files(Path("/c.pem"), Path("/k.pem"), b"CHAIN", b"KEY-MATERIAL", b"ISSUER")
+    the_plan = deploy_plan(config, files, b"TOKEN=x\n")
     uploads = {s.upload.remote: s.upload for s in the_plan.prepare if s.upload}
     tls_dir = f"/opt/myproduct/releases/{RELEASE}/tls"
     # Their folder, root's only, is made with the release folder, before the uploads.
@@ -427,7 +434,7 @@ def test_files_plan_uploads_the_key_private_and_never_shows_it(tmp_path: Path) -
     assert (key.mode, key.owner, key.group, key.secret) == (0o600, "root", "root", True)
     assert uploads[f"{tls_dir}/fullchain.pem"].content == b"CHAIN"
     assert uploads[f"{tls_dir}/issuer.pem"].content == b"ISSUER"
-    secrets = uploads["/opt/myproduct/shared/secrets.env"]
+    secrets = uploads[f"/opt/myproduct/releases/{RELEASE}/config/secrets.env"]
     assert secrets.content == b"TOKEN=x\n" and secrets.local is None and secrets.secret
     shown = [runner.describe_upload(u) for u in uploads.values()]
     assert "private key /k.pem" in "\n".join(shown) and "KEY" not in "".join(
@@ -446,7 +453,7 @@ def test_tls_files_helpers() -> None:
     assert not tls.covers(["*.example.com"], "a.b.example.com")
     assert not tls.covers(["example.com"], "api.example.com")
     text = "A=1\nAPIPHANT_TLS_CERT=/c\nB=2\nAPIPHANT_TLS_KEY=/k\n"
-    assert tls.without_tls_lines(text) == "A=1\nB=2\n"
+    assert secrets_lines(parse_secrets(text, "s")) == b"A=1\nB=2\n"  # the deploy's lines
 
 
 def test_shipped_examples_still_load() -> None:

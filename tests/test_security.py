@@ -66,7 +66,11 @@ def test_private_addresses_are_bound(address: str) -> None:
     assert {w.bind for w in config.workers(config.host("a"))} == {"10.0.0.11"}
 
 
-@pytest.mark.parametrize("name", ["root", "daemon", "bin", "nobody", "sshd", "mail"])
+@pytest.mark.parametrize(
+    "name",
+    ["root", "daemon", "bin", "nobody", "sshd", "mail",
+     "postgres", "redis", "mysql", "nginx", "mariadb", "memcache", "docker", "ubuntu"],
+)  # fmt: skip
 def test_a_product_named_after_a_system_account_is_refused(tmp_path: Path, name: str) -> None:
     (tmp_path / name / "api").mkdir(parents=True)
     message = refused(ONE_HOST.replace('"myproduct"', f'"{name}"'), tmp_path / name)
@@ -221,7 +225,7 @@ def test_secrets_are_in_no_rendered_file(tmp_path: Path) -> None:
     # Only the launcher names the secrets file: it reads it when a program starts.
     naming = sorted(p.name for p in written if "secrets.env" in p.read_text())
     assert naming == ["environment", "run"]  # environment: a comment saying where they are
-    assert "/opt/myproduct/shared/secrets.env" in (out / "web1" / "run").read_text()
+    assert '"$release/config/secrets.env"' in (out / "web1" / "run").read_text()
 
 
 def test_secrets_are_never_packed_into_the_release(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ an sdist, the installed files are packed back into a wheel.
 
 import base64
 import csv
+import fnmatch
 import getpass
 import gzip
 import hashlib
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -32,6 +34,12 @@ from apiphant.deploy.wheelhouse import cache_root
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", ".git", ".venv", "venv"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".log", ".secrets.env")
 SKIP_NAMES = {".env"}
+#: File names that look like a secret (keys, certificates, dotenv and secrets files): a
+#: product folder outside git that holds one is refused, as its release would carry it to
+#: every host. Secrets go in deploy.toml's secrets file; in git, only tracked files ship.
+SECRET_NAMES = ("*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", ".env*",
+                "*secrets*.env", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".netrc",
+                ".pgpass")  # fmt: skip
 #: Files of an installed distribution that describe the installation, not the package.
 INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 #: A requirement line that names apiphant itself.
@@ -82,6 +90,115 @@ def check_requirements(config: Config) -> None:
                 f"{path}: line {number}: {line.strip()!r}: the deploy installs the apiphant "
                 f"you run ({apiphant.__version__}) on the hosts; remove this line"
             )
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """The product's files a release ships, and what they are: in a git repository, the
+    files git tracks in the product folder, as they are in the working tree, so what was
+    run and tested here is what ships; ``commit`` and ``dirty`` (a tracked file differs
+    from it) say which code that is, in the hosts' history. Outside git: every file but
+    caches, and a secret-looking one is refused."""
+
+    folder: Path
+    files: tuple[Path, ...]
+    #: The repository's top folder, None outside git.
+    repository: Path | None = None
+    commit: str = ""
+    dirty: bool = False
+    #: Files git does not track (and does not ignore): not shipped, said once.
+    untracked: tuple[str, ...] = ()
+
+    @property
+    def revision(self) -> str:
+        """``a1b2c3d4e5f6``, ``a1b2c3d4e5f6+dirty``, or ``none`` (outside git)."""
+        if self.repository is None:
+            return "none"
+        return f"{self.commit or 'no-commit'}{'+dirty' if self.dirty else ''}"
+
+    def describe(self) -> str:
+        where = self.folder.name
+        if self.repository is None:
+            return (f"all {len(self.files)} files of {where}/ but caches ({where}/ is in no "
+                    "git repository)")  # fmt: skip
+        return (f"the {len(self.files)} files git tracks in {where}/, as they are in the "
+                f"working tree (commit {self.revision})")  # fmt: skip
+
+
+def _git(folder: Path, *args: str) -> subprocess.CompletedProcess | None:
+    """git in ``folder``; None when git is not installed."""
+    try:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                              timeout=60)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _git_lines(folder: Path, *args: str) -> list[str]:
+    done = _git(folder, *args)
+    if done is None or done.returncode != 0:
+        return []
+    return [p for p in done.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def shipped(config: Config) -> Shipped:
+    """Which of the product folder's files a release ships (``Shipped``); the secrets file
+    named in deploy.toml never. Raises ConfigError (one line) for a product folder outside
+    git that holds a file which looks like a secret, and for a repository git cannot read
+    or that tracks none of the folder's files."""
+    folder = config.product_dir
+    exclude = {config.secrets.resolve()} if config.secrets else set()
+    top = _git(folder, "rev-parse", "--show-toplevel")
+    if top is None or top.returncode != 0:
+        inside = next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
+        if inside is not None:
+            why = ("git is not installed" if top is None else
+                   top.stderr.decode(errors="replace").strip().splitlines()[0])  # fmt: skip
+            raise ConfigError(
+                f"{folder}: in the git repository {inside}, which git cannot read ({why}): "
+                "a release ships the files git tracks"
+            )
+        files = _files(folder, exclude)
+        for path in files:
+            pattern = _secret_name(path.name)
+            if pattern:
+                raise ConfigError(
+                    f"{path}: looks like a secret ({pattern}) in a product folder outside git, "
+                    "whose every file ships to the hosts: move it out; put secrets in the "
+                    "secrets file (deploy.toml: secrets = ...), or keep the product in git, "
+                    "which ships only the files it tracks"
+                )
+        return Shipped(folder, tuple(files))
+    tracked = _git_lines(folder, "ls-files", "-z", "--cached", "--recurse-submodules")
+    files = sorted(
+        path for path in (folder / name for name in tracked)
+        if path.is_file() and not _skip(path.relative_to(folder))
+        and path.resolve() not in exclude
+    )  # fmt: skip
+    repository = Path(top.stdout.decode(errors="surrogateescape").strip())
+    if not files:
+        raise ConfigError(
+            f"{folder}: in the git repository {repository}, but git tracks none of its files: "
+            "git add them (a release ships the files git tracks)"
+        )
+    commit, dirty = revision(folder)
+    untracked = _git_lines(folder, "ls-files", "-z", "--others", "--exclude-standard")
+    return Shipped(folder, tuple(files), repository, commit, dirty, tuple(untracked))
+
+
+def revision(folder: Path) -> tuple[str, bool]:
+    """The commit checked out where ``folder`` is (12 hex digits; "" outside git or before
+    the first commit), and whether a file git tracks in the folder differs from it: what
+    a release of it ships (``Shipped``), for the hosts' history."""
+    commit = _git_lines(folder, "rev-parse", "--short=12", "HEAD")
+    changed = _git_lines(folder, "status", "-z", "--porcelain", "--untracked-files=no", "--", ".")
+    return (commit[0].strip() if commit else ""), bool(changed)
+
+
+def _secret_name(name: str) -> str:
+    """The pattern of ``SECRET_NAMES`` a file name matches, or ""."""
+    lower = name.lower()
+    return next((p for p in SECRET_NAMES if fnmatch.fnmatchcase(lower, p)), "")
 
 
 def _skip(path: Path) -> bool:
@@ -228,14 +345,27 @@ def tarball_path(workdir: Path, config: Config, release: str, kind: str = "") ->
     return workdir / f"{config.product}-{release}{'-' + kind if kind else ''}.tar.gz"
 
 
+#: A file that is not readable by all where it comes from: on the hosts, root's and readable
+#: by the deployment's group only (``commands.unpack_upload``), never by all.
+PRIVATE = 0o004
+
+
+def release_mode(mode: int) -> int:
+    """A file's mode in the release: 0755 or 0644 by its owner's execute bit; 0750 or 0640
+    when it was not readable by all (a private file stays private)."""
+    shipped = 0o755 if mode & 0o100 else 0o644
+    return shipped if mode & PRIVATE else shipped & 0o750
+
+
 def build_tarball(
     config: Config, release: str, wheels: Path | list[Path], workdir: Path, kind: str = ""
 ) -> Path:
-    """PRODUCT/ (no caches, no secrets, no .git), wheels/: apiphant's and every package the
-    hosts install (the wheelhouse); one for all hosts. ``kind`` names another archive of the
-    same release (``code``: no wheels, for hosts that have the release's virtualenv)."""
+    """PRODUCT/ (``shipped``: in git, the files it tracks; never caches, secrets or .git),
+    wheels/: apiphant's and every package the hosts install (the wheelhouse); one for all
+    hosts. ``kind`` names another archive of the same release (``code``: no wheels, for
+    hosts that have the release's virtualenv)."""
     path = tarball_path(workdir, config, release, kind)
-    exclude = {config.secrets.resolve()} if config.secrets else set()
+    files = shipped(config).files
 
     def add(archive: tarfile.TarFile, source: Path, name: str, mode: int) -> None:
         info = archive.gettarinfo(str(source), arcname=name)
@@ -246,10 +376,9 @@ def build_tarball(
             archive.addfile(info, stream)
 
     with tarfile.open(path, "w:gz") as archive:
-        for file in _files(config.product_dir, exclude):
+        for file in files:
             relative = file.relative_to(config.product_dir)
-            mode = 0o755 if file.stat().st_mode & 0o100 else 0o644
-            add(archive, file, f"{config.product}/{relative}", mode)
+            add(archive, file, f"{config.product}/{relative}", release_mode(file.stat().st_mode))
         for wheel in [wheels] if isinstance(wheels, Path) else wheels:
             add(archive, wheel, f"wheels/{wheel.name}", 0o644)
     print(f"local: built {path} ({path.stat().st_size // 1024} KiB)", flush=True)

@@ -70,10 +70,38 @@ def apt_install(packages: Iterable[str]) -> str:
     )
 
 
-def system_user(user: str, home: str) -> str:
+def account_check(layout: Layout) -> str:
+    """Fails, in one line on stderr, when an account of the deployment's user name exists
+    that the deploy did not make: a system account (postgres, redis...) or a person's, whose
+    files and processes the product's programs would share. The deploy's own accounts carry
+    its mark (``Layout.account_comment``); one with no comment and the deployment's folder
+    as its home was made by an earlier version of the kit, which did not mark them.
+    Read-only: asked before anything changes on any host, and again before ``useradd``."""
+    user, mark, home = layout.user, layout.account_comment, layout.root
+    refused = (f"user {user} exists and the deploy did not make it: its programs would run "
+               "as that account; choose another product (or environment) name, or remove "
+               "the account")  # fmt: skip
     return (
-        f"id -u {q(user)} >/dev/null 2>&1 || useradd --system --user-group "
-        f"--home-dir {q(home)} --no-create-home --shell /usr/sbin/nologin {q(user)}"
+        f"if entry=$(getent passwd {q(user)}); then "
+        "comment=$(printf '%s\\n' \"$entry\" | cut -d: -f5); "
+        "home=$(printf '%s\\n' \"$entry\" | cut -d: -f6); "
+        f'if [ "$comment" != {q(mark)} ] && '
+        f'{{ [ -n "$comment" ] || [ "$home" != {q(home)} ]; }}; then '
+        f"echo {q(refused)} >&2; false; fi; fi"
+    )
+
+
+def system_user(layout: Layout) -> str:
+    """The deployment's user and group, marked as the deploy's (``account_check``); an
+    earlier kit's unmarked one gets the mark."""
+    user, mark = layout.user, layout.account_comment
+    return join(
+        account_check(layout),
+        f"if id -u {q(user)} >/dev/null 2>&1; then "
+        f'[ "$(getent passwd {q(user)} | cut -d: -f5)" = {q(mark)} ] || '
+        f"usermod --comment {q(mark)} {q(user)}; "
+        f"else useradd --system --user-group --comment {q(mark)} --home-dir {q(layout.root)} "
+        f"--no-create-home --shell /usr/sbin/nologin {q(user)}; fi",
     )
 
 
@@ -109,11 +137,18 @@ def upload_install(staged: str, remote: str, mode: int, owner: str, group: str) 
     )
 
 
-def unpack_upload(staged: str, directory: str) -> str:
+def unpack_upload(staged: str, directory: str, group: str = "root") -> str:
     """Unpack a staged archive into a release's folder as root: files root's, each with the
-    mode it has in the archive; then the staged file goes."""
+    mode it has in the archive; then the staged file goes. With a ``group``, the files that
+    are not readable by all (a product's private files, ``artifacts.release_mode``) become
+    that group's: the deployment's programs read them, no other user does."""
+    private = (
+        [f"find {q(directory)} -type f ! -perm -0004 -exec chgrp {q(group)} {{}} +"]
+        if group != "root" else []
+    )  # fmt: skip
     return join(
         f"tar -xzf {q(staged)} -C {q(directory)} --no-same-owner --no-overwrite-dir",
+        *private,
         f"rm -f {q(staged)}",
     )
 
@@ -493,8 +528,13 @@ def _release_ids(layout: Layout, newest_first: bool = True) -> str:
 
 
 def cleanup(layout: Layout, keep: int) -> str:
-    """Keep the newest ``keep`` good releases and current; failed ones never count, and go."""
+    """Keep the newest ``keep`` good releases and current; failed ones never count, and go.
+    So do the virtualenvs no kept release links to, and the secrets an earlier kit shared
+    between releases (``Layout.shared_secrets``) once no kept release's run script reads
+    them: a secret lives as long as a release that was deployed with it."""
     rel = q(layout.releases)
+    shared = q(layout.shared_secrets)
+    gone = q(f"removing {layout.shared_secrets}: no kept release reads it")
     return (
         f'current=$(basename "$(readlink -f {q(layout.current)})") && '
         f"kept=$(for r in $({_release_ids(layout)}); do "
@@ -507,7 +547,9 @@ def cleanup(layout: Layout, keep: int) -> str:
         f"used=$(for r in {rel}/*/venv; do readlink -f \"$r\"; done); "
         f"for v in {q(layout.venvs)}/*; do [ -d \"$v\" ] || continue; "
         'case " $(echo $used) " in *" $v "*) ;; '
-        '*) echo "removing virtualenv $(basename "$v")"; rm -rf -- "$v" ;; esac; done; true'
+        '*) echo "removing virtualenv $(basename "$v")"; rm -rf -- "$v" ;; esac; done; '
+        f"if [ -e {shared} ] && ! grep -qsF {shared} {rel}/*/config/run; then "
+        f"rm -f {shared} && echo {gone}; fi; true"
     )
 
 

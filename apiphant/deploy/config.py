@@ -20,7 +20,7 @@ from apiphant import settings
 from apiphant.address import format_address
 from apiphant.app import DEFAULT_MAX_BODY, RELEASE_ENV
 from apiphant.cors import CorsError, policy
-from apiphant.deploy.layout import PRODUCTION, Layout
+from apiphant.deploy.layout import MAX_USER, PRODUCTION, Layout
 from apiphant.product import name_problem
 
 DEFAULT_PORT = 8001
@@ -715,6 +715,12 @@ def parse(
             f"{shown}: product: expected the product folder's name {product_dir.name!r}, "
             f"got {product!r}"
         )
+    user = Layout(product, env).user
+    if len(user) > MAX_USER:
+        raise ConfigError(
+            f"{shown}: product: environment {env} runs as the system user {user!r}, "
+            f"{len(user)} characters where Linux allows {MAX_USER}: a shorter environment name"
+        )
     server_names = top.names("server_names", SERVER_NAME, "domain names like 'api.example.com'")
     if not server_names:
         raise top.fail("server_names", "at least one domain name", [])
@@ -1023,25 +1029,23 @@ def _has_background_module(product_dir: Path) -> bool:
     return (api / "background.py").is_file() or (api / "background" / "__init__.py").is_file()
 
 
-def check_secrets(config: Config) -> None:
-    """The secrets file exists and is KEY=value lines; checked before a deploy uploads it.
-
-    Values are never part of a message: a line is named by its number and key.
+def parse_secrets(text: str | bytes, where: str) -> tuple[tuple[str, str], ...]:
+    """THE parser of a secrets file: its NAME=value pairs, in order; ``where`` names the file
+    in a one-line ConfigError. Blank and whitespace-only lines and comments (``#`` first on
+    the line, after any blanks) are skipped; every other line is NAME=value, the value taken
+    literally (no quotes, no expansion). The hosts never see the file itself, only
+    ``secrets_lines`` of what this returns, so the launcher that loads it on a host and this
+    checker cannot disagree about a line. Values are never part of a message.
     """
-    if config.secrets is None:
-        return
-    shown = config.path.name
-    try:
-        text = config.secrets.read_text()
-    except OSError as error:
-        raise ConfigError(
-            f"{shown}: secrets: expected a KEY=value file on this machine, cannot read "
-            f"{str(config.secrets)!r}: {error.strerror or error} "
-            "(create it with mode 0600, or remove the key)"
-        ) from None
-    where = f"secrets file {config.secrets}"
+    if isinstance(text, bytes):
+        try:
+            text = text.decode()
+        except UnicodeDecodeError as error:
+            number = text[: error.start].count(b"\n") + 1
+            raise ConfigError(f"{where}: line {number}: not UTF-8 text") from None
+    pairs = []
     for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip() or line.startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
         key, sep, value = line.partition("=")
         if not sep or not ENV_KEY.fullmatch(key):
@@ -1055,3 +1059,36 @@ def check_secrets(config: Config) -> None:
                 f"{where}: line {number}: {key}: the value is quoted; write {key}=value, "
                 "it is taken literally"
             )
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def secrets_lines(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """The secrets as the hosts get them: one NAME=value line each, nothing else; what
+    config/run's loader reads. Without the two lines that name the certificate and key of
+    tls = "files" on this machine: those are the deploy's, not the programs'."""
+    kept = [(k, v) for k, v in pairs if k not in (TLS_CERT_KEY, TLS_KEY_KEY)]
+    return "".join(f"{key}={value}\n" for key, value in kept).encode()
+
+
+def read_secrets(config: Config) -> tuple[tuple[str, str], ...] | None:
+    """The secrets file's pairs (``parse_secrets``), or None when deploy.toml names none;
+    checked before a deploy touches any host."""
+    if config.secrets is None:
+        return None
+    shown = config.path.name
+    try:
+        data = config.secrets.read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            f"{shown}: secrets: expected a KEY=value file on this machine, cannot read "
+            f"{str(config.secrets)!r}: {error.strerror or error} "
+            "(create it with mode 0600, or remove the key)"
+        ) from None
+    return parse_secrets(data, f"secrets file {config.secrets}")
+
+
+def check_secrets(config: Config) -> bytes | None:
+    """The secrets file, checked, as the hosts get it (``secrets_lines``); None for none."""
+    pairs = read_secrets(config)
+    return None if pairs is None else secrets_lines(pairs)

@@ -19,6 +19,10 @@ VENV_DONE = ".complete"
 VENV_ARCHIVE = "venv.tar.zst"
 LOG_ROOT = "/var/log"
 PRODUCTION = "production"
+#: Linux's longest user name: useradd refuses a longer one.
+MAX_USER = 32
+#: A release's secrets, in its config folder: a rollback goes back to the secrets it ran with.
+SECRETS = "secrets.env"
 
 #: A release id: the UTC time of the deploy, sortable (``20250102030405``).
 RELEASE_ID = re.compile(r"[0-9]{14}")
@@ -72,8 +76,16 @@ class Layout:
 
     @property
     def user(self) -> str:
-        """The system user that runs the product's programs: the product's name."""
-        return self.product
+        """The system user (and its group) that runs the deployment's programs: the
+        deployment's name (production's is the product's), so staging's code cannot read
+        production's secrets (root's, readable by this group only) on a shared host."""
+        return self.name
+
+    @property
+    def account_comment(self) -> str:
+        """The comment (GECOS) the deploy gives the user it creates: its mark. An account
+        of the same name without it is someone else's, and the deploy will not take it."""
+        return f"apiphant deployment {self.name}"
 
     @property
     def root(self) -> str:
@@ -101,8 +113,12 @@ class Layout:
         return f"{self.current}/config"
 
     @property
-    def secrets(self) -> str:
-        return f"{self.shared}/secrets.env"
+    def shared_secrets(self) -> str:
+        """Where deploys by earlier versions of the kit wrote the secrets, shared by every
+        release; the run scripts of their releases still read it. Nothing writes it now:
+        the deploy's cleanup removes it once no kept release reads it (``Paths.secrets``
+        replaced it)."""
+        return f"{self.shared}/{SECRETS}"
 
     @property
     def supervise(self) -> str:
@@ -264,6 +280,12 @@ class Paths:
     def config(self) -> str:
         """The rendered files of the release."""
         return f"{self.dir}/config"
+
+    @property
+    def secrets(self) -> str:
+        """The release's secrets (NAME=value lines), root's, readable by the user's group
+        only; its run script loads them. They stay and go with the release."""
+        return f"{self.config}/{SECRETS}"
 
     @property
     def check(self) -> str:

@@ -225,10 +225,12 @@ def prepare_steps(
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
     copies: VenvCopies | None = None,
+    secrets: bytes | None = None,
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched. Per host: one
     script for the folders (apt, user, release folder), the code and the host's rendered
-    files as one archive each, the secret uploads, the virtualenv, one script of checks.
+    files as one archive each, the secret uploads (``secrets``: the checked secrets file,
+    ``config.check_secrets``, into the release), the virtualenv, one script of checks.
     ``packages`` names what the virtualenv holds (``wheelhouse.packages_key``): a release
     that installs the same as an earlier one links to its virtualenv, and the hosts that
     said they have it (``code_only``: an archive without wheels, and those hosts) get no
@@ -246,7 +248,7 @@ def prepare_steps(
         python = config.runs_python(host)
         setup = [
             ("apt packages", commands.apt_install(files.apt)),
-            (f"system user {layout.user}", commands.system_user(layout.user, layout.root)),
+            (f"system user {layout.user}", commands.system_user(layout)),
             ("release folder", commands.make_release_dirs(paths)),
         ]
         if tls_files is not None and host.has("nginx"):
@@ -266,7 +268,8 @@ def prepare_steps(
                    f"from {builder}, built there: no wheels)" if builder
                    else "upload the release: product code, apiphant and the wheels")  # fmt: skip
             steps.append(Step(name, why, upload=Upload(paths.dir, 0o644, archive.name,
-                                                       local=archive, unpack=True)))  # fmt: skip
+                                                       group=layout.user, local=archive,
+                                                       unpack=True)))  # fmt: skip
         listing = ", ".join(f"{n} {files.mode(n):04o}" for n in files.files)
         steps.append(
             Step(
@@ -285,20 +288,21 @@ def prepare_steps(
             )
         )
         if config.secrets and python:
+            if secrets is None:
+                raise ValueError(f"{name}: no secrets for it")  # the deploy read none
             steps.append(
                 Step(
                     name,
-                    # Root's, readable by the product's group: the product user cannot
-                    # change what its programs start with (PYTHONPATH and the like).
-                    "secrets, root's, readable by the product's group only",
+                    # Root's, readable by the user's group: the product user cannot change
+                    # what its programs start with (PYTHONPATH and the like). In the release,
+                    # not shared: a rollback goes back to the secrets it ran with.
+                    f"the release's secrets, root's, readable by {layout.user}'s group only",
                     upload=Upload(
-                        layout.secrets,
+                        paths.secrets,
                         0o640,
                         f"secrets {config.secrets}",
                         group=layout.user,
-                        # tls = "files": without the lines naming the certificate files
-                        content=tls_files.secrets if tls_files else None,
-                        local=None if tls_files else config.secrets,
+                        content=secrets,
                         secret=True,
                     ),
                 )
@@ -718,6 +722,7 @@ def deploy_plan(
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
     copies: VenvCopies | None = None,
+    secrets: bytes | None = None,
 ) -> Plan:
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     releases = {h.name: release for h in hosts}
@@ -726,7 +731,7 @@ def deploy_plan(
         hosts=tuple(h.name for h in hosts),
         lock=lock_steps(config, hosts, holder),
         prepare=prepare_steps(config, hosts, release, tarball, rendered, packages, tls_files,
-                              code_only, copies),  # fmt: skip
+                              code_only, copies, secrets),  # fmt: skip
         release_phase=release_phase_steps(config, hosts, release),
         activate=activate_steps(config, hosts, releases, all_roles),
         verify=verify_steps(config, hosts, releases),

@@ -14,7 +14,13 @@ import jinja2
 
 from apiphant.deploy import commands, hostwide, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
-from apiphant.deploy.layout import ACME_CHALLENGE, NGINX_PIDFILE, RELEASE_ENV, SUPERVISOR_PIDFILE
+from apiphant.deploy.layout import (
+    ACME_CHALLENGE,
+    NGINX_PIDFILE,
+    RELEASE_ENV,
+    SECRETS,
+    SUPERVISOR_PIDFILE,
+)
 from apiphant.errors import status_line
 
 #: Seconds Supervisor waits after SIGTERM beyond the program's own drain or stop time.
@@ -149,6 +155,7 @@ def context(
         "user": layout.user,
         "release": release,
         "release_env": RELEASE_ENV,
+        "secrets_file": SECRETS,
         "wheel": wheel,
         "host": host,
         "paths": {
@@ -159,7 +166,6 @@ def context(
             "current": layout.current,
             "current_config": layout.current_config,
             "shared": layout.shared,
-            "secrets": layout.secrets,
             "maintenance": layout.maintenance,
             "acme_webroot": layout.acme_webroot,
             "logs": layout.logs,

@@ -107,7 +107,10 @@ def describe_upload(upload: Upload) -> str:
     if upload.secret:
         what += " (content not shown)"
     if upload.unpack:
-        return f"upload {what}, unpacked into {upload.remote}/ (root's, each file's mode kept)"
+        private = (f"; those not readable by all, by group {upload.group} only"
+                   if upload.group != "root" else "")  # fmt: skip
+        return (f"upload {what}, unpacked into {upload.remote}/ (root's, each file's mode "
+                f"kept{private})")  # fmt: skip
     owner = f"{upload.owner}:{upload.group}"
     return f"upload {what} -> {upload.remote} (mode {upload.mode:04o}, owner {owner})"
 
@@ -117,7 +120,7 @@ def upload_commands(upload: Upload, staged: str = "$STAGED") -> tuple[str, str]:
     root."""
     u = upload
     if u.unpack:
-        return commands.STAGE, commands.unpack_upload(staged, u.remote)
+        return commands.STAGE, commands.unpack_upload(staged, u.remote, u.group)
     return commands.STAGE, commands.upload_install(staged, u.remote, u.mode, u.owner, u.group)
 
 
@@ -622,12 +625,14 @@ def execute(
     just before its switch (read from the host)."""
     out = executor.out
     switched: set[str] = set()
+    ran_release = False  # the release command started: it may have changed data
     try:
         with locked(executor, plan.lock, plan.unlock):
             say(out, f"prepare release {plan.release}")
             run_staged(executor, plan.prepare, switched, parallel)
             if plan.release_phase:
                 say(out, "release command")
+                ran_release = True
                 run_steps(executor, plan.release_phase, switched)
             previous = current_releases(executor, config, hosts)
             try:
@@ -636,13 +641,23 @@ def execute(
                 say(out, "verify")
                 run_steps(executor, plan.verify, switched)
             except DeployError as error:
-                return _roll_back(error, executor, rollback, hosts, previous, switched, plan)
+                return _roll_back(error, executor, rollback, hosts, previous, switched, plan,
+                                  untouched(ran_release))  # fmt: skip
             say(out, "finish")
             run_staged(executor, plan.finish, switched, parallel)
             return Outcome(True, f"release {plan.release} is live on {', '.join(plan.hosts)}")
     except DeployError as error:
-        where = "nothing live was touched" if not switched else "after the switch"
+        where = untouched(ran_release) if not switched else "after the switch"
         return Outcome(False, f"deploy of {plan.release} failed, {where}: {error}")
+
+
+def untouched(ran_release: bool) -> str:
+    """What a deploy that failed before any switch left live. Its prepare writes only into
+    the new release's folder (its secrets too), so nothing a live program reads changed;
+    a release command that ran may have changed data, and that is not undone."""
+    if ran_release:
+        return "nothing was switched (what the release command changed before it failed stays)"
+    return "nothing was switched, nothing live was touched"
 
 
 def _roll_back(
@@ -653,11 +668,12 @@ def _roll_back(
     previous: dict[str, str],
     switched: set[str],
     plan: Plan,
+    unswitched: str = "",
 ) -> Outcome:
     out = executor.out
     failed = f"deploy of {plan.release} failed: {error}"
     if not switched:
-        return Outcome(False, f"{failed}; nothing was switched, nothing live was touched")
+        return Outcome(False, f"{failed}; {unswitched or untouched(False)}")
     targets = {h: previous.get(h, "") for h in switched}
     missing = sorted(h for h, r in targets.items() if not r)
     if missing:

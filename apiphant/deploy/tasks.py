@@ -6,7 +6,6 @@ onto them. Every one reads and checks deploy.toml before it touches a host.
 """
 
 import functools
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import apiphant
-from apiphant.deploy import artifacts, hostwide, plan, render, roles, tls, wheelhouse
+from apiphant.deploy import artifacts, commands, hostwide, plan, render, roles, tls, wheelhouse
 from apiphant.deploy import config as configuration
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
@@ -112,29 +111,28 @@ def _executor(config: Config, dry_run: bool, fabric_config: Any) -> Executor:
     return Executor(config) if dry_run else Remote(config, fabric_config)
 
 
-def audit_line(config: Config, action: str, outcome: str, release: str = "") -> str:
-    """One line of a host's history: when, who, which code (git commit, dirty), what, how."""
+def audit_line(
+    config: Config,
+    action: str,
+    outcome: str,
+    release: str = "",
+    shipped: artifacts.Shipped | None = None,
+) -> str:
+    """One line of a host's history: when, who, which code (git commit, and dirty: a file
+    git tracks in the product folder differs from it), what, how. A deploy's line also says
+    which files it shipped (``files=tracked``: those git tracks, as in the working tree;
+    ``files=folder``: a folder outside git)."""
     when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    commit = _git(config.product_dir, "rev-parse", "--short=12", "HEAD") or "none"
-    dirty = "yes" if _git(config.product_dir, "status", "--porcelain") else "no"
-    if commit == "none":
-        dirty = "-"
+    commit, changed = artifacts.revision(config.product_dir)
+    dirty = ("yes" if changed else "no") if commit else "-"
     fields = [when, action, f"outcome={outcome}", f"by={artifacts.deployer()}",
-              f"commit={commit}", f"dirty={dirty}", f"apiphant={apiphant.__version__}",
+              f"commit={commit or 'none'}", f"dirty={dirty}", f"apiphant={apiphant.__version__}",
               f"env={config.env}"]  # fmt: skip
+    if shipped is not None:
+        fields.append(f"files={'folder' if shipped.repository is None else 'tracked'}")
     if release:
         fields.append(f"release={release}")
     return " ".join(f.replace("\n", " ") for f in fields)
-
-
-def _git(folder: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _record(executor: Executor, config: Config, hosts: list[Host], line: str) -> None:
@@ -187,7 +185,9 @@ def deploy(
     width = parallel_width(parallel)
     config = find_product(target)
     chosen = config.select(hosts)
-    check_secrets(config)
+    secrets = check_secrets(config)
+    # Which files ship: refused here, before any host is asked, when one looks like a secret.
+    source = artifacts.shipped(config)
     # tls = "files": present, a key that matches, not expired; before any host is touched
     tls_files = tls.load_files(config) if config.tls.mode == "files" else None
     artifacts.check_requirements(config)
@@ -196,6 +196,12 @@ def deploy(
     env = "" if config.env == PRODUCTION else f" ({config.env})"
     print(f"Deploying {config.product}{env} release {release} to {_hosts(config, chosen)}",
           flush=True)  # fmt: skip
+    print(f"local: the release ships {source.describe()}", flush=True)
+    if source.untracked:
+        shown = ", ".join(source.untracked[:5]) + (", ..." if len(source.untracked) > 5 else "")
+        print(f"local: not shipped, as git does not track them: {len(source.untracked)} files "
+              f"in {config.product}/ ({shown}); git add what the release needs",
+              flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="apiphant-deploy-") as work:
         workdir = Path(work)
         executor = _executor(config, dry_run, fabric_config)
@@ -235,7 +241,7 @@ def deploy(
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
-                tls_files=tls_files, code_only=code_only, copies=copies,
+                tls_files=tls_files, code_only=code_only, copies=copies, secrets=secrets,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:
@@ -249,7 +255,8 @@ def deploy(
                 return 0
             outcome = execute(the_plan, executor, rollback, chosen, config, width)
             result = "ok" if outcome.ok else "failed"
-            _record(executor, config, chosen, audit_line(config, "deploy", result, release))
+            _record(executor, config, chosen,
+                    audit_line(config, "deploy", result, release, source))  # fmt: skip
         finally:
             executor.close()
     say(print, ("OK: " if outcome.ok else "FAILED: ") + outcome.message)
@@ -310,16 +317,23 @@ def host_facts(
 ) -> tuple[dict[str, wheelhouse.Platform], dict[str, frozenset[str]]]:
     """The Python and platform of every chosen host that gets a virtualenv (an Nginx-only
     host gets none: no wheels for it), and the complete virtualenvs each has, asked before
-    anything changes anywhere: a host that cannot be reached stops the deploy here, with
+    anything changes anywhere: a host that cannot be reached, or has an account of the
+    deployment's user name that the deploy did not make, stops the deploy here, with
     nothing touched."""
-    asked = [h.name for h in hosts if config.runs_python(h)]
+    python = {h.name for h in hosts if config.runs_python(h)}
+    asked = [h.name for h in hosts]
     if not asked:
         return {}, {}
-    question = wheelhouse.facts_command(config.python, config.layout.venvs)
+    account = commands.account_check(config.layout)
+    facts = commands.join(account, wheelhouse.facts_command(config.python, config.layout.venvs))
+    user = f"its system user {config.layout.user}"
 
     def ask(name: str) -> str | DeployError:
         try:
-            return executor.query(name, question, "its Python and platform; its virtualenvs")
+            if name not in python:
+                return executor.query(name, account, user)
+            why = f"{user}; its Python and platform; its virtualenvs"
+            return executor.query(name, facts, why)
         except DeployError as error:
             return error
 
@@ -329,6 +343,7 @@ def host_facts(
     for answer in answers.values():
         if isinstance(answer, DeployError):
             raise DeployError(f"{answer}; nothing was changed on any host")
+    answers = {name: answer for name, answer in answers.items() if name in python}
     platforms = {name: wheelhouse.parse_facts(name, str(a)) for name, a in answers.items()}
     return platforms, {name: wheelhouse.complete_venvs(str(a)) for name, a in answers.items()}
 

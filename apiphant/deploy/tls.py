@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from apiphant.deploy.config import TLS_CERT_KEY, TLS_KEY_KEY, Config, ConfigError
+from apiphant.deploy.config import TLS_CERT_KEY, TLS_KEY_KEY, Config, ConfigError, read_secrets
 
 PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----\r?\n?", re.S)
 PEM_KEY = re.compile(rb"-----BEGIN ([A-Z ]+ )?PRIVATE KEY-----")
@@ -33,8 +33,6 @@ class Files:
     #: from a private root such as mkcert's), the certificate itself. Never empty: Nginx
     #: refuses an empty ssl_trusted_certificate.
     issuer: bytes
-    #: The secrets file without the two lines above: what the programs get.
-    secrets: bytes
 
     def __repr__(self) -> str:
         return f"Files({self.cert_path}, key {self.key_path})"
@@ -45,18 +43,11 @@ def split_chain(pem: bytes) -> list[bytes]:
     return [m.group(0).rstrip(b"\r\n") + b"\n" for m in PEM_CERT.finditer(pem)]
 
 
-def without_tls_lines(text: str) -> str:
-    """The secrets file as the programs get it: the TLS file lines are the deploy's."""
-    kept = [line for line in text.split("\n") if line.partition("=")[0] not in TLS_LINES]
-    return "\n".join(kept)
-
-
 def _named(config: Config) -> dict[str, Path]:
     assert config.secrets is not None  # checked by config.parse for tls = "files"
     values = {}
-    for line in config.secrets.read_text().split("\n"):
-        key, sep, value = line.partition("=")
-        if sep and key in TLS_LINES:
+    for key, value in read_secrets(config) or ():
+        if key in TLS_LINES:
             path = Path(value.strip()).expanduser()
             values[key] = path if path.is_absolute() else config.secrets.parent / path
     return values
@@ -130,7 +121,4 @@ def load_files(config: Config, now: float | None = None) -> Files:
                 f"{where}: {TLS_CERT_KEY}: {cert}: the certificate is not for {domain} "
                 f"(it names: {', '.join(names) or 'no DNS name'})"
             )
-    assert config.secrets is not None
-    rest = without_tls_lines(config.secrets.read_text())
-    issuer = b"".join(chain[1:]) or chain[0]
-    return Files(cert, key, b"".join(chain), private, issuer, rest.encode())
+    return Files(cert, key, b"".join(chain), private, b"".join(chain[1:]) or chain[0])
