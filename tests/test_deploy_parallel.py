@@ -4,23 +4,32 @@ The real Fabric connections run the same code in every e2e deploy (tests/test_mu
 prepares several hosts at once).
 """
 
+import os
+import sys
 import threading
+import tomllib
+from functools import partial
+from pathlib import Path
 
 import pytest
+from fabric import Config as FabricConfig
 
 from apiphant.deploy import tasks
+from apiphant.deploy.config import parse
 from apiphant.deploy.plan import Step
 from apiphant.deploy.runner import (
     DeployError,
     Executor,
+    Remote,
     StepFailed,
     current_releases,
+    each_at_once,
     locked,
     run_side_by_side,
     run_staged,
 )
 from apiphant.deploy.tasks import UsageError
-from tests.deploy_helpers import CHECKOUT, fab
+from tests.deploy_helpers import CHECKOUT, Sshd, fab
 from tests.test_deploy_config import THREE_HOSTS, parsed
 
 
@@ -188,3 +197,50 @@ def test_every_host_is_asked_its_current_release_at_once() -> None:
     hosts = executor.config.hosts
     assert current_releases(executor, executor.config, hosts) == {
         "front": "20250102030405", "a": "", "b": ""}  # fmt: skip
+
+
+#: One sshd under this many names (127.0.0.1, .2, ...), each a host of deploy.toml; and how
+#: many times all of them connect at once.
+MANY_HOSTS = 16
+ROUNDS = 20
+
+
+def peer(remote: Remote, host: str) -> str:
+    """The address a host's new connection reached, or what opening it raised."""
+    try:
+        return remote.connection(host).transport.getpeername()[0]
+    except Exception as error:  # the old code's AttributeError and KeyError among them
+        return f"{type(error).__name__}: {error}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts an sshd that lets root log in")
+def test_many_hosts_connect_at_once_from_the_one_fabric_config(tmp_path: Path) -> None:
+    """``fab`` hands every task one Fabric configuration, and a deploy connects to every host
+    at once (``host_facts``, the locks). Fabric writes to the configuration a connection is
+    built from, so a shared one failed another host's connection now and then (``No
+    attribute or config key found for 'port'``). 16 hosts connect at once, 20 times, each
+    from a fresh Remote as a deploy's; each must reach its own address.
+
+    Threads switch every 10 microseconds here (Python's default is 5 ms): far more of the
+    interleavings the bug needs, so the old code failed in about every other round; code
+    that shares nothing between threads passes under any interleaving."""
+    with Sshd(tmp_path / "ssh", addresses=MANY_HOSTS) as sshd:
+        toml = 'product = "myproduct"\nserver_names = ["api.example.com"]\n' + "".join(
+            f'[hosts.h{n}]\nssh = "{target}"\nroles = ["nginx"]\n'
+            for n, target in enumerate(sshd.targets))  # fmt: skip
+        config = parse(tomllib.loads(toml), Path("deploy.toml"), CHECKOUT / "myproduct")
+        # as `fab -i KEY` gives it: the key file in connect_kwargs
+        fabric = FabricConfig(overrides={"connect_kwargs": {"key_filename": [str(sshd.key)]}})
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)
+        try:
+            for _ in range(ROUNDS):
+                remote = Remote(config, fabric, out=lambda line: None)
+                try:
+                    opened = each_at_once([(h.name, partial(peer, remote, h.name))
+                                           for h in config.hosts])  # fmt: skip
+                finally:
+                    remote.close()
+                assert opened == {f"h{n}": a for n, a in enumerate(sshd.addresses)}
+        finally:
+            sys.setswitchinterval(interval)

@@ -157,6 +157,11 @@ class Executor:
         pass
 
 
+#: Held while a connection's own copy of the shared Fabric configuration is made
+#: (``Remote._own_config``).
+_configuring = threading.Lock()
+
+
 #: What sudo says when it refuses: the user may not, or a password is needed.
 SUDO_REFUSALS = ("a password is required", "is not in the sudoers", "may not run sudo",
                  "not allowed to execute", "incorrect password")  # fmt: skip
@@ -181,7 +186,7 @@ class Remote(Executor):
             target = self.config.ssh_target(host)
             kwargs: dict[str, Any] = {"connect_timeout": 15}
             if self.fabric_config is not None:
-                kwargs["config"] = self.fabric_config
+                kwargs["config"] = self._own_config()
             conn = Connection(target, **kwargs)
             try:
                 conn.open()
@@ -195,6 +200,23 @@ class Remote(Executor):
             if login != "root":
                 self.out(f"[{name}] logged in as {login}: commands run as root through sudo")
         return self.connections[name]
+
+    def _own_config(self) -> Any:
+        """A copy of the Fabric configuration for one connection, made under a lock.
+
+        Hosts connect from threads of their own, and Fabric writes to the configuration it
+        is given (``Connection`` stores the key files it found back into ``connect_kwargs``,
+        which re-merges every level, leaving it empty for a moment; ``clone`` re-reads the
+        SSH config files into the original): a shared one made another host's connection
+        fail now and then with ``No attribute or config key found for 'port'``. Each
+        connection gets its own copy, and only one thread at a time reads the shared one."""
+        from fabric import Config as FabricConfig
+
+        with _configuring:
+            shared = self.fabric_config
+            if isinstance(shared, FabricConfig):
+                return shared.clone()
+            return shared.clone(into=FabricConfig)
 
     def _shell(
         self, host: str, command: str, timeout: int, quiet: bool = False, as_root: bool = True
