@@ -722,3 +722,47 @@ def test_a_packed_virtualenv_unpacks_whole_or_not_at_all(tmp_path: Path, monkeyp
     broken = sh(commands.virtualenv_from_archive(paths, "p", "k3y"))
     assert broken.returncode != 0
     assert not (venv / ".complete").exists() and not archive.exists()
+
+
+@pytest.mark.parametrize(("typed", "kept"), [
+    ("TOKEN=hunter2 python -m shop.report --password hunter2", "python"),
+    ("python -c 'print(\"s3cret\")'", "python"),
+    ("/opt/shop/current/venv/bin/tool --key=abc", "/opt/shop/current/venv/bin/tool"),
+    ("sh -c 'exit 3'", "sh"),
+    ("curl -H 'Authorization: Bearer abc", "curl"),  # an unclosed quote
+    ("$(cat /secret) now", "?"),
+    ("A=1 B=2", "?"),
+])  # fmt: skip
+def test_fab_run_is_recorded_by_its_commands_name_alone(typed: str, kept: str) -> None:
+    """What was typed after the name may be a secret (a token, a password): the history,
+    which outlives the command, keeps the name only."""
+    from apiphant.deploy import tasks
+
+    assert tasks.command_name(typed) == kept
+
+
+def test_the_history_is_root_and_the_deployments_group_only(tmp_path: Path, monkeypatch) -> None:
+    """The record command, run here with the host paths moved into the test's folder: a new
+    history is 0640 from its first line, one an older kit left world-readable is mended, and
+    its group is the deployment's once that exists (``daemon`` stands in for it: every
+    Debian has it), root's until then."""
+    import grp
+    import os
+
+    from apiphant.deploy import layout as layout_module
+    from apiphant.deploy.layout import Layout
+
+    monkeypatch.setattr(layout_module, "ROOT", str(tmp_path / "opt"))
+    for product, older, group in (("daemon", False, "daemon"), ("daemon", True, "daemon"),
+                                  ("nosuchgroupanywhere", False, "root")):  # fmt: skip
+        layout = Layout(product)
+        history = Path(layout.history)
+        if older:
+            history.write_text("an older kit's line\n")
+            history.chmod(0o644)
+        done = subprocess.run(["sh", "-c", commands.record(layout, "a line")],
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert history.read_text().endswith("a line\n")
+        found = os.stat(history)
+        assert (oct(found.st_mode & 0o777), grp.getgrgid(found.st_gid).gr_name) == ("0o640", group)

@@ -6,6 +6,8 @@ onto them. Every one reads and checks deploy.toml before it touches a host.
 """
 
 import functools
+import re
+import shlex
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
@@ -454,7 +456,24 @@ def run(
             f"run on a host with api or background ({with_python})"
         )
     steps = plan.run_plan(config, chosen, command)
-    return _operate(config, steps, dry_run, fabric_config, record=f"run {command!r}")
+    return _operate(config, steps, dry_run, fabric_config, record=f"run {command_name(command)}")
+
+
+#: A shell word that sets a variable for the command (``TOKEN=... python -m x``).
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def command_name(command: str) -> str:
+    """What the history keeps of a ``fab run`` command: its name (the first word that is
+    not a variable's assignment), never its arguments or assignments, which may hold what
+    was typed as a secret; a name with anything but letters, digits and ``._/+-`` in it is
+    kept as ``?``."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # an unclosed quote: the shell would refuse it too
+        words = command.split()
+    name = next((w for w in words if not _ASSIGNMENT.match(w)), "")
+    return name if re.fullmatch(r"[A-Za-z0-9._/+-]+", name) else "?"
 
 
 @_guarded
