@@ -162,15 +162,42 @@ class Executor:
 _configuring = threading.Lock()
 
 
-#: What sudo says when it refuses: the user may not, or a password is needed.
+#: What sudo says when it refuses: the user may not, or a password is needed (or wrong).
 SUDO_REFUSALS = ("a password is required", "is not in the sudoers", "may not run sudo",
-                 "not allowed to execute", "incorrect password")  # fmt: skip
+                 "not allowed to execute", "incorrect password",
+                 "no password was provided")  # fmt: skip
+
+
+def sudo_reading_password(command: str) -> str:
+    """``command`` as root through a sudo that reads its password from stdin, once.
+
+    The runner writes the password and a newline to the channel's stdin and closes it; no
+    one watches the output for a prompt to answer (Fabric's sudo did: it typed the
+    password after every ``[sudo] password:`` that a command's output showed, a log line
+    or a ``fab run`` command's, and the command could read it). ``-k``: sudo always asks,
+    cached credentials or not, so it reads exactly that one line; ``-p ''``: no prompt in
+    the output; the command's own stdin is /dev/null, so a password sudo did not ask for
+    (passwordless sudo) is read by no one."""
+    return f"sudo -k -S -p '' -- sh -c {q('exec </dev/null; ' + command)}"
+
+
+class _Line(io.StringIO):
+    """One line for a command's stdin, the sudo password: handed over in one read (Invoke
+    reads a stream that is not a terminal a character at a time, with a pause after each),
+    then the end of the stream, which closes the channel's stdin."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text + "\n")
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read()
 
 
 class Remote(Executor):
     """Runs steps over Fabric connections, one per host, opened on first use. Every command
     runs as root: directly when the SSH user is root, else through sudo (passwordless, or
-    with the password from $APIPHANT_SUDO_PASSWORD, never written anywhere)."""
+    with the password from $APIPHANT_SUDO_PASSWORD, never written anywhere: sudo alone
+    reads it, see ``sudo_reading_password``)."""
 
     def __init__(self, config: Config, fabric_config: Any = None, out: Print = _print) -> None:
         super().__init__(config, out)
@@ -237,7 +264,8 @@ class Remote(Executor):
         }
         try:
             if sudo and self.sudo_password:
-                result = conn.sudo(f"sh -c {q(command)}", password=self.sudo_password, **options)
+                options.update(in_stream=_Line(self.sudo_password), echo_stdin=False)
+                result = conn.run(sudo_reading_password(command), **options)
             elif sudo:
                 result = conn.run(f"sudo -n -- sh -c {q(command)}", **options)
             else:
