@@ -178,7 +178,16 @@ def test_an_nginx_only_host_gets_no_python() -> None:
 
 def test_an_nginx_only_fronts_smoke_test_runs_from_the_deployer_through_a_tunnel() -> None:
     config = three_hosts()
-    (smoke,) = deploy_plan(config).verify
+    smoke, *api_hosts = deploy_plan(config).verify
+    # Every API host is tested too, on its own first worker: the front's Nginx spreads the
+    # test's requests over its pools, so one host's broken release could pass unseen.
+    assert [(s.host, s.why) for s in api_hosts] == [
+        ("a", "smoke test of this API host, on its first worker: myproduct/test.py "
+              "http://10.0.0.11:8001"),
+        ("b", "smoke test of this API host, on its first worker: myproduct/test.py "
+              "http://10.0.0.12:9000"),
+    ]  # fmt: skip
+    assert f"/opt/myproduct/releases/{RELEASE}/config/run" in api_hosts[0].command
     assert smoke.host == "front" and not smoke.command and smoke.local is not None
     assert smoke.why == ("smoke test through Nginx, from the deployer: myproduct/test.py "
                          "through an SSH tunnel to front's http://127.0.0.1:8000")  # fmt: skip
@@ -291,7 +300,8 @@ def test_three_hosts_backends_first_then_pools_side_by_side() -> None:
     assert "http://127.0.0.1:8000/main" in checks[0].command
     assert "http://127.0.0.1:8000/reports" in checks[0].command
     assert '"$by" = 10.0.0.12:9000 ]' in checks[0].command
-    assert [s.host for s in the_plan.verify] == ["front"]
+    # The front's smoke test through Nginx, and every API host's on its own first worker.
+    assert [s.host for s in the_plan.verify] == ["front", "a", "b"]
     assert the_plan.verify[0].local.port == 8000
     # Deploying only the backends: the smoke test goes to the workers; the front, not part of
     # this deploy, is still asked whether it sends requests to the restarted workers again.
