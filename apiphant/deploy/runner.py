@@ -356,6 +356,8 @@ class Remote(Executor):
         return failed
 
     def _upload(self, step: Step) -> None:
+        from paramiko import SSHException
+
         upload = step.upload
         assert upload is not None
         failed = f"{step.host}: {step.why} failed"
@@ -369,8 +371,6 @@ class Remote(Executor):
         path = staged.stdout.strip()
         source: IO[bytes] | str
         source = io.BytesIO(upload.content) if upload.content is not None else str(upload.local)
-        from paramiko import SSHException
-
         conn = self.connection(step.host)
         try:
             conn.put(source, path, preserve_mode=False)
@@ -828,8 +828,7 @@ def execute(
     except DeployError as error:
         where = "nothing live was touched" if not switched else "after the switch"
         outcome = Outcome(False, f"deploy of {plan.release} failed, {where}: {error}")
-    if outcome is None:  # the lock's release raised nothing, and the deploy never ended
-        outcome = Outcome(False, f"deploy of {plan.release} did not end")
+    assert outcome is not None  # every way out of the lock above set it
     if not outcome.ok and switched:
         report_serving(executor, config, hosts)
     return outcome

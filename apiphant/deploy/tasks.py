@@ -355,8 +355,9 @@ def rollback(
             # A host that already serves its target (hosts that differed) is left as it is.
             moving = {h: r for h, r in targets.items() if _current(rows[h]) != r}
             staying = [h for h in targets if h not in moving]
-            say(print, "rolling back: " + ", ".join(f"{h} to {r}" for h, r in moving.items())
-                + "".join(f"; {h} already serves {targets[h]}" for h in staying))  # fmt: skip
+            going = [", ".join(f"{h} to {r}" for h, r in moving.items())] if moving else []
+            say(print, "rolling back: " + "; ".join(
+                going + [f"{h} already serves {targets[h]}" for h in staying]))  # fmt: skip
             if moving:
                 back = plan.rollback_plan(config, [h for h in chosen if h.name in moving],
                                           moving, all_roles)  # fmt: skip
