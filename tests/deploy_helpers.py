@@ -59,11 +59,15 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
 
 
 class Sshd:
-    """sshd in the foreground on 127.0.0.1:PORT, root login with a generated key only."""
+    """sshd in the foreground on 127.0.0.1:PORT, root login with a generated key only.
 
-    def __init__(self, folder: Path) -> None:
+    ``addresses`` > 1 makes it listen on 127.0.0.2, 127.0.0.3... as well (all loopback): one
+    sshd under several names, for tests that need many "hosts" (``targets``)."""
+
+    def __init__(self, folder: Path, addresses: int = 1) -> None:
         self.folder = folder
         self.port = free_port()
+        self.addresses = [f"127.0.0.{n}" for n in range(1, addresses + 1)]
         self.key = folder / "client_key"
         self.proc: subprocess.Popen | None = None
         self.made_privsep = False
@@ -79,8 +83,8 @@ class Sshd:
         config = self.folder / "sshd_config"
         config.write_text(
             f"Port {self.port}\n"
-            "ListenAddress 127.0.0.1\n"
-            f"HostKey {host_key}\n"
+            + "".join(f"ListenAddress {a}\n" for a in self.addresses)
+            + f"HostKey {host_key}\n"
             f"PidFile {self.folder / 'sshd.pid'}\n"
             # root's key here; another user's in its own home (read as that user)
             f"AuthorizedKeysFile {self.folder / 'authorized_keys'} .ssh/authorized_keys\n"
@@ -91,6 +95,8 @@ class Sshd:
             "UsePAM no\n"
             "StrictModes no\n"
             "Subsystem sftp internal-sftp\n"
+            # many connections at once (one sshd as many hosts) are not dropped
+            "MaxStartups 100\n"
             "LogLevel ERROR\n"
         )
         privsep = Path("/run/sshd")
@@ -114,6 +120,11 @@ class Sshd:
     @property
     def target(self) -> str:
         return f"root@127.0.0.1:{self.port}"
+
+    @property
+    def targets(self) -> list[str]:
+        """Root's SSH target at each address it listens on (see the class)."""
+        return [f"root@{a}:{self.port}" for a in self.addresses]
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:

@@ -366,6 +366,10 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     assert f"commit={v2} dirty=no apiphant=1.0.0 env=production files=tracked release={r2}" \
         in history
     assert "outcome=exit 3" in history
+    # fab run by the command's name, never its arguments; root's and the group's file
+    assert " run python outcome=ok " in history and "getpass" not in history
+    kept = os.stat(f"/opt/{PRODUCT}/history.log")
+    assert (kept.st_mode & 0o777, grp.getgrgid(kept.st_gid).gr_name) == (0o640, PRODUCT)
     assert history.count(" deploy outcome=failed ") == 1  # the broken migration
 
     # 8. A user sudo refuses: one line naming the user and the command, nothing run.

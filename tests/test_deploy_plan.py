@@ -179,7 +179,16 @@ def test_an_nginx_only_host_gets_no_python() -> None:
 
 def test_an_nginx_only_fronts_smoke_test_runs_from_the_deployer_through_a_tunnel() -> None:
     config = three_hosts()
-    (smoke,) = deploy_plan(config).verify
+    smoke, *api_hosts = deploy_plan(config).verify
+    # Every API host is tested too, on its own first worker: the front's Nginx spreads the
+    # test's requests over its pools, so one host's broken release could pass unseen.
+    assert [(s.host, s.why) for s in api_hosts] == [
+        ("a", "smoke test of this API host, on its first worker: myproduct/test.py "
+              "http://10.0.0.11:8001"),
+        ("b", "smoke test of this API host, on its first worker: myproduct/test.py "
+              "http://10.0.0.12:9000"),
+    ]  # fmt: skip
+    assert f"/opt/myproduct/releases/{RELEASE}/config/run" in api_hosts[0].command
     assert smoke.host == "front" and not smoke.command and smoke.local is not None
     assert smoke.why == ("smoke test through Nginx, from the deployer: myproduct/test.py "
                          "through an SSH tunnel to front's http://127.0.0.1:8000")  # fmt: skip
@@ -292,7 +301,8 @@ def test_three_hosts_backends_first_then_pools_side_by_side() -> None:
     assert "http://127.0.0.1:8000/main" in checks[0].command
     assert "http://127.0.0.1:8000/reports" in checks[0].command
     assert '"$by" = 10.0.0.12:9000 ]' in checks[0].command
-    assert [s.host for s in the_plan.verify] == ["front"]
+    # The front's smoke test through Nginx, and every API host's on its own first worker.
+    assert [s.host for s in the_plan.verify] == ["front", "a", "b"]
     assert the_plan.verify[0].local.port == 8000
     # Deploying only the backends: the smoke test goes to the workers; the front, not part of
     # this deploy, is still asked whether it sends requests to the restarted workers again.
@@ -788,3 +798,47 @@ def test_secrets_an_earlier_kit_shared_last_as_long_as_a_release_that_reads_them
     assert "removing release 20250102000000" in out and not shared.exists()
     assert f"removing {root}/shared/secrets.env: no kept release reads it" in out
     assert cleanup(1).count("removing") == 0  # nothing left to remove: no error either
+
+
+@pytest.mark.parametrize(("typed", "kept"), [
+    ("TOKEN=hunter2 python -m shop.report --password hunter2", "python"),
+    ("python -c 'print(\"s3cret\")'", "python"),
+    ("/opt/shop/current/venv/bin/tool --key=abc", "/opt/shop/current/venv/bin/tool"),
+    ("sh -c 'exit 3'", "sh"),
+    ("curl -H 'Authorization: Bearer abc", "curl"),  # an unclosed quote
+    ("$(cat /secret) now", "?"),
+    ("A=1 B=2", "?"),
+])  # fmt: skip
+def test_fab_run_is_recorded_by_its_commands_name_alone(typed: str, kept: str) -> None:
+    """What was typed after the name may be a secret (a token, a password): the history,
+    which outlives the command, keeps the name only."""
+    from apiphant.deploy import tasks
+
+    assert tasks.command_name(typed) == kept
+
+
+def test_the_history_is_root_and_the_deployments_group_only(tmp_path: Path, monkeypatch) -> None:
+    """The record command, run here with the host paths moved into the test's folder: a new
+    history is 0640 from its first line, one an older kit left world-readable is mended, and
+    its group is the deployment's once that exists (``daemon`` stands in for it: every
+    Debian has it), root's until then."""
+    import grp
+    import os
+
+    from apiphant.deploy import layout as layout_module
+    from apiphant.deploy.layout import Layout
+
+    monkeypatch.setattr(layout_module, "ROOT", str(tmp_path / "opt"))
+    for product, older, group in (("daemon", False, "daemon"), ("daemon", True, "daemon"),
+                                  ("nosuchgroupanywhere", False, "root")):  # fmt: skip
+        layout = Layout(product)
+        history = Path(layout.history)
+        if older:
+            history.write_text("an older kit's line\n")
+            history.chmod(0o644)
+        done = subprocess.run(["sh", "-c", commands.record(layout, "a line")],
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert history.read_text().endswith("a line\n")
+        found = os.stat(history)
+        assert (oct(found.st_mode & 0o777), grp.getgrgid(found.st_gid).gr_name) == ("0o640", group)

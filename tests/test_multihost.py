@@ -561,8 +561,84 @@ def test_host_lost_mid_deploy_stops_it_others_serve(site: Site) -> None:
         assert (site.health(worker.address) or {}).get("release") == before["api2"]
 
 
+def test_host_lost_after_the_switch_the_others_roll_back_and_fab_rollback_converges(
+    site: Site,
+) -> None:
+    """api2 loses its link after its switch, as its workers restart: the deploy rolls the
+    front and api1 back all the same (before, api2's failed rollback stopped them on the new
+    release), says api2's "connection lost" in words, and which host serves which release.
+    With the link back, ``fab status`` says loudly that the hosts differ, and ``fab
+    rollback`` brings every host to one release again."""
+    before = {name: site.current(name) for name in NAMES}
+    assert len(set(before.values())) == 1, before
+    api2 = site.hosts["api2"]
+
+    def cut(proc: subprocess.Popen) -> None:
+        api2.cut()
+
+    started = time.monotonic()
+    try:
+        code, output = site.fab_until(("deploy",), r"^\[api2\] restart myproduct-api-", cut,
+                                      timeout=300)  # fmt: skip
+        FIGURES["host lost after the switch: deploy ended after (s)"] = round(
+            time.monotonic() - started, 1)  # fmt: skip
+        assert code == 1
+        new = re.search(r"release (\d{14}) to front", output).group(1)
+        for name in ("front", "api1"):
+            assert site.current(name) == before[name]
+        for worker in site.workers("api1"):
+            assert (site.health(worker.address) or {}).get("release") == before["api1"]
+        for n in range(10):
+            status, answer = site.post("/api/v0/echo/read", {"n": n})
+            assert (status, answer) == (200, {"n": n, "server": PRODUCT})
+        # Who serves what, api2 by name and in words; the last line says what was not done.
+        table = output[output.rindex("==> HOSTS SERVE DIFFERENT RELEASES"):]
+        assert re.search(rf"^  front +{before['front']}$", table, re.M), table
+        assert re.search(rf"^  api1 +{before['api1']}$", table, re.M), table
+        assert re.search(r"^  api2 +unknown: connection lost", table, re.M), table
+        last = output.strip().splitlines()[-1]
+        assert "api2: connection lost" in last and "NOT ROLLED BACK: api2" in last, last
+        assert "ROLLED BACK: api1 serves" in last, last
+        assert "EOFError" not in output and "SSHException" not in output
+    finally:
+        api2.restore()
+    assert site.current("api2") == new  # it had switched when its link went
+    status = site.fab("status")
+    assert status.returncode == 1, status.stdout[-3000:]
+    assert "HOSTS SERVE DIFFERENT RELEASES" in status.stdout
+    assert re.search(rf"^  api2 +{new} \(failed", status.stdout, re.M), status.stdout[-3000:]
+    # api2's lock stays (the deploy could not reach it to release it): unlock, roll back.
+    assert site.fab("unlock", "api2").returncode == 0
+    back = site.fab("rollback")
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert f"front already serves {before['front']}" in back.stdout
+    for name in NAMES:
+        assert site.current(name) == before[name]
+    for name in WORKERS:
+        for worker in site.workers(name):
+            assert (site.health(worker.address) or {}).get("release") == before[name]
+    status = site.fab("status")
+    assert status.returncode == 0 and "every host serves one release" in status.stdout
+
+
+def test_a_deploy_brings_hosts_on_different_releases_to_one(site: Site) -> None:
+    """api1 alone rolled back leaves the hosts on two releases; the next deploy ends with
+    every host on its release."""
+    alone = site.fab("rollback", "api1")
+    assert alone.returncode == 0, alone.stdout[-3000:]
+    assert site.current("api1") != site.current("api2")
+    assert site.fab("status").returncode == 1
+    done = site.fab("deploy")
+    assert done.returncode == 0, done.stdout[-4000:]
+    release = released(done.stdout)
+    assert all(site.current(n) == release for n in NAMES)
+    # Every API host's own smoke test, besides the front's through Nginx.
+    for name in WORKERS:
+        assert f"[{name}] smoke test of this API host, on its first worker" in done.stdout
+
+
 def test_background_runs_on_exactly_one_host(site: Site) -> None:
-    """All the module long (five deploys, a rollback, a killed deployer, a lost host):
+    """All the module long (deploys, rollbacks, a killed deployer, lost hosts):
     the background runner ran on api1 only, never twice at once."""
     assert site.watch.count() == {"front": 0, "api1": 1, "api2": 0}
     assert site.watch.samples > 100

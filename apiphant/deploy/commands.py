@@ -614,10 +614,19 @@ def maintenance(layout: Layout, on: bool) -> str:
 
 
 def record(layout: Layout, line: str) -> str:
-    """Append one line to the host's audit log (the deploy's history); never rewritten."""
+    """Append one line to the host's audit log (the deploy's history); never rewritten.
+
+    Root's and the deployment's group's only (0640, made so before its first line, and set
+    again on every record, which mends a file an older kit made world-readable): the
+    history says who did what when, not for every account on the host. Until the
+    deployment's user exists (a first deploy that failed early), the file stays root's."""
+    history, group = q(layout.history), q(layout.user)
     return (
         f"install -d -m 0755 {q(layout.root)} && "
-        f"printf '%s\\n' {q(line)} >> {q(layout.history)} && chmod 0644 {q(layout.history)}"
+        f"{{ [ -e {history} ] || install -m 0640 /dev/null {history}; }} && "
+        f"chmod 0640 {history} && "
+        f"{{ ! getent group {group} >/dev/null || chgrp {group} {history}; }} && "
+        f"printf '%s\\n' {q(line)} >> {history}"
     )
 
 

@@ -600,23 +600,20 @@ def verify_steps(
     https: bool = True,
     rollback: bool = False,
 ) -> tuple[Step, ...]:
-    """The product's test.py, through each front's Nginx loopback listener; through the
-    workers when no front is part of this deploy. A front that runs the product's programs
-    runs it itself, in the release; an Nginx-only front has no Python: the deployer runs
-    this repository's test.py (what the release holds) through an SSH tunnel to it. With TLS
-    on, /health over HTTPS too, by each domain (not after a rollback, ``https=False``: the
-    release gone back to may have served plain HTTP).
+    """The product's test.py, through each front's Nginx loopback listener, and on every API
+    host without Nginx, on its first worker: a front's Nginx spreads the test's requests
+    over its pools, so an API host whose release cannot serve could pass unseen. A front
+    that runs the product's programs runs it itself, in the release; an Nginx-only front has
+    no Python: the deployer runs this repository's test.py (what the release holds) through
+    an SSH tunnel to it. With TLS on, /health over HTTPS too, by each domain (not after a
+    rollback, ``https=False``: the release gone back to may have served plain HTTP).
 
     After a rollback (``rollback``) the deployer's test.py may test what only the failed
     release has: an Nginx-only front is checked by /health through the tunnel, and each API
     host gone back runs its own release's test.py on its first worker."""
     steps = []
     fronts = [h for h in hosts if h.has("nginx")]
-    backends: list[Host] = []
-    if not fronts:
-        backends = [h for h in hosts if h.has("api")]
-    elif rollback and not all(config.runs_python(f) for f in fronts):
-        backends = [h for h in hosts if h.has("api") and not h.has("nginx")]
+    backends = [h for h in hosts if h.has("api") and not h.has("nginx")]
     for host in fronts:
         paths = config.layout.release(releases[host.name])
         if config.runs_python(host):
@@ -639,7 +636,8 @@ def verify_steps(
         paths = config.layout.release(releases[host.name])
         url = "http://" + config.workers(host)[0].address
         why = ("smoke test on the first worker (no Nginx host in this deploy)" if not fronts
-               else "smoke test of the release gone back to, on the first worker")  # fmt: skip
+               else "smoke test of the release gone back to, on the first worker" if rollback
+               else "smoke test of this API host, on its first worker")  # fmt: skip
         steps.append(Step(host.name, f"{why}: {config.product}/test.py {url}",
                           commands.smoke_test(paths, config.product, url)))  # fmt: skip
     return tuple(steps)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from shlex import quote as q
 from typing import IO, Any
 
@@ -65,12 +66,29 @@ LOST_AFTER = 20
 
 
 def _reason(error: BaseException) -> str:
-    """The cause in words: paramiko wraps refused connections in NoValidConnectionsError."""
+    """The cause in words: paramiko wraps refused connections in NoValidConnectionsError;
+    an error with no message (paramiko's EOFError when the host went away) is said in
+    words too, never as a bare exception class."""
     causes = getattr(error, "errors", None)
     if isinstance(causes, dict) and causes:
         error = next(iter(causes.values()))
     reason = getattr(error, "strerror", None) or str(error)
-    return reason if reason else type(error).__name__
+    if reason:
+        return reason
+    if isinstance(error, EOFError):
+        return "the connection closed"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    return "no reason given"
+
+
+def lost_line(host: str, error: BaseException | None = None) -> str:
+    """THE words for a host that stopped answering mid-run: its name and "connection lost"
+    (the cause after it, when there is one worth saying)."""
+    reason = _reason(error) if error is not None else ""
+    if reason in ("", "the connection closed", "no reason given"):
+        return f"{host}: connection lost"
+    return f"{host}: connection lost ({reason})"
 
 
 class _Prefixed(io.TextIOBase):
@@ -130,6 +148,9 @@ class Executor:
     def __init__(self, config: Config, out: Print = _print) -> None:
         self.config = config
         self.out = out
+        #: Hosts that stopped answering during this run, and how it was said: a rollback
+        #: leaves them out, and the report of who serves what does not ask them again.
+        self.lost: dict[str, str] = {}
 
     def announce(self, step: Step) -> None:
         self.out(f"[{step.host}] {step.why}")
@@ -160,15 +181,47 @@ class Executor:
         pass
 
 
-#: What sudo says when it refuses: the user may not, or a password is needed.
+#: Held while a connection's own copy of the shared Fabric configuration is made
+#: (``Remote._own_config``).
+_configuring = threading.Lock()
+
+
+#: What sudo says when it refuses: the user may not, or a password is needed (or wrong).
 SUDO_REFUSALS = ("a password is required", "is not in the sudoers", "may not run sudo",
-                 "not allowed to execute", "incorrect password")  # fmt: skip
+                 "not allowed to execute", "incorrect password",
+                 "no password was provided")  # fmt: skip
+
+
+def sudo_reading_password(command: str) -> str:
+    """``command`` as root through a sudo that reads its password from stdin, once.
+
+    The runner writes the password and a newline to the channel's stdin and closes it; no
+    one watches the output for a prompt to answer (Fabric's sudo did: it typed the
+    password after every ``[sudo] password:`` that a command's output showed, a log line
+    or a ``fab run`` command's, and the command could read it). ``-k``: sudo always asks,
+    cached credentials or not, so it reads exactly that one line; ``-p ''``: no prompt in
+    the output; the command's own stdin is /dev/null, so a password sudo did not ask for
+    (passwordless sudo) is read by no one."""
+    return f"sudo -k -S -p '' -- sh -c {q('exec </dev/null; ' + command)}"
+
+
+class _Line(io.StringIO):
+    """One line for a command's stdin, the sudo password: handed over in one read (Invoke
+    reads a stream that is not a terminal a character at a time, with a pause after each),
+    then the end of the stream, which closes the channel's stdin."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text + "\n")
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read()
 
 
 class Remote(Executor):
     """Runs steps over Fabric connections, one per host, opened on first use. Every command
     runs as root: directly when the SSH user is root, else through sudo (passwordless, or
-    with the password from $APIPHANT_SUDO_PASSWORD, never written anywhere)."""
+    with the password from $APIPHANT_SUDO_PASSWORD, never written anywhere: sudo alone
+    reads it, see ``sudo_reading_password``)."""
 
     def __init__(self, config: Config, fabric_config: Any = None, out: Print = _print) -> None:
         super().__init__(config, out)
@@ -184,20 +237,40 @@ class Remote(Executor):
             target = self.config.ssh_target(host)
             kwargs: dict[str, Any] = {"connect_timeout": 15}
             if self.fabric_config is not None:
-                kwargs["config"] = self.fabric_config
+                kwargs["config"] = self._own_config()
             conn = Connection(target, **kwargs)
             try:
                 conn.open()
             except Exception as error:  # OSError, paramiko's SSHException and their kin
+                again = "connection lost; cannot connect again" if name in self.lost else ""
+                self.lost[name] = f"{again or 'cannot connect'}: {_reason(error)}"
                 raise Unreachable(
                     f"{name} ({target}): cannot connect: {_reason(error)}"
                 ) from None
             _tune(conn)
             self.connections[name] = conn
+            self.lost.pop(name, None)
             login = self.config.login_of(host)
             if login != "root":
                 self.out(f"[{name}] logged in as {login}: commands run as root through sudo")
         return self.connections[name]
+
+    def _own_config(self) -> Any:
+        """A copy of the Fabric configuration for one connection, made under a lock.
+
+        Hosts connect from threads of their own, and Fabric writes to the configuration it
+        is given (``Connection`` stores the key files it found back into ``connect_kwargs``,
+        which re-merges every level, leaving it empty for a moment; ``clone`` re-reads the
+        SSH config files into the original): a shared one made another host's connection
+        fail now and then with ``No attribute or config key found for 'port'``. Each
+        connection gets its own copy, and only one thread at a time reads the shared one."""
+        from fabric import Config as FabricConfig
+
+        with _configuring:
+            shared = self.fabric_config
+            if isinstance(shared, FabricConfig):
+                return shared.clone()
+            return shared.clone(into=FabricConfig)
 
     def _shell(
         self, host: str, command: str, timeout: int, quiet: bool = False, as_root: bool = True
@@ -218,7 +291,8 @@ class Remote(Executor):
         }
         try:
             if sudo and self.sudo_password:
-                result = conn.sudo(f"sh -c {q(command)}", password=self.sudo_password, **options)
+                options.update(in_stream=_Line(self.sudo_password), echo_stdin=False)
+                result = conn.run(sudo_reading_password(command), **options)
             elif sudo:
                 result = conn.run(f"sudo -n -- sh -c {q(command)}", **options)
             else:
@@ -227,11 +301,11 @@ class Remote(Executor):
             stream.finish()
             raise DeployError(f"{host}: timed out after {timeout}s: {command[:200]}") from None
         except (OSError, EOFError, SSHException) as error:
-            raise Lost(f"{host}: connection lost: {_reason(error)}") from None
+            raise self._lose(host, lost_line(host, error)) from None
         stream.finish()
         if result.exited == -1 and not conn.transport.is_active():
             # The channel closed with no exit status: the connection died under the command.
-            raise Lost(f"{host}: connection lost (no answer for {LOST_AFTER}s)")
+            raise self._lose(host, f"{host}: connection lost (no answer for {LOST_AFTER}s)")
         if sudo and result.exited == 1 and any(r in result.stderr for r in SUDO_REFUSALS):
             login = self.config.login_of(self.config.host(host))
             raise DeployError(
@@ -240,6 +314,18 @@ class Remote(Executor):
                 f"allow it passwordless sudo, or set {SUDO_PASSWORD_ENV}"
             )
         return result
+
+    def _lose(self, host: str, line: str) -> "Lost":
+        """A host's connection died: forget it (a later step connects anew, and fails
+        quickly if the host is still gone), remember the host as lost, say so."""
+        conn = self.connections.pop(host, None)
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # closing a dead connection is best effort
+                pass
+        self.lost[host] = "connection lost"
+        return Lost(line)
 
     def run(self, step: Step) -> str:
         self.announce(step)
@@ -273,22 +359,34 @@ class Remote(Executor):
         return failed
 
     def _upload(self, step: Step) -> None:
+        from paramiko import SSHException
+
         upload = step.upload
         assert upload is not None
         failed = f"{step.host}: {step.why} failed"
         stage, _ = upload_commands(upload)
-        staged = self._shell(step.host, stage, 60, quiet=True, as_root=False)
+        try:
+            staged = self._shell(step.host, stage, 60, quiet=True, as_root=False)
+        except Lost as error:
+            raise StepFailed(step, f"{error}, during the step {step.why!r}") from None
         if staged.exited != 0 or not staged.stdout.strip():
             raise StepFailed(step, f"{failed}: cannot make a file in /tmp")
         path = staged.stdout.strip()
         source: IO[bytes] | str
         source = io.BytesIO(upload.content) if upload.content is not None else str(upload.local)
+        conn = self.connection(step.host)
         try:
-            self.connection(step.host).put(source, path, preserve_mode=False)
-        except (OSError, EOFError) as error:
-            raise StepFailed(step, f"{failed}: upload to {path}: {error}") from None
+            conn.put(source, path, preserve_mode=False)
+        except (OSError, EOFError, SSHException) as error:
+            if conn.transport is None or not conn.transport.is_active():
+                lost = self._lose(step.host, lost_line(step.host, error))
+                raise StepFailed(step, f"{lost}, during the step {step.why!r}") from None
+            raise StepFailed(step, f"{failed}: upload to {path}: {_reason(error)}") from None
         _, install = upload_commands(upload, path)
-        result = self._shell(step.host, install, 60)
+        try:
+            result = self._shell(step.host, install, 60)
+        except Lost as error:
+            raise StepFailed(step, f"{error}, during the step {step.why!r}") from None
         if result.exited != 0:
             raise StepFailed(step, f"{failed} (exit {result.exited})")
 
@@ -537,15 +635,84 @@ def current_releases(executor: Executor, config: Config, hosts: list[Host]) -> d
     return found
 
 
-def good_releases(executor: Executor, config: Config, host: Host) -> list[tuple[str, bool, bool]]:
-    """(release, good, current) on one host, newest first."""
-    text = executor.query(host.name, commands.releases(config.layout), "list releases")
+#: A host's releases, newest first: (release, good, current).
+Releases = list[tuple[str, bool, bool]]
+
+
+def parse_releases(text: str) -> Releases:
+    """``commands.releases``' answer: ``ID good|failed [current]`` lines."""
     rows = []
     for line in text.splitlines():
         parts = line.split()
         if parts:
             rows.append((parts[0], parts[1:2] == ["good"], "current" in parts[2:]))
     return rows
+
+
+def good_releases(executor: Executor, config: Config, host: Host) -> Releases:
+    """(release, good, current) on one host, newest first."""
+    return parse_releases(
+        executor.query(host.name, commands.releases(config.layout), "list releases")
+    )
+
+
+def all_releases(
+    executor: Executor, config: Config, hosts: list[Host], why: str = "list releases"
+) -> dict[str, Releases | DeployError]:
+    """Every host's releases, asked of all at once; a host that cannot answer, its error.
+    A host lost earlier in this run is not asked again (that would wait out a connect
+    timeout to learn what is known): its error says it was lost."""
+    command = commands.releases(config.layout)
+    asked = [h.name for h in hosts if h.name not in executor.lost]
+    answers = each_at_once([
+        (name, lambda name=name: parse_releases(executor.query(name, command, why)))
+        for name in asked
+    ])  # fmt: skip
+    return {
+        h.name: answers[h.name] if h.name in answers
+        else DeployError(f"{h.name}: {executor.lost[h.name]}")
+        for h in hosts
+    }  # fmt: skip
+
+
+def serving_lines(found: dict[str, Releases | DeployError]) -> tuple[bool, list[str]]:
+    """Which host serves which release, one line each, and whether they all serve one
+    (a host that could not say counts as differing). Pure: ``fab status`` and a deploy or
+    rollback that failed part way print it."""
+    width = max((len(host) for host in found), default=0)
+    served: set[str] = set()
+    lines = []
+    for host, rows in found.items():
+        if isinstance(rows, DeployError):
+            served.add("?")
+            reason = str(rows).removeprefix(f"{host}: ")
+            lines.append(f"  {host:<{width}}  unknown: {reason}")
+            continue
+        current = next(((r, good) for r, good, is_current in rows if is_current), None)
+        if current is None:
+            served.add("")
+            lines.append(f"  {host:<{width}}  none")
+            continue
+        served.add(current[0])
+        note = "" if current[1] else " (failed: it never passed a deploy)"
+        lines.append(f"  {host:<{width}}  {current[0]}{note}")
+    return len(served) == 1 and "?" not in served, lines
+
+
+#: What to do about hosts on different releases; said wherever it is found.
+CONVERGE = "the next fab deploy, or fab rollback, brings every host to one release"
+
+
+def report_serving(executor: Executor, config: Config, hosts: list[Host]) -> bool:
+    """Print which host serves which release, loudly when they differ; True when one."""
+    one, lines = serving_lines(all_releases(executor, config, hosts, "which release it serves"))
+    if one:
+        say(executor.out, "every host serves one release:")
+    else:
+        say(executor.out, f"HOSTS SERVE DIFFERENT RELEASES ({CONVERGE}):")
+    for line in lines:
+        executor.out(line)
+    return one
 
 
 def say(out: Print, text: str) -> None:
@@ -585,6 +752,21 @@ def print_plan(
             executor.run(step)
 
 
+def run_every_host(
+    executor: Executor, steps: tuple[Step, ...] | list[Step], failures: dict[str, DeployError]
+) -> None:
+    """A rollback's phase: its stages in order, each stage's hosts side by side, and every
+    host as far as it gets. A host that failed (in this phase or an earlier one: its error
+    is in ``failures``) runs none of its later steps; the others go on. One host that
+    stopped answering must not leave the others on the release being rolled back."""
+    for stage in stages(steps):
+        hosts = {h: mine for h, mine in by_host(stage).items() if h not in failures}
+        calls = [(h, partial(run_steps, executor, mine, set())) for h, mine in hosts.items()]
+        for host, got in each_at_once(calls).items():
+            if isinstance(got, DeployError):
+                failures[host] = got
+
+
 def _run_each(executor: Executor, steps: tuple[Step, ...] | list[Step]) -> dict[str, Any]:
     """One step per host, all at once (``each_at_once``): what each returned or raised."""
     return each_at_once([(step.host, lambda step=step: executor.run(step)) for step in steps])
@@ -622,10 +804,11 @@ def execute(
 ) -> Outcome:
     """Run a deploy plan under the lock, preparing hosts side by side (``parallel`` at most,
     0: all); on a failure after a switch, roll the switched hosts back to what each served
-    just before its switch (read from the host)."""
+    just before its switch (read from the host), and say which host serves which release."""
     out = executor.out
     switched: set[str] = set()
     ran_release = False  # the release command started: it may have changed data
+    outcome: Outcome | None = None
     try:
         with locked(executor, plan.lock, plan.unlock):
             say(out, f"prepare release {plan.release}")
@@ -639,16 +822,22 @@ def execute(
                 say(out, f"activate release {plan.release}")
                 run_staged(executor, plan.activate, switched, parallel)
                 say(out, "verify")
-                run_steps(executor, plan.verify, switched)
+                run_staged(executor, plan.verify, switched, parallel)
             except DeployError as error:
-                return _roll_back(error, executor, rollback, hosts, previous, switched, plan,
-                                  untouched(ran_release))  # fmt: skip
-            say(out, "finish")
-            run_staged(executor, plan.finish, switched, parallel)
-            return Outcome(True, f"release {plan.release} is live on {', '.join(plan.hosts)}")
+                outcome = _roll_back(error, executor, rollback, previous, switched, plan,
+                                     untouched(ran_release))  # fmt: skip
+            if outcome is None:
+                say(out, "finish")
+                run_staged(executor, plan.finish, switched, parallel)
+                outcome = Outcome(True, f"release {plan.release} is live on "
+                                  + ", ".join(plan.hosts))  # fmt: skip
     except DeployError as error:
         where = untouched(ran_release) if not switched else "after the switch"
-        return Outcome(False, f"deploy of {plan.release} failed, {where}: {error}")
+        outcome = Outcome(False, f"deploy of {plan.release} failed, {where}: {error}")
+    assert outcome is not None  # every way out of the lock above set it
+    if not outcome.ok and switched:
+        report_serving(executor, config, hosts)
+    return outcome
 
 
 def untouched(ran_release: bool) -> str:
@@ -664,17 +853,20 @@ def _roll_back(
     error: DeployError,
     executor: Executor,
     rollback: Callable[[dict[str, str]], Plan],
-    hosts: list[Host],
     previous: dict[str, str],
     switched: set[str],
     plan: Plan,
     unswitched: str = "",
 ) -> Outcome:
+    """Every switched host back to what it served before, each as far as it gets; a host
+    lost in this run is left out (activating a host that comes and goes would leave it
+    half on each release), and said."""
     out = executor.out
     failed = f"deploy of {plan.release} failed: {error}"
     if not switched:
         return Outcome(False, f"{failed}; {unswitched or untouched(False)}")
-    targets = {h: previous.get(h, "") for h in switched}
+    lost = sorted(h for h in switched if h in executor.lost)
+    targets = {h: previous.get(h, "") for h in sorted(switched) if h not in executor.lost}
     missing = sorted(h for h, r in targets.items() if not r)
     if missing:
         return Outcome(
@@ -683,35 +875,19 @@ def _roll_back(
             f"release {plan.release} stays there",
         )
     say(out, f"{failed}")
-    say(out, "rolling back: " + ", ".join(f"{h} to {r}" for h, r in sorted(targets.items())))
-    back = [h for h in hosts if h.name in targets]
-    try:
-        rollback_plan = rollback(targets)
-        run_staged(executor, rollback_plan.activate, set())
-        run_steps(executor, rollback_plan.verify, set())
-    except DeployError as again:
-        return Outcome(
-            False,
-            f"{failed}; the rollback failed too: {again}. Hosts: "
-            + ", ".join(f"{h.name} -> {targets[h.name]}" for h in back),
-        )
-    return Outcome(
-        False,
-        f"{failed}; ROLLED BACK: "
-        + ", ".join(f"{h} serves {r} again" for h, r in sorted(targets.items()))
-        + " (its workers answer /health with it, and its smoke test passes)",
-    )
-
-
-def run_phases(plan: Plan, executor: Executor) -> Outcome:
-    """A plan without rollback (fab rollback's activation): its phases in order, no lock
-    (the caller holds it with ``locked``)."""
-    try:
-        for phase, steps in plan.phases():
-            if phase in ("lock", "unlock") or not steps:
-                continue
-            say(executor.out, phase)
-            run_staged(executor, steps, set())
-        return Outcome(True, "done")
-    except DeployError as error:
-        return Outcome(False, str(error))
+    left = f"; not {', '.join(lost)}: connection lost" if lost else ""
+    say(out, "rolling back: " + ", ".join(f"{h} to {r}" for h, r in targets.items()) + left)
+    failures: dict[str, DeployError] = {}
+    if targets:
+        back = rollback(targets)
+        run_every_host(executor, back.activate, failures)
+        run_every_host(executor, back.verify, failures)
+    done = [h for h in targets if h not in failures]
+    parts = []
+    if done:
+        again = ", ".join(f"{h} serves {targets[h]} again" for h in done)
+        parts.append(f"ROLLED BACK: {again} (its workers answer /health with it, and its "
+                     "smoke test passes)")  # fmt: skip
+    parts += [f"the rollback failed on {failures[h]}" for h in targets if h in failures]
+    parts += [f"NOT ROLLED BACK: {h}: {executor.lost[h]}" for h in lost]
+    return Outcome(False, f"{failed}; " + "; ".join(parts))

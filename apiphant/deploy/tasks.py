@@ -6,6 +6,8 @@ onto them. Every one reads and checks deploy.toml before it touches a host.
 """
 
 import functools
+import re
+import shlex
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,13 +25,15 @@ from apiphant.deploy.roles import RoleError
 from apiphant.deploy.runner import (
     DeployError,
     Executor,
+    Releases,
     Remote,
     StepFailed,
+    all_releases,
     execute,
-    good_releases,
     locked,
     print_plan,
-    run_phases,
+    report_serving,
+    run_every_host,
     run_side_by_side,
     run_steps,
     say,
@@ -387,39 +391,84 @@ def rollback(
             print_plan(shown, executor)
             say(executor.out, "dry run: nothing was run")
             return 0
+        failures: dict[str, DeployError] = {}
         with locked(executor, locks, unlocks):
-            targets = {h.name: _target(executor, config, h, release) for h in chosen}
-            say(print, "rolling back: " + ", ".join(f"{h} to {r}" for h, r in targets.items()))
-            outcome = run_phases(plan.rollback_plan(config, chosen, targets, all_roles), executor)
-        result = "ok" if outcome.ok else "failed"
+            found = all_releases(executor, config, chosen)
+            for answer in found.values():
+                if isinstance(answer, DeployError):
+                    raise answer
+            rows = {name: answer for name, answer in found.items()
+                    if not isinstance(answer, DeployError)}  # fmt: skip
+            targets = rollback_targets(rows, release)
+            # A host that already serves its target (hosts that differed) is left as it is.
+            moving = {h: r for h, r in targets.items() if _current(rows[h]) != r}
+            staying = [h for h in targets if h not in moving]
+            going = [", ".join(f"{h} to {r}" for h, r in moving.items())] if moving else []
+            say(print, "rolling back: " + "; ".join(
+                going + [f"{h} already serves {targets[h]}" for h in staying]))  # fmt: skip
+            if moving:
+                back = plan.rollback_plan(config, [h for h in chosen if h.name in moving],
+                                          moving, all_roles)  # fmt: skip
+                say(print, "activate")
+                run_every_host(executor, back.activate, failures)
+                say(print, "verify")
+                run_every_host(executor, back.verify, failures)
+        result = "failed" if failures else "ok"
         to = ",".join(sorted(set(targets.values())))
         _record(executor, config, chosen, audit_line(config, "rollback", result, to))
+        if failures:
+            report_serving(executor, config, chosen)
     finally:
         executor.close()
-    if outcome.ok:
+    if not failures:
         say(print, "OK: " + ", ".join(f"{h} serves {r}" for h, r in targets.items()))
         return 0
-    say(print, f"FAILED: rollback: {outcome.message}")
+    done = [h for h in moving if h not in failures]
+    say(print, "FAILED: rollback: " + "; ".join(
+        [str(failures[h]) for h in moving if h in failures]
+        + ([", ".join(f"{h} serves {targets[h]}" for h in done)] if done else [])))  # fmt: skip
     return 1
 
 
-def _target(executor: Executor, config: Config, host: Host, wanted: str) -> str:
-    """THE rule for ``fab rollback``'s release: the named one if it is good, else the newest
-    good one older than current."""
-    rows = good_releases(executor, config, host)
-    current = next((r for r, _, is_current in rows if is_current), "")
+def _current(rows: Releases) -> str:
+    return next((r for r, _, is_current in rows if is_current), "")
+
+
+def rollback_targets(rows: dict[str, Releases], wanted: str = "") -> dict[str, str]:
+    """THE rule for ``fab rollback``'s release on each host, from each host's releases
+    (newest first: release, good, current):
+
+    - a named release (``wanted``): on every host, if it passed a deploy there;
+    - hosts that serve one release: on each, the newest good release older than it;
+    - hosts that serve different releases (a deploy that failed part way, a rollback of
+      some hosts): one release for all, the newest that passed a deploy on every host and
+      is no newer than the oldest one served. The rollback ends with every host on it."""
+    currents = {host: _current(rs) for host, rs in rows.items()}
     if wanted:
-        match = [r for r, good, _ in rows if r == wanted]
-        if not match:
-            known = ", ".join(r for r, good, _ in rows if good) or "none"
-            raise UsageError(f"{host.name}: no release {wanted} (good releases: {known})")
-        if not any(good for r, good, _ in rows if r == wanted):
-            raise UsageError(f"{host.name}: release {wanted} never passed a deploy; deploy instead")
-        return wanted
-    older = [r for r, good, _ in rows if good and (not current or r < current)]
-    if not older:
-        raise UsageError(f"{host.name}: no good release before {current or 'none'} to roll back to")
-    return older[0]
+        for host, rs in rows.items():
+            if not any(r == wanted for r, _, _ in rs):
+                known = ", ".join(r for r, good, _ in rs if good) or "none"
+                raise UsageError(f"{host}: no release {wanted} (good releases: {known})")
+            if not any(good for r, good, _ in rs if r == wanted):
+                raise UsageError(f"{host}: release {wanted} never passed a deploy; deploy instead")
+        return {host: wanted for host in rows}
+    if len(set(currents.values())) > 1:
+        served = ", ".join(f"{h} {r or 'none'}" for h, r in currents.items())
+        oldest = min((r for r in currents.values() if r), default="")
+        good = [{r for r, ok, _ in rs if ok and r <= oldest} for rs in rows.values()]
+        common = set.intersection(*good) if good else set()
+        if not common:
+            raise UsageError(f"hosts serve different releases ({served}) and none that passed "
+                             "a deploy on every one of them is older: deploy instead")  # fmt: skip
+        return {host: max(common) for host in rows}
+    targets = {}
+    for host, rs in rows.items():
+        current = currents[host]
+        older = [r for r, good, _ in rs if good and (not current or r < current)]
+        if not older:
+            raise UsageError(f"{host}: no good release before {current or 'none'} to roll back to")
+        targets[host] = older[0]
+    return targets
 
 
 def _operate(
@@ -428,9 +477,12 @@ def _operate(
     dry_run: bool,
     fabric_config: Any,
     record: str = "",
+    after: Callable[[Executor, list[Host]], int] | None = None,
 ) -> int:
     """Run an operator's plan (status, logs, run...), or print it; the exit status of a
-    failed step is the task's, as ``fab run`` promises."""
+    failed step is the task's, as ``fab run`` promises. ``after``: what runs once the steps
+    have, on the same connections (not in a dry run); its exit status, when not 0, is the
+    task's."""
     executor = _executor(config, dry_run, fabric_config)
     hosts = [config.host(name) for name in dict.fromkeys(s.host for s in steps)]
     status = 0
@@ -442,6 +494,8 @@ def _operate(
                 raise
             print(f"[{error.step.host}] exit {error.exited}", flush=True)
             status = error.exited
+        if after is not None and not dry_run:
+            status = after(executor, hosts) or status
         if dry_run:
             say(executor.out, "dry run: nothing was run")
         elif record:
@@ -456,9 +510,22 @@ def _operate(
 def status(
     target: Target, hosts: Iterable[str] = (), dry_run: bool = False, fabric_config: Any = None
 ) -> int:
-    """Release, releases, lock, maintenance, processes and health of each chosen host."""
+    """Release, releases, lock, maintenance, processes and health of each chosen host; then,
+    for several, whether they serve one release: hosts that differ (a deploy that failed
+    part way) are said loudly, and the exit status is 1."""
     config = find_product(target)
-    return _operate(config, plan.status_plan(config, config.select(hosts)), dry_run, fabric_config)
+    steps = plan.status_plan(config, config.select(hosts))
+    return _operate(config, steps, dry_run, fabric_config, after=_one_release)
+
+
+#: ``fab status``'s exit status when its hosts serve different releases.
+MIXED = 1
+
+
+def _one_release(executor: Executor, hosts: list[Host]) -> int:
+    if len(hosts) < 2:
+        return 0
+    return 0 if report_serving(executor, executor.config, hosts) else MIXED
 
 
 @_guarded
@@ -502,7 +569,24 @@ def run(
             f"run on a host with api or background ({with_python})"
         )
     steps = plan.run_plan(config, chosen, command)
-    return _operate(config, steps, dry_run, fabric_config, record=f"run {command!r}")
+    return _operate(config, steps, dry_run, fabric_config, record=f"run {command_name(command)}")
+
+
+#: A shell word that sets a variable for the command (``TOKEN=... python -m x``).
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def command_name(command: str) -> str:
+    """What the history keeps of a ``fab run`` command: its name (the first word that is
+    not a variable's assignment), never its arguments or assignments, which may hold what
+    was typed as a secret; a name with anything but letters, digits and ``._/+-`` in it is
+    kept as ``?``."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # an unclosed quote: the shell would refuse it too
+        words = command.split()
+    name = next((w for w in words if not _ASSIGNMENT.match(w)), "")
+    return name if re.fullmatch(r"[A-Za-z0-9._/+-]+", name) else "?"
 
 
 @_guarded
