@@ -226,3 +226,35 @@ def test_the_keepalive_sweep_and_the_drain_close_idle_watchers():
         assert client.recv(1) == b""
         client.close()
     assert_all_closed(RecordingConnection.made, fds_before)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; what came so far if it goes quiet."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+def test_a_head_begun_behind_an_answered_request_gets_the_header_timeout():
+    """The header timeout is the head's own, from its first byte, wherever that came: in the
+    read of a request before it (pipelined), or in the read that ended that request's body.
+    It used to get what was left of the request before it's body deadline instead."""
+    limits = Limits(header_timeout=0.3, request_timeout=60)  # the client waits 10 s at most
+    with server_in_thread(create_app(MYPRODUCT), limits) as server:
+        address = ("127.0.0.1", server.server_port)
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(ECHO + b"POST /api/v0/echo/read HT")
+            pipelined = read_until_closed(sock)
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"POST /api/v0/echo/read HTTP/1.1\r\nHost: x\r\n"
+                         b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # reading the body now
+            sock.sendall(b"{}POST /api/v0/echo/read HTTP/1.1\r\nX-Slow: ")
+            behind_a_body = read_until_closed(sock)
+    for data in (pipelined, behind_a_body):
+        assert data.count(ANSWER_END) == 1, data
+        assert data.partition(ANSWER_END)[2].startswith(b"HTTP/1.1 408 "), data

@@ -13,8 +13,9 @@ A request's way through it, top to bottom:
    complete. The first read after the watcher fired finds its bytes there.
    Between requests there is no timer: the server's sweep closes
    connections idle past ``keepalive_timeout``. Once a request has begun,
-   its head must be complete within ``header_timeout`` (slowloris: 408),
-   and the greenlet waits for it.
+   its head must be complete within ``header_timeout`` of its first byte
+   (slowloris: 408), and the greenlet waits for it; a head that began
+   behind another request (pipelined, or in the read of its body) too.
 2. ``_answer`` takes an admission slot (``Server.admission``, a strict FIFO
    queue: under overload requests start in the order their heads arrived,
    and one that waits past ``queue_timeout`` gets 503), calls the
@@ -83,6 +84,8 @@ class Connection:
         "greenlet",
         "idle_since",
         "deadline",
+        "head_deadline",
+        "head_of",
         "timed",
         "out",
         "error",
@@ -96,7 +99,9 @@ class Connection:
         self.watcher: Any = server.loop.io(sock.fileno(), 1)  # None once closed
         self.greenlet: Any = None  # while busy
         self.idle_since: float | None = None  # waiting for a request since, or None
-        self.deadline = 0.0  # of the request head, then of the request body
+        self.deadline = 0.0  # of the request body
+        self.head_deadline = 0.0  # of the request head being received
+        self.head_of = 0  # which head (RequestParser.heads) head_deadline is for
         self.timed = True  # the socket may have a timeout set (settimeout costs ~0.3 µs)
         self.out: list[bytes] = []  # answers not sent yet
         self.error: ProtocolError | None = None  # a pipelined request that broke HTTP
@@ -203,7 +208,7 @@ class Connection:
                     return IDLE
                 readable = False  # what the watcher saw is read now, without a wait
             else:
-                left = self.deadline - time.monotonic()
+                left = self.head_deadline - time.monotonic()
                 if left <= 0:
                     self._refuse(408, "request headers timed out")
                     return DONE
@@ -216,15 +221,22 @@ class Connection:
                 return DONE
             if not data:
                 return DONE
-            began = parser.idle
             try:
                 parser.feed(data)
             except ProtocolError as error:
                 self.error = error
                 continue
-            if began and parser.receiving_head:
-                self.deadline = time.monotonic() + server.limits.header_timeout
+            if parser.receiving_head:
+                self._head_began()
         return READY
+
+    def _head_began(self) -> None:
+        """A request head is arriving: its header deadline runs from its first read (the
+        request deadline of the one before it is not its own)."""
+        heads = self.parser.heads
+        if heads != self.head_of:
+            self.head_of = heads
+            self.head_deadline = time.monotonic() + self.server.limits.header_timeout
 
     def fill(self, request: Request, wanted: int) -> None:
         """Read until ``wanted`` body bytes are buffered or the body is complete (Body's reads)."""
@@ -255,6 +267,8 @@ class Connection:
                 if not request.complete:
                     raise  # this body breaks HTTP: the application answers 400
                 self.error = error  # a later request does: answered after this one
+            if self.parser.receiving_head:  # the next request began behind this body
+                self._head_began()
 
     def _answer(self, request: Request) -> bool:
         """Answer one request into ``out``; True when the connection can be kept."""

@@ -123,6 +123,7 @@ class RequestParser:
         "_hosts",
         "_url",
         "upgraded",
+        "heads",
     )
 
     def __init__(self) -> None:
@@ -138,6 +139,9 @@ class RequestParser:
         self._hosts = 0
         self._url = b""
         self.upgraded = False  # CONNECT or Upgrade: nothing after that request is HTTP
+        #: Request heads begun so far: the connection tells a new head from one it already
+        #: gave a header deadline.
+        self.heads = 0
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; raises ProtocolError for a request that breaks HTTP."""
@@ -191,6 +195,7 @@ class RequestParser:
         self._te_seen = False
         self._hosts = 0
         self._url = b""
+        self.heads += 1
 
     def on_url(self, url: bytes) -> None:
         self._url += url
