@@ -258,3 +258,32 @@ def test_a_head_begun_behind_an_answered_request_gets_the_header_timeout():
     for data in (pipelined, behind_a_body):
         assert data.count(ANSWER_END) == 1, data
         assert data.partition(ANSWER_END)[2].startswith(b"HTTP/1.1 408 "), data
+
+
+def test_a_client_that_never_reads_its_big_answers_is_dropped_within_the_request_timeout():
+    """Each send waits at most the request timeout for the client to take bytes: a client
+    that asks for big answers and reads nothing was held, with its answers, for as long as
+    it stayed connected (the sends had no timeout, and the sweep skips busy connections)."""
+    big = b"x" * (4 * 1024 * 1024)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [big]
+
+    RecordingConnection.made = []
+    limits = Limits(header_timeout=0.3, request_timeout=0.3, keepalive_timeout=60)
+    with server_in_thread(app, limits, RecordingConnection) as server:
+        fds_before = open_fds()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", server.server_port))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+            deadline = time.monotonic() + 10
+            while not RecordingConnection.made and time.monotonic() < deadline:
+                time.sleep(0.02)
+            wait_until_empty(server)  # dropped while the client is still connected
+            [connection] = RecordingConnection.made
+            assert connection.out == []  # the answers it held are let go
+        assert_all_closed(RecordingConnection.made, fds_before)
+

@@ -28,7 +28,9 @@ A request's way through it, top to bottom:
    body deadline (``request_timeout``).
 3. ``_serve`` sends the answers (pipelined requests parsed from one read
    share one send), then keeps the connection, drops a small unread body to
-   keep it, or closes it.
+   keep it, or closes it. Each wait of a send for the client to take more
+   bytes is bounded by ``request_timeout`` (Nginx's ``send_timeout``): a
+   client that stops reading is dropped, and the answers it held let go.
 4. A close with request bytes possibly still arriving is a lingering close:
    half-close, read and drop for a bounded time, then close. A plain close
    with unread input makes the kernel send a reset, which can destroy the
@@ -102,7 +104,12 @@ class Connection:
         self.deadline = 0.0  # of the request body
         self.head_deadline = 0.0  # of the request head being received
         self.head_of = 0  # which head (RequestParser.heads) head_deadline is for
-        self.timed = True  # the socket may have a timeout set (settimeout costs ~0.3 µs)
+        # The socket's timeout bounds each wait of a send, and of a read no deadline covers:
+        # the request timeout, set once here. A read under a deadline sets what is left of it
+        # (``timed``), and the next send or idle wait puts the request timeout back: no
+        # settimeout (~0.3 µs) on a request that came in one read and left in one send.
+        sock.settimeout(server.limits.request_timeout)
+        self.timed = False
         self.out: list[bytes] = []  # answers not sent yet
         self.error: ProtocolError | None = None  # a pipelined request that broke HTTP
 
@@ -144,14 +151,23 @@ class Connection:
         watcher.stop()
         watcher.close()
         self.sock.close()
+        self.out.clear()  # answers a client stopped reading can be large
         self.server.forget(self)
 
     def send(self, data: bytes) -> None:
         """Every byte of every answer leaves through here, in one write when the socket
-        takes it all (gevent's sendall costs a getsockopt and a timer on every call)."""
-        sent = self.sock.send(data)
+        takes it all (gevent's sendall costs a getsockopt and a timer on every call). Each
+        wait for the client to take more is bounded by the request timeout (TimeoutError):
+        a slow reader that keeps reading is served, one that stops is not held."""
+        sock = self.sock
+        if self.timed:  # a read's deadline is on the socket, not the request timeout
+            sock.settimeout(self.server.limits.request_timeout)
+            self.timed = False
+        sent = sock.send(data)
         if sent < len(data):
-            self.sock.sendall(memoryview(data)[sent:])
+            view = memoryview(data)
+            while sent < len(view):
+                sent += sock.send(view[sent:])
 
     def _flush(self) -> None:
         out = self.out
@@ -203,7 +219,7 @@ class Connection:
                     if server.draining:
                         return DONE
                     if self.timed:  # the state the next readable() finds
-                        sock.settimeout(None)
+                        sock.settimeout(server.limits.request_timeout)
                         self.timed = False
                     return IDLE
                 readable = False  # what the watcher saw is read now, without a wait
