@@ -22,6 +22,7 @@ from apiphant.context import (
 )
 from apiphant.cors import Cors, CorsMiddleware
 from apiphant.errors import ApiError, status_line
+from apiphant.http import response
 from apiphant.product import Product, locate
 from apiphant.request import parse
 from apiphant.routing import Hooks, Route, load, load_hooks
@@ -241,7 +242,7 @@ class App:
                 if before:
                     before(None, http)
                 if route.raw_response:
-                    return "", b"", False, route.handler(environ, start_response)
+                    return "", b"", False, route.handler(environ, _checked(start_response))
                 result = route.handler(environ)
             else:
                 if method != "POST":
@@ -250,7 +251,7 @@ class App:
                 if before:
                     before(request, http)
                 if route.raw_response:
-                    return "", b"", False, route.handler(request, start_response)
+                    return "", b"", False, route.handler(request, _checked(start_response))
                 args = (request, http) if route.wants_http else (request,)
                 result = route.handler(*args)
             if result is None:
@@ -324,6 +325,21 @@ class App:
         log.error("%s failed", where, exc_info=error)
         # the client's scheme: https behind a TLS-terminating Nginx (X-Forwarded-Proto)
         reporting.capture(error, route=where, scheme=scheme)
+
+
+def _checked(start_response: StartResponse | None) -> StartResponse:
+    """A raw_response handler's start_response: a status or header that would break the
+    answer (a control byte, Transfer-Encoding and the other hop-by-hop headers) raises in
+    the handler, whose bug it is: a 500 reported with its route, never sent."""
+    assert start_response is not None
+
+    def start(status: str, headers: list, exc_info: Any = None) -> Any:
+        response.status_bytes(status)
+        for name, value in headers:
+            response.header_line(name, value)
+        return start_response(status, headers, exc_info)
+
+    return start
 
 
 def create_app(

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 
+from apiphant.http.response import SERVER_HEADERS, check_header
+
 REQUEST_ID_HEADER = "X-Request-Id"
 #: An incoming id is kept when it looks like one (Nginx's $request_id is 32 hex digits);
 #: anything else is replaced, so a client cannot write arbitrary text into the logs.
@@ -160,10 +162,17 @@ class Http:
         return self._environ.get("PATH_INFO", "")
 
     def set_header(self, name: str, value: str) -> None:
-        """Add a header to the answer; CR, LF and NUL are refused (header injection)."""
-        if not HEADER_NAME.fullmatch(name) or any(c in str(value) for c in "\r\n\0"):
+        """Add a header to the answer. Refused with ValueError (the handler's bug, a 500):
+        a control byte in the value (header injection), and the headers that frame the
+        answer or speak for the connection (Content-Length, Transfer-Encoding, Connection,
+        the other hop-by-hop ones), which the server alone sends."""
+        value = str(value)
+        if not HEADER_NAME.fullmatch(name):
             raise ValueError(f"bad response header {name!r}: {value!r}")
-        self._out.append((name, str(value)))
+        check_header(name, value)
+        if name.lower() in SERVER_HEADERS:
+            raise ValueError(f"the response header {name} is the server's to send")
+        self._out.append((name, value))
 
     @property
     def response_headers(self) -> list[tuple[str, str]]:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 
+from apiphant import reporting
 from apiphant.http import response, wsgi
 from apiphant.http.parser import ProtocolError, Request, RequestParser
 
@@ -310,6 +311,7 @@ class Connection:
                 head, close = self._head(request, status, headers, body)
             except Exception as error:  # the application's bug: a 500, never a dead worker
                 log.error("%s %s failed", request.method, request.target[:200], exc_info=error)
+                reporting.capture(error, route=request.target.partition("?")[0][:200])
                 status, close = "500 Internal Server Error", True
                 body = b'{"error": "500 Internal Server Error"}'
                 head = self._error_head(status, body)
@@ -354,6 +356,7 @@ class Connection:
                     parts.append(line)
                 elif kind == response.LENGTH:
                     length = True
+                    response.check_length(value, len(body), request.method == "HEAD")
                     parts.append(line)
                 elif kind == response.SNIFF:
                     sniff = True
