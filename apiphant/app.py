@@ -123,6 +123,47 @@ class BodyError(ApiError):
     """The body could not be read in full; the connection is closed after the answer."""
 
 
+class _Limited:
+    """A raw_environ handler's ``wsgi.input``: reading more than ``limit`` bytes is a 413.
+    Content-Length is checked before the handler runs; a chunked body's length is known
+    only as it arrives, and a handler reading it whole took any size."""
+
+    __slots__ = ("_stream", "_left")
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        self._left = limit
+
+    def _count(self, data: bytes) -> bytes:
+        self._left -= len(data)
+        if self._left < 0:
+            raise BodyError(413)
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(65536), b""))
+        return self._count(self._stream.read(min(size, self._left + 1)))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        wanted = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        return self._count(self._stream.readline(wanted))
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
 class App:
     """Route a POST to its handler, JSON in and JSON out; every error is a JSON answer.
 
@@ -238,6 +279,7 @@ class App:
             if route.raw_environ:
                 assert environ is not None
                 self._check_length(environ.get("CONTENT_LENGTH"))
+                environ["wsgi.input"] = _Limited(environ["wsgi.input"], self.max_body)
                 request = None
                 if before:
                     before(None, http)
