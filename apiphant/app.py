@@ -20,7 +20,7 @@ from apiphant.context import (
     request_id_of,
     request_id_var,
 )
-from apiphant.cors import Cors, CorsMiddleware
+from apiphant.cors import VARY, Cors, CorsMiddleware
 from apiphant.errors import ApiError, status_line
 from apiphant.http import response
 from apiphant.product import Product, locate
@@ -109,6 +109,10 @@ _DIRECT_LINES = (
     f"Content-Type: {JSON}\r\n{NOSNIFF[0]}: {NOSNIFF[1]}\r\nContent-Length: %d\r\n"
     f"{REQUEST_ID_HEADER}: %s\r\n"
 ).encode("ascii")
+#: The same with CORS on, in the WSGI path's order (CorsMiddleware's Vary, then the id).
+_DIRECT_CORS_LINES = _DIRECT_LINES.replace(
+    REQUEST_ID_HEADER.encode(), f"{VARY[0]}: {VARY[1]}\r\n{REQUEST_ID_HEADER}".encode()
+)
 
 
 def _headers(body: bytes, close: bool) -> list[tuple[str, str]]:
@@ -191,6 +195,7 @@ class App:
             {"status": "ok", "product": product.name, "release": os.environ.get(RELEASE_ENV, "")}
         ).encode()
         self._entry = self._respond if cors is None else CorsMiddleware(self._respond, cors)
+        self._direct_lines = _DIRECT_LINES if cors is None else _DIRECT_CORS_LINES
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         request_id = request_id_of(environ)
@@ -235,10 +240,12 @@ class App:
         extra = http.response_headers
         if close or extra:
             headers = _headers(body, close)
+            if self.cors is not None:
+                headers.append(VARY)
             headers.append((REQUEST_ID_HEADER, rid))
             headers += extra
             return status, headers, body
-        return status, _DIRECT_LINES % (len(body), rid.encode("ascii")), body
+        return status, self._direct_lines % (len(body), rid.encode("ascii")), body
 
     def _respond(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         http: Http = environ[HTTP_KEY]

@@ -224,6 +224,54 @@ def test_any_origin_only_without_credentials(shop):
     assert answer.headers["Access-Control-Allow-Credentials"] == "true"
 
 
+def test_with_cors_on_every_answer_says_vary_origin_once(shop):
+    """A shared cache in front keys answers by URL: without ``Vary: Origin`` on every answer
+    (no Origin, a refused one, an error) it could give one origin's answer to another, or an
+    answer without CORS headers to an allowed origin. Through the live server, both of its
+    paths (App.direct for answers without an Origin, WSGI for the others)."""
+    import socket
+
+    from apiphant.app import create_app
+    from tests.servers import server_in_thread
+
+    def answer(port: int, path: str, headers: str = "", method: str = "POST",
+               body: bytes = b"{}") -> bytes:  # fmt: skip
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         f"Content-Length: {len(body)}\r\n{headers}\r\n".encode() + body)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return data.partition(b"\r\n\r\n")[0]
+
+    stranger, allowed = "Origin: http://evil.example\r\n", f"Origin: {ORIGIN}\r\n"
+    asks = "Access-Control-Request-Method: POST\r\n"
+    cases = {
+        "no Origin": ("/api/v0/plain/read", ""),
+        "refused Origin": ("/api/v0/plain/read", stranger),
+        "allowed Origin": ("/api/v0/plain/read", allowed),
+        "500, no Origin": ("/api/v0/plain/create", ""),
+        "500, refused Origin": ("/api/v0/plain/create", stranger),
+        "404, no Origin": ("/api/v0/nothing/read", ""),
+        "404, refused Origin": ("/api/v0/nothing/read", stranger),
+        "with a header of the handler's": ("/api/v0/whoami/read", ""),
+        "health": ("/health", ""),
+    }
+    app = create_app(shop, max_body=100, cors=policy([ORIGIN]))
+    with server_in_thread(app) as server:
+        port = server.server_port
+        heads = {name: answer(port, *case) for name, case in cases.items()}
+        heads["413, no Origin"] = answer(port, "/api/v0/plain/read", body=b"x" * 101)
+        heads["501, no Origin"] = answer(port, "/api/v0/plain/read", method="GET", body=b"")
+        for origin in (stranger, allowed):
+            heads[f"preflight, {origin}"] = answer(port, "/api/v0/plain/read", origin + asks,
+                                                   method="OPTIONS", body=b"")  # fmt: skip
+    for name, head in heads.items():
+        assert head.count(b"\r\nVary: Origin") == 1, (name, head)
+    with server_in_thread(create_app(shop)) as server:  # CORS off: no Vary
+        assert b"Vary" not in answer(server.server_port, "/api/v0/plain/read")
+
+
 @pytest.mark.parametrize("origin", ["app.example.com", "https://a.example/path", "ftp://a.b",
                                     "https://a.example:99999x"])
 def test_bad_origins_are_refused(origin):
