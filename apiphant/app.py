@@ -15,6 +15,7 @@ from apiphant import reporting
 from apiphant.context import (
     REQUEST_ID_HEADER,
     Http,
+    from_deployment,
     new_request_id,
     request_id,
     request_id_of,
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1024 * 1024
-#: Any method: 200 with the product and release, for health checks by deploys and balancers.
+#: Any method: 200, for health checks by deploys and balancers; with the product and release
+#: only to the deployment itself (``context.from_deployment``), ``{"status": "ok"}`` to others.
 HEALTH_PATH = "/health"
 #: The deploy sets it to the release id, so a health check proves which code answers.
 RELEASE_ENV = "APIPHANT_RELEASE"
@@ -194,6 +196,9 @@ class App:
         self.health = _encode(
             {"status": "ok", "product": product.name, "release": os.environ.get(RELEASE_ENV, "")}
         ).encode()
+        #: /health to anyone else: through the public name, product and release are nobody's
+        #: business.
+        self.public_health = _encode({"status": "ok"}).encode()
         self._entry = self._respond if cors is None else CorsMiddleware(self._respond, cors)
         self._direct_lines = _DIRECT_LINES if cors is None else _DIRECT_CORS_LINES
 
@@ -253,7 +258,9 @@ class App:
         if route is not None and "%" in environ.get("RAW_URI", ""):
             route = self._unencoded(environ, route)
         if route is None and environ["PATH_INFO"] == HEALTH_PATH:
-            return self._finish(environ, start_response, "200 OK", self.health, False)
+            own = from_deployment(environ, self.trusted_proxies)
+            body = self.health if own else self.public_health
+            return self._finish(environ, start_response, "200 OK", body, False)
 
         def read() -> bytes:
             chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"

@@ -22,6 +22,11 @@ HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 request_id_var: ContextVar[str] = ContextVar("apiphant_request_id", default="")
 
+#: apiphant's server's environ key: the address the worker listens on, when that is one
+#: address (not a wildcard). A connection from the worker's own host to that address comes
+#: from it too.
+LOCAL_ADDRESS = "apiphant.local_address"
+
 
 def current_request_id() -> str:
     """The id of the request being handled in this greenlet, or ""."""
@@ -84,6 +89,32 @@ def client_address(environ: Mapping[str, str], trusted: frozenset[str]) -> str:
         if normal not in trusted:
             return normal
     return peer
+
+
+#: Headers a proxy adds: from a peer that is not trusted, the request came through someone
+#: else's proxy (or says it did).
+_PROXIED = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
+def from_deployment(environ: Mapping[str, str], trusted: frozenset[str]) -> bool:
+    """Whether the client is the deployment itself: the host the worker runs on (loopback,
+    or the worker's own address), or a trusted proxy asking for itself. Through a trusted
+    proxy the client is the one it names (``client_address``); through a proxy that is not
+    trusted (an X-Forwarded-For from an untrusted peer) it is nobody's."""
+    client = _normal(client_address(environ, trusted))
+    if not client:
+        return False
+    peer = _normal(environ.get("REMOTE_ADDR", ""))
+    if peer not in trusted and any(key in environ for key in _PROXIED):
+        return False
+    address = ipaddress.ip_address(client)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address.is_loopback
+        or client in trusted
+        or str(address) == _normal(environ.get(LOCAL_ADDRESS, ""))
+    )
 
 
 def scheme_of(environ: Mapping[str, str], trusted: frozenset[str]) -> str:

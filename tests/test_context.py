@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from apiphant.client import Client
-from apiphant.context import client_address, parse_addresses
+from apiphant.context import client_address, from_deployment, parse_addresses
 from apiphant.cors import CorsError, policy
 
 HANDLERS = {
@@ -156,6 +156,78 @@ def test_the_client_address_trusts_only_configured_proxies(peer, forwarded, clie
 def test_without_trusted_proxies_x_forwarded_for_is_ignored():
     environ = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.7"}
     assert client_address(environ, frozenset()) == "127.0.0.1"
+
+
+#: The deploy's trusted proxies: loopback and a front's private address.
+DEPLOYED = frozenset({"127.0.0.1", "10.0.0.1"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "own"),
+    [
+        ({"REMOTE_ADDR": "127.0.0.1"}, True),  # supervise.py and fab status on the host
+        ({"REMOTE_ADDR": "::1"}, True),
+        ({"REMOTE_ADDR": "::ffff:127.0.0.1"}, True),
+        ({"REMOTE_ADDR": "10.0.0.2", "apiphant.local_address": "10.0.0.2"}, True),  # its host
+        ({"REMOTE_ADDR": "10.0.0.1"}, True),  # the front's Nginx asking for itself (rotation)
+        # the smoke test through the front's loopback listener, on the front or another host
+        ({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1"}, True),
+        ({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1"}, True),
+        # anyone through the public name: Nginx names them
+        ({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.7"}, False),
+        ({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1, 203.0.113.7"}, False),
+        ({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "10.0.0.2"}, False),
+        ({"REMOTE_ADDR": "203.0.113.7"}, False),  # straight to a worker from outside
+        ({"REMOTE_ADDR": "10.0.0.9", "apiphant.local_address": "10.0.0.2"}, False),  # a neighbour
+        ({"REMOTE_ADDR": "garbage"}, False),
+        ({}, False),
+    ],
+)
+def test_the_deployment_is_the_host_itself_or_a_trusted_proxy_asking_for_itself(environ, own):
+    assert from_deployment(environ, DEPLOYED) is own
+
+
+def test_through_a_proxy_that_is_not_trusted_the_client_is_nobodys():
+    """A local Nginx nobody named a trusted proxy: its requests come from loopback, for
+    anyone outside; a header a proxy adds says so."""
+    for header in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"):
+        assert not from_deployment({"REMOTE_ADDR": "127.0.0.1", header: "127.0.0.1"},
+                                   frozenset())  # fmt: skip
+    assert from_deployment({"REMOTE_ADDR": "127.0.0.1"}, frozenset())
+
+
+def test_health_names_product_and_release_only_to_the_deployment(monkeypatch):
+    """Through the public name /health told anyone the product and the release id; now
+    {"status": "ok"} only, and the whole answer to the host itself (the deploy's checks)."""
+    import json
+    import socket
+
+    from apiphant.app import create_app
+    from tests.servers import MYPRODUCT, server_in_thread
+
+    monkeypatch.setenv("APIPHANT_RELEASE", "20261207T000000Z")
+    full = {"status": "ok", "product": "myproduct", "release": "20261207T000000Z"}
+
+    def health(port: int, forwarded: str | None) -> dict:
+        extra = f"X-Forwarded-For: {forwarded}\r\n" if forwarded else ""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"GET /health HTTP/1.1\r\nHost: x\r\n{extra}"
+                         "Connection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data
+        return json.loads(data.partition(b"\r\n\r\n")[2])
+
+    app = create_app(MYPRODUCT, trusted_proxies=frozenset({"127.0.0.1"}))  # Nginx on the host
+    with server_in_thread(app) as server:
+        port = server.server_port
+        assert health(port, None) == full  # the host itself, as supervise.py asks
+        assert health(port, "127.0.0.1") == full  # the smoke test through Nginx
+        assert health(port, "203.0.113.7") == {"status": "ok"}  # anyone through Nginx
+        assert health(port, "127.0.0.1, 198.51.100.4") == {"status": "ok"}
+    with server_in_thread(create_app(MYPRODUCT)) as server:  # an Nginx nobody said to trust
+        assert health(server.server_port, "203.0.113.7") == {"status": "ok"}
 
 
 # CORS

@@ -252,6 +252,15 @@ def test_https_check_by_name_against_the_issuer() -> None:
     assert f"grep -qF '\"release\": \"{RELEASE}\"'" in command
 
 
+def test_https_check_asks_from_loopback_even_on_a_public_address() -> None:
+    """/health names the release to the deployment alone: the check connects from loopback,
+    so Nginx's X-Forwarded-For tells the worker that the host itself asks."""
+    for host, source in (("203.0.113.5", "127.0.0.1"), ("", "127.0.0.1"), ("2001:db8::5", "::1")):
+        t = Tls("files", ("api.example.com",), listen_host=host, listen_port=443)
+        command = commands.https_check(t, "api.example.com", "", RELEASE)
+        assert f"curl -fsS --max-time 5 --interface {source} --resolve" in command, host
+
+
 def test_a_reason_steps_failure_ends_with_its_last_stderr_line() -> None:
     config = acme_config()
     remote = runner.Remote(config)

@@ -102,6 +102,7 @@ def test_environ_equals_pywsgis(pywsgi_port):
             ours = json.loads(body_of(exchange(server.server_port, data)))
             theirs = json.loads(body_of(exchange(pywsgi_port, data)))
             assert ours.pop("RAW_URI") == path  # apiphant's own key: the target as sent
+            assert ours.pop("apiphant.local_address") == "127.0.0.1"  # and the bound address
             assert ours == theirs, data
 
 

@@ -686,7 +686,10 @@ def https_check(tls: Tls, domain: str, cafile: str, release: str) -> str:
     url = f"https://{domain}{tls.port_suffix}/health"
     resolve = f"{domain}:{tls.listen_port}:{tls.local_address}"
     needle = f'"release": "{release}"'
-    curl = f"curl -fsS --max-time 5 --resolve {q(resolve)}"
+    # From loopback, even to a listener on a public address: the workers name their release
+    # to the deployment alone, and Nginx tells them who asks (X-Forwarded-For).
+    source = "::1" if ":" in tls.local_address else "127.0.0.1"
+    curl = f"curl -fsS --max-time 5 --interface {source} --resolve {q(resolve)}"
     fetch = f"answer=$({curl} {q(url)})"
     if cafile:
         fetch = (f"if [ -s {q(cafile)} ]; then answer=$({curl} --cacert {q(cafile)} {q(url)}); "
