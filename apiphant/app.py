@@ -25,7 +25,7 @@ from apiphant.cors import VARY, Cors, CorsMiddleware
 from apiphant.errors import ApiError, status_line
 from apiphant.http import response
 from apiphant.product import Product, locate
-from apiphant.request import parse
+from apiphant.request import DEFAULT_MAX_JSON_VALUES, parse
 from apiphant.routing import Hooks, Route, load, load_hooks
 
 if TYPE_CHECKING:
@@ -175,7 +175,9 @@ class App:
 
     Every answer carries the request id; ``hooks`` run around every action; ``cors``
     (a policy, or None for off) answers browsers' preflights; ``trusted_proxies`` are the
-    peers whose X-Forwarded-For names the client.
+    peers whose X-Forwarded-For names the client; a body holding more than
+    ``max_json_values`` JSON values is a 413 before it is parsed (what parsing one request
+    may cost its worker).
     """
 
     def __init__(
@@ -186,10 +188,12 @@ class App:
         hooks: Hooks | None = None,
         cors: Cors | None = None,
         trusted_proxies: frozenset[str] = frozenset(),
+        max_json_values: int = DEFAULT_MAX_JSON_VALUES,
     ) -> None:
         self.product = product
         self.routes = routes
         self.max_body = max_body
+        self.max_json_values = max_json_values
         self.hooks = hooks or Hooks()
         self.cors = cors
         self.trusted_proxies = trusted_proxies
@@ -303,7 +307,7 @@ class App:
             else:
                 if method != "POST":
                     raise ApiError(501)
-                request = parse(read())
+                request = parse(read(), self.max_json_values)
                 if before:
                     before(request, http)
                 if route.raw_response:
@@ -403,8 +407,10 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     cors: Cors | None = None,
     trusted_proxies: frozenset[str] = frozenset(),
+    max_json_values: int = DEFAULT_MAX_JSON_VALUES,
 ) -> App:
     """Build the WSGI application for a product folder; import errors surface here."""
     product = locate(product_path)
     routes = load(product)
-    return App(product, routes, max_body, load_hooks(product), cors, trusted_proxies)
+    return App(product, routes, max_body, load_hooks(product), cors, trusted_proxies,
+               max_json_values)  # fmt: skip
