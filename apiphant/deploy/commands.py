@@ -682,7 +682,9 @@ def nginx_check_live() -> str:
 def https_check(tls: Tls, domain: str, cafile: str, release: str) -> str:
     """/health over HTTPS from the host itself, by the certificate's name: the chain must
     verify against the CA that issued it (``cafile``; the system's CAs when it is empty),
-    and the release must answer."""
+    and the release must answer. Workers name their release to the deployment alone: a
+    front they do not trust as a proxy (a front without ``private_address``) gets
+    ``{"status": "ok"}`` from them, which passes too; another release never does."""
     url = f"https://{domain}{tls.port_suffix}/health"
     resolve = f"{domain}:{tls.listen_port}:{tls.local_address}"
     needle = f'"release": "{release}"'
@@ -694,9 +696,14 @@ def https_check(tls: Tls, domain: str, cafile: str, release: str) -> str:
     if cafile:
         fetch = (f"if [ -s {q(cafile)} ]; then answer=$({curl} --cacert {q(cafile)} {q(url)}); "
                  f"else {fetch}; fi")  # fmt: skip
+    ok = '"status": "ok"'
     return (
-        f"{fetch} && printf '%s\\n' \"$answer\" | grep -qF {q(needle)} && "
-        f"echo {q(f'https: {url} verified, answers release {release}')}"
+        f'{fetch} && case "$answer" in '
+        f"*{q(needle)}*) echo {q(f'https: {url} verified, answers release {release}')};; "
+        f"*'\"release\"'*) echo {q(f'https: {url} answers another release than {release}')}"
+        " >&2; false;; "
+        f"*{q(ok)}*) echo {q(f'https: {url} verified, answers ok')};; "
+        f"*) echo {q(f'https: {url} answers no status')} >&2; false;; esac"
     )
 
 
