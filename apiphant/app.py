@@ -15,15 +15,17 @@ from apiphant import reporting
 from apiphant.context import (
     REQUEST_ID_HEADER,
     Http,
+    from_deployment,
     new_request_id,
     request_id,
     request_id_of,
     request_id_var,
 )
-from apiphant.cors import Cors, CorsMiddleware
+from apiphant.cors import VARY, Cors, CorsMiddleware
 from apiphant.errors import ApiError, status_line
+from apiphant.http import response
 from apiphant.product import Product, locate
-from apiphant.request import parse
+from apiphant.request import DEFAULT_MAX_JSON_VALUES, parse
 from apiphant.routing import Hooks, Route, load, load_hooks
 
 if TYPE_CHECKING:
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1024 * 1024
-#: Any method: 200 with the product and release, for health checks by deploys and balancers.
+#: Any method: 200, for health checks by deploys and balancers; with the product and release
+#: only to the deployment itself (``context.from_deployment``), ``{"status": "ok"}`` to others.
 HEALTH_PATH = "/health"
 #: The deploy sets it to the release id, so a health check proves which code answers.
 RELEASE_ENV = "APIPHANT_RELEASE"
@@ -108,6 +111,10 @@ _DIRECT_LINES = (
     f"Content-Type: {JSON}\r\n{NOSNIFF[0]}: {NOSNIFF[1]}\r\nContent-Length: %d\r\n"
     f"{REQUEST_ID_HEADER}: %s\r\n"
 ).encode("ascii")
+#: The same with CORS on, in the WSGI path's order (CorsMiddleware's Vary, then the id).
+_DIRECT_CORS_LINES = _DIRECT_LINES.replace(
+    REQUEST_ID_HEADER.encode(), f"{VARY[0]}: {VARY[1]}\r\n{REQUEST_ID_HEADER}".encode()
+)
 
 
 def _headers(body: bytes, close: bool) -> list[tuple[str, str]]:
@@ -122,12 +129,55 @@ class BodyError(ApiError):
     """The body could not be read in full; the connection is closed after the answer."""
 
 
+class _Limited:
+    """A raw_environ handler's ``wsgi.input``: reading more than ``limit`` bytes is a 413.
+    Content-Length is checked before the handler runs; a chunked body's length is known
+    only as it arrives, and a handler reading it whole took any size."""
+
+    __slots__ = ("_stream", "_left")
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        self._left = limit
+
+    def _count(self, data: bytes) -> bytes:
+        self._left -= len(data)
+        if self._left < 0:
+            raise BodyError(413)
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(65536), b""))
+        return self._count(self._stream.read(min(size, self._left + 1)))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        wanted = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        return self._count(self._stream.readline(wanted))
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
 class App:
     """Route a POST to its handler, JSON in and JSON out; every error is a JSON answer.
 
     Every answer carries the request id; ``hooks`` run around every action; ``cors``
     (a policy, or None for off) answers browsers' preflights; ``trusted_proxies`` are the
-    peers whose X-Forwarded-For names the client.
+    peers whose X-Forwarded-For names the client; a body holding more than
+    ``max_json_values`` JSON values is a 413 before it is parsed (what parsing one request
+    may cost its worker).
     """
 
     def __init__(
@@ -138,17 +188,23 @@ class App:
         hooks: Hooks | None = None,
         cors: Cors | None = None,
         trusted_proxies: frozenset[str] = frozenset(),
+        max_json_values: int = DEFAULT_MAX_JSON_VALUES,
     ) -> None:
         self.product = product
         self.routes = routes
         self.max_body = max_body
+        self.max_json_values = max_json_values
         self.hooks = hooks or Hooks()
         self.cors = cors
         self.trusted_proxies = trusted_proxies
         self.health = _encode(
             {"status": "ok", "product": product.name, "release": os.environ.get(RELEASE_ENV, "")}
         ).encode()
+        #: /health to anyone else: through the public name, product and release are nobody's
+        #: business.
+        self.public_health = _encode({"status": "ok"}).encode()
         self._entry = self._respond if cors is None else CorsMiddleware(self._respond, cors)
+        self._direct_lines = _DIRECT_LINES if cors is None else _DIRECT_CORS_LINES
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         request_id = request_id_of(environ)
@@ -193,10 +249,12 @@ class App:
         extra = http.response_headers
         if close or extra:
             headers = _headers(body, close)
+            if self.cors is not None:
+                headers.append(VARY)
             headers.append((REQUEST_ID_HEADER, rid))
             headers += extra
             return status, headers, body
-        return status, _DIRECT_LINES % (len(body), rid.encode("ascii")), body
+        return status, self._direct_lines % (len(body), rid.encode("ascii")), body
 
     def _respond(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         http: Http = environ[HTTP_KEY]
@@ -204,7 +262,9 @@ class App:
         if route is not None and "%" in environ.get("RAW_URI", ""):
             route = self._unencoded(environ, route)
         if route is None and environ["PATH_INFO"] == HEALTH_PATH:
-            return self._finish(environ, start_response, "200 OK", self.health, False)
+            own = from_deployment(environ, self.trusted_proxies)
+            body = self.health if own else self.public_health
+            return self._finish(environ, start_response, "200 OK", body, False)
 
         def read() -> bytes:
             chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
@@ -237,20 +297,21 @@ class App:
             if route.raw_environ:
                 assert environ is not None
                 self._check_length(environ.get("CONTENT_LENGTH"))
+                environ["wsgi.input"] = _Limited(environ["wsgi.input"], self.max_body)
                 request = None
                 if before:
                     before(None, http)
                 if route.raw_response:
-                    return "", b"", False, route.handler(environ, start_response)
+                    return "", b"", False, route.handler(environ, _checked(start_response))
                 result = route.handler(environ)
             else:
                 if method != "POST":
                     raise ApiError(501)
-                request = parse(read())
+                request = parse(read(), self.max_json_values)
                 if before:
                     before(request, http)
                 if route.raw_response:
-                    return "", b"", False, route.handler(request, start_response)
+                    return "", b"", False, route.handler(request, _checked(start_response))
                 args = (request, http) if route.wants_http else (request,)
                 result = route.handler(*args)
             if result is None:
@@ -326,13 +387,30 @@ class App:
         reporting.capture(error, route=where, scheme=scheme)
 
 
+def _checked(start_response: StartResponse | None) -> StartResponse:
+    """A raw_response handler's start_response: a status or header that would break the
+    answer (a control byte, Transfer-Encoding and the other hop-by-hop headers) raises in
+    the handler, whose bug it is: a 500 reported with its route, never sent."""
+    assert start_response is not None
+
+    def start(status: str, headers: list, exc_info: Any = None) -> Any:
+        response.status_bytes(status)
+        for name, value in headers:
+            response.header_line(name, value)
+        return start_response(status, headers, exc_info)
+
+    return start
+
+
 def create_app(
     product_path: str | Path,
     max_body: int = DEFAULT_MAX_BODY,
     cors: Cors | None = None,
     trusted_proxies: frozenset[str] = frozenset(),
+    max_json_values: int = DEFAULT_MAX_JSON_VALUES,
 ) -> App:
     """Build the WSGI application for a product folder; import errors surface here."""
     product = locate(product_path)
     routes = load(product)
-    return App(product, routes, max_body, load_hooks(product), cors, trusted_proxies)
+    return App(product, routes, max_body, load_hooks(product), cors, trusted_proxies,
+               max_json_values)  # fmt: skip

@@ -72,6 +72,7 @@ _count = _number(int, 1, "a positive whole number")
 
 def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
     from apiphant.app import DEFAULT_MAX_BODY
+    from apiphant.request import DEFAULT_MAX_JSON_VALUES
     from apiphant.server import Limits
 
     d = Limits()
@@ -85,6 +86,13 @@ def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
         type=_size,
         default=DEFAULT_MAX_BODY,
         help="largest request body, bytes or K/M (default 1M); larger gets 413",
+    )
+    p.add_argument(
+        "--max-json-values",
+        type=_count,
+        default=DEFAULT_MAX_JSON_VALUES,
+        help="most JSON values in a request body, counted as 1 + its commas and opening "
+        f"brackets (default {DEFAULT_MAX_JSON_VALUES}); more gets 413 before parsing",
     )
     p.add_argument("--access-log", action="store_true", help="log one line per request")
     p.add_argument(
@@ -255,7 +263,8 @@ def serve(args: argparse.Namespace) -> int:
     cors, trusted = _cors(args), _trusted(args)
     try:
         app = create_app(args.product, max_body=args.max_body, cors=cors,
-                         trusted_proxies=trusted)  # fmt: skip
+                         trusted_proxies=trusted,
+                         max_json_values=args.max_json_values)  # fmt: skip
     except RouteError as error:
         return _import_failed(error, args.debug)
     reporting.init("api")

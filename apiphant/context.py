@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 
+from apiphant.http.response import SERVER_HEADERS, check_header
+
 REQUEST_ID_HEADER = "X-Request-Id"
 #: An incoming id is kept when it looks like one (Nginx's $request_id is 32 hex digits);
 #: anything else is replaced, so a client cannot write arbitrary text into the logs.
@@ -19,6 +21,11 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 request_id_var: ContextVar[str] = ContextVar("apiphant_request_id", default="")
+
+#: apiphant's server's environ key: the address the worker listens on, when that is one
+#: address (not a wildcard). A connection from the worker's own host to that address comes
+#: from it too.
+LOCAL_ADDRESS = "apiphant.local_address"
 
 
 def current_request_id() -> str:
@@ -82,6 +89,32 @@ def client_address(environ: Mapping[str, str], trusted: frozenset[str]) -> str:
         if normal not in trusted:
             return normal
     return peer
+
+
+#: Headers a proxy adds: from a peer that is not trusted, the request came through someone
+#: else's proxy (or says it did).
+_PROXIED = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
+def from_deployment(environ: Mapping[str, str], trusted: frozenset[str]) -> bool:
+    """Whether the client is the deployment itself: the host the worker runs on (loopback,
+    or the worker's own address), or a trusted proxy asking for itself. Through a trusted
+    proxy the client is the one it names (``client_address``); through a proxy that is not
+    trusted (an X-Forwarded-For from an untrusted peer) it is nobody's."""
+    client = _normal(client_address(environ, trusted))
+    if not client:
+        return False
+    peer = _normal(environ.get("REMOTE_ADDR", ""))
+    if peer not in trusted and any(key in environ for key in _PROXIED):
+        return False
+    address = ipaddress.ip_address(client)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address.is_loopback
+        or client in trusted
+        or str(address) == _normal(environ.get(LOCAL_ADDRESS, ""))
+    )
 
 
 def scheme_of(environ: Mapping[str, str], trusted: frozenset[str]) -> str:
@@ -160,10 +193,17 @@ class Http:
         return self._environ.get("PATH_INFO", "")
 
     def set_header(self, name: str, value: str) -> None:
-        """Add a header to the answer; CR, LF and NUL are refused (header injection)."""
-        if not HEADER_NAME.fullmatch(name) or any(c in str(value) for c in "\r\n\0"):
+        """Add a header to the answer. Refused with ValueError (the handler's bug, a 500):
+        a control byte in the value (header injection), and the headers that frame the
+        answer or speak for the connection (Content-Length, Transfer-Encoding, Connection,
+        the other hop-by-hop ones), which the server alone sends."""
+        value = str(value)
+        if not HEADER_NAME.fullmatch(name):
             raise ValueError(f"bad response header {name!r}: {value!r}")
-        self._out.append((name, str(value)))
+        check_header(name, value)
+        if name.lower() in SERVER_HEADERS:
+            raise ValueError(f"the response header {name} is the server's to send")
+        self._out.append((name, value))
 
     @property
     def response_headers(self) -> list[tuple[str, str]]:

@@ -20,6 +20,10 @@ HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 #: How long a browser may cache a preflight answer (seconds; Chromium caps it at 7200).
 MAX_AGE = 600
 ALWAYS_ALLOWED_HEADERS = ("Content-Type",)
+#: On every answer while CORS is on, whatever the Origin (none, refused, allowed) and the
+#: status: answers differ by Origin, so a shared cache in front must not give one origin's
+#: answer to another (or an answer without CORS headers to an allowed origin).
+VARY = ("Vary", "Origin")
 ORIGIN_EXAMPLE = "an origin like https://app.example.com (scheme, host, port; no path), or *"
 
 
@@ -85,7 +89,7 @@ def response_headers(cors: Cors, origin: str) -> list[tuple[str, str]]:
     headers = [
         ("Access-Control-Allow-Origin", cors.allow_origin(origin)),
         ("Access-Control-Expose-Headers", "X-Request-Id"),
-        ("Vary", "Origin"),
+        VARY,
     ]
     if cors.credentials:
         headers.append(("Access-Control-Allow-Credentials", "true"))
@@ -114,13 +118,11 @@ class CorsMiddleware:
             if not allowed:
                 # No CORS headers: the browser blocks the page's call.
                 body = b'{"error": "CORS origin not allowed"}'
-                start_response("403 Forbidden", _json_headers(body, [("Vary", "Origin")]))
+                start_response("403 Forbidden", _json_headers(body, [VARY]))
                 return [body]
             start_response("204 No Content", preflight_headers(self.cors, origin))
             return [b""]
-        if not allowed:
-            return self.app(environ, start_response)
-        extra = response_headers(self.cors, origin)
+        extra = response_headers(self.cors, origin) if allowed else [VARY]
 
         def start(status: str, headers: list, exc_info: Any = None) -> Any:
             return start_response(status, [*headers, *extra], exc_info)

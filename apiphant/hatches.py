@@ -9,7 +9,8 @@ F = TypeVar("F", bound=Callable)
 def raw_environ(handler: F) -> F:
     """The handler gets the WSGI environ instead of a parsed request (e.g. a multipart upload).
 
-    Neither the method check nor body parsing happens; the body limit still does.
+    Neither the method check nor body parsing happens; the body limit still does: a
+    declared Content-Length over it, or reading a chunked body past it, is a 413.
     """
     handler.raw_environ = True  # type: ignore[attr-defined]
     return handler

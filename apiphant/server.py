@@ -63,6 +63,8 @@ class Limits:
     max_connections: int = 20000
     keepalive_timeout: float = 75.0  # above Nginx's upstream keepalive_timeout (60 s)
     header_timeout: float = 10.0
+    #: A request's body must arrive within it, and each wait of a send (or of a read no
+    #: other deadline covers) ends there: the client is dropped.
     request_timeout: float = 30.0
     drain_timeout: float = 10.0
     drain_idle_grace: float = 0.0  # behind Nginx: above its upstream keepalive_timeout

@@ -139,3 +139,57 @@ def test_a_handler_that_exits_gets_a_500_and_kills_no_worker(make_product, exit_
     client = Client(root)
     assert client.post("t", "read").json == {"error": "500 Internal Server Error"}
     assert client.post("t", "read").status == 500
+
+
+RAW_READERS = """
+    from apiphant.hatches import raw_environ
+
+    @raw_environ
+    def read(environ):
+        return {"length": len(environ["wsgi.input"].read())}
+
+    @raw_environ
+    def update(environ):
+        return {"lines": sum(1 for _ in environ["wsgi.input"])}
+
+    @raw_environ
+    def delete(environ):
+        stream, total = environ["wsgi.input"], 0
+        while chunk := stream.read(1000):
+            total += len(chunk)
+        return {"length": total}
+"""
+
+
+def chunked_post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    """A chunked POST in 16 KiB chunks, sent whole before the answer is read."""
+    import socket
+
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 16384]), body[i:i + 16384])
+                      for i in range(0, len(body), 16384))  # fmt: skip
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Connection: close\r\n\r\n%s0\r\n\r\n" % (path.encode(), chunks))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, answer = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), answer
+
+
+def test_raw_environ_handlers_get_413_past_max_body_for_chunked_bodies_too(make_product):
+    """Content-Length is checked before the handler runs; a chunked body is counted as the
+    handler reads it, however it reads (whole, by lines, in pieces)."""
+    from tests.servers import server_in_thread
+
+    root = make_product({"api/v0/raw.py": RAW_READERS}, name="rawlimit")
+    limit = 64 * 1024
+    with server_in_thread(create_app(root, max_body=limit)) as server:
+        port = server.server_port
+        line = b"x" * 99 + b"\n"
+        for action in ("read", "update", "delete"):
+            path = f"/api/v0/raw/{action}"
+            status, answer = chunked_post(port, path, line * (3 * limit // 100))
+            assert (status, answer) == (413, b'{"error": "413 Request Entity Too Large"}'), action
+            status, answer = chunked_post(port, path, line * (limit // 100))  # within the limit
+            assert status == 200, (action, answer)

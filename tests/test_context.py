@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from apiphant.client import Client
-from apiphant.context import client_address, parse_addresses
+from apiphant.context import client_address, from_deployment, parse_addresses
 from apiphant.cors import CorsError, policy
 
 HANDLERS = {
@@ -158,6 +158,78 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored():
     assert client_address(environ, frozenset()) == "127.0.0.1"
 
 
+#: The deploy's trusted proxies: loopback and a front's private address.
+DEPLOYED = frozenset({"127.0.0.1", "10.0.0.1"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "own"),
+    [
+        ({"REMOTE_ADDR": "127.0.0.1"}, True),  # supervise.py and fab status on the host
+        ({"REMOTE_ADDR": "::1"}, True),
+        ({"REMOTE_ADDR": "::ffff:127.0.0.1"}, True),
+        ({"REMOTE_ADDR": "10.0.0.2", "apiphant.local_address": "10.0.0.2"}, True),  # its host
+        ({"REMOTE_ADDR": "10.0.0.1"}, True),  # the front's Nginx asking for itself (rotation)
+        # the smoke test through the front's loopback listener, on the front or another host
+        ({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1"}, True),
+        ({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1"}, True),
+        # anyone through the public name: Nginx names them
+        ({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.7"}, False),
+        ({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "127.0.0.1, 203.0.113.7"}, False),
+        ({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "10.0.0.2"}, False),
+        ({"REMOTE_ADDR": "203.0.113.7"}, False),  # straight to a worker from outside
+        ({"REMOTE_ADDR": "10.0.0.9", "apiphant.local_address": "10.0.0.2"}, False),  # a neighbour
+        ({"REMOTE_ADDR": "garbage"}, False),
+        ({}, False),
+    ],
+)
+def test_the_deployment_is_the_host_itself_or_a_trusted_proxy_asking_for_itself(environ, own):
+    assert from_deployment(environ, DEPLOYED) is own
+
+
+def test_through_a_proxy_that_is_not_trusted_the_client_is_nobodys():
+    """A local Nginx nobody named a trusted proxy: its requests come from loopback, for
+    anyone outside; a header a proxy adds says so."""
+    for header in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"):
+        assert not from_deployment({"REMOTE_ADDR": "127.0.0.1", header: "127.0.0.1"},
+                                   frozenset())  # fmt: skip
+    assert from_deployment({"REMOTE_ADDR": "127.0.0.1"}, frozenset())
+
+
+def test_health_names_product_and_release_only_to_the_deployment(monkeypatch):
+    """Through the public name /health told anyone the product and the release id; now
+    {"status": "ok"} only, and the whole answer to the host itself (the deploy's checks)."""
+    import json
+    import socket
+
+    from apiphant.app import create_app
+    from tests.servers import MYPRODUCT, server_in_thread
+
+    monkeypatch.setenv("APIPHANT_RELEASE", "20261207T000000Z")
+    full = {"status": "ok", "product": "myproduct", "release": "20261207T000000Z"}
+
+    def health(port: int, forwarded: str | None) -> dict:
+        extra = f"X-Forwarded-For: {forwarded}\r\n" if forwarded else ""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"GET /health HTTP/1.1\r\nHost: x\r\n{extra}"
+                         "Connection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 "), data
+        return json.loads(data.partition(b"\r\n\r\n")[2])
+
+    app = create_app(MYPRODUCT, trusted_proxies=frozenset({"127.0.0.1"}))  # Nginx on the host
+    with server_in_thread(app) as server:
+        port = server.server_port
+        assert health(port, None) == full  # the host itself, as supervise.py asks
+        assert health(port, "127.0.0.1") == full  # the smoke test through Nginx
+        assert health(port, "203.0.113.7") == {"status": "ok"}  # anyone through Nginx
+        assert health(port, "127.0.0.1, 198.51.100.4") == {"status": "ok"}
+    with server_in_thread(create_app(MYPRODUCT)) as server:  # an Nginx nobody said to trust
+        assert health(server.server_port, "203.0.113.7") == {"status": "ok"}
+
+
 # CORS
 
 ORIGIN = "http://127.0.0.1:9999"
@@ -222,6 +294,54 @@ def test_any_origin_only_without_credentials(shop):
     with_credentials = Client(create_app(shop, cors=policy([ORIGIN], credentials=True)))
     answer = with_credentials.post("plain", "read", {}, headers={"Origin": ORIGIN})
     assert answer.headers["Access-Control-Allow-Credentials"] == "true"
+
+
+def test_with_cors_on_every_answer_says_vary_origin_once(shop):
+    """A shared cache in front keys answers by URL: without ``Vary: Origin`` on every answer
+    (no Origin, a refused one, an error) it could give one origin's answer to another, or an
+    answer without CORS headers to an allowed origin. Through the live server, both of its
+    paths (App.direct for answers without an Origin, WSGI for the others)."""
+    import socket
+
+    from apiphant.app import create_app
+    from tests.servers import server_in_thread
+
+    def answer(port: int, path: str, headers: str = "", method: str = "POST",
+               body: bytes = b"{}") -> bytes:  # fmt: skip
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         f"Content-Length: {len(body)}\r\n{headers}\r\n".encode() + body)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return data.partition(b"\r\n\r\n")[0]
+
+    stranger, allowed = "Origin: http://evil.example\r\n", f"Origin: {ORIGIN}\r\n"
+    asks = "Access-Control-Request-Method: POST\r\n"
+    cases = {
+        "no Origin": ("/api/v0/plain/read", ""),
+        "refused Origin": ("/api/v0/plain/read", stranger),
+        "allowed Origin": ("/api/v0/plain/read", allowed),
+        "500, no Origin": ("/api/v0/plain/create", ""),
+        "500, refused Origin": ("/api/v0/plain/create", stranger),
+        "404, no Origin": ("/api/v0/nothing/read", ""),
+        "404, refused Origin": ("/api/v0/nothing/read", stranger),
+        "with a header of the handler's": ("/api/v0/whoami/read", ""),
+        "health": ("/health", ""),
+    }
+    app = create_app(shop, max_body=100, cors=policy([ORIGIN]))
+    with server_in_thread(app) as server:
+        port = server.server_port
+        heads = {name: answer(port, *case) for name, case in cases.items()}
+        heads["413, no Origin"] = answer(port, "/api/v0/plain/read", body=b"x" * 101)
+        heads["501, no Origin"] = answer(port, "/api/v0/plain/read", method="GET", body=b"")
+        for origin in (stranger, allowed):
+            heads[f"preflight, {origin}"] = answer(port, "/api/v0/plain/read", origin + asks,
+                                                   method="OPTIONS", body=b"")  # fmt: skip
+    for name, head in heads.items():
+        assert head.count(b"\r\nVary: Origin") == 1, (name, head)
+    with server_in_thread(create_app(shop)) as server:  # CORS off: no Vary
+        assert b"Vary" not in answer(server.server_port, "/api/v0/plain/read")
 
 
 @pytest.mark.parametrize("origin", ["app.example.com", "https://a.example/path", "ftp://a.b",

@@ -137,6 +137,7 @@ def test_three_hosts_bind_private_addresses_and_route() -> None:
             "hosts.web1.first_port: expected worker ports apart from nginx.listen",
         ),
         (ONE_HOST + "[api]\nmax_body = '1X'\n", "api.max_body: expected a size"),
+        (ONE_HOST + "[api]\nmax_json_values = 0\n", "api.max_json_values: expected a positive"),
         (ONE_HOST + "[api]\ndrain_timeout = 2\n", "api.drain_timeout: expected more than 2s"),
         (ONE_HOST + "[api]\ndrain_timeout = true\n", "api.drain_timeout: expected a positive"),
         (ONE_HOST + "[environment]\n'A-B' = 'x'\n", "environment.A-B: expected a variable name"),

@@ -135,6 +135,16 @@ def test_rate_limit_when_configured() -> None:
     assert "limit_conn" not in site
 
 
+def test_workers_get_the_json_values_limit_of_deploy_toml() -> None:
+    from apiphant.request import DEFAULT_MAX_JSON_VALUES
+    from tests.test_deploy_config import ONE_HOST, parsed
+
+    assert f" --max-json-values {DEFAULT_MAX_JSON_VALUES} " in one_host().files["supervisor.conf"]
+    config = parsed(ONE_HOST + "[api]\nmax_json_values = 250000\n")
+    files = render.render_host(config, config.hosts[0], RELEASE, WHEEL).files
+    assert " --max-json-values 250000 " in files["supervisor.conf"]
+
+
 def test_supervisor_programs_say_what_the_issue_asks() -> None:
     conf = one_host().files["supervisor.conf"]
     assert "[group:" not in conf  # each program its own group: update restarts one at a time

@@ -375,7 +375,36 @@ def test_https_check_by_name_against_the_issuer() -> None:
     assert "--resolve api.example.com:8443:127.0.0.1 https://api.example.com:8443/health" in command
     assert "if [ -s /r/tls/issuer.pem ]; then answer=$(curl" in command
     assert "--cacert /r/tls/issuer.pem https://api.example.com:8443/health" in command
-    assert f"grep -qF '\"release\": \"{RELEASE}\"'" in command
+    assert f"*'\"release\": \"{RELEASE}\"'*)" in command
+
+
+def test_https_check_asks_from_loopback_even_on_a_public_address() -> None:
+    """/health names the release to the deployment alone: the check connects from loopback,
+    so Nginx's X-Forwarded-For tells the worker that the host itself asks."""
+    for host, source in (("203.0.113.5", "127.0.0.1"), ("", "127.0.0.1"), ("2001:db8::5", "::1")):
+        t = Tls("files", ("api.example.com",), listen_host=host, listen_port=443)
+        command = commands.https_check(t, "api.example.com", "", RELEASE)
+        assert f"curl -fsS --max-time 5 --interface {source} --resolve" in command, host
+
+
+def test_https_check_takes_the_release_or_status_alone_never_another_release() -> None:
+    """Workers name their release to the deployment alone: through a front they do not
+    trust (no private_address), {"status": "ok"} is what the check gets, and passes."""
+    import json
+    import shlex
+
+    t = Tls("files", ("api.example.com",), listen_host="127.0.0.1", listen_port=8443)
+    _, _, check = commands.https_check(t, "api.example.com", "", RELEASE).partition(" && ")
+    for answer, passes in (
+        ({"status": "ok", "product": "myproduct", "release": RELEASE}, True),
+        ({"status": "ok"}, True),
+        ({"status": "ok", "product": "myproduct", "release": "20250101000000"}, False),
+        ({"error": "502 Bad Gateway"}, False),
+    ):
+        text = json.dumps(answer)
+        done = subprocess.run(["sh", "-c", f"answer={shlex.quote(text)} && {check}"],
+                              capture_output=True, text=True)  # fmt: skip
+        assert (done.returncode == 0) is passes, (answer, done.stdout, done.stderr)
 
 
 def test_a_reason_steps_failure_ends_with_its_last_stderr_line() -> None:

@@ -69,6 +69,15 @@ REFUSALS = {
     "gzip": (head("Transfer-Encoding: gzip\r\n", b"{}"), 501),
     "chunked then gzip": (head("Transfer-Encoding: chunked, gzip\r\n", b"{}"), 501),
     "bad chunk size": (head("Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n"), 400),
+    # RFC 9112 3.2: Host exactly once in HTTP/1.1, at most once in HTTP/1.0.
+    "HTTP/1.1 without Host": (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400),
+    "two Host headers": (head("Host: other\r\n"), 400),
+    "two Host headers in HTTP/1.0": (b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+    # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+    "HTTP/1.0 with chunked": (
+        b"POST / HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        400,
+    ),
 }
 
 
@@ -91,6 +100,18 @@ def test_the_parser_refuses_hostile_input_only_with_the_status_the_worker_must_g
             assert error.status in statuses, (name, error.status, str(error))
             return
     assert not {414, 431, 505} & set(statuses), name
+
+
+def test_host_is_needed_once_in_http_1_1_only():
+    [old] = parse(b"GET / HTTP/1.0\r\n\r\n")  # HTTP/1.0 had no Host
+    assert (old.version, old.complete) == ("1.0", True)
+    [new] = parse(b"GET / HTTP/1.1\r\nhOsT: \r\n\r\n")  # empty is valid (RFC 9112 3.2)
+    assert new.complete
+
+
+def test_http_1_0_with_a_content_length_body_still_parses():
+    [request] = parse(b"POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
+    assert (bytes(request.body), request.keep_alive) == (b"{}", False)
 
 
 def test_pipelined_requests_come_out_in_order_with_their_bodies():
@@ -118,7 +139,7 @@ def test_a_head_split_anywhere_parses_the_same():
 def test_keep_alive_follows_the_version_and_the_connection_header():
     def keep(version: str, connection: str = "") -> bool:
         extra = f"Connection: {connection}\r\n" if connection else ""
-        return parse(f"GET / HTTP/{version}\r\n{extra}\r\n".encode())[0].keep_alive
+        return parse(f"GET / HTTP/{version}\r\nHost: t\r\n{extra}\r\n".encode())[0].keep_alive
 
     assert keep("1.1") and not keep("1.1", "close")
     assert not keep("1.0") and keep("1.0", "keep-alive")
@@ -144,7 +165,7 @@ def test_a_body_still_arriving_for_a_request_already_answered_goes_to_that_reque
     parser.feed(head("Content-Length: 10\r\n"))
     request = parser.ready.popleft()
     parser.feed(b"x" * 6)
-    parser.feed(b"x" * 4 + b"GET /next HTTP/1.1\r\n\r\n")
+    parser.feed(b"x" * 4 + b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
     assert (request.received, request.complete) == (10, True)
     assert [r.target for r in parser.ready] == ["/next"] and parser.ready[0].complete
 

@@ -226,3 +226,64 @@ def test_the_keepalive_sweep_and_the_drain_close_idle_watchers():
         assert client.recv(1) == b""
         client.close()
     assert_all_closed(RecordingConnection.made, fds_before)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; what came so far if it goes quiet."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+def test_a_head_begun_behind_an_answered_request_gets_the_header_timeout():
+    """The header timeout is the head's own, from its first byte, wherever that came: in the
+    read of a request before it (pipelined), or in the read that ended that request's body.
+    It used to get what was left of the request before it's body deadline instead."""
+    limits = Limits(header_timeout=0.3, request_timeout=60)  # the client waits 10 s at most
+    with server_in_thread(create_app(MYPRODUCT), limits) as server:
+        address = ("127.0.0.1", server.server_port)
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(ECHO + b"POST /api/v0/echo/read HT")
+            pipelined = read_until_closed(sock)
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"POST /api/v0/echo/read HTTP/1.1\r\nHost: x\r\n"
+                         b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # reading the body now
+            sock.sendall(b"{}POST /api/v0/echo/read HTTP/1.1\r\nX-Slow: ")
+            behind_a_body = read_until_closed(sock)
+    for data in (pipelined, behind_a_body):
+        assert data.count(ANSWER_END) == 1, data
+        assert data.partition(ANSWER_END)[2].startswith(b"HTTP/1.1 408 "), data
+
+
+def test_a_client_that_never_reads_its_big_answers_is_dropped_within_the_request_timeout():
+    """Each send waits at most the request timeout for the client to take bytes: a client
+    that asks for big answers and reads nothing was held, with its answers, for as long as
+    it stayed connected (the sends had no timeout, and the sweep skips busy connections)."""
+    big = b"x" * (4 * 1024 * 1024)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [big]
+
+    RecordingConnection.made = []
+    limits = Limits(header_timeout=0.3, request_timeout=0.3, keepalive_timeout=60)
+    with server_in_thread(app, limits, RecordingConnection) as server:
+        fds_before = open_fds()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", server.server_port))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+            deadline = time.monotonic() + 10
+            while not RecordingConnection.made and time.monotonic() < deadline:
+                time.sleep(0.02)
+            wait_until_empty(server)  # dropped while the client is still connected
+            [connection] = RecordingConnection.made
+            assert connection.out == []  # the answers it held are let go
+        assert_all_closed(RecordingConnection.made, fds_before)
+

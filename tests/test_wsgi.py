@@ -73,7 +73,7 @@ def pywsgi_port():
     thread.join(10)
 
 
-NAMES = ["Host", "Cookie", "X-Forwarded-For", "X_Forwarded_For", "Content-Type", "content-length",
+NAMES = ["Cookie", "X-Forwarded-For", "X_Forwarded_For", "Content-Type", "content-length",
          "Accept", "X-A", "Authorization"]  # fmt: skip
 VALUES = ["a", " b ", "c\t", "1", "0", "", "a=1; b=2", "close", "x y", "é"]
 PATHS = ["/api/v0/echo/read", "/api/v0/echo/read?x=1&y=%20", "/a%2Fb?c?d", "/%e9", "/?",
@@ -84,7 +84,10 @@ def test_environ_equals_pywsgis(pywsgi_port):
     rng = random.Random(7)
     with server_in_thread(environ_app) as server:
         for _ in range(150):
-            lines = []
+            version = rng.choice(["1.1", "1.0"])
+            # Host once (RFC 9112 3.2: a request without it in HTTP/1.1, or with two, is 400)
+            host = version == "1.1" or rng.random() < 0.5
+            lines = [f"Host: {rng.choice(VALUES)}\r\n"] if host else []
             for _ in range(rng.randint(0, 6)):
                 name, value = rng.choice(NAMES), rng.choice(VALUES)
                 if name.lower() == "content-length":
@@ -92,7 +95,6 @@ def test_environ_equals_pywsgis(pywsgi_port):
                 lines.append(f"{name}: {value}\r\n")
             body = rng.choice([b"", b"{}", b"x" * 300])
             method = rng.choice(["POST", "GET", "PUT"])
-            version = rng.choice(["1.1", "1.0"])
             path = rng.choice(PATHS)
             data = (f"{method} {path} HTTP/{version}\r\n{''.join(lines)}"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode(
@@ -100,6 +102,7 @@ def test_environ_equals_pywsgis(pywsgi_port):
             ours = json.loads(body_of(exchange(server.server_port, data)))
             theirs = json.loads(body_of(exchange(pywsgi_port, data)))
             assert ours.pop("RAW_URI") == path  # apiphant's own key: the target as sent
+            assert ours.pop("apiphant.local_address") == "127.0.0.1"  # and the bound address
             assert ours == theirs, data
 
 
@@ -125,7 +128,8 @@ def test_body_reads_lines_and_chunks():
     with server_in_thread(app) as server:
         answer = exchange(
             server.server_port,
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked,
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + chunked,
         )
     assert json.loads(body_of(answer)) == ["ab\n", "cde", "fg", "\n", "hij\n"]
 
@@ -140,13 +144,13 @@ def test_100_continue_is_sent_on_the_first_read_only():
     expect = b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
     with server_in_thread(app) as server:
         with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
-            sock.sendall(b"POST /reads HTTP/1.1\r\n" + expect)
+            sock.sendall(b"POST /reads HTTP/1.1\r\nHost: x\r\n" + expect)
             assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
             sock.sendall(b"hello")
             answer = sock.recv(4096)
             assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"hello")
         with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
-            sock.sendall(b"POST /ignores HTTP/1.1\r\n" + expect)
+            sock.sendall(b"POST /ignores HTTP/1.1\r\nHost: x\r\n" + expect)
             answer = sock.recv(4096)
             # Answered without inviting the body, and closed: the body may still come.
             assert answer.startswith(b"HTTP/1.1 200 ") and b"Continue" not in answer
@@ -199,7 +203,7 @@ def test_requests_are_admitted_in_arrival_order_and_503_past_the_queue_timeout()
             for n in range(4):
                 sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=10)
                 socks.append(sock)
-                sock.sendall(f"POST /{n} HTTP/1.1\r\nContent-Length: 0\r\n\r\n".encode())
+                sock.sendall(f"POST /{n} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
                 _wait_for(lambda n=n: len(Arrivals.arrived) == n + 1, f"request {n}")
             # /0 runs; /1, /2, /3 queue. The queue timeout passes: 503 for all three.
             answers = [sock.recv(4096) for sock in socks[1:]]
@@ -211,7 +215,7 @@ def test_requests_are_admitted_in_arrival_order_and_503_past_the_queue_timeout()
                     for _ in range(3)]  # fmt: skip
             socks += late
             for n, sock in zip((7, 5, 6), late, strict=True):
-                sock.sendall(f"POST /{n} HTTP/1.1\r\nContent-Length: 0\r\n\r\n".encode())
+                sock.sendall(f"POST /{n} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
                 _wait_for(lambda n=n: Arrivals.arrived[-1] == f"/{n}", f"request {n}")
             server.loop.run_callback_threadsafe(app.gate.set)
             for sock in [socks[0], *late]:

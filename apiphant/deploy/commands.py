@@ -733,18 +733,28 @@ def nginx_check_live() -> str:
 def https_check(tls: Tls, domain: str, cafile: str, release: str) -> str:
     """/health over HTTPS from the host itself, by the certificate's name: the chain must
     verify against the CA that issued it (``cafile``; the system's CAs when it is empty),
-    and the release must answer."""
+    and the release must answer. Workers name their release to the deployment alone: a
+    front they do not trust as a proxy (a front without ``private_address``) gets
+    ``{"status": "ok"}`` from them, which passes too; another release never does."""
     url = f"https://{domain}{tls.port_suffix}/health"
     resolve = f"{domain}:{tls.listen_port}:{tls.local_address}"
     needle = f'"release": "{release}"'
-    curl = f"curl -fsS --max-time 5 --resolve {q(resolve)}"
+    # From loopback, even to a listener on a public address: the workers name their release
+    # to the deployment alone, and Nginx tells them who asks (X-Forwarded-For).
+    source = "::1" if ":" in tls.local_address else "127.0.0.1"
+    curl = f"curl -fsS --max-time 5 --interface {source} --resolve {q(resolve)}"
     fetch = f"answer=$({curl} {q(url)})"
     if cafile:
         fetch = (f"if [ -s {q(cafile)} ]; then answer=$({curl} --cacert {q(cafile)} {q(url)}); "
                  f"else {fetch}; fi")  # fmt: skip
+    ok = '"status": "ok"'
     return (
-        f"{fetch} && printf '%s\\n' \"$answer\" | grep -qF {q(needle)} && "
-        f"echo {q(f'https: {url} verified, answers release {release}')}"
+        f'{fetch} && case "$answer" in '
+        f"*{q(needle)}*) echo {q(f'https: {url} verified, answers release {release}')};; "
+        f"*'\"release\"'*) echo {q(f'https: {url} answers another release than {release}')}"
+        " >&2; false;; "
+        f"*{q(ok)}*) echo {q(f'https: {url} verified, answers ok')};; "
+        f"*) echo {q(f'https: {url} answers no status')} >&2; false;; esac"
     )
 
 

@@ -22,6 +22,7 @@ from apiphant.app import DEFAULT_MAX_BODY, RELEASE_ENV
 from apiphant.cors import CorsError, policy
 from apiphant.deploy.layout import MAX_USER, PRODUCTION, Layout
 from apiphant.product import name_problem
+from apiphant.request import DEFAULT_MAX_JSON_VALUES
 
 DEFAULT_PORT = 8001
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -87,6 +88,7 @@ class Api:
     """What every API worker is started with (apiphant's serve options)."""
 
     max_body: int = DEFAULT_MAX_BODY
+    max_json_values: int = DEFAULT_MAX_JSON_VALUES
     keepalive_timeout: float = 75.0
     header_timeout: float = 10.0
     request_timeout: float = 30.0
@@ -744,12 +746,13 @@ def parse(
     after_deploy = _command(top, "after_deploy")
 
     a = _Reader(shown, "api", data.get("api", {}), (
-        "max_body", "keepalive_timeout", "header_timeout", "request_timeout",
+        "max_body", "max_json_values", "keepalive_timeout", "header_timeout", "request_timeout",
         "drain_timeout", "max_connections", "access_log", "cors_origins", "cors_headers",
     ))  # fmt: skip
     d = Api()
     api = Api(
         max_body=_size(a, "max_body", d.max_body),
+        max_json_values=a.integer("max_json_values", d.max_json_values),
         keepalive_timeout=a.seconds("keepalive_timeout", d.keepalive_timeout),
         header_timeout=a.seconds("header_timeout", d.header_timeout),
         request_timeout=a.seconds("request_timeout", d.request_timeout),

@@ -13,8 +13,9 @@ A request's way through it, top to bottom:
    complete. The first read after the watcher fired finds its bytes there.
    Between requests there is no timer: the server's sweep closes
    connections idle past ``keepalive_timeout``. Once a request has begun,
-   its head must be complete within ``header_timeout`` (slowloris: 408),
-   and the greenlet waits for it.
+   its head must be complete within ``header_timeout`` of its first byte
+   (slowloris: 408), and the greenlet waits for it; a head that began
+   behind another request (pipelined, or in the read of its body) too.
 2. ``_answer`` takes an admission slot (``Server.admission``, a strict FIFO
    queue: under overload requests start in the order their heads arrived,
    and one that waits past ``queue_timeout`` gets 503), calls the
@@ -27,7 +28,9 @@ A request's way through it, top to bottom:
    body deadline (``request_timeout``).
 3. ``_serve`` sends the answers (pipelined requests parsed from one read
    share one send), then keeps the connection, drops a small unread body to
-   keep it, or closes it.
+   keep it, or closes it. Each wait of a send for the client to take more
+   bytes is bounded by ``request_timeout`` (Nginx's ``send_timeout``): a
+   client that stops reading is dropped, and the answers it held let go.
 4. A close with request bytes possibly still arriving is a lingering close:
    half-close, read and drop for a bounded time, then close. A plain close
    with unread input makes the kernel send a reset, which can destroy the
@@ -46,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 
+from apiphant import reporting
 from apiphant.http import response, wsgi
 from apiphant.http.parser import ProtocolError, Request, RequestParser
 
@@ -83,6 +87,8 @@ class Connection:
         "greenlet",
         "idle_since",
         "deadline",
+        "head_deadline",
+        "head_of",
         "timed",
         "out",
         "error",
@@ -96,8 +102,15 @@ class Connection:
         self.watcher: Any = server.loop.io(sock.fileno(), 1)  # None once closed
         self.greenlet: Any = None  # while busy
         self.idle_since: float | None = None  # waiting for a request since, or None
-        self.deadline = 0.0  # of the request head, then of the request body
-        self.timed = True  # the socket may have a timeout set (settimeout costs ~0.3 µs)
+        self.deadline = 0.0  # of the request body
+        self.head_deadline = 0.0  # of the request head being received
+        self.head_of = 0  # which head (RequestParser.heads) head_deadline is for
+        # The socket's timeout bounds each wait of a send, and of a read no deadline covers:
+        # the request timeout, set once here. A read under a deadline sets what is left of it
+        # (``timed``), and the next send or idle wait puts the request timeout back: no
+        # settimeout (~0.3 µs) on a request that came in one read and left in one send.
+        sock.settimeout(server.limits.request_timeout)
+        self.timed = False
         self.out: list[bytes] = []  # answers not sent yet
         self.error: ProtocolError | None = None  # a pipelined request that broke HTTP
 
@@ -139,14 +152,23 @@ class Connection:
         watcher.stop()
         watcher.close()
         self.sock.close()
+        self.out.clear()  # answers a client stopped reading can be large
         self.server.forget(self)
 
     def send(self, data: bytes) -> None:
         """Every byte of every answer leaves through here, in one write when the socket
-        takes it all (gevent's sendall costs a getsockopt and a timer on every call)."""
-        sent = self.sock.send(data)
+        takes it all (gevent's sendall costs a getsockopt and a timer on every call). Each
+        wait for the client to take more is bounded by the request timeout (TimeoutError):
+        a slow reader that keeps reading is served, one that stops is not held."""
+        sock = self.sock
+        if self.timed:  # a read's deadline is on the socket, not the request timeout
+            sock.settimeout(self.server.limits.request_timeout)
+            self.timed = False
+        sent = sock.send(data)
         if sent < len(data):
-            self.sock.sendall(memoryview(data)[sent:])
+            view = memoryview(data)
+            while sent < len(view):
+                sent += sock.send(view[sent:])
 
     def _flush(self) -> None:
         out = self.out
@@ -198,12 +220,12 @@ class Connection:
                     if server.draining:
                         return DONE
                     if self.timed:  # the state the next readable() finds
-                        sock.settimeout(None)
+                        sock.settimeout(server.limits.request_timeout)
                         self.timed = False
                     return IDLE
                 readable = False  # what the watcher saw is read now, without a wait
             else:
-                left = self.deadline - time.monotonic()
+                left = self.head_deadline - time.monotonic()
                 if left <= 0:
                     self._refuse(408, "request headers timed out")
                     return DONE
@@ -216,15 +238,22 @@ class Connection:
                 return DONE
             if not data:
                 return DONE
-            began = parser.idle
             try:
                 parser.feed(data)
             except ProtocolError as error:
                 self.error = error
                 continue
-            if began and parser.receiving_head:
-                self.deadline = time.monotonic() + server.limits.header_timeout
+            if parser.receiving_head:
+                self._head_began()
         return READY
+
+    def _head_began(self) -> None:
+        """A request head is arriving: its header deadline runs from its first read (the
+        request deadline of the one before it is not its own)."""
+        heads = self.parser.heads
+        if heads != self.head_of:
+            self.head_of = heads
+            self.head_deadline = time.monotonic() + self.server.limits.header_timeout
 
     def fill(self, request: Request, wanted: int) -> None:
         """Read until ``wanted`` body bytes are buffered or the body is complete (Body's reads)."""
@@ -255,6 +284,8 @@ class Connection:
                 if not request.complete:
                     raise  # this body breaks HTTP: the application answers 400
                 self.error = error  # a later request does: answered after this one
+            if self.parser.receiving_head:  # the next request began behind this body
+                self._head_began()
 
     def _answer(self, request: Request) -> bool:
         """Answer one request into ``out``; True when the connection can be kept."""
@@ -280,6 +311,7 @@ class Connection:
                 head, close = self._head(request, status, headers, body)
             except Exception as error:  # the application's bug: a 500, never a dead worker
                 log.error("%s %s failed", request.method, request.target[:200], exc_info=error)
+                reporting.capture(error, route=request.target.partition("?")[0][:200])
                 status, close = "500 Internal Server Error", True
                 body = b'{"error": "500 Internal Server Error"}'
                 head = self._error_head(status, body)
@@ -324,6 +356,7 @@ class Connection:
                     parts.append(line)
                 elif kind == response.LENGTH:
                     length = True
+                    response.check_length(value, len(body), request.method == "HEAD")
                     parts.append(line)
                 elif kind == response.SNIFF:
                     sniff = True

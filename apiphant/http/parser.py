@@ -8,6 +8,11 @@ the rules that keep one connection from desynchronising from a proxy in front
 (request smuggling) and that bound what one request may hold:
 
 - a Transfer-Encoding other than ``chunked`` is 501, two of them are 400;
+- Transfer-Encoding in an HTTP/1.0 request is 400: RFC 9112 section 6.1 says to treat
+  its framing as faulty (HTTP/1.0 has no chunked coding, so a proxy in front may have
+  framed the body differently), and Nginx refuses it the same way;
+- an HTTP/1.1 request with no Host, and any request with two, is 400 (RFC 9112
+  section 3.2);
 - a request target over ``MAX_REQUEST_LINE`` is 414;
 - a header line over ``MAX_HEADER_LINE``, more than ``MAX_HEADERS`` lines, or a
   head still unfinished after ``MAX_HEAD`` bytes is 431;
@@ -115,8 +120,10 @@ class RequestParser:
         "_receiving",
         "_head_bytes",
         "_te_seen",
+        "_hosts",
         "_url",
         "upgraded",
+        "heads",
     )
 
     def __init__(self) -> None:
@@ -129,8 +136,12 @@ class RequestParser:
         self._receiving: Request | None = None
         self._head_bytes = 0
         self._te_seen = False
+        self._hosts = 0
         self._url = b""
         self.upgraded = False  # CONNECT or Upgrade: nothing after that request is HTTP
+        #: Request heads begun so far: the connection tells a new head from one it already
+        #: gave a header deadline.
+        self.heads = 0
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; raises ProtocolError for a request that breaks HTTP."""
@@ -182,7 +193,9 @@ class RequestParser:
         self._current = Request()
         self._head_bytes = 0
         self._te_seen = False
+        self._hosts = 0
         self._url = b""
+        self.heads += 1
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -198,7 +211,9 @@ class RequestParser:
             raise ProtocolError(431, f"a header line over {MAX_HEADER_LINE} bytes")
         lower = name.lower()
         text = value.decode("latin-1")
-        if lower == b"transfer-encoding":
+        if lower == b"host":
+            self._hosts += 1
+        elif lower == b"transfer-encoding":
             if self._te_seen:
                 raise ProtocolError(400, "more than one Transfer-Encoding header")
             self._te_seen = True
@@ -223,6 +238,13 @@ class RequestParser:
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise ProtocolError(400, f"no HTTP version {version!r} here")  # HTTP/0.9 style
+        if self._hosts != 1:
+            if self._hosts > 1:
+                raise ProtocolError(400, "more than one Host header")
+            if version == "1.1":
+                raise ProtocolError(400, "no Host header in an HTTP/1.1 request")
+        if version == "1.0" and self._te_seen:
+            raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
         request.version = version
         request.method = parser.get_method().decode("ascii")
         request.target = self._url.decode("latin-1")

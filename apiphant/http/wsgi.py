@@ -11,11 +11,13 @@ headers and body leave in one write and Content-Length is always known: this
 is a server for JSON answers, not for streaming.
 """
 
+import ipaddress
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+from apiphant.context import LOCAL_ADDRESS
 from apiphant.http.parser import Request
 
 if TYPE_CHECKING:
@@ -27,8 +29,15 @@ _SKIPPED = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
 
 def base_environ(host: str, port: int) -> dict[str, Any]:
-    """What every request of one server shares."""
+    """What every request of one server shares; with the address it listens on, unless a
+    wildcard (the deploy never binds one), for /health to know the host's own requests."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    local = {} if address is None or address.is_unspecified else {LOCAL_ADDRESS: str(address)}
     return {
+        **local,
         "GATEWAY_INTERFACE": "CGI/1.1",
         "SERVER_SOFTWARE": "apiphant",
         "SCRIPT_NAME": "",
