@@ -129,6 +129,16 @@ def test_a_host_prepares_in_few_steps_each_saying_its_parts() -> None:
     assert code.local == Path("/tmp/myproduct.tar.gz")
 
 
+def test_the_logs_folder_is_open_to_nginx_workers_on_nginx_hosts_only() -> None:
+    """After a rotation each Nginx worker (www-data) reopens its logs by name: on an Nginx
+    host the logs folder's group is Nginx's user, elsewhere adm; others never read it."""
+    prepare = deploy_plan(three_hosts()).prepare
+    setup = {s.host: s.command for s in prepare if s.why.startswith("apt packages")}
+    assert "install -d -m 0750 -o root -g www-data /var/log/myproduct &&" in setup["front"]
+    for name in ("a", "b"):
+        assert "install -d -m 0750 -o root -g adm /var/log/myproduct &&" in setup[name]
+
+
 def test_the_rendered_files_archive_holds_exactly_the_hosts_files_with_their_modes() -> None:
     config = three_hosts()
     rendered = render.render_all(config, list(config.hosts), RELEASE, WHEEL)

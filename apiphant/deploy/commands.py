@@ -16,6 +16,7 @@ from apiphant.deploy.layout import (
     CERTBOT,
     NGINX_PIDFILE,
     NGINX_SITES,
+    NGINX_USER,
     RELEASE_ENV,
     RELEASE_ID_SHELL,
     SUPERVISOR_CONF,
@@ -81,10 +82,21 @@ def system_user(user: str, home: str) -> str:
 LOGS_OWNER = ("root", "adm", 0o750)
 
 
-def make_release_dirs(paths: Paths) -> str:
+def logs_owner(nginx: bool) -> tuple[str, str, int]:
+    """The logs folder's owner, group and mode. On an Nginx host its group is Nginx's user
+    instead of adm: after a rotation (USR1) each Nginx worker reopens the logs by name, and
+    in a folder closed to it, it cannot; it wrote on into the rotated file, whose lines the
+    next rotation's compression then lost. Other users, the product's included, read none."""
+    owner, group, mode = LOGS_OWNER
+    return owner, NGINX_USER if nginx else group, mode
+
+
+def make_release_dirs(paths: Paths, nginx: bool = False) -> str:
+    """The deployment's folders and the release's; ``nginx``: the host runs Nginx, whose
+    workers write into the logs folder (``logs_owner``)."""
     layout = paths.layout
     exists = q(f"release {paths.release_id} exists already")
-    owner, group, mode = LOGS_OWNER
+    owner, group, mode = logs_owner(nginx)
     return join(
         f"install -d -m 0755 {q(layout.root)} {q(layout.releases)} {q(layout.shared)}",
         f"install -d -m {mode:04o} -o {owner} -g {group} {q(layout.logs)}",

@@ -31,6 +31,8 @@ SUPERVISOR_PIDFILE = "/var/run/supervisord.pid"
 NGINX_CONF = "/etc/nginx/nginx.conf"
 NGINX_SITES = "/etc/nginx/sites-enabled"
 NGINX_PIDFILE = "/run/nginx.pid"
+#: Nginx's workers run as this user (Debian's); they reopen their logs by name after a rotation.
+NGINX_USER = "www-data"
 LOGROTATE_DIR = "/etc/logrotate.d"
 #: Debian's certbot; run with the deployment's own config, work and logs folders (below), so
 #: Debian's own timer or cron job (which reads /etc/letsencrypt) never renews ours twice.

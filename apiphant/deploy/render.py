@@ -14,7 +14,13 @@ import jinja2
 
 from apiphant.deploy import commands, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
-from apiphant.deploy.layout import ACME_CHALLENGE, NGINX_PIDFILE, RELEASE_ENV, SUPERVISOR_PIDFILE
+from apiphant.deploy.layout import (
+    ACME_CHALLENGE,
+    NGINX_PIDFILE,
+    NGINX_USER,
+    RELEASE_ENV,
+    SUPERVISOR_PIDFILE,
+)
 from apiphant.errors import status_line
 
 #: Seconds Supervisor waits after SIGTERM beyond the program's own drain or stop time.
@@ -187,6 +193,7 @@ def context(
         "services": roles.services(host_roles),
         "supervisor_pidfile": SUPERVISOR_PIDFILE,
         "nginx_pidfile": NGINX_PIDFILE,
+        "nginx_user": NGINX_USER,
     }
 
 
