@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,19 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     programs = run("supervisorctl status").stdout
     assert f"shop-staging-api-{p['staging first']}" in programs
     assert f"shop-api-{p['first']}" in programs
+    # Each rotates its own logs, by its own state file: neither rotates the other's.
+    states = {n: Path(f"/opt/{n}/shared/logrotate.state") for n in ("shop", "shop-staging")}
+    for _ in range(100):  # just added by the deploy: RUNNING after its startsecs (1 s)
+        programs = run("supervisorctl status").stdout
+        running = [n for n in states if re.search(rf"^{n}-logrotate +RUNNING", programs, re.M)]
+        if len(running) == 2 and all(state.exists() for state in states.values()):
+            break
+        time.sleep(0.1)
+    assert len(running) == 2, programs
+    assert "/var/log/shop/" in states["shop"].read_text()
+    assert "/var/log/shop-staging/" not in states["shop"].read_text()
+    assert "/var/log/shop/" not in states["shop-staging"].read_text()
+    assert "/var/log/shop-staging/" in states["shop-staging"].read_text()
     shown = deployer.shell("fab", "render", "-e", "staging")
     assert "differs from production in: after_deploy, hosts.web1.first_port" in shown.stdout
 

@@ -112,14 +112,15 @@ def test_a_host_prepares_in_few_steps_each_saying_its_parts() -> None:
     assert [s.why for s in prepare] == [
         "apt packages; system user myproduct; release folder",
         "upload the release: product code, apiphant and the wheels",
-        "upload the rendered files, one archive: apt.txt, logrotate, nginx.conf, nginx-main.conf, "
-        "supervisor.conf, requirements.txt, environment, run",
+        "upload the rendered files, one archive: apt.txt, logrotate, supervisor.conf, rotate, "
+        "nginx.conf, nginx-main.conf, requirements.txt, environment, run",
         "virtualenv with apiphant and the product's requirements",
         "check: Supervisor config; check: nginx -t, full config; check: logrotate config",
     ]
     setup, checks = prepare[0].command, prepare[-1].command
     assert setup.index("apt-get install") < setup.index("useradd") < setup.index("install -d")
-    assert checks.index("supervisor.options") < checks.index("nginx -t") < checks.index("logrotate")
+    order = ("supervisor.options", "nginx -t", "logrotate -d")
+    assert [checks.index(part) for part in order] == sorted(checks.index(p) for p in order)
     # One step fails as a whole: a failed part stops the parts after it.
     failing = plan.merged("h", [("one", "echo one"), ("two", "false"), ("three", "echo three")])
     done = subprocess.run(["sh", "-c", failing.command], capture_output=True, text=True)
@@ -175,8 +176,9 @@ def test_an_nginx_only_host_gets_no_python() -> None:
     whys = {name: [s.why for s in prepare if s.host == name] for name in ("front", "a")}
     assert whys["front"] == [
         "apt packages; system user myproduct; release folder",
-        "upload the rendered files, one archive: apt.txt, logrotate, nginx.conf, nginx-main.conf",
-        "check: nginx -t, full config; check: logrotate config",
+        "upload the rendered files, one archive: apt.txt, logrotate, supervisor.conf, rotate, "
+        "nginx.conf, nginx-main.conf",
+        "check: Supervisor config; check: nginx -t, full config; check: logrotate config",
     ]
     assert "virtualenv with apiphant and the product's requirements" in whys["a"]
     assert "upload the release: product code, apiphant and the wheels" in whys["a"]
@@ -458,7 +460,8 @@ def test_supervisor_sync_names_only_the_deployments_programs() -> None:
 
     command = commands.supervisor_sync(Layout("p"), ["p-api-1", "p-background"])
     assert command.startswith("if [ -x /usr/bin/python3 ]; then /usr/bin/python3 /opt/p/supervise")
-    assert " sync '^p-(api-[0-9]+|background|certbot)$' p-api-1 p-background; fi; true" in command
+    assert (" sync '^p-(api-[0-9]+|background|certbot|logrotate)$' p-api-1 p-background; "
+            "fi; true") in command
     assert command.endswith("; fi; true")
 
 

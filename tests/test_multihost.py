@@ -355,14 +355,19 @@ def test_three_host_deploy_roles_addresses_and_pools(site: Site) -> None:
     release = released(done.stdout)
     for name in NAMES:
         assert site.current(name) == release
-    # Programs: api1 its 3 workers and the one background runner, api2 its 2, the front none.
+    # Programs: api1 its 3 workers and the one background runner, api2 its 2, the front none
+    # of the product's; every host its logs' rotation.
     layout = site.layout
     assert site.programs("api1") == {
         **{w.program: "RUNNING" for w in site.workers("api1")},
         layout.background: "RUNNING",
+        layout.rotator: "RUNNING",
     }
-    assert site.programs("api2") == {w.program: "RUNNING" for w in site.workers("api2")}
-    assert site.programs("front") == {}
+    assert site.programs("api2") == {
+        **{w.program: "RUNNING" for w in site.workers("api2")},
+        layout.rotator: "RUNNING",
+    }
+    assert site.programs("front") == {layout.rotator: "RUNNING"}
     assert site.hosts["front"].exec(f'kill -0 "$(cat {NGINX_PIDFILE})"').returncode == 0
     for name in WORKERS:  # Nginx on the front only
         assert site.hosts[name].exec(f"test -e {NGINX_PIDFILE}").returncode != 0

@@ -14,6 +14,7 @@ from apiphant.deploy.config import Tls
 from apiphant.deploy.layout import (
     BEFORE,
     CERTBOT,
+    LOGROTATE,
     NGINX_PIDFILE,
     NGINX_SITES,
     NGINX_USER,
@@ -280,6 +281,13 @@ def check_logrotate(paths: Paths) -> str:
         " 2>/dev/null",
         "echo 'logrotate: config parses'",
     ))  # fmt: skip
+
+
+def logrotate(layout: Layout) -> str:
+    """One logrotate run over the live release's config, with the deployment's own state
+    file: what the rotation program (config/rotate) runs every ``[logs] check_every``."""
+    config = f"{layout.current_config}/logrotate"
+    return f"{LOGROTATE} -s {q(layout.logrotate_state)} {q(config)}"
 
 
 def switch(paths: Paths) -> str:
