@@ -195,7 +195,7 @@ class HostCleanup:
             for name in self.deployments:
                 run(
                     "names=$(supervisorctl status | awk '{print $1}' "
-                    f"| grep -E '^{name}-(api-[0-9]+|background|certbot)$'); "
+                    f"| grep -E '^{name}-(api-[0-9]+|background|certbot|logrotate)$'); "
                     '[ -z "$names" ] || supervisorctl update $names',
                     timeout=120,
                 )

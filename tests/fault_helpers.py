@@ -33,7 +33,7 @@ from pathlib import Path
 
 from apiphant.deploy import render
 from apiphant.deploy.config import load
-from apiphant.deploy.layout import Layout
+from apiphant.deploy.layout import NGINX_PIDFILE, SUPERVISOR_PIDFILE, Layout
 from tests.deploy_helpers import (
     CHECKOUT,
     SERVER_NAME,
@@ -189,6 +189,9 @@ class Stack:
             body = body.replace("/var/log/myproduct", str(self.logs))
             if name == "supervisor.conf":
                 body = _replace(body, "user=myproduct", f"user={user}", name)
+            if name == "logrotate":  # the stack's own daemons, never this machine's
+                body = _replace(body, SUPERVISOR_PIDFILE, f"{self.folder}/supervisord.pid", name)
+                body = _replace(body, NGINX_PIDFILE, f"{self.folder}/nginx.pid", name)
             if name == "nginx-main.conf":
                 body = private_nginx(body, self.folder, self.folder / "etc" / "nginx.conf")
             if self.edit is not None:
@@ -205,7 +208,7 @@ class Stack:
         config.mkdir(parents=True)
         for name, body in files.items():
             (config / name).write_text(body)
-            (config / name).chmod(0o755 if name == "run" else 0o644)
+            (config / name).chmod(0o755 if name in ("run", "rotate") else 0o644)
         shutil.copytree(self.source, self.release / PRODUCT)
         # The release's virtualenv: this interpreter, which has apiphant installed.
         bin_dir = self.release / "venv" / "bin"

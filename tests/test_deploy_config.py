@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from apiphant.deploy.config import Batch, ConfigError, check_secrets, load, parse
+from apiphant.deploy.config import Batch, ConfigError, Logs, check_secrets, load, parse
 from apiphant.scaffold import create
 from tests.deploy_helpers import CHECKOUT
 
@@ -68,7 +68,7 @@ def test_shipped_one_host_example_loads() -> None:
     (web1,) = config.hosts
     assert web1.roles == ("nginx", "api", "background")
     assert config.background_host() == web1
-    assert config.programs(web1)[-1] == "myproduct-background"
+    assert config.programs(web1)[-2:] == ["myproduct-background", "myproduct-logrotate"]
     assert [w.address for w in config.workers(web1)] == ["127.0.0.1:8001", "127.0.0.1:8002"]
     assert config.pools[0].is_default and config.pools[0].hosts == ("web1",)
     assert config.keep_releases == 5
@@ -178,6 +178,14 @@ def test_three_hosts_bind_private_addresses_and_route() -> None:
             "pools.reports.hosts: expected at least one host with the api role",
         ),
         (ONE_HOST.replace('["nginx", "api"]', '["api"]'), "hosts: no host has the nginx role"),
+        (ONE_HOST + "[logs]\nmax_size = '100X'\n",
+         "deploy.toml: logs.max_size: expected a size like 1048576, '512K' or '1M', got '100X'"),
+        (ONE_HOST + "[logs]\nmax_size = 0\n", "logs.max_size: expected a size like"),
+        (ONE_HOST + "[logs]\ncheck_every = 0\n",
+         "deploy.toml: logs.check_every: expected a positive number of seconds, got 0"),
+        (ONE_HOST + "[logs]\ncheck_every = '5m'\n", "logs.check_every: expected a positive"),
+        (ONE_HOST + "[logs]\nkeep = 3\n",
+         "deploy.toml: logs.keep: unknown key (expected one of: max_size, check_every)"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(change: str, expected: str) -> None:
@@ -327,3 +335,14 @@ def test_fail_timeout_is_whole_seconds_and_says_when_a_worker_is_back() -> None:
     assert parsed(ONE_HOST).nginx.fail_timeout == 0
     assert parsed(ONE_HOST).nginx.back_within == 1
     assert parsed(ONE_HOST + "[nginx]\nfail_timeout = 3\n").nginx.back_within == 4
+
+
+def test_logs_rotate_daily_or_past_100m_checked_every_5_minutes_by_default() -> None:
+    """[logs]: how every host's rotation program runs logrotate."""
+    assert parsed(ONE_HOST).logs == Logs(max_size=100 * 1024**2, check_every=300.0)
+    logs = parsed(ONE_HOST + "[logs]\nmax_size = '64K'\ncheck_every = 1\n").logs
+    assert logs == Logs(max_size=65536, check_every=1.0)
+    # Every host runs the rotation program, an Nginx-only front included.
+    config = parsed(THREE_HOSTS)
+    assert [config.programs(h)[-1] for h in config.hosts] == ["myproduct-logrotate"] * 3
+    assert config.programs(config.host("front")) == ["myproduct-logrotate"]

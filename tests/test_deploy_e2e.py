@@ -184,10 +184,11 @@ def snapshot() -> dict:
     for link in (
         f"/etc/supervisor/conf.d/{PRODUCT}.conf",
         f"/etc/nginx/sites-enabled/{PRODUCT}.conf",
-        f"/etc/logrotate.d/{PRODUCT}",
         str(NGINX_CONF),
     ):
         links[link] = (os.readlink(link), Path(link).read_text())
+    # Not given to the system's logrotate: the deployment's own program rotates its logs.
+    links[f"/etc/logrotate.d/{PRODUCT}"] = os.path.lexists(f"/etc/logrotate.d/{PRODUCT}")
     status = run("supervisorctl status").stdout
     programs = sorted(
         (line.split()[0], line.split()[1])
@@ -284,8 +285,10 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
         f"{PRODUCT}-api-{host.first_port}",
         f"{PRODUCT}-api-{host.first_port + 1}",
         f"{PRODUCT}-background",
+        f"{PRODUCT}-logrotate",
     ]
     assert all(s == "RUNNING" for _, s in state["programs"])
+    assert state["links"][f"/etc/logrotate.d/{PRODUCT}"] is False
     runner = run(f"supervisorctl pid {PRODUCT}-background").stdout.strip()
     assert f"APIPHANT_RELEASE={r1}".encode() in Path(f"/proc/{runner}/environ").read_bytes()
 

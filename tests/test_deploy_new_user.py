@@ -25,6 +25,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -303,6 +304,19 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
     assert b"SHOP_TOKEN=staging-token" in Path(f"/proc/{pid}/environ").read_bytes()
     staged = f"/opt/shop-staging/releases/{rs}/config/secrets.env"
     assert run(f"runuser -u shop -- cat {staged}").returncode != 0
+    # Each rotates its own logs, by its own state file: neither rotates the other's.
+    states = {n: Path(f"/opt/{n}/shared/logrotate.state") for n in ("shop", "shop-staging")}
+    for _ in range(100):  # just added by the deploy: RUNNING after its startsecs (1 s)
+        programs = run("supervisorctl status").stdout
+        running = [n for n in states if re.search(rf"^{n}-logrotate +RUNNING", programs, re.M)]
+        if len(running) == 2 and all(state.exists() for state in states.values()):
+            break
+        time.sleep(0.1)
+    assert len(running) == 2, programs
+    assert "/var/log/shop/" in states["shop"].read_text()
+    assert "/var/log/shop-staging/" not in states["shop"].read_text()
+    assert "/var/log/shop/" not in states["shop-staging"].read_text()
+    assert "/var/log/shop-staging/" in states["shop-staging"].read_text()
     shown = deployer.shell("fab", "render", "-e", "staging")
     assert ("differs from production in: after_deploy, environment.MIGRATIONS, "
             "hosts.web1.first_port") in shown.stdout

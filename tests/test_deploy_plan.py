@@ -113,14 +113,15 @@ def test_a_host_prepares_in_few_steps_each_saying_its_parts() -> None:
     assert [s.why for s in prepare] == [
         "apt packages; system user myproduct; release folder",
         "upload the release: product code, apiphant and the wheels",
-        "upload the rendered files, one archive: apt.txt, logrotate, nginx.conf, nginx-main.conf, "
-        "supervisor.conf, requirements.txt, environment, run",
+        "upload the rendered files, one archive: apt.txt, logrotate, supervisor.conf, rotate, "
+        "nginx.conf, nginx-main.conf, requirements.txt, environment, run",
         "virtualenv with apiphant and the product's requirements",
         "check: Supervisor config; check: nginx -t, full config; check: logrotate config",
     ]
     setup, checks = prepare[0].command, prepare[-1].command
     assert setup.index("apt-get install") < setup.index("useradd") < setup.index("install -d")
-    assert checks.index("supervisor.options") < checks.index("nginx -t") < checks.index("logrotate")
+    order = ("supervisor.options", "nginx -t", "logrotate -d")
+    assert [checks.index(part) for part in order] == sorted(checks.index(p) for p in order)
     # One step fails as a whole: a failed part stops the parts after it.
     failing = plan.merged("h", [("one", "echo one"), ("two", "false"), ("three", "echo three")])
     done = subprocess.run(["sh", "-c", failing.command], capture_output=True, text=True)
@@ -128,6 +129,16 @@ def test_a_host_prepares_in_few_steps_each_saying_its_parts() -> None:
     code, files = (s.upload for s in prepare[1:3])
     assert code.unpack and files.unpack and not code.secret and not files.secret
     assert code.local == Path("/tmp/myproduct.tar.gz")
+
+
+def test_the_logs_folder_is_open_to_nginx_workers_on_nginx_hosts_only() -> None:
+    """After a rotation each Nginx worker (www-data) reopens its logs by name: on an Nginx
+    host the logs folder's group is Nginx's user, elsewhere adm; others never read it."""
+    prepare = deploy_plan(three_hosts()).prepare
+    setup = {s.host: s.command for s in prepare if s.why.startswith("apt packages")}
+    assert "install -d -m 0750 -o root -g www-data /var/log/myproduct &&" in setup["front"]
+    for name in ("a", "b"):
+        assert "install -d -m 0750 -o root -g adm /var/log/myproduct &&" in setup[name]
 
 
 def test_the_rendered_files_archive_holds_exactly_the_hosts_files_with_their_modes() -> None:
@@ -166,8 +177,9 @@ def test_an_nginx_only_host_gets_no_python() -> None:
     whys = {name: [s.why for s in prepare if s.host == name] for name in ("front", "a")}
     assert whys["front"] == [
         "apt packages; system user myproduct; release folder",
-        "upload the rendered files, one archive: apt.txt, logrotate, nginx.conf, nginx-main.conf",
-        "check: nginx -t, full config; check: logrotate config",
+        "upload the rendered files, one archive: apt.txt, logrotate, supervisor.conf, rotate, "
+        "nginx.conf, nginx-main.conf",
+        "check: Supervisor config; check: nginx -t, full config; check: logrotate config",
     ]
     assert "virtualenv with apiphant and the product's requirements" in whys["a"]
     assert "upload the release: product code, apiphant and the wheels" in whys["a"]
@@ -479,7 +491,8 @@ def test_supervisor_sync_names_only_the_deployments_programs() -> None:
 
     command = commands.supervisor_sync(Layout("p"), ["p-api-1", "p-background"])
     assert command.startswith("if [ -x /usr/bin/python3 ]; then /usr/bin/python3 /opt/p/supervise")
-    assert " sync '^p-(api-[0-9]+|background|certbot)$' p-api-1 p-background; fi; true" in command
+    assert (" sync '^p-(api-[0-9]+|background|certbot|logrotate)$' p-api-1 p-background; "
+            "fi; true") in command
     assert command.endswith("; fi; true")
 
 

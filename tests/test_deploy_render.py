@@ -19,9 +19,11 @@ import pytest
 
 from apiphant.app import DEFAULT_MAX_BODY
 from apiphant.deploy import commands, render
+from apiphant.deploy import layout as layout_module
 from apiphant.deploy.config import ConfigError, load, parse, parse_secrets, secrets_lines
+from apiphant.deploy.layout import LOGROTATE
 from tests.deploy_helpers import CHECKOUT, fab, private_nginx
-from tests.test_deploy_config import THREE_HOSTS
+from tests.test_deploy_config import ONE_HOST, THREE_HOSTS
 
 MYPRODUCT = CHECKOUT / "myproduct"
 RELEASE = "20260102030405"
@@ -46,30 +48,34 @@ def test_one_host_files_and_links() -> None:
         "requirements.txt",
         "environment",
         "logrotate",
+        "rotate",
         "supervisor.conf",
         "run",
         "nginx.conf",
         "nginx-main.conf",
     }
     assert files.links == {
-        "logrotate": "/etc/logrotate.d/myproduct",
         "supervisor.conf": "/etc/supervisor/conf.d/myproduct.conf",
         "nginx.conf": "/etc/nginx/sites-enabled/myproduct.conf",
         "nginx-main.conf": "/etc/nginx/nginx.conf",
     }
-    assert files.unlinks == ("/etc/nginx/sites-enabled/default",)
+    # The link of earlier deploys goes: the system's logrotate would rotate the logs as well.
+    assert files.unlinks == ("/etc/logrotate.d/myproduct", "/etc/nginx/sites-enabled/default")
     assert files.mode("run") == 0o755 and files.mode("nginx.conf") == 0o644
+    assert files.mode("rotate") == 0o755
     assert set(files.apt) >= {"nginx", "supervisor", "python3-venv", "curl", "logrotate"}
 
 
 def test_an_nginx_only_front_has_no_python_files() -> None:
-    """A front that runs Nginx only runs no program: no config/run, no requirements, no
-    environment (its smoke test runs from the deployer, through an SSH tunnel)."""
+    """A front that runs Nginx only runs none of the product's programs: no config/run, no
+    requirements, no environment (its smoke test runs from the deployer, through an SSH
+    tunnel); only the kit's rotation of its logs, under Supervisor."""
     hosts = three_hosts()
     front = hosts["front"]
-    assert set(front.files) == {"apt.txt", "logrotate", "nginx.conf", "nginx-main.conf"}
+    assert set(front.files) == {"apt.txt", "logrotate", "rotate", "supervisor.conf",
+                                "nginx.conf", "nginx-main.conf"}  # fmt: skip
     assert front.links == {
-        "logrotate": "/etc/logrotate.d/myproduct",
+        "supervisor.conf": "/etc/supervisor/conf.d/myproduct.conf",
         "nginx.conf": "/etc/nginx/sites-enabled/myproduct.conf",
         "nginx-main.conf": "/etc/nginx/nginx.conf",
     }
@@ -395,9 +401,11 @@ def test_supervisor_parser_accepts_the_programs(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         expected = {
             "web1": "myproduct-api-8001 myproduct-api-8002 myproduct-background",
+            "front": "",
             "a": "myproduct-api-8001 myproduct-api-8002",
             "b": "myproduct-api-9000 myproduct-api-9001 myproduct-api-9002",
         }
+        expected = {k: f"{v} myproduct-logrotate".lstrip() for k, v in expected.items()}
         assert done.stdout.strip() == expected[name]
 
 
@@ -546,3 +554,80 @@ def test_a_record_the_kit_cannot_read_is_refused_in_one_line() -> None:
         "web1: /etc/nginx/nginx.conf: a line the deploy kit cannot read: "
         "'# apiphant-deployment shop worker_connections=1; include /x'")
     assert hostwide.others_on("web1", "", "shop") == ()  # Debian's own nginx.conf: no one
+
+
+def test_every_host_rotates_its_logs_by_a_supervised_logrotate() -> None:
+    """No cron or systemd timer needed: a Supervisor program of root's runs config/rotate,
+    which runs logrotate with the deployment's own state file every [logs] check_every, on
+    every host (an Nginx-only front too); a log rotates daily or past [logs] max_size."""
+    text = THREE_HOSTS + "\n[logs]\nmax_size = '64K'\ncheck_every = 30\n"
+    config = parse(tomllib.loads(text), Path("deploy.toml"), MYPRODUCT)
+    for host in config.hosts:
+        files = render.render_host(config, host, RELEASE, WHEEL).files
+        program = files["supervisor.conf"].partition("[program:myproduct-logrotate]\n")[2]
+        assert program, host.name
+        assert "\ncommand=/opt/myproduct/current/config/rotate --loop 30\n" in program
+        assert "\nuser=root\n" in program
+        assert "\nstdout_logfile=/var/log/myproduct/myproduct-logrotate.log\n" in program
+        assert ("/usr/sbin/logrotate -s /opt/myproduct/shared/logrotate.state "
+                "/opt/myproduct/current/config/logrotate") in files["rotate"]  # fmt: skip
+        rotation = files["logrotate"]
+        assert "\n    daily\n    maxsize 65536\n" in rotation
+        assert "kill -USR2" in rotation and ("kill -USR1" in rotation) == host.has("nginx")
+        # Rotated by renaming, never copied and truncated (which loses what is written
+        # between the copy and the truncation); the renamed file is compressed one
+        # rotation later, once its daemon has reopened its log.
+        assert "copytruncate" not in rotation and "\n    delaycompress\n" in rotation
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path(LOGROTATE).exists(),
+                    reason="needs root and logrotate")  # fmt: skip
+def test_two_environments_on_one_host_rotate_only_their_own_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production and staging on one host: each one's rendered config/rotate, run for real
+    (logrotate, in a folder of the test's), rotates its own logs once, by its own state
+    file, and never the other's; running it again rotates nothing twice."""
+    monkeypatch.setattr(layout_module, "ROOT", str(tmp_path / "opt"))
+    monkeypatch.setattr(layout_module, "LOG_ROOT", str(tmp_path / "log"))
+    # No daemon of this machine is signalled: the test hosts' test does that part.
+    monkeypatch.setattr(render, "SUPERVISOR_PIDFILE", str(tmp_path / "supervisord.pid"))
+    monkeypatch.setattr(render, "NGINX_PIDFILE", str(tmp_path / "nginx.pid"))
+    text = ONE_HOST + "\n[logs]\nmax_size = '1K'\n"
+    layouts, scripts = {}, {}
+    for env in ("production", "staging"):
+        config = parse(tomllib.loads(text), Path("deploy.toml"), MYPRODUCT, env)
+        layout = config.layout
+        files = render.render_host(config, config.hosts[0], RELEASE, WHEEL)
+        paths = layout.release(RELEASE)
+        Path(paths.config).mkdir(parents=True)
+        for name, body in files.files.items():
+            Path(paths.config, name).write_text(body)
+            Path(paths.config, name).chmod(files.mode(name))
+        Path(layout.current).symlink_to(paths.dir)
+        Path(layout.shared).mkdir()
+        Path(layout.logs).mkdir(parents=True, mode=0o750)
+        Path(layout.log("p")).write_text(f"{env}\n" * 400)  # past 1K
+        layouts[env], scripts[env] = layout, f"{layout.current_config}/rotate"
+    production, staging = layouts["production"], layouts["staging"]
+    assert production.logs != staging.logs and production.rotator != staging.rotator
+    assert production.logrotate_state != staging.logrotate_state
+
+    def rotated(layout) -> list[str]:
+        return sorted(p.name for p in Path(layout.logs).iterdir())
+
+    def run(env: str) -> None:
+        done = subprocess.run([scripts[env]], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    run("production")
+    assert rotated(production) == ["p.log.1"]
+    assert rotated(staging) == ["p.log"]
+    assert Path(staging.logrotate_state).exists() is False
+    assert staging.logs + "/" not in Path(production.logrotate_state).read_text()
+    run("staging")
+    run("production")
+    assert rotated(production) == ["p.log.1"] and rotated(staging) == ["p.log.1"]
+    assert Path(production.log("p") + ".1").read_text() == "production\n" * 400
+    assert Path(staging.log("p") + ".1").read_text() == "staging\n" * 400
+    assert production.logs + "/" not in Path(staging.logrotate_state).read_text()

@@ -209,7 +209,9 @@ def test_targets_are_routed_to_their_pools(tmp_path: Path) -> None:
             assert f" {PRODUCT} {address} --max-body 65536 " in supervisor
         site = (out / "front" / "nginx.conf").read_text()
         assert "client_max_body_size 65536;" in site
-        assert not (out / "front" / "supervisor.conf").exists()
+        # The front runs none of the product's programs: its Supervisor only rotates logs.
+        front_programs = (out / "front" / "supervisor.conf").read_text()
+        assert re.findall(r"^\[program:(.*)\]$", front_programs, re.M) == [f"{PRODUCT}-logrotate"]
 
         url = front.url
         assert post(f"{url}/api/v0/echo/read") == (200, answer("A", "echo"))

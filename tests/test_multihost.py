@@ -17,6 +17,7 @@ order; every host, namespace, link and mount is removed at the end, also on
 failure, and that is checked.
 """
 
+import gzip
 import http.client
 import json
 import os
@@ -204,6 +205,17 @@ class Site:
         path = self.hosts[name].path(self.layout.log(program))
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def generations(self, name: str, log: str) -> dict[str, str]:
+        """A log on a host and its rotated files (``.1``, ``.2.gz``...), by file name, as text."""
+        path = self.hosts[name].path(log)
+        found = {}
+        for file in sorted(path.parent.glob(path.name + "*")):
+            if re.fullmatch(re.escape(path.name) + r"(\.[0-9]+)?(\.gz)?", file.name):
+                data = file.read_bytes()
+                data = gzip.decompress(data) if file.name.endswith(".gz") else data
+                found[file.name] = data.decode(errors="replace")
+        return found
+
     def ledger(self) -> Counter:
         """Creates recorded, by request id, over every API host."""
         counts: Counter = Counter()
@@ -364,14 +376,19 @@ def test_three_host_deploy_roles_addresses_and_pools(site: Site) -> None:
     release = released(done.stdout)
     for name in NAMES:
         assert site.current(name) == release
-    # Programs: api1 its 3 workers and the one background runner, api2 its 2, the front none.
+    # Programs: api1 its 3 workers and the one background runner, api2 its 2, the front none
+    # of the product's; every host its logs' rotation.
     layout = site.layout
     assert site.programs("api1") == {
         **{w.program: "RUNNING" for w in site.workers("api1")},
         layout.background: "RUNNING",
+        layout.rotator: "RUNNING",
     }
-    assert site.programs("api2") == {w.program: "RUNNING" for w in site.workers("api2")}
-    assert site.programs("front") == {}
+    assert site.programs("api2") == {
+        **{w.program: "RUNNING" for w in site.workers("api2")},
+        layout.rotator: "RUNNING",
+    }
+    assert site.programs("front") == {layout.rotator: "RUNNING"}
     assert site.hosts["front"].exec(f'kill -0 "$(cat {NGINX_PIDFILE})"').returncode == 0
     for name in WORKERS:  # Nginx on the front only
         assert site.hosts[name].exec(f"test -e {NGINX_PIDFILE}").returncode != 0
@@ -646,6 +663,143 @@ def test_a_deploy_brings_hosts_on_different_releases_to_one(site: Site) -> None:
     # Every API host's own smoke test, besides the front's through Nginx.
     for name in WORKERS:
         assert f"[{name}] smoke test of this API host, on its first worker" in done.stdout
+
+
+#: [logs] for the rotation test: a check every second, a log rotated past 64 KiB. The test
+#: writes at most about 8 x 64 KiB to one log (300 lines and at most 100 more), under
+#: logrotate's 14 rotated files kept, so no rotated file it reads is deleted by a later one.
+LOGS = '\n[logs]\nmax_size = "64K"\ncheck_every = 1\n'
+#: Each line the test writes is about 1.1 KB: its mark, and this in the request's query.
+PAD = "x" * 1000
+
+
+def test_every_host_rotates_its_logs_daemons_reopen_no_line_lost(site: Site) -> None:
+    """No cron and no systemd on the hosts: each one's rotation program (Supervisor's) runs
+    logrotate every [logs] check_every. Numbered requests grow the front's Nginx access log
+    and an API worker's log past [logs] max_size, through the front and straight to the
+    worker: both logs are rotated, Nginx (USR1) and supervisord (USR2) write to new files
+    afterwards, and every numbered line is found exactly once across the current and rotated
+    files. The system's own logrotate (cron's, systemd's) is not given the deployment's logs,
+    so nothing rotates them twice."""
+    site.config_path.write_text(site.deploy_toml() + LOGS)
+    done = site.fab("deploy")
+    assert done.returncode == 0, done.stdout[-4000:]
+    layout = site.layout
+    for name in NAMES:
+        host = site.hosts[name]
+        for _ in range(100):  # restarted by the deploy's sync: RUNNING after its startsecs
+            if site.programs(name).get(layout.rotator) == "RUNNING":
+                break
+            time.sleep(0.1)
+        assert site.programs(name).get(layout.rotator) == "RUNNING", name
+        # One loop (the one of check_every = 300 is gone), with the new interval.
+        loop = host.exec("pgrep -af '[c]onfig/rotate --loop'").stdout.strip().splitlines()
+        assert len(loop) == 1 and loop[0].endswith("/config/rotate --loop 1"), (name, loop)
+        # The system's logrotate (Debian's cron job or systemd timer) reads /etc/logrotate.d,
+        # which no longer names the deployment's logs.
+        assert not host.path(layout.logrotate).is_symlink(), name
+        system = host.exec("logrotate -d /etc/logrotate.conf 2>&1").stdout
+        assert "rotating pattern: /var/log/nginx/*.log" in system, system
+        assert layout.logs + "/" not in system, system
+    # Nginx's workers reopen their logs by name: the folder is open to them (only) on the front.
+    for name, group in (("front", "www-data"), ("api1", "adm"), ("api2", "adm")):
+        folder = site.hosts[name].exec(f"stat -c '%a %U %G' {layout.logs}").stdout.split()
+        assert folder == ["750", "root", group], (name, folder)
+    worker = site.workers("api1")[0]
+    access = layout.logs + "/nginx-access.log"
+    program = layout.log(worker.program)
+
+    def send(mark: str) -> None:
+        """One line in the front's access log (and some worker's), one in ``worker``'s."""
+        path = f"/api/v0/echo/read?mark={mark}&pad={PAD}"
+        status, _ = site.post(path, {"mark": mark})
+        assert status == 200, mark
+        host, _, port = worker.address.rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            conn.request("POST", path.replace("mark=", "mark=w"), json.dumps({}),
+                         {"Content-Type": "application/json"})  # fmt: skip
+            assert conn.getresponse().status == 200, mark
+        finally:
+            conn.close()
+
+    def rotated(name: str, log: str, mark: str) -> bool:
+        """``mark`` is in a rotated file of ``log``."""
+        return any(mark in text for file, text in site.generations(name, log).items()
+                   if file != log.rpartition("/")[2])  # fmt: skip
+
+    def current(name: str, log: str) -> str:
+        return site.generations(name, log).get(log.rpartition("/")[2], "")
+
+    # Before and during rotations: 300 numbered requests, one every 20 ms or so, about 330 KB
+    # in each log; the rotation program checks every second meanwhile. More than max_size is
+    # written after the first of them, so a rotation takes it.
+    marks: list[str] = []
+    failures: list[str] = []
+
+    def stream() -> None:
+        for n in range(300):
+            mark = f"rot-{n:04d}-"
+            try:
+                send(mark)
+            except (AssertionError, OSError, http.client.HTTPException) as error:
+                failures.append(f"{mark}: {error!r}")
+                return
+            marks.append(mark)
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=stream, daemon=True)
+    sender.start()
+    sender.join(120)
+    assert not sender.is_alive() and failures == [] and len(marks) == 300, failures
+    deadline = time.monotonic() + 30
+    while not (rotated("front", access, marks[0]) and rotated("api1", program, "w" + marks[0])):
+        assert time.monotonic() < deadline, "the logs were not rotated within 30 s"
+        time.sleep(0.2)
+    # After: the daemons reopened their logs, so a new line lands in the current file.
+    after = []
+    for n in range(100):
+        after.append(f"after-{n:04d}-")
+        send(after[-1])
+        if after[-1] in current("front", access) and "w" + after[-1] in current("api1", program):
+            break
+        time.sleep(0.1)
+    else:
+        where = {f"{name}:{file}": (len(text), after[-1] in text, "w" + after[-1] in text)
+                 for name, log in (("front", access), ("api1", program))
+                 for file, text in site.generations(name, log).items()}  # fmt: skip
+        errors = site.hosts["front"].read(layout.logs + "/nginx-error.log")[-2000:]
+        raise AssertionError(f"no line in the current logs after their rotation: not reopened; "
+                             f"{where}; Nginx's errors: {errors}")  # fmt: skip
+    # Every line, exactly once, across the current and rotated files; read with the rotation
+    # program stopped (its stop waits for a run under way), so no file moves while read.
+    for name in NAMES:
+        stopped = site.hosts[name].exec(f"supervisorctl stop {layout.rotator}")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    try:
+        front = site.generations("front", access)
+        mine = site.generations("api1", program)
+        print(f"rotated: front {sorted(front)}; api1 {sorted(mine)}")
+        assert len(front) > 1 and len(mine) > 1
+        wanted = Counter(marks + after)
+
+        def found(texts, prefix: str = "") -> Counter:
+            return Counter(re.findall(rf"[?&]mark={prefix}((?:rot|after)-[0-9]{{4}}-)",
+                                      "".join(texts)))  # fmt: skip
+
+        assert found(front.values()) == wanted
+        assert found(mine.values(), "w") == wanted
+        # The front's requests reached the main pool's workers: each line in one of their logs.
+        workers = found(text for name in WORKERS for w in site.workers(name)
+                        for text in site.generations(name, layout.log(w.program)).values())
+        assert set(workers) == set(wanted), sorted(set(wanted) - set(workers))[:20]
+        for name in NAMES:  # logrotate said nothing: no error, no skipped log
+            rotator = "".join(site.generations(name, layout.log(layout.rotator)).values())
+            assert rotator == "", (name, rotator[-2000:])
+    finally:
+        for name in NAMES:
+            site.hosts[name].exec(f"supervisorctl start {layout.rotator}")
+    FIGURES["log rotation"] = {"front access log files": len(front), "worker log files": len(mine)}
 
 
 def test_background_runs_on_exactly_one_host(site: Site) -> None:

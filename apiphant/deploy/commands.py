@@ -14,8 +14,10 @@ from apiphant.deploy.config import Tls
 from apiphant.deploy.layout import (
     BEFORE,
     CERTBOT,
+    LOGROTATE,
     NGINX_PIDFILE,
     NGINX_SITES,
+    NGINX_USER,
     RELEASE_ENV,
     RELEASE_ID_SHELL,
     SUPERVISOR_CONF,
@@ -109,10 +111,21 @@ def system_user(layout: Layout) -> str:
 LOGS_OWNER = ("root", "adm", 0o750)
 
 
-def make_release_dirs(paths: Paths) -> str:
+def logs_owner(nginx: bool) -> tuple[str, str, int]:
+    """The logs folder's owner, group and mode. On an Nginx host its group is Nginx's user
+    instead of adm: after a rotation (USR1) each Nginx worker reopens the logs by name, and
+    in a folder closed to it, it cannot; it wrote on into the rotated file, whose lines the
+    next rotation's compression then lost. Other users, the product's included, read none."""
+    owner, group, mode = LOGS_OWNER
+    return owner, NGINX_USER if nginx else group, mode
+
+
+def make_release_dirs(paths: Paths, nginx: bool = False) -> str:
+    """The deployment's folders and the release's; ``nginx``: the host runs Nginx, whose
+    workers write into the logs folder (``logs_owner``)."""
     layout = paths.layout
     exists = q(f"release {paths.release_id} exists already")
-    owner, group, mode = LOGS_OWNER
+    owner, group, mode = logs_owner(nginx)
     return join(
         f"install -d -m 0755 {q(layout.root)} {q(layout.releases)} {q(layout.shared)}",
         f"install -d -m {mode:04o} -o {owner} -g {group} {q(layout.logs)}",
@@ -303,6 +316,13 @@ def check_logrotate(paths: Paths) -> str:
         " 2>/dev/null",
         "echo 'logrotate: config parses'",
     ))  # fmt: skip
+
+
+def logrotate(layout: Layout) -> str:
+    """One logrotate run over the live release's config, with the deployment's own state
+    file: what the rotation program (config/rotate) runs every ``[logs] check_every``."""
+    config = f"{layout.current_config}/logrotate"
+    return f"{LOGROTATE} -s {q(layout.logrotate_state)} {q(config)}"
 
 
 def switch(paths: Paths) -> str:

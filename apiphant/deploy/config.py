@@ -232,6 +232,16 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class Logs:
+    """How every host rotates the deployment's logs: its rotation program runs logrotate
+    every ``check_every`` seconds; a log is rotated daily, or sooner once past ``max_size``."""
+
+    max_size: int = 100 * 1024**2
+    #: A log may grow past ``max_size`` by what is written in this time, before it rotates.
+    check_every: float = 300.0
+
+
+@dataclass(frozen=True)
 class Host:
     """One machine of the deployment: how to reach it and what it runs."""
 
@@ -304,6 +314,7 @@ class Config:
     tls: Tls = field(default_factory=Tls)
     batch: Batch = field(default_factory=Batch)
     venv: str = VENV_MODES[0]
+    logs: Logs = field(default_factory=Logs)
 
     @property
     def layout(self) -> Layout:
@@ -364,11 +375,13 @@ class Config:
         return next((h for h in self.hosts if h.has("background")), None)
 
     def programs(self, host: Host) -> list[str]:
+        """The deployment's Supervisor programs on ``host``: every host rotates its logs."""
         names = [w.program for w in self.workers(host)]
         if host.has("background"):
             names.append(self.layout.background)
         if self.renews(host):
             names.append(self.layout.renewer)
+        names.append(self.layout.rotator)
         return names
 
     def runs_python(self, host: Host) -> bool:
@@ -696,6 +709,7 @@ TOP_KEYS = (
     "api",
     "background",
     "nginx",
+    "logs",
     "hosts",
     "pools",
 )
@@ -813,6 +827,9 @@ def parse(
             f"closing an idle connection), got {api.drain_timeout:g}"
         )
 
+    lg = _Reader(shown, "logs", data.get("logs", {}), ("max_size", "check_every"))
+    logs = Logs(_size(lg, "max_size", Logs.max_size), lg.seconds("check_every", Logs.check_every))
+
     tls = _tls(top, n, nginx, secrets)
     hosts = _hosts(shown, data.get("hosts"), nginx)
     pools = _pools(shown, data.get("pools"), hosts)
@@ -837,6 +854,7 @@ def parse(
         tls=tls,
         batch=batch,
         venv=venv,
+        logs=logs,
     )
     _check_deployment(config, shown)
     return config

@@ -35,7 +35,12 @@ SUPERVISOR_PIDFILE = "/var/run/supervisord.pid"
 NGINX_CONF = "/etc/nginx/nginx.conf"
 NGINX_SITES = "/etc/nginx/sites-enabled"
 NGINX_PIDFILE = "/run/nginx.pid"
+#: Nginx's workers run as this user (Debian's); they reopen their logs by name after a rotation.
+NGINX_USER = "www-data"
 LOGROTATE_DIR = "/etc/logrotate.d"
+#: Debian's logrotate; run by the deployment's own program with its own state file (below), so
+#: Debian's own timer or cron job (which reads /etc/logrotate.d) never rotates ours as well.
+LOGROTATE = "/usr/sbin/logrotate"
 #: Debian's certbot; run with the deployment's own config, work and logs folders (below), so
 #: Debian's own timer or cron job (which reads /etc/letsencrypt) never renews ours twice.
 CERTBOT = "/usr/bin/certbot"
@@ -148,6 +153,12 @@ class Layout:
         return f"{self.shared}/maintenance"
 
     @property
+    def logrotate_state(self) -> str:
+        """logrotate's state (when each log was last rotated): the deployment's own, so no
+        other logrotate run (the system's, another environment's) reads or locks it."""
+        return f"{self.shared}/logrotate.state"
+
+    @property
     def nginx_loaded(self) -> str:
         """A copy of the Nginx config last loaded: a reload only when it changed."""
         return f"{self.shared}/nginx-loaded.conf"
@@ -235,9 +246,14 @@ class Layout:
         return f"{self.name}-certbot"
 
     @property
+    def rotator(self) -> str:
+        """The Supervisor program that runs logrotate on the deployment's logs, every host."""
+        return f"{self.name}-logrotate"
+
+    @property
     def programs_pattern(self) -> str:
         """An extended regex that matches exactly this deployment's program names."""
-        return f"^{re.escape(self.name)}-(api-[0-9]+|background|certbot)$"
+        return f"^{re.escape(self.name)}-(api-[0-9]+|background|certbot|logrotate)$"
 
     def log(self, program: str) -> str:
         return f"{self.logs}/{program}.log"
@@ -252,6 +268,8 @@ class Layout:
 
     @property
     def logrotate(self) -> str:
+        """Where the kit once linked the logrotate config; the deploy removes the link, as the
+        deployment's own program rotates its logs (``rotator``)."""
         return f"{LOGROTATE_DIR}/{self.name}"
 
     def system_paths(self) -> dict[str, str]:

@@ -249,7 +249,7 @@ def prepare_steps(
         setup = [
             ("apt packages", commands.apt_install(files.apt)),
             (f"system user {layout.user}", commands.system_user(layout)),
-            ("release folder", commands.make_release_dirs(paths)),
+            ("release folder", commands.make_release_dirs(paths, host.has("nginx"))),
         ]
         if tls_files is not None and host.has("nginx"):
             setup.append(("folder for the certificate, root's only",

@@ -17,6 +17,7 @@ from apiphant.deploy.config import Config, Host, Pool
 from apiphant.deploy.layout import (
     ACME_CHALLENGE,
     NGINX_PIDFILE,
+    NGINX_USER,
     RELEASE_ENV,
     SECRETS,
     SUPERVISOR_PIDFILE,
@@ -171,7 +172,7 @@ def context(
             "logs": layout.logs,
             "site": layout.site,
             "supervisor_include": layout.supervisor_include,
-            "logrotate": layout.logrotate,
+            "logrotate_state": layout.logrotate_state,
         },
         "first_port": host.first_port,
         "api": config.api,
@@ -188,6 +189,9 @@ def context(
         "hsts_max_age": HSTS_MAX_AGE,
         "renewer_program": layout.renewer if config.renews(host) else "",
         "renew_every": commands.RENEW_EVERY,
+        "rotator_program": layout.rotator,
+        "logrotate_run": commands.logrotate(layout),
+        "logs": config.logs,
         "certbot_renew": commands.certbot_renew(layout, config.tls) if config.tls.acme else "",
         "nginx_errors": [(code, status_line(code)) for code in NGINX_ERRORS],
         "not_found": status_line(404),
@@ -204,6 +208,7 @@ def context(
         "services": roles.services(host_roles),
         "supervisor_pidfile": SUPERVISOR_PIDFILE,
         "nginx_pidfile": NGINX_PIDFILE,
+        "nginx_user": NGINX_USER,
     }
 
 
