@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -50,7 +50,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=["apiphant", "apiphant.http", "apiphant.deploy", *TEMPLATE, *KIT],
+    # Every package under apiphant/ (a new one ships without a line here), the template, the kit.
+    packages=[*find_packages(include=["apiphant", "apiphant.*"]), *TEMPLATE, *KIT],
     package_dir={**TEMPLATE, **KIT},
     package_data={
         **{name: TEMPLATE_DATA for name in TEMPLATE},

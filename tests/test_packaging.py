@@ -1,0 +1,46 @@
+"""What ships: the wheel a deploy builds from this checkout holds every module and every file
+of the kit, and the host agent runs alone on a host's Python.
+
+A module missing from the wheel shows only on a deployed host, as ModuleNotFoundError;
+the host agent (supervise.py) is uploaded as one file and must need nothing but the
+standard library (and Supervisor, which it imports only where it talks to it).
+"""
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from apiphant.deploy import artifacts
+from tests.servers import REPO
+
+AGENT = REPO / "apiphant" / "deploy" / "supervise.py"
+
+
+def test_the_wheel_holds_every_module_and_every_kit_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # its own wheel cache: built here
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    wheel = artifacts.build_from_checkout(tmp_path / "work", REPO)
+    names = set(zipfile.ZipFile(wheel).namelist())
+    wanted = {str(p.relative_to(REPO)) for p in (REPO / "apiphant").rglob("*.py")}
+    wanted |= {"apiphant/deploy_kit/" + str(p.relative_to(REPO / "deploy"))
+               for folder in ("templates", "roles") for p in (REPO / "deploy" / folder).iterdir()
+               if p.is_file()}  # fmt: skip
+    missing = sorted(wanted - names)
+    assert not missing, f"not in the wheel: {missing}"
+
+
+def test_the_host_agent_runs_alone_on_the_standard_library(tmp_path: Path) -> None:
+    alone = tmp_path / "supervise.py"
+    alone.write_bytes(AGENT.read_bytes())
+    done = subprocess.run([sys.executable, "-I", str(alone), "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tree = ast.parse(AGENT.read_text())
+    top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
+           for alias in node.names}  # fmt: skip
+    top |= {(node.module or "").split(".")[0] for node in tree.body
+            if isinstance(node, ast.ImportFrom)}  # fmt: skip
+    outside = sorted(name for name in top if name not in sys.stdlib_module_names)
+    assert not outside, f"supervise.py imports at its top what a host may not have: {outside}"
