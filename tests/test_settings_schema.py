@@ -1,0 +1,294 @@
+"""Every setting is declared once, in apiphant.settings.schema, and every surface that takes it
+agrees with that one entry: the server's Limits, the deploy configuration's [api] and
+[background], the Supervisor command line the deploy kit renders, and the docs tables."""
+
+import ast
+import dataclasses
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from apiphant.settings import options, schema, tables, values
+from apiphant.settings.schema import ALL, BY_NAME, Render
+from tests.servers import REPO
+
+PACKAGE = REPO / "apiphant"
+
+
+# One entry per setting
+
+
+@pytest.mark.parametrize("field", ["name", "flag", "env", "deploy"])
+def test_names_flags_variables_and_keys_are_each_declared_once(field: str) -> None:
+    spelled = [getattr(s, field) for s in ALL if getattr(s, field)]
+    assert len(spelled) == len(set(spelled)), sorted(x for x in spelled if spelled.count(x) > 1)
+
+
+def test_every_setting_is_complete() -> None:
+    for s in ALL:
+        assert s.help and "\n" not in s.help, s.name
+        assert s.flag or s.positional or s.env, f"{s.name}: nothing sets it"
+        assert bool(s.flag or s.positional) == bool(s.commands), s.name
+        assert not (s.flag and s.positional), s.name
+        if s.supervisor in (Render.ALWAYS, Render.IF_NOT_DEFAULT, Render.FLAG):
+            assert s.flag, f"{s.name}: on the Supervisor line with no flag"
+        if s.supervisor is Render.ENVIRONMENT:
+            assert s.env, f"{s.name}: in the environment with no variable"
+        if s.deploy:
+            assert s.deploy.partition(".")[0] in ("api", "background"), s.name
+            assert s.kind.toml is not None, f"{s.name}: a deploy.toml key its kind cannot read"
+        options.help_text(s)  # its {placeholders} fill in
+
+
+# The server's Limits
+
+
+def test_every_field_of_the_servers_limits_is_a_setting_with_its_default() -> None:
+    from apiphant.server import Limits
+
+    fields = {f.name: f.default for f in dataclasses.fields(Limits)}
+    assert set(fields) == {s.name for s in schema.SERVE if s.limits}
+    for name, default in fields.items():
+        expected = BY_NAME[name].default
+        if name == "max_connections":  # the command asks the open-files limit instead
+            assert expected is None
+            expected = schema.DIRECT_MAX_CONNECTIONS
+        assert default == expected, name
+
+
+def test_the_limits_come_from_resolved_values() -> None:
+    from apiphant.server import Limits
+
+    resolved = {s.name: s.default for s in schema.SERVE}
+    resolved["max_connections"] = 7
+    assert Limits(**options.limits(resolved)) == Limits(max_connections=7)
+
+
+def test_the_defaults_the_application_spells_are_the_schemas() -> None:
+    from apiphant.app import DEFAULT_MAX_BODY
+    from apiphant.request import DEFAULT_MAX_JSON_VALUES
+
+    assert DEFAULT_MAX_BODY == BY_NAME["max_body"].default == schema.DEFAULT_MAX_BODY
+    assert DEFAULT_MAX_JSON_VALUES == BY_NAME["max_json_values"].default
+
+
+# The deploy configuration
+
+
+def test_the_deploy_configurations_api_fields_are_the_api_settings_with_their_defaults() -> None:
+    from apiphant.deploy import config
+
+    fields = {f.name: f.default for f in dataclasses.fields(config.Api)}
+    assert {f"api.{name}" for name in fields} == {s.deploy for s in ALL
+                                                  if (s.deploy or "").startswith("api.")}
+    for name, default in fields.items():
+        assert default == BY_NAME[name].default, name
+    assert config.DEFAULT_STOP_TIMEOUT == BY_NAME["stop_timeout"].default
+    assert BY_NAME["stop_timeout"].deploy == "background.stop_timeout"
+
+
+ONE_HOST = """
+product = "myproduct"
+server_names = ["api.example.com"]
+
+[hosts.web1]
+ssh = "root@203.0.113.10"
+roles = ["nginx", "api", "background"]
+"""
+
+BAD_TOML_VALUES = [0, -1, 1.5, "x", True, 86400, [1], ["a", "a"], ["a b"]]
+#: Checked beyond their kind: the drain against Nginx's keep-alive, CORS by its policy.
+CHECKED_AGAINST_OTHERS = {"drain_timeout", "cors_origins", "cors_headers"}
+
+
+def _deploy_error(section: str, key: str, value: object) -> str | None:
+    from apiphant.deploy.config import ConfigError, parse
+
+    data = tomllib.loads(ONE_HOST)
+    data[section] = {key: value}
+    try:
+        parse(data, Path("deploy.toml"), REPO / "myproduct")
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+@pytest.mark.parametrize("setting", [s for s in ALL if s.deploy], ids=lambda s: s.name)
+def test_the_schemas_toml_parsers_read_each_key_as_the_deploy_configuration_does(setting) -> None:
+    """Same values accepted, same words for a mistake: the schema's parsers can replace the
+    configuration's own without a message changing."""
+    section, _, key = setting.deploy.partition(".")
+    for value in BAD_TOML_VALUES:
+        try:
+            ours = f"deploy.toml: {setting.deploy}: {setting.kind.toml(value)}"
+        except ValueError as error:
+            ours = f"deploy.toml: {setting.deploy}: {error}"
+        else:
+            ours = None
+        theirs = _deploy_error(section, key, value)
+        if ours is None and key in CHECKED_AGAINST_OTHERS:
+            continue  # a value of the right kind that another rule refuses
+        assert theirs == ours, (setting.name, value)
+
+
+# The Supervisor command line
+
+
+def _rendered_command(api: str, program: str) -> str:
+    from apiphant.deploy import render
+    from apiphant.deploy.config import parse
+
+    data = tomllib.loads(ONE_HOST + api)
+    config = parse(data, Path("deploy.toml"), REPO / "myproduct")
+    files = render.render_host(config, config.hosts[0], "20260101000000", "apiphant.whl")
+    line, *_ = [line for line in files.files["supervisor.conf"].splitlines()
+              if line.startswith("command=") and f"/run {program} " in line]  # fmt: skip
+    return line
+
+
+NON_DEFAULT_API = """
+[api]
+max_body = "512K"
+max_json_values = 5000
+keepalive_timeout = 70.5
+header_timeout = 7
+request_timeout = 20
+drain_timeout = 12
+max_connections = 900
+access_log = true
+
+[background]
+stop_timeout = 2.5
+"""
+
+
+@pytest.mark.parametrize("api", ["", NON_DEFAULT_API], ids=["defaults", "every-key-set"])
+def test_the_rendered_supervisor_lines_are_the_schemas_command_lines(api: str) -> None:
+    from apiphant.deploy.config import parse
+
+    config = parse(tomllib.loads(ONE_HOST + api), Path("deploy.toml"), REPO / "myproduct")
+    resolved = {**dataclasses.asdict(config.api),
+                "drain_idle_grace": config.nginx.drain_idle_grace}  # fmt: skip
+    line = _rendered_command(api, "apiphant")
+    assert line.endswith(" myproduct 127.0.0.1:8001 " + " ".join(
+        options.command_line(resolved, "serve")))  # fmt: skip
+    background = {"stop_timeout": config.background_stop_timeout}
+    assert _rendered_command(api, "apiphant-background").endswith(
+        " apiphant-background myproduct " + " ".join(options.command_line(background,
+                                                                          "background")))
+
+
+def test_the_rendered_api_line_parses_back_to_the_configured_values() -> None:
+    from apiphant import cli
+    from apiphant.deploy.config import parse
+
+    config = parse(tomllib.loads(ONE_HOST + NON_DEFAULT_API), Path("deploy.toml"),
+                   REPO / "myproduct")  # fmt: skip
+    argv = _rendered_command(NON_DEFAULT_API, "apiphant").split(" apiphant ", 1)[1].split()
+    args = cli.parser().parse_args(["serve", *argv])
+    for field in dataclasses.fields(config.api):
+        if BY_NAME[field.name].supervisor is not Render.ENVIRONMENT:
+            assert getattr(args, field.name) == getattr(config.api, field.name), field.name
+
+
+def test_new_settings_appear_on_the_command_line_only_when_changed() -> None:
+    resolved = {s.name: s.default for s in schema.SERVE}
+    line = options.command_line(resolved, "serve")
+    assert "--max-active" not in line and "--max-connections" not in line
+    resolved.update(max_active=5, queue_timeout=0.5, access_log=True)
+    assert options.command_line(resolved, "serve")[-5:] == [
+        "--max-active", "5", "--queue-timeout", "0.5", "--access-log"]
+
+
+# The value parsers, per surface
+
+
+def test_sizes_read_alike_from_the_command_line_and_deploy_toml() -> None:
+    for text, size in (("1048576", 1048576), ("512K", 524288), ("1m", 1048576), ("2G", 2**31)):
+        assert values.size(text) == values.toml_size(text) == size
+    assert values.toml_size(4096) == 4096
+    for bad in ("0", "0K", "", "1.5M", "-1", "lots", "M"):
+        with pytest.raises(ValueError, match="expected a size like 1048576, 512K or 1M"):
+            values.size(bad)
+        with pytest.raises(ValueError, match="expected a size like 1048576, '512K' or '1M'"):
+            values.toml_size(bad)
+
+
+def test_each_surface_keeps_its_bounds_for_seconds() -> None:
+    assert values.cli_seconds("0.001") == 0.001 and values.cli_seconds("inf") == float("inf")
+    assert values.grace_seconds("0") == 0 and values.grace_seconds("inf") == float("inf")
+    assert values.stop_seconds("0") == 0
+    for parse, bad in ((values.cli_seconds, "0.0009"), (values.grace_seconds, "-1"),
+                       (values.stop_seconds, "inf"), (values.seconds, "inf"),
+                       (values.seconds, "0"), (values.cli_seconds, "nan")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"got '{bad}'"):
+            parse(bad)
+    with pytest.raises(ValueError, match="expected a positive number of seconds, got 86400"):
+        values.toml_seconds(86400)
+
+
+# The documentation tables
+
+
+def test_every_table_renders() -> None:
+    for group in schema.GROUPS:
+        table = tables.render(f"settings {group}")
+        assert table.count("\n") == len(schema.GROUPS[group]) + 2
+    serve = tables.render("options serve")
+    assert "| `--max-body MAX_BODY` | `1M` | largest request body, bytes or K/M; larger gets 413 |"\
+        in serve.splitlines()  # fmt: skip
+    assert "`--max-connections MAX_CONNECTIONS` | the open-files limit |" in serve
+    assert "| `stop_timeout` | `10` |" in tables.render("deploy background")
+    with pytest.raises(tables.TableError):
+        tables.render("settings nowhere")
+
+
+def test_marked_tables_are_rewritten_and_checked(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Options\n<!-- generated: options background -->\nstale\n"
+                   "<!-- end generated -->\nafter\n")  # fmt: skip
+    assert tables.main(["--check", str(tmp_path)]) == 1
+    assert tables.main(["--write", str(doc)]) == 0
+    text = doc.read_text()
+    assert "stale" not in text and "`--stop-timeout SECONDS`" in text and text.endswith("after\n")
+    assert tables.main(["--check", str(tmp_path)]) == 0
+
+
+def test_the_docs_tables_are_up_to_date() -> None:
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    stale = [str(doc) for doc in docs if tables.rewrite(doc.read_text()) != doc.read_text()]
+    assert not stale, "run python -m apiphant.settings.tables --write README.md docs"
+
+
+# The layers
+
+
+def _imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module or "")
+    return found
+
+
+def test_settings_and_usage_import_nothing_of_apiphant_but_themselves() -> None:
+    """The schema is read by the server, the commands and the deploy kit alike: it must not
+    pull any of them in."""
+    for path in sorted((PACKAGE / "settings").glob("*.py")):
+        ours = {name for name in _imports_of(path) if name.split(".")[0] == "apiphant"}
+        inside = "apiphant.settings" if path.parent.name == "settings" else "apiphant.runtime.usage"
+        assert all(name.startswith(inside) for name in ours), (path.name, ours)
+
+
+def test_the_settings_load_no_gevent() -> None:
+    code = ("import sys, apiphant.settings.options, apiphant.settings.tables; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gevent'))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
