@@ -191,7 +191,7 @@ def _stop_timeout(text: str) -> float:
 
 
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
-    from apiphant.cli import Parser
+    from apiphant.runtime.usage import Parser
 
     p = Parser(
         prog=prog,
@@ -208,7 +208,11 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """``apiphant-background PRODUCT``: schedule the tasks until SIGTERM or SIGINT, exit 0."""
+    """``apiphant-background PRODUCT``: schedule the tasks until SIGTERM or SIGINT, exit 0.
+
+    Bad input (an argument, an environment value, the product's module: its input) is one
+    line and exit status 2, as for every command.
+    """
     # Before anything imports socket, ssl or the product: tasks' I/O must be cooperative.
     from apiphant import monkey
 
@@ -220,66 +224,53 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     from gevent.event import Event
 
     from apiphant import logs, reporting
-    from apiphant.cli import UsageError
     from apiphant.product import ProductError
+    from apiphant.runtime.usage import BAD_ARGUMENT, exit_codes
     from apiphant.scheduler import Scheduler
     from apiphant.settings import SettingError
 
-    try:
+    with exit_codes(prog, (ProductError, BackgroundError, SettingError)):
         args = parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
         logs.configure()
-    except UsageError as error:
-        print(error, file=sys.stderr)
-        return 2
-    except SettingError as error:
-        print(f"{prog}: {error}", file=sys.stderr)
-        return 2
-    try:
         module, found, on_error = load(args.product)
-    except (ProductError, BackgroundError) as error:
-        # The product's module is its input: bad input exits 2, as every command's does.
-        print(f"{prog}: {error}", file=sys.stderr)
-        return 2
-    try:
         reporting.init("background")
-    except SettingError as error:
-        print(f"{prog}: {error}", file=sys.stderr)
-        return 2
 
-    stop = Event()
-    received: list[int] = []
+        stop = Event()
+        received: list[int] = []
 
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        stop.set()
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            stop.set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, on_signal, signum)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(signum, on_signal, signum)
 
-    def run(task: Task, slot: Slot) -> None:
-        run_task(task, on_error)
+        def run(task: Task, slot: Slot) -> None:
+            run_task(task, on_error)
 
-    scheduler = Scheduler(found, run)
-    log.info(
-        "Scheduling %s (%s): %s", module.__name__, imports.shown(module.__file__ or args.product),
-        ", ".join(f"{task.name} every {task.interval:g}s" for task in found),
-    )
-    scheduler.start()
-    while not stop.wait(timeout=60):  # a timer keeps the hub from seeing nothing to do
-        pass
-    running = scheduler.running
-    log.info(
-        "%s: stopping; waiting up to %gs for running tasks%s.",
-        signal.Signals(received[0]).name, args.stop_timeout,
-        f" ({', '.join(running)})" if running else " (none)",
-    )
-    left = scheduler.stop(args.stop_timeout)
-    if left:
-        log.warning("Killed tasks still running after %gs: %s.", args.stop_timeout,
-                    ", ".join(left))
-    reporting.flush()
-    log.info("Stopped.")
-    return 0
+        scheduler = Scheduler(found, run)
+        log.info(
+            "Scheduling %s (%s): %s", module.__name__,
+            imports.shown(module.__file__ or args.product),
+            ", ".join(f"{task.name} every {task.interval:g}s" for task in found),
+        )
+        scheduler.start()
+        while not stop.wait(timeout=60):  # a timer keeps the hub from seeing nothing to do
+            pass
+        running = scheduler.running
+        log.info(
+            "%s: stopping; waiting up to %gs for running tasks%s.",
+            signal.Signals(received[0]).name, args.stop_timeout,
+            f" ({', '.join(running)})" if running else " (none)",
+        )
+        left = scheduler.stop(args.stop_timeout)
+        if left:
+            log.warning("Killed tasks still running after %gs: %s.", args.stop_timeout,
+                        ", ".join(left))
+        reporting.flush()
+        log.info("Stopped.")
+        return 0
+    return BAD_ARGUMENT
 
 
 if __name__ == "__main__":

@@ -15,29 +15,16 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 from apiphant import __version__, settings
-from apiphant.address import AddressError, format_address, parse_address
 from apiphant.product import COMMANDS, ProductError
+from apiphant.runtime.usage import BAD_ARGUMENT, FAILED, Parser, UsageError, exit_codes
+from apiphant.settings.schema import DEFAULT_ADDRESS
+from apiphant.settings.values import AddressError, format_address, parse_address
 
 log = logging.getLogger("apiphant")
 
 PROG = "apiphant"
-DEFAULT_ADDRESS = "127.0.0.1:8001"
-BAD_ARGUMENT = 2
-FAILED = 1
-
-
-class UsageError(Exception):
-    """A bad argument or environment value: one line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with mistakes on one line (and exit status 2), help as usual."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} -h)")
 
 
 def _size(text: str) -> int:
@@ -371,14 +358,9 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
+    with exit_codes(PROG, (ProductError, AddressError, settings.SettingError)):
         return run(argv)
-    except UsageError as error:
-        print(error, file=sys.stderr)
-        return BAD_ARGUMENT
-    except (ProductError, AddressError, settings.SettingError) as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
-        return BAD_ARGUMENT
+    return BAD_ARGUMENT
 
 
 if __name__ == "__main__":
