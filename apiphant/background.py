@@ -27,11 +27,12 @@ from typing import TypeVar
 
 from apiphant import imports
 from apiphant.scheduler import Slot, Task
+from apiphant.settings import schema
 
 log = logging.getLogger("apiphant.background")
 
 PROG = "apiphant-background"
-DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_STOP_TIMEOUT = schema.DEFAULT_STOP_TIMEOUT
 
 F = TypeVar("F", bound=Callable[[], object])
 OnError = Callable[[str], object]
@@ -180,30 +181,16 @@ def load(product_path: str | Path) -> tuple[ModuleType, list[Task], OnError | No
 # The command
 
 
-def _stop_timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
-    return value
-
-
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
     from apiphant.runtime.usage import Parser
+    from apiphant.settings.options import add_options
 
     p = Parser(
         prog=prog,
         description="Run the @seconds(N) tasks of PRODUCT/api/background.py until "
         "SIGTERM or SIGINT.",
     )
-    p.add_argument("product", help="the product folder, e.g. myproduct")
-    p.add_argument(
-        "--stop-timeout", type=_stop_timeout, default=DEFAULT_STOP_TIMEOUT, metavar="SECONDS",
-        help="on SIGTERM/SIGINT, how long running tasks may take to finish before they are "
-        f"killed (default {DEFAULT_STOP_TIMEOUT:g}); keep Supervisor's stopwaitsecs above it",
-    )
+    add_options(p, "background")
     return p
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from apiphant import settings
+from apiphant.settings.options import add_options
 from apiphant.test import DEFAULT_PORT
 
 #: How long the server may take to answer before the smoke test gives up.
@@ -88,23 +89,26 @@ def run(product: Path, url: str = "") -> int:
             _stop(server)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
         prog=NAME, description="Run a product's test.py against a server (started if no URL)."
     )
-    parser.add_argument("--product", default=".", help="the product folder (default: here)")
-    parser.add_argument("url", nargs="?", default="", help="a running server, like a deployment")
-    args = parser.parse_args(argv)
+    add_options(p, "smoke")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         settings.read(settings.PORT, settings.port, DEFAULT_PORT)
     except settings.SettingError as error:
         print(f"{NAME}: {error}", file=sys.stderr)
         return 2
-    product = Path(args.product).expanduser().resolve()
+    product = Path(args.smoke_product).expanduser().resolve()
     if not product.is_dir():
-        print(f"{NAME}: no such product folder: {args.product}", file=sys.stderr)
+        print(f"{NAME}: no such product folder: {args.smoke_product}", file=sys.stderr)
         return 2
-    return run(product, args.url)
+    return run(product, args.url or "")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,136 @@ def test_new_settings_appear_on_the_command_line_only_when_changed() -> None:
         "--max-active", "5", "--queue-timeout", "0.5", "--access-log"]
 
 
+# The command lines
+
+
+def _option_strings(parser) -> set[str]:
+    return {o for action in parser._actions for o in action.option_strings}
+
+
+def _subparser(parser, name: str):
+    [sub] = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["serve", "routes", "background", "smoke"])
+def test_each_commands_options_are_the_schemas_flags(command: str) -> None:
+    from apiphant import background, cli, smoke
+
+    parser = {"background": background.parser, "smoke": smoke.parser}.get(
+        command, lambda: _subparser(cli.parser(), command))()
+    flags = {s.flag for s in schema.of_command(command) if s.flag}
+    assert _option_strings(parser) == flags | {"-h", "--help"}
+    positionals = [a.dest for a in parser._actions if not a.option_strings]
+    assert positionals == [s.name for s in schema.of_command(command) if s.positional]
+
+
+def _example(setting) -> tuple[list[str], object]:
+    """Command-line words that set ``setting`` to something other than its default."""
+    if setting.kind is schema.FLAG:
+        return [setting.flag], True
+    text = {"size": "512K", "count": "7"}.get(setting.kind.name, "2.5")
+    if setting.repeat:
+        return [setting.flag, "x", setting.flag, "y"], ["x", "y"]
+    return [setting.flag, text], setting.kind.cli(text)
+
+
+@pytest.mark.parametrize("setting", [s for s in schema.SERVE if s.flag], ids=lambda s: s.name)
+def test_every_serve_setting_parses_through_the_command_and_reaches_its_use(setting) -> None:
+    from apiphant import cli
+    from apiphant.server import Limits
+
+    words, expected = _example(setting)
+    args = cli.parser().parse_args(["serve", "myproduct", *words])
+    found = options.resolve(args, "serve", environ={})
+    assert found[setting.name] == options.Resolved(expected, setting.flag)
+    others = {name: r for name, r in found.items() if name not in (setting.name, "product")}
+    assert all(r.source == "default" for r in others.values()), others
+    if setting.limits:
+        value = {name: r.value for name, r in found.items()}
+        assert getattr(Limits(**options.limits(value)), setting.name) == expected
+
+
+def test_an_environment_variable_sets_what_the_command_line_does_not() -> None:
+    from apiphant import cli
+
+    environ = {"APIPHANT_CORS_ORIGINS": "https://a.example, https://b.example",
+               "APIPHANT_CORS_CREDENTIALS": "yes"}  # fmt: skip
+    args = cli.parser().parse_args(["serve", "myproduct", "--cors-origin", "https://c.example"])
+    found = options.resolve(args, "serve", environ)
+    assert found["cors_origins"] == options.Resolved(["https://c.example"], "--cors-origin")
+    assert found["cors_credentials"] == options.Resolved(True, "APIPHANT_CORS_CREDENTIALS")
+    assert found["cors_headers"] == options.Resolved((), "default")
+
+
+def test_no_command_spells_an_option_of_its_own() -> None:
+    """Every ``--flag`` comes from the schema through settings/options.py; the exceptions are
+    apiphant's own --version and the host agent, which must stay one stdlib-only file."""
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = str(path.relative_to(REPO))
+        if relative in ("apiphant/settings/options.py", "apiphant/deploy/supervise.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "add_argument"):  # fmt: skip
+                spelled += [f"{relative}: {arg.value}" for arg in node.args
+                            if isinstance(arg, ast.Constant) and str(arg.value).startswith("-")]
+    assert spelled == ["apiphant/cli.py: --version"]
+
+
+def test_a_queue_past_max_active_is_answered_503_after_the_queue_timeout(make_product, tmp_path
+                                                                           ) -> None:  # fmt: skip
+    """``--max-active 1 --queue-timeout 0.2``: with one request running, the next waits its
+    turn for 0.2 s and gets 503 with Retry-After; the first still gets its answer."""
+    import threading
+
+    import requests
+
+    from tests.servers import serving
+
+    root = make_product({"api/v0/slow.py": SLOW}, name="queued")
+    with serving(root, tmp_path, "--max-active", "1", "--queue-timeout", "0.2") as live:
+        url = f"{live.url}/api/v0/slow/read"
+        first: list[requests.Response] = []
+        runner = threading.Thread(target=lambda: first.append(requests.post(url, json={},
+                                                                            timeout=30)))
+        runner.start()
+        try:
+            _wait_for(root / "api" / "v0" / "started")
+            second = requests.post(url, json={}, timeout=30)
+        finally:
+            (root / "api" / "v0" / "release").touch()
+            runner.join(30)
+        assert second.status_code == 503 and second.headers["Retry-After"] == "1"
+        assert second.json() == {"error": "503 Service Unavailable"}
+        assert [r.status_code for r in first] == [200]
+
+
+SLOW = """
+    import time
+    from pathlib import Path
+
+    HERE = Path(__file__).parent
+
+    def read(request):
+        (HERE / "started").touch()
+        deadline = time.monotonic() + 20
+        while not (HERE / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # cooperative: monkey-patched
+        return {"done": True}
+"""
+
+
+def _wait_for(path: Path, timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
 # The value parsers, per surface
 
 

@@ -255,7 +255,7 @@ PROCESS: tuple[Setting, ...] = (
 #: The functional tests (``apiphant.test``) and the smoke test (``test.sh``).
 TESTING: tuple[Setting, ...] = (
     Setting("smoke_product", TEXT, ".", "the product folder (default: here)",
-            commands=("smoke",), flag="--product"),
+            commands=("smoke",), flag="--product", metavar="PRODUCT"),
     Setting("url", TEXT, "", "a running server, like a deployment", commands=("smoke",),
             positional=True, optional=True, env="APIPHANT_URL",
             default_doc="none: HOST and PORT below"),
