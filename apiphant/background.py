@@ -205,13 +205,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
     monkey.patch_all()
 
-    import signal
-
-    import gevent
-    from gevent.event import Event
-
-    from apiphant import logs, reporting
+    from apiphant import logs
     from apiphant.product import ProductError
+    from apiphant.runtime.lifecycle import serving
     from apiphant.runtime.usage import BAD_ARGUMENT, exit_codes
     from apiphant.scheduler import Scheduler
     from apiphant.settings import SettingError
@@ -220,41 +216,29 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         args = parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
         logs.configure()
         module, found, on_error = load(args.product)
-        reporting.init("background")
-
-        stop = Event()
-        received: list[int] = []
-
-        def on_signal(signum: int) -> None:
-            received.append(signum)
-            stop.set()
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            gevent.signal_handler(signum, on_signal, signum)
 
         def run(task: Task, slot: Slot) -> None:
             run_task(task, on_error)
 
-        scheduler = Scheduler(found, run)
-        log.info(
-            "Scheduling %s (%s): %s", module.__name__,
-            imports.shown(module.__file__ or args.product),
-            ", ".join(f"{task.name} every {task.interval:g}s" for task in found),
-        )
-        scheduler.start()
-        while not stop.wait(timeout=60):  # a timer keeps the hub from seeing nothing to do
-            pass
-        running = scheduler.running
-        log.info(
-            "%s: stopping; waiting up to %gs for running tasks%s.",
-            signal.Signals(received[0]).name, args.stop_timeout,
-            f" ({', '.join(running)})" if running else " (none)",
-        )
-        left = scheduler.stop(args.stop_timeout)
-        if left:
-            log.warning("Killed tasks still running after %gs: %s.", args.stop_timeout,
-                        ", ".join(left))
-        reporting.flush()
+        with serving("background") as stop:
+            scheduler = Scheduler(found, run)
+            log.info(
+                "Scheduling %s (%s): %s", module.__name__,
+                imports.shown(module.__file__ or args.product),
+                ", ".join(f"{task.name} every {task.interval:g}s" for task in found),
+            )
+            scheduler.start()
+            stop.wait()
+            running = scheduler.running
+            log.info(
+                "%s: stopping; waiting up to %gs for running tasks%s.",
+                stop.name, args.stop_timeout,
+                f" ({', '.join(running)})" if running else " (none)",
+            )
+            left = scheduler.stop(args.stop_timeout)
+            if left:
+                log.warning("Killed tasks still running after %gs: %s.", args.stop_timeout,
+                            ", ".join(left))
         log.info("Stopped.")
         return 0
     return BAD_ARGUMENT

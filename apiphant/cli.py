@@ -11,7 +11,6 @@ Every mistake in an argument or an environment value is one line naming it, exit
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -98,12 +97,10 @@ def _import_failed(error: Exception, debug: bool) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
-    import gevent
-
-    from apiphant import reporting
     from apiphant.app import create_app
     from apiphant.limits import raise_open_files
     from apiphant.routing import RouteError
+    from apiphant.runtime.lifecycle import serving
     from apiphant.server import Limits, Server
 
     host, port = parse_address(args.address)
@@ -116,32 +113,29 @@ def serve(args: argparse.Namespace) -> int:
                          max_json_values=value["max_json_values"])  # fmt: skip
     except RouteError as error:
         return _import_failed(error, args.debug)
-    reporting.init("api")
-    value["max_connections"] = raise_open_files(value["max_connections"])
-    limits = Limits(**options.limits(value))
-    server = Server((host, port), app, limits, access_log=value["access_log"])
-    try:
-        server.init_socket()
-    except OSError as error:
-        reason = error.strerror or str(error)
-        print(f"{PROG}: cannot listen on {format_address(host, port)}: {reason}", file=sys.stderr)
-        return FAILED
-    stop = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, stop.set)
-    gevent.signal_handler(signal.SIGINT, stop.set)
-    server.start()
-    log.info(
-        "Apiphant is serving %s (%s) at http://%s/api with %d routes%s",
-        app.product.name,
-        app.product.path,
-        format_address(host, port),
-        len(app.routes),
-        f"; CORS for {', '.join(cors.origins)}" if cors else "",
-    )
-    stop.wait()
-    log.info("Stopping: draining connections for up to %gs", limits.drain_timeout)
-    server.drain()
-    reporting.flush()
+    with serving("api") as stop:
+        value["max_connections"] = raise_open_files(value["max_connections"])
+        limits = Limits(**options.limits(value))
+        server = Server((host, port), app, limits, access_log=value["access_log"])
+        try:
+            server.init_socket()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            print(f"{PROG}: cannot listen on {format_address(host, port)}: {reason}",
+                  file=sys.stderr)  # fmt: skip
+            return FAILED
+        server.start()
+        log.info(
+            "Apiphant is serving %s (%s) at http://%s/api with %d routes%s",
+            app.product.name,
+            app.product.path,
+            format_address(host, port),
+            len(app.routes),
+            f"; CORS for {', '.join(cors.origins)}" if cors else "",
+        )
+        stop.wait()
+        log.info("Stopping: draining connections for up to %gs", limits.drain_timeout)
+        server.drain()
     log.info("Stopped")
     return 0
 
