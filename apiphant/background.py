@@ -7,89 +7,39 @@
     def update_something():
         ...
 
-Every task runs once at start, then every N seconds, each in its own
-greenlet (see apiphant.scheduler for the rules). Success logs
+``@seconds`` and the registry are apiphant.periodic's (this module re-exports them, the
+path apiphant 0.2 documented); this one is the command. Every task runs once at start,
+then every N seconds, each in its own greenlet (see apiphant.scheduler for the rules). Success logs
 ``Task NAME: OK.``; failure logs ``Task NAME failed:`` with the traceback,
 reports it to Sentry when SENTRY_DSN is set, and calls the module's
 ``on_error(text)`` hook if it has one.
 """
 
 import argparse
-import inspect
 import logging
-import math
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TypeVar
 
 from apiphant import imports
-from apiphant.scheduler import Slot, Task
+from apiphant.periodic import Task, seconds, tasks
+from apiphant.scheduler import Slot
 from apiphant.settings import schema
+
+__all__ = ["BackgroundError", "load", "main", "parser", "run_task", "seconds", "tasks"]
 
 log = logging.getLogger("apiphant.background")
 
 PROG = "apiphant-background"
 DEFAULT_STOP_TIMEOUT = schema.DEFAULT_STOP_TIMEOUT
 
-F = TypeVar("F", bound=Callable[[], object])
 OnError = Callable[[str], object]
-
-_tasks: dict[str, Task] = {}
 
 
 class BackgroundError(Exception):
     """A background module that cannot be scheduled; the message is one line."""
-
-
-def seconds(interval: float) -> Callable[[F], F]:
-    """Register the decorated function to run every ``interval`` seconds.
-
-    The function is returned unchanged, so it can still be called directly,
-    for example from a test. Mistakes raise at import time, where the
-    runner can name the file and line.
-    """
-    if callable(interval):
-        raise TypeError("@seconds needs an interval: write @seconds(60), not @seconds")
-    if isinstance(interval, bool) or not isinstance(interval, int | float):
-        raise TypeError(f"@seconds(N) needs a number of seconds, got {interval!r}")
-    if not (math.isfinite(interval) and interval > 0):
-        raise ValueError(f"@seconds(N) needs a positive finite number, got {interval!r}")
-
-    def register(func: F) -> F:
-        if inspect.iscoroutinefunction(func):
-            raise TypeError(
-                f"task {func.__name__} is async: write a plain def; gevent makes its I/O "
-                "cooperative"
-            )
-        try:
-            inspect.signature(func).bind()
-        except TypeError:
-            raise TypeError(f"task {func.__name__} must be callable without arguments") from None
-        except ValueError:  # some builtins have no signature; let them be
-            pass
-        name = func.__name__
-        old = _tasks.get(name)
-        if old is not None and _origin(old.func) != _origin(func):
-            raise ValueError(
-                f"task name {name!r} is already used by {_origin(old.func)}: "
-                "task names must be unique"
-            )
-        _tasks[name] = Task(name=name, func=func, interval=float(interval))
-        return func
-
-    return register
-
-
-def tasks() -> list[Task]:
-    """The tasks registered so far, in registration order."""
-    return list(_tasks.values())
-
-
-def _origin(func: Callable[..., object]) -> str:
-    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}"
 
 
 def run_task(task: Task, on_error: OnError | None = None) -> bool:
@@ -245,8 +195,8 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main: tasks register in apiphant.background,
-    # not in this __main__ copy of it.
+    # Run the imported module's main, not this __main__ copy of it: one module of the
+    # command in the process, whatever the product imports (tasks register in periodic).
     from apiphant.background import main as _main
 
     sys.exit(_main())

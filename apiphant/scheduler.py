@@ -14,22 +14,16 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import gevent
 from gevent.event import Event
 
+from apiphant.periodic import Task
+
+__all__ = ["Scheduler", "Slot", "Task", "next_slot"]
+
 log = logging.getLogger("apiphant.background")
-
-
-@dataclass(frozen=True)
-class Task:
-    """A function to call every ``interval`` seconds, known by ``name`` in logs."""
-
-    name: str
-    func: Callable[[], object]
-    interval: float
 
 
 class Slot(NamedTuple):

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apiphant import background
+from apiphant import background, periodic
 from apiphant.background import run_task, seconds
 from apiphant.scheduler import Scheduler, Slot, Task, next_slot
 from tests.sentry_capture import capture_sentry
@@ -39,7 +39,7 @@ LINE = re.compile(
 def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Task]:
     """Each test registers tasks into a fresh registry, not the process-wide one."""
     fresh: dict[str, Task] = {}
-    monkeypatch.setattr(background, "_tasks", fresh)
+    monkeypatch.setattr(periodic, "_tasks", fresh)
     return fresh
 
 
@@ -316,6 +316,17 @@ def test_seconds_registers_and_returns_the_function(registry: dict[str, Task]) -
 
     assert seconds(0.5)(update_something) is update_something
     assert background.tasks() == [Task("update_something", update_something, 0.5)]
+
+
+def test_the_registry_is_apart_from_the_command_and_loads_no_gevent() -> None:
+    """A product's tasks module imports ``seconds`` (0.2's path: apiphant.background); the
+    registry itself, apiphant.periodic, is plain Python, testable without gevent."""
+    assert background.seconds is periodic.seconds and background.tasks is periodic.tasks
+    code = ("import sys, apiphant.periodic; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gevent'))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
 
 
 @pytest.mark.parametrize("interval", [0, -1, math.nan, math.inf, "60", True, None])
