@@ -9,9 +9,9 @@
 
 ``@seconds`` and the registry are apiphant.periodic's (this module re-exports them, the
 path apiphant 0.2 documented); this one is the command. Every task runs once at start,
-then every N seconds, each in its own greenlet (see apiphant.scheduler for the rules). Success logs
-``Task NAME: OK.``; failure logs ``Task NAME failed:`` with the traceback,
-reports it to Sentry when SENTRY_DSN is set, and calls the module's
+then every N seconds, each in its own greenlet (see apiphant.runtime.scheduler for the
+rules). Success logs ``Task NAME: OK.``; failure logs ``Task NAME failed:`` with the
+traceback, reports it to Sentry when SENTRY_DSN is set, and calls the module's
 ``on_error(text)`` hook if it has one.
 """
 
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from apiphant import imports
 from apiphant.periodic import Task, seconds, tasks
-from apiphant.scheduler import Slot
+from apiphant.runtime import imports
+from apiphant.runtime.scheduler import Slot
 from apiphant.settings import schema
 
 __all__ = ["BackgroundError", "load", "main", "parser", "run_task", "seconds", "tasks"]
@@ -81,7 +81,7 @@ def _report(error: BaseException, **tags: str) -> None:
     ``component`` is repeated here because a tag set at init lives in the
     main greenlet's scope, and tasks run in greenlets of their own.
     """
-    from apiphant import reporting
+    from apiphant.runtime import reporting
 
     if reporting.enabled():
         reporting.capture(error, component="background", **tags)
@@ -151,15 +151,15 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     line and exit status 2, as for every command.
     """
     # Before anything imports socket, ssl or the product: tasks' I/O must be cooperative.
-    from apiphant import monkey
+    from apiphant.runtime import monkey
 
     monkey.patch_all()
 
-    from apiphant import logs
     from apiphant.product import ProductError
+    from apiphant.runtime import logs
     from apiphant.runtime.lifecycle import serving
+    from apiphant.runtime.scheduler import Scheduler
     from apiphant.runtime.usage import BAD_ARGUMENT, exit_codes
-    from apiphant.scheduler import Scheduler
     from apiphant.settings import SettingError
 
     with exit_codes(prog, (ProductError, BackgroundError, SettingError)):

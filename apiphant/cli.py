@@ -87,7 +87,7 @@ def _trusted(found: dict[str, Resolved]) -> frozenset[str]:
 
 def _import_failed(error: Exception, debug: bool) -> int:
     """A handler or hook that failed to import: one line (the traceback with --debug)."""
-    from apiphant.imports import full_traceback
+    from apiphant.runtime.imports import full_traceback
 
     if debug and error.__cause__ is not None:
         print(full_traceback(error.__cause__), file=sys.stderr)
@@ -98,9 +98,9 @@ def _import_failed(error: Exception, debug: bool) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
     from apiphant.app import create_app
-    from apiphant.limits import raise_open_files
     from apiphant.routing import RouteError
     from apiphant.runtime.lifecycle import serving
+    from apiphant.runtime.openfiles import raise_open_files
     from apiphant.server import Limits, Server
 
     host, port = parse_address(args.address)
@@ -181,7 +181,7 @@ def run(argv: list[str]) -> int:
         from apiphant import background
 
         return background.main(argv[1:], prog=f"{PROG} background")
-    from apiphant import logs
+    from apiphant.runtime import logs
 
     logs.configure()
     args = parser().parse_args(argv)
@@ -193,15 +193,15 @@ def run(argv: list[str]) -> int:
     if args.command == "routes":
         return routes(args)
     if args.reload:
-        from apiphant import reloader
         from apiphant.product import locate
+        from apiphant.runtime import reloader
 
         parse_address(args.address)
         found = options.resolve(args, "serve")
         _cors(found), _trusted(found)
         product = locate(args.product)
         return reloader.run(product.path, [a for a in argv if a != "--reload"])
-    from apiphant import monkey
+    from apiphant.runtime import monkey
 
     monkey.patch_all()
     return serve(args)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apiphant import imports
 from apiphant.product import Product
+from apiphant.runtime import imports
 
 ACTIONS = ("create", "read", "update", "delete")
 VERSION_RE = re.compile(r"^v\d+$")

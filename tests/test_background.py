@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from apiphant import background, periodic
 from apiphant.background import run_task, seconds
-from apiphant.scheduler import Scheduler, Slot, Task, next_slot
+from apiphant.runtime.scheduler import Scheduler, Slot, Task, next_slot
 from tests.sentry_capture import capture_sentry
 
 REPO = Path(__file__).resolve().parent.parent

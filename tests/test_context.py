@@ -76,7 +76,7 @@ def test_an_incoming_request_id_is_kept_a_bad_one_replaced(shop):
 
 
 def test_log_lines_of_a_request_carry_its_id(shop, caplog):
-    from apiphant.logs import RequestIdFilter
+    from apiphant.runtime.logs import RequestIdFilter
 
     caplog.handler.addFilter(RequestIdFilter())
     with caplog.at_level(logging.INFO):
@@ -89,7 +89,7 @@ def test_json_log_lines(shop):
     import contextvars
     import json
 
-    from apiphant.logs import JsonFormatter, RequestIdFilter
+    from apiphant.runtime.logs import JsonFormatter, RequestIdFilter
 
     record = logging.LogRecord("shop", logging.ERROR, __file__, 7, "it %s", ("failed",), None)
     # outside any request: a fresh context, whatever earlier tests answered in this thread

@@ -15,7 +15,7 @@ from tests.servers import REPO
 #: atexit handler runs, so the report arrives only if the lifecycle flushed it.
 SCRIPT = """
 import os, sys
-from apiphant import reporting
+from apiphant.runtime import reporting
 from apiphant.runtime.lifecycle import serving
 
 with serving(sys.argv[1]) as stop:

@@ -1,4 +1,4 @@
-"""apiphant.monkey.patch_all: gevent's patch_all with each entry-point group read once.
+"""apiphant.runtime.monkey.patch_all: gevent's patch_all with each entry-point group read once.
 
 Each case runs in a fresh interpreter (patching is for the whole process), with a plugin
 installed as gevent's documentation says: a distribution whose entry point is in a
@@ -37,7 +37,7 @@ if sys.argv[1] == "fail":
         raise RuntimeError("patch failed")
 
     monkey.patch_all = broken
-from apiphant import monkey as ours
+from apiphant.runtime import monkey as ours
 
 try:
     ours.patch_all()

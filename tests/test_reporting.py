@@ -1,9 +1,9 @@
-"""The scrubber every Sentry event passes through (apiphant.reporting.scrub): pure."""
+"""The scrubber every Sentry event passes through (apiphant.runtime.reporting.scrub): pure."""
 
 import pytest
 
-from apiphant import reporting
-from apiphant.reporting import FILTERED, scrub, scrubbed_keys
+from apiphant.runtime import reporting
+from apiphant.runtime.reporting import FILTERED, scrub, scrubbed_keys
 from apiphant.settings import SettingError
 
 

@@ -52,7 +52,7 @@ def serving(component: str) -> Iterator[Stop]:
     """
     import gevent
 
-    from apiphant import reporting
+    from apiphant.runtime import reporting
 
     reporting.init(component)
     stop = Stop()
