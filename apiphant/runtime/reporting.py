@@ -16,11 +16,10 @@ product's own comma-separated additions) has its value replaced.
 """
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from apiphant import settings
+from apiphant.settings import env_value
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +61,18 @@ def _secret(key: Any, parts: tuple[str, ...]) -> bool:
 
 def scrubbed_keys(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """SCRUBBED and the product's additions from APIPHANT_SENTRY_SCRUB."""
-    return SCRUBBED + settings.read(settings.SENTRY_SCRUB, settings.words, (), environ)
+    return SCRUBBED + env_value("sentry_scrub", environ)
 
 
-def init(component: str, environ: dict[str, str] | None = None) -> bool:
+def init(component: str, environ: Mapping[str, str] | None = None) -> bool:
     """Start sentry-sdk when SENTRY_DSN is set; return whether it is on."""
     global _enabled
-    environ = os.environ if environ is None else environ
-    dsn = environ.get("SENTRY_DSN", "").strip()
+    dsn = env_value("sentry_dsn", environ)
     if not dsn:
         _enabled = False
         return False
     fragments = scrubbed_keys(environ)
-    local_variables = settings.read(settings.SENTRY_LOCALS, settings.flag, False, environ)
+    local_variables = env_value("sentry_locals", environ)
     import sentry_sdk
     from sentry_sdk.integrations.logging import LoggingIntegration
 
@@ -83,8 +81,8 @@ def init(component: str, environ: dict[str, str] | None = None) -> bool:
 
     sentry_sdk.init(
         dsn=dsn,
-        environment=environ.get("SENTRY_ENVIRONMENT") or None,
-        release=environ.get("SENTRY_RELEASE") or None,
+        environment=env_value("sentry_environment", environ) or None,
+        release=env_value("sentry_release", environ) or None,
         integrations=[LoggingIntegration(level=logging.INFO, event_level=None)],
         auto_enabling_integrations=False,  # no web integration: nothing reads request data
         include_local_variables=local_variables,
