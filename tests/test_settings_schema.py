@@ -217,7 +217,8 @@ def _subparser(parser, name: str):
 
 @pytest.mark.parametrize("command", ["serve", "routes", "background", "smoke"])
 def test_each_commands_options_are_the_schemas_flags(command: str) -> None:
-    from apiphant import background, cli, smoke
+    from apiphant import background, cli
+    from apiphant.testing import smoke
 
     parser = {"background": background.parser, "smoke": smoke.parser}.get(
         command, lambda: _subparser(cli.parser(), command))()
