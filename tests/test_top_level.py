@@ -50,3 +50,31 @@ def test_importing_the_testing_package_loads_no_functional_test() -> None:
 
     assert testing.Client is client.Client and testing.test is functional.test
     assert testing.run_smoke is smoke.run
+
+
+def test_the_handler_api_is_at_the_top_and_loads_on_first_use() -> None:
+    """``import apiphant`` loads no gevent and none of the API; each name, once asked for,
+    is its home's own object."""
+    import apiphant
+
+    code = ("import sys, apiphant; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('gevent', 'apiphant')))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "['apiphant']\n"), done.stderr
+    assert apiphant.__all__ == list(apiphant.API)
+    for name, home in apiphant.API.items():
+        assert getattr(apiphant, name) is getattr(importlib.import_module(home), name), name
+        for module in (REPO / "apiphant" / f"{name}.py", REPO / "apiphant" / name):
+            assert not module.exists(), f"{name} is also a module"
+    assert set(apiphant.API) <= set(dir(apiphant))
+    with pytest.raises(AttributeError):
+        apiphant.nothing  # noqa: B018
+
+
+def test_from_apiphant_import_test_is_still_the_module() -> None:
+    from apiphant import test
+    from apiphant import testing as package
+
+    assert test.__name__ == "apiphant.test" and callable(test.test)
+    assert package.__name__ == "apiphant.testing"
