@@ -7,6 +7,7 @@ apiphant carries a copy of it as ``apiphant/template``.
 import shutil
 from pathlib import Path
 
+import apiphant
 from apiphant.product import name_problem
 
 TEMPLATE_NAME = "myproduct"
@@ -19,9 +20,11 @@ class ScaffoldError(Exception):
 
 
 def template_path() -> Path:
-    """The template product: packaged beside this module, or the checkout's myproduct/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "template", here.parent / TEMPLATE_NAME):
+    """The template product: packaged in apiphant (apiphant/template), or the checkout's
+    myproduct/ beside the package. Found from the package's root, not from this module's
+    folder, so the module may move."""
+    root = Path(apiphant.__file__).resolve().parent
+    for candidate in (root / "template", root.parent / TEMPLATE_NAME):
         if (candidate / "api").is_dir():
             return candidate
     raise ScaffoldError("the template product is missing from this installation")
