@@ -90,6 +90,14 @@ def test_the_deploy_configurations_api_fields_are_the_api_settings_with_their_de
     assert BY_NAME["stop_timeout"].deploy == "background.stop_timeout"
 
 
+@pytest.mark.parametrize("section", ["api", "background"])
+def test_the_keys_deploy_toml_allows_are_the_schemas(section: str) -> None:
+    message = _deploy_error(section, "no_such_key", 1) or ""
+    allowed = message.partition("(expected one of: ")[2].rstrip(")").split(", ")
+    assert sorted(allowed) == sorted(s.deploy.partition(".")[2] for s in ALL
+                                     if (s.deploy or "").startswith(f"{section}."))
+
+
 ONE_HOST = """
 product = "myproduct"
 server_names = ["api.example.com"]
