@@ -54,7 +54,7 @@ from apiphant.http import response, wsgi
 from apiphant.http.parser import ProtocolError, Request, RequestParser
 
 if TYPE_CHECKING:
-    from apiphant.server import Server
+    from apiphant.http.server import Server
 
 log = logging.getLogger("apiphant.server")
 access_log = logging.getLogger("apiphant.access")
