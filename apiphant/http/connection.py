@@ -45,16 +45,14 @@ its number). The object has ``__slots__``: no instance dict.
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 
 from apiphant import reporting
 from apiphant.http import response, wsgi
 from apiphant.http.parser import ProtocolError, Request, RequestParser
-
-if TYPE_CHECKING:
-    from apiphant.http.server import Server
+from apiphant.http.protocol import ConnectionOwner
 
 log = logging.getLogger("apiphant.server")
 access_log = logging.getLogger("apiphant.access")
@@ -94,7 +92,7 @@ class Connection:
         "error",
     )
 
-    def __init__(self, server: "Server", sock: socket.socket, address: Any) -> None:
+    def __init__(self, server: ConnectionOwner, sock: socket.socket, address: Any) -> None:
         self.server = server
         self.sock = sock
         self.address = address

@@ -48,10 +48,10 @@ import gevent
 from gevent.hub import Waiter
 from gevent.server import StreamServer
 
-from apiphant.app import App
 from apiphant.http import wsgi
 from apiphant.http.admission import Admission
 from apiphant.http.connection import Connection
+from apiphant.http.protocol import direct_path
 
 #: The name the server has always logged under (before it moved into http/).
 log = logging.getLogger("apiphant.server")
@@ -104,7 +104,7 @@ class Server(StreamServer):
         self.application = application
         #: apiphant's App is called through its direct path (App.direct: no environ, no
         #: start_response); any other WSGI application, a wrapped App included, through WSGI.
-        self.direct = application.direct if type(application) is App else None
+        self.direct = direct_path(application)
         self.limits = limits
         self.access_log = access_log
         self.draining = False
