@@ -59,9 +59,6 @@ access_log = logging.getLogger("apiphant.access")
 
 #: One read's size: a request up to this size takes one recv.
 RECV_SIZE = 65536
-#: A body left unread by the application is read and dropped to keep the connection, up to
-#: this size and framed by Content-Length; past it, the connection is closed instead.
-DISCARD_LIMIT = 64 * 1024
 #: Answers to pipelined requests sent together, at most: then the others get their turn.
 MAX_BATCH = 16
 #: What ``_wait_for_request`` found: a request head, nothing yet (wait without a greenlet),
@@ -306,13 +303,19 @@ class Connection:
                 if answer is None:
                     answer = wsgi.call(server.application, self._environ(request, stream))
                 status, headers, body = answer
-                head, close = self._head(request, status, headers, body)
+                keep = response.keep_alive(
+                    request, draining=server.draining, broken_behind=self.error is not None
+                )
+                head, close = response.head(
+                    status, headers, len(body), not keep, request.version, time.time(),
+                    request.method == "HEAD",
+                )  # fmt: skip
             except Exception as error:  # the application's bug: a 500, never a dead worker
                 log.error("%s %s failed", request.method, request.target[:200], exc_info=error)
                 reporting.capture(error, route=request.target.partition("?")[0][:200])
-                status, close = "500 Internal Server Error", True
-                body = b'{"error": "500 Internal Server Error"}'
-                head = self._error_head(status, body)
+                status, close = response.SERVER_ERROR, True
+                body = response.SERVER_ERROR_BODY
+                head = response.error_head(status, len(body), time.time())
         finally:
             admission.release()
         if request.method == "HEAD":
@@ -324,66 +327,6 @@ class Connection:
 
     def _environ(self, request: Request, stream: wsgi.Body) -> dict[str, Any]:
         return wsgi.environ(self.server.environ, request, stream, self.address)
-
-    def _head(
-        self, request: Request, status: str, headers: list[tuple[str, str]] | bytes, body: bytes
-    ) -> tuple[bytes, bool]:
-        """Status line and headers; whether the connection closes after this answer.
-
-        ``Connection: close`` whenever it will not be reused: draining, asked to
-        by the client or the application, a broken request pipelined behind, or
-        a body left unread that is too large (or never invited) to drop.
-        """
-        close = (
-            self.server.draining
-            or not request.keep_alive
-            or request.upgrade
-            or self.error is not None
-        )
-        if not close and not request.complete:
-            left = request.unread()
-            close = left is None or left > DISCARD_LIMIT or request.expect_continue
-        parts = [response.status_bytes(status), response.date_header(time.time())]
-        if type(headers) is bytes:  # App.direct's lines: checked, Content-Length and nosniff in
-            parts.append(headers)
-        else:
-            length = sniff = False
-            for name, value in headers:
-                line, kind = response.header_line(name, value)
-                if kind == response.PLAIN:
-                    parts.append(line)
-                elif kind == response.LENGTH:
-                    length = True
-                    response.check_length(value, len(body), request.method == "HEAD")
-                    parts.append(line)
-                elif kind == response.SNIFF:
-                    sniff = True
-                    parts.append(line)
-                elif kind == response.CONNECTION_CLOSE:
-                    close = True  # said once, below
-            if not length:
-                parts.append(b"Content-Length: %d\r\n" % len(body))
-            if not sniff:
-                parts.append(response.NOSNIFF)
-        if close:
-            parts.append(response.CLOSE)
-        elif request.version == "1.0":
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts), close
-
-    @staticmethod
-    def _error_head(status: str, body: bytes) -> bytes:
-        return b"".join(
-            (
-                response.status_bytes(status),
-                response.date_header(time.time()),
-                b"Content-Type: application/json\r\n",
-                response.NOSNIFF,
-                response.CLOSE,
-                b"Content-Length: %d\r\n\r\n" % len(body),
-            )
-        )
 
     def _drop_body(self, request: Request) -> bool:
         """Read and drop the small unread rest of a body, to keep the connection."""
