@@ -16,7 +16,7 @@ import pytest
 
 from apiphant.app import create_app
 from apiphant.cors import policy
-from apiphant.server import Limits
+from apiphant.http.server import Limits
 from tests.servers import raw_exchange, server_in_thread
 
 FILES = {

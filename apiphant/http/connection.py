@@ -19,18 +19,19 @@ A request's way through it, top to bottom:
 2. ``_answer`` takes an admission slot (``Server.admission``, a strict FIFO
    queue: under overload requests start in the order their heads arrived,
    and one that waits past ``queue_timeout`` gets 503), calls the
-   application, and formats the answer: status line, headers and body in
-   one buffer. apiphant's own App is called through ``App.direct`` (the
-   parsed request in, status, headers and body out: no environ unless it
-   asks for one); any other application, and the requests ``direct``
-   declines, through WSGI (an environ and ``start_response``). The
-   application reads the body through ``fill``, each read bounded by the
-   body deadline (``request_timeout``).
+   application, and formats the answer (``response.head``): status line,
+   headers and body in one buffer. apiphant's own App is called through
+   ``App.direct`` (the parsed request in, status, headers and body out: no
+   environ unless it asks for one); any other application, and the requests
+   ``direct`` declines, through WSGI (an environ and ``start_response``).
+   The application reads the body through ``fill``, each read bounded by
+   the body deadline (``request_timeout``).
 3. ``_serve`` sends the answers (pipelined requests parsed from one read
    share one send), then keeps the connection, drops a small unread body to
-   keep it, or closes it. Each wait of a send for the client to take more
-   bytes is bounded by ``request_timeout`` (Nginx's ``send_timeout``): a
-   client that stops reading is dropped, and the answers it held let go.
+   keep it, or closes it (``response.keep_alive`` decided which). Each wait
+   of a send for the client to take more bytes is bounded by
+   ``request_timeout`` (Nginx's ``send_timeout``): a client that stops
+   reading is dropped, and the answers it held let go.
 4. A close with request bytes possibly still arriving is a lingering close:
    half-close, read and drop for a bounded time, then close. A plain close
    with unread input makes the kernel send a reset, which can destroy the
