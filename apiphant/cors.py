@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from apiphant.context import HEADER_NAME
+from apiphant.http.response import json_headers
+
 StartResponse = Callable[..., Any]
 Wsgi = Callable[[dict, StartResponse], Iterable[bytes]]
 
 #: ``scheme://host[:port]``, nothing after: what a browser sends in ``Origin``.
 ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
-HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 #: How long a browser may cache a preflight answer (seconds; Chromium caps it at 7200).
 MAX_AGE = 600
 ALWAYS_ALLOWED_HEADERS = ("Content-Type",)
@@ -118,7 +120,7 @@ class CorsMiddleware:
             if not allowed:
                 # No CORS headers: the browser blocks the page's call.
                 body = b'{"error": "CORS origin not allowed"}'
-                start_response("403 Forbidden", _json_headers(body, [VARY]))
+                start_response("403 Forbidden", json_headers(len(body), extra=[VARY]))
                 return [body]
             start_response("204 No Content", preflight_headers(self.cors, origin))
             return [b""]
@@ -129,11 +131,3 @@ class CorsMiddleware:
 
         return self.app(environ, start)
 
-
-def _json_headers(body: bytes, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [
-        ("Content-Type", "application/json"),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Content-Length", str(len(body))),
-        *extra,
-    ]

@@ -5,6 +5,8 @@ is decided here; h11, another strict parser, is the oracle for what a valid
 request means.
 """
 
+import json
+
 import h11
 import pytest
 from hypothesis import given, settings
@@ -257,12 +259,12 @@ def test_date_is_formatted_once_a_second():
 
 
 def test_response_headers_refuse_cr_and_lf():
-    assert response.header_bytes([("A", "1"), ("B", "2")]) == b"A: 1\r\nB: 2\r\n"
+    assert response.header_line("A", "1") == (b"A: 1\r\n", response.PLAIN)
     assert response.header_line("connection", "Close") == (b"connection: Close\r\n",
                                                            response.CONNECTION_CLOSE)  # fmt: skip
     for name, value in (("A", "1\r\nSet-Cookie: x"), ("A\n", "1"), ("A", "1\r"), ("A:", "1")):
         with pytest.raises(response.HeaderError):
-            response.header_bytes([(name, value)])
+            response.header_line(name, value)
 
 
 def test_error_answers_are_json_close_and_nosniff():
@@ -273,3 +275,77 @@ def test_error_answers_are_json_close_and_nosniff():
                  b"Content-Type: application/json", b"Content-Length: %d" % len(body)):  # fmt: skip
         assert line in head_part.split(b"\r\n"), line
     assert body == b'{"error": "503 Service Unavailable"}'
+
+
+def request_of(data: bytes, more: bytes = b"") -> Request:
+    """The first request of ``data``, with ``more`` fed after it (a body's rest)."""
+    parser = RequestParser()
+    parser.feed(data)
+    if more:
+        parser.feed(more)
+    return parser.ready[0]
+
+
+POST = b"POST / HTTP/1.1\r\nHost: t\r\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "draining", "broken_behind", "kept"),
+    [
+        (POST + b"Content-Length: 2\r\n\r\n{}", False, False, True),
+        (POST + b"Content-Length: 2\r\n\r\n{}", True, False, False),
+        (POST + b"Content-Length: 2\r\n\r\n{}", False, True, False),
+        (POST + b"Connection: close\r\nContent-Length: 2\r\n\r\n{}", False, False, False),
+        (b"POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}", False, False, False),
+        (b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", False,
+         False, True),
+        # a body left unread: dropped to keep the connection when small and already invited
+        (POST + b"Content-Length: %d\r\n\r\n" % response.DISCARD_LIMIT, False, False, True),
+        (POST + b"Content-Length: %d\r\n\r\n" % (response.DISCARD_LIMIT + 1), False, False,
+         False),
+        (POST + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n", False, False, False),
+        (POST + b"Transfer-Encoding: chunked\r\n\r\n", False, False, False),
+    ],
+)  # fmt: skip
+def test_the_keep_alive_decision(data, draining, broken_behind, kept):
+    request = request_of(data)
+    assert response.keep_alive(request, draining=draining, broken_behind=broken_behind) is kept
+
+
+def test_a_complete_chunked_body_keeps_the_connection():
+    request = request_of(POST + b"Transfer-Encoding: chunked\r\n\r\n", b"2\r\n{}\r\n0\r\n\r\n")
+    assert request.complete
+    assert response.keep_alive(request, draining=False, broken_behind=False)
+
+
+def test_an_applications_head_is_completed_and_checked():
+    now = 1_700_000_000.0
+    date = response.date_header(now)
+    head, close = response.head("200 OK", [("Content-Type", "text/plain")], 5, False, "1.1", now)
+    assert not close
+    assert head == (b"HTTP/1.1 200 OK\r\n" + date + b"Content-Type: text/plain\r\n"
+                    b"Content-Length: 5\r\n" + response.NOSNIFF + b"\r\n")  # fmt: skip
+    head, close = response.head("200 OK", [("Connection", "close"), ("Content-Length", "5"),
+                                           ("X-Content-Type-Options", "nosniff")], 5, False,
+                                "1.0", now)  # fmt: skip
+    assert close and head.count(b"Connection") == 1 and head.count(b"nosniff") == 1
+    assert response.head("200 OK", [], 0, False, "1.0", now)[0].endswith(
+        response.KEEP_ALIVE + b"\r\n")
+    with pytest.raises(response.HeaderError):
+        response.head("200 OK", [("Content-Length", "4")], 5, False, "1.1", now)
+    head, _ = response.head("200 OK", [("Content-Length", "4")], 0, False, "1.1", now, True)
+    assert b"Content-Length: 4\r\n" in head  # HEAD: its body is not sent
+    direct = response.JSON_LINES % 2
+    assert response.head("200 OK", direct, 2, True, "1.1", now) == (
+        b"HTTP/1.1 200 OK\r\n" + date + direct + response.CLOSE + b"\r\n", True)
+
+
+def test_the_json_head_is_spelled_once():
+    assert response.json_headers(2, True, [("Vary", "Origin")]) == [
+        ("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff"),
+        ("Content-Length", "2"), ("Connection", "close"), ("Vary", "Origin")]  # fmt: skip
+    lines = b"".join(response.header_line(n, v)[0] for n, v in response.json_headers(7))
+    assert lines == response.JSON_LINES % 7
+    assert response.error_head(response.SERVER_ERROR, 38, 0.0).startswith(
+        b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert json.loads(response.SERVER_ERROR_BODY) == {"error": response.SERVER_ERROR}

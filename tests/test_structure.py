@@ -17,7 +17,6 @@ MAX_LINES = 450
 
 #: Modules still over MAX_LINES, and their owners in the redesign.
 OVERSIZED = {
-    "apiphant/http/connection.py",  # http/: heads into response.py
     "apiphant/deploy/config.py",  # the deploy configuration package
     "apiphant/deploy/commands.py",  # host operations by noun
     "apiphant/deploy/plan.py",  # plan/: steps, phases, builders
@@ -164,6 +163,25 @@ def test_protocol_code_is_pure() -> None:
         named |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                   if isinstance(node, ast.ImportFrom)}  # fmt: skip
         assert not named & {"socket", "gevent"}, (name, named & {"socket", "gevent"})
+
+
+#: What http/ may import of the rest of apiphant. Besides the plan's two: wsgi.py's
+#: context.LOCAL_ADDRESS (the environ key /health reads: context.py's to move), and
+#: connection.py's reporting (the report of an application's 500).
+HTTP_MAY_IMPORT = {"apiphant.errors", "apiphant.settings.schema", "apiphant.context",
+                   "apiphant.reporting", "apiphant.runtime.reporting"}  # fmt: skip
+
+
+def test_the_http_server_stands_alone() -> None:
+    """http/ serves any WSGI application: it reaches apiphant's App through
+    http.protocol, never by importing it; the App uses http's pure response heads, never
+    its connections or server."""
+    edges = graph()
+    for name, imported in edges.items():
+        if name.startswith("apiphant.http."):
+            outside = {m for m in imported if not m.startswith("apiphant.http")}
+            assert outside <= HTTP_MAY_IMPORT, (name, outside - HTTP_MAY_IMPORT)
+    assert not edges["apiphant.app"] & {"apiphant.http.connection", "apiphant.http.server"}
 
 
 def test_the_command_line_loads_no_gevent_until_it_serves() -> None:

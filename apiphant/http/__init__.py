@@ -6,6 +6,6 @@
 - ``wsgi``: the WSGI environ, ``wsgi.input`` and ``start_response``.
 - ``connection``: one connection's greenlet: read, parse, admit, call the
   application, send, keep alive or close with a lingering close.
-
-``apiphant.server`` owns the listening socket, the limits and the drain.
+- ``server``: the listening socket, the limits and the drain (``apiphant.server``
+  is its old path, still working).
 """

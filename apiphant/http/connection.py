@@ -19,18 +19,19 @@ A request's way through it, top to bottom:
 2. ``_answer`` takes an admission slot (``Server.admission``, a strict FIFO
    queue: under overload requests start in the order their heads arrived,
    and one that waits past ``queue_timeout`` gets 503), calls the
-   application, and formats the answer: status line, headers and body in
-   one buffer. apiphant's own App is called through ``App.direct`` (the
-   parsed request in, status, headers and body out: no environ unless it
-   asks for one); any other application, and the requests ``direct``
-   declines, through WSGI (an environ and ``start_response``). The
-   application reads the body through ``fill``, each read bounded by the
-   body deadline (``request_timeout``).
+   application, and formats the answer (``response.head``): status line,
+   headers and body in one buffer. apiphant's own App is called through
+   ``App.direct`` (the parsed request in, status, headers and body out: no
+   environ unless it asks for one); any other application, and the requests
+   ``direct`` declines, through WSGI (an environ and ``start_response``).
+   The application reads the body through ``fill``, each read bounded by
+   the body deadline (``request_timeout``).
 3. ``_serve`` sends the answers (pipelined requests parsed from one read
    share one send), then keeps the connection, drops a small unread body to
-   keep it, or closes it. Each wait of a send for the client to take more
-   bytes is bounded by ``request_timeout`` (Nginx's ``send_timeout``): a
-   client that stops reading is dropped, and the answers it held let go.
+   keep it, or closes it (``response.keep_alive`` decided which). Each wait
+   of a send for the client to take more bytes is bounded by
+   ``request_timeout`` (Nginx's ``send_timeout``): a client that stops
+   reading is dropped, and the answers it held let go.
 4. A close with request bytes possibly still arriving is a lingering close:
    half-close, read and drop for a bounded time, then close. A plain close
    with unread input makes the kernel send a reset, which can destroy the
@@ -45,25 +46,20 @@ its number). The object has ``__slots__``: no instance dict.
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 
 from apiphant import reporting
 from apiphant.http import response, wsgi
 from apiphant.http.parser import ProtocolError, Request, RequestParser
-
-if TYPE_CHECKING:
-    from apiphant.server import Server
+from apiphant.http.protocol import ConnectionOwner
 
 log = logging.getLogger("apiphant.server")
 access_log = logging.getLogger("apiphant.access")
 
 #: One read's size: a request up to this size takes one recv.
 RECV_SIZE = 65536
-#: A body left unread by the application is read and dropped to keep the connection, up to
-#: this size and framed by Content-Length; past it, the connection is closed instead.
-DISCARD_LIMIT = 64 * 1024
 #: Answers to pipelined requests sent together, at most: then the others get their turn.
 MAX_BATCH = 16
 #: What ``_wait_for_request`` found: a request head, nothing yet (wait without a greenlet),
@@ -94,7 +90,7 @@ class Connection:
         "error",
     )
 
-    def __init__(self, server: "Server", sock: socket.socket, address: Any) -> None:
+    def __init__(self, server: ConnectionOwner, sock: socket.socket, address: Any) -> None:
         self.server = server
         self.sock = sock
         self.address = address
@@ -308,13 +304,19 @@ class Connection:
                 if answer is None:
                     answer = wsgi.call(server.application, self._environ(request, stream))
                 status, headers, body = answer
-                head, close = self._head(request, status, headers, body)
+                keep = response.keep_alive(
+                    request, draining=server.draining, broken_behind=self.error is not None
+                )
+                head, close = response.head(
+                    status, headers, len(body), not keep, request.version, time.time(),
+                    request.method == "HEAD",
+                )  # fmt: skip
             except Exception as error:  # the application's bug: a 500, never a dead worker
                 log.error("%s %s failed", request.method, request.target[:200], exc_info=error)
                 reporting.capture(error, route=request.target.partition("?")[0][:200])
-                status, close = "500 Internal Server Error", True
-                body = b'{"error": "500 Internal Server Error"}'
-                head = self._error_head(status, body)
+                status, close = response.SERVER_ERROR, True
+                body = response.SERVER_ERROR_BODY
+                head = response.error_head(status, len(body), time.time())
         finally:
             admission.release()
         if request.method == "HEAD":
@@ -326,66 +328,6 @@ class Connection:
 
     def _environ(self, request: Request, stream: wsgi.Body) -> dict[str, Any]:
         return wsgi.environ(self.server.environ, request, stream, self.address)
-
-    def _head(
-        self, request: Request, status: str, headers: list[tuple[str, str]] | bytes, body: bytes
-    ) -> tuple[bytes, bool]:
-        """Status line and headers; whether the connection closes after this answer.
-
-        ``Connection: close`` whenever it will not be reused: draining, asked to
-        by the client or the application, a broken request pipelined behind, or
-        a body left unread that is too large (or never invited) to drop.
-        """
-        close = (
-            self.server.draining
-            or not request.keep_alive
-            or request.upgrade
-            or self.error is not None
-        )
-        if not close and not request.complete:
-            left = request.unread()
-            close = left is None or left > DISCARD_LIMIT or request.expect_continue
-        parts = [response.status_bytes(status), response.date_header(time.time())]
-        if type(headers) is bytes:  # App.direct's lines: checked, Content-Length and nosniff in
-            parts.append(headers)
-        else:
-            length = sniff = False
-            for name, value in headers:
-                line, kind = response.header_line(name, value)
-                if kind == response.PLAIN:
-                    parts.append(line)
-                elif kind == response.LENGTH:
-                    length = True
-                    response.check_length(value, len(body), request.method == "HEAD")
-                    parts.append(line)
-                elif kind == response.SNIFF:
-                    sniff = True
-                    parts.append(line)
-                elif kind == response.CONNECTION_CLOSE:
-                    close = True  # said once, below
-            if not length:
-                parts.append(b"Content-Length: %d\r\n" % len(body))
-            if not sniff:
-                parts.append(response.NOSNIFF)
-        if close:
-            parts.append(response.CLOSE)
-        elif request.version == "1.0":
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts), close
-
-    @staticmethod
-    def _error_head(status: str, body: bytes) -> bytes:
-        return b"".join(
-            (
-                response.status_bytes(status),
-                response.date_header(time.time()),
-                b"Content-Type: application/json\r\n",
-                response.NOSNIFF,
-                response.CLOSE,
-                b"Content-Length: %d\r\n\r\n" % len(body),
-            )
-        )
 
     def _drop_body(self, request: Request) -> bool:
         """Read and drop the small unread rest of a body, to keep the connection."""

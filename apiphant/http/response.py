@@ -1,4 +1,11 @@
-"""Responses as bytes: status line, headers and body, built once and sent in one write.
+"""Every response head, as bytes and as WSGI header lists: one home for each line.
+
+Status line, headers and body are built once and sent in one write. The JSON
+head (Content-Type, nosniff, Content-Length) is spelled here only: the App's
+answers (``json_headers``, and ``JSON_LINES`` for its direct path), the
+application's head as the server completes it (``head``), the server's own
+error answers (``error_response``, ``error_head``), and the keep-alive
+decision (``keep_alive``).
 
 Pure: the clock comes in as an argument. The Date header is formatted once a
 second (as uvicorn does), not once a response, and status lines are cached.
@@ -7,13 +14,28 @@ second (as uvicorn does), not once a response, and status lines are cached.
 import json
 import re
 from email.utils import formatdate
+from typing import TYPE_CHECKING
 
 from apiphant.errors import status_line
 
+if TYPE_CHECKING:
+    from apiphant.http.parser import Request
+
+JSON = "application/json"
 #: Every answer, the application's and the server's own: never sniffed as a page or script.
-NOSNIFF = b"X-Content-Type-Options: nosniff\r\n"
+NOSNIFF_HEADER = ("X-Content-Type-Options", "nosniff")
+NOSNIFF = "{}: {}\r\n".format(*NOSNIFF_HEADER).encode()
+CONTENT_TYPE_JSON = f"Content-Type: {JSON}\r\n".encode()
+#: The JSON head's lines as a %-template of the body's length, formatted once: App.direct
+#: appends its own lines (the request id) and fills the length in, on the hot path.
+JSON_LINES = CONTENT_TYPE_JSON + NOSNIFF + b"Content-Length: %d\r\n"
 CLOSE = b"Connection: close\r\n"
+KEEP_ALIVE = b"Connection: keep-alive\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+SERVER_ERROR = status_line(500)
+#: A body left unread by the application is read and dropped to keep the connection, up to
+#: this size and framed by Content-Length; past it, the connection is closed instead.
+DISCARD_LIMIT = 64 * 1024
 
 _status_lines: dict[str, bytes] = {}
 _date: list = [0, b""]  # [whole second, header line]
@@ -113,20 +135,112 @@ def check_length(value: str, length: int, head: bool = False) -> None:
     raise HeaderError(f"Content-Length {value[:20]!r} for a body of {length} bytes")
 
 
-def header_bytes(headers: list[tuple[str, str]]) -> bytes:
-    """The headers as lines (through header_line's checks)."""
-    return b"".join(header_line(name, value)[0] for name, value in headers)
+def error_body(status: int) -> bytes:
+    """The JSON body of an error answer that says no more than its status."""
+    return json.dumps({"error": status_line(status)}).encode()
+
+
+SERVER_ERROR_BODY = error_body(500)
+
+
+def json_headers(
+    length: int, close: bool = False, extra: list[tuple[str, str]] | tuple = ()
+) -> list[tuple[str, str]]:
+    """A JSON answer's headers in the WSGI list form, ``extra`` last."""
+    # nosniff: a browser never runs an answer as a script or page, whatever it holds.
+    headers = [("Content-Type", JSON), NOSNIFF_HEADER, ("Content-Length", str(length))]
+    if close:
+        headers.append(("Connection", "close"))
+    headers += extra
+    return headers
+
+
+def keep_alive(request: "Request", *, draining: bool, broken_behind: bool) -> bool:
+    """Whether the connection is kept after answering ``request``.
+
+    Not when draining, asked by the client to close (or upgrade), a broken request is
+    pipelined behind (``broken_behind``), or a body is left unread that is too large
+    (or never invited: Expect) to drop.
+    """
+    if draining or not request.keep_alive or request.upgrade or broken_behind:
+        return False
+    if request.complete:
+        return True
+    left = request.unread()
+    return not (left is None or left > DISCARD_LIMIT or request.expect_continue)
+
+
+def head(
+    status: str,
+    headers: list[tuple[str, str]] | bytes,
+    length: int,
+    close: bool,
+    version: str,
+    now: float,
+    bodiless: bool = False,
+) -> tuple[bytes, bool]:
+    """An application's status line and headers, and whether the connection closes after
+    its answer: ``close`` (``keep_alive``'s no), or the application's ``Connection: close``,
+    said once.
+
+    ``headers`` is the WSGI list, each checked (``header_line``), with Content-Length
+    (checked against ``length``; any for a ``bodiless`` HEAD answer) and nosniff added when
+    missing; or App.direct's lines, formatted and complete (bytes). An HTTP/1.0 client is
+    told when the connection is kept.
+    """
+    parts = [status_bytes(status), date_header(now)]
+    if type(headers) is bytes:  # App.direct's lines: checked, Content-Length and nosniff in
+        parts.append(headers)
+    else:
+        has_length = sniff = False
+        for name, value in headers:
+            line, kind = header_line(name, value)
+            if kind == PLAIN:
+                parts.append(line)
+            elif kind == LENGTH:
+                has_length = True
+                check_length(value, length, bodiless)
+                parts.append(line)
+            elif kind == SNIFF:
+                sniff = True
+                parts.append(line)
+            elif kind == CONNECTION_CLOSE:
+                close = True  # said once, below
+        if not has_length:
+            parts.append(b"Content-Length: %d\r\n" % length)
+        if not sniff:
+            parts.append(NOSNIFF)
+    if close:
+        parts.append(CLOSE)
+    elif version == "1.0":
+        parts.append(KEEP_ALIVE)
+    parts.append(b"\r\n")
+    return b"".join(parts), close
+
+
+def error_head(status: str, length: int, now: float) -> bytes:
+    """The head of the server's 500 for an application that failed: JSON, closing."""
+    return b"".join(
+        (
+            status_bytes(status),
+            date_header(now),
+            CONTENT_TYPE_JSON,
+            NOSNIFF,
+            CLOSE,
+            b"Content-Length: %d\r\n\r\n" % length,
+        )
+    )
 
 
 def error_response(status: int, now: float, extra: bytes = b"") -> bytes:
     """A complete JSON error answer from the server itself, closing the connection."""
-    body = json.dumps({"error": status_line(status)}).encode()
+    body = error_body(status)
     return b"".join(
         (
             status_bytes(status_line(status)),
             date_header(now),
             CLOSE,
-            b"Content-Type: application/json\r\n",
+            CONTENT_TYPE_JSON,
             NOSNIFF,
             extra,
             b"Content-Length: %d\r\n\r\n" % len(body),
