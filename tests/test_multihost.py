@@ -615,7 +615,7 @@ def test_host_lost_after_the_switch_the_others_roll_back_and_fab_rollback_conver
         for name in ("front", "api1"):
             assert site.current(name) == before[name]
         for worker in site.workers("api1"):
-            assert (site.health(worker.address) or {}).get("release") == before["api1"]
+            assert site.release("api1", worker.address) == before["api1"]
         for n in range(10):
             status, answer = site.post("/api/v0/echo/read", {"n": n})
             assert (status, answer) == (200, {"n": n, "server": PRODUCT})
@@ -644,7 +644,7 @@ def test_host_lost_after_the_switch_the_others_roll_back_and_fab_rollback_conver
         assert site.current(name) == before[name]
     for name in WORKERS:
         for worker in site.workers(name):
-            assert (site.health(worker.address) or {}).get("release") == before[name]
+            assert site.release(name, worker.address) == before[name]
     status = site.fab("status")
     assert status.returncode == 0 and "every host serves one release" in status.stdout
 
