@@ -41,6 +41,8 @@ from bench import machine  # noqa: E402
 from bench.run import write_results  # noqa: E402
 from bench.servers import REPO  # noqa: E402
 from tests import testhosts  # noqa: E402
+from tests.support import load as support  # noqa: E402
+from tests.support import processes  # noqa: E402
 
 PRODUCT = "myproduct"
 SERVER_NAME = "api.example.com"  # myproduct's server_names[0]: the Host the front serves
@@ -235,9 +237,7 @@ def timed_fab(args: list[str], log: Path, echo: bool) -> dict:
         proc.wait(60)
     finally:
         timer.cancel()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        processes.stop(proc, signal.SIGKILL, timeout=10, group=True)
     seconds = time.monotonic() - started
     busy = machine_cpu() - busy_before
     output = "\n".join(line for _, line in lines)
@@ -254,7 +254,7 @@ def timed_fab(args: list[str], log: Path, echo: bool) -> dict:
 # The load: client threads through the front
 
 
-class Load:
+class Load(support.Load):
     """``threads`` keep-alive clients posting through the front's Nginx, round the kinds,
     each at most ``rate`` requests a second (0: as fast as answers come), so the load
     does not take the deploy's CPU on a small machine; every answer but the expected 200
@@ -265,84 +265,37 @@ class Load:
         self, host: str, kinds: list[str], threads: int, rate: float = 10, port: int = 80,
         limit: float = 900, max_requests: int = 100_000,
     ) -> None:  # fmt: skip
-        self.host = host
-        self.port = port
-        self.rate = rate
         self.kinds = kinds
-        self.limit = limit
-        self.max_requests = max_requests
-        self.lock = threading.Lock()
-        self.sent = 0
-        self.failed: Counter = Counter()
-        self.stopping = threading.Event()
-        self.threads = [
-            threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(threads)
-        ]
+        super().__init__(
+            lambda: http.client.HTTPConnection(host, port, timeout=10), self.request,
+            threads=threads, headers={"Content-Type": "application/json", "Host": SERVER_NAME},
+            rate=rate, limit=limit, max_requests=max_requests,
+        )  # fmt: skip
 
-    @staticmethod
-    def request(kind: str, n: int) -> tuple[str, dict, object]:
-        """(path, body, check of the decoded answer) of request ``n`` of ``kind``."""
+    def request(self, number: int, n: int) -> support.Request:
+        """Thread ``number``'s request ``n``: its kind, path, body and check of the answer."""
+        kind = self.kinds[(n + number) % len(self.kinds)]
         if kind == "echo":
-            return "/api/v0/echo/read", {"n": n}, lambda a: a == {"n": n, "server": PRODUCT}
+            return kind, "/api/v0/echo/read", {"n": n}, lambda a: a == {"n": n, "server": PRODUCT}
         if kind == "update":  # not idempotent: Nginx never sends it to a second worker
             expected = {"user_id": n, "settings": {"theme": "dark", "language": "en"}}
             body = {"user_id": n, "settings": {"theme": "dark"}}
-            return "/api/v0/users/settings/update", body, lambda a: a == expected
+            return kind, "/api/v0/users/settings/update", body, lambda a: a == expected
         if kind == "where":
-            return "/api/v0/reports/where/read", {}, lambda a: str(a.get("host", "")) != ""
+            return kind, "/api/v0/reports/where/read", {}, lambda a: str(a.get("host", "")) != ""
         raise ValueError(kind)
 
-    def run(self, number: int) -> None:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        headers = {"Content-Type": "application/json", "Host": SERVER_NAME}
-        started = time.monotonic()
-        deadline = started + self.limit
-        for n in range(self.max_requests):
-            if self.rate > 0:  # paced: request n not before n / rate seconds
-                self.stopping.wait(max(0.0, started + n / self.rate - time.monotonic()))
-            if self.stopping.is_set() or time.monotonic() > deadline:
-                break
-            kind = self.kinds[(n + number) % len(self.kinds)]
-            path, body, check = self.request(kind, n)
-            why = ""
-            try:
-                conn.request("POST", path, json.dumps(body), headers)
-                response = conn.getresponse()
-                answer = response.read()
-                if response.status != 200:
-                    why = str(response.status)
-                elif not check(json.loads(answer)):
-                    why = "wrong answer"
-            except (OSError, http.client.HTTPException, ValueError) as error:
-                why = type(error).__name__
-                conn.close()
-            with self.lock:
-                self.sent += 1
-                if why:
-                    self.failed[f"{kind} {why}"] += 1
-        conn.close()
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(20)
-
     def wait_sent(self, count: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.sent < count:
-            if time.monotonic() > deadline:
-                raise FleetError(f"the load sent only {self.sent} requests in {timeout:g} s")
-            time.sleep(0.05)
+        try:
+            super().wait_sent(count, timeout)
+        except TimeoutError as error:
+            raise FleetError(str(error)) from None
 
     def figures(self) -> dict:
+        causes = Counter(f"{kind} {why}" for _, kind, why in self.failures)
         return {"clients": len(self.threads), "rate per client": self.rate,
-                "requests": self.sent,
-                "failed": sum(self.failed.values()), "causes": dict(self.failed)}  # fmt: skip
+                "requests": self.total,
+                "failed": sum(self.failed.values()), "causes": dict(causes)}  # fmt: skip
 
 
 def post(host: str, path: str, body: dict, timeout: float = 5) -> tuple[int, dict]:

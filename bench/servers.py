@@ -20,6 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.ports import free_port  # bench.run imports it from here
+from tests.support.processes import stop
+
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 ECHO_PATH = "/api/v0/echo/read"
@@ -155,12 +158,6 @@ def can_pin() -> bool:
     return (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     """Resident memory of a process from /proc/PID/status, in KiB."""
     with open(f"/proc/{pid}/status") as status:
@@ -257,15 +254,8 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask politely, then kill: no process of the harness outlives it."""
-        popen = self.popen
-        if popen is None or popen.poll() is not None:
-            return
-        popen.send_signal(self.stop_signal)
-        try:
-            popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait()
+        if self.popen is not None:
+            stop(self.popen, self.stop_signal, timeout)
 
     def wait_listening(self, port: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

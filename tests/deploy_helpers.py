@@ -10,14 +10,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
-from tests.servers import service_ports
+from tests.support.ports import free_port, port_open, service_ports
+from tests.support.processes import stop
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
@@ -29,33 +28,9 @@ NGINX_CONF = Path("/etc/nginx/nginx.conf")
 DEBIAN_SITE = Path("/etc/nginx/sites-enabled/default")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> int:
-    """The first of ``count`` consecutive free ports, below the ephemeral range."""
-    return service_ports(count, host)
-
-
-def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
-    try:
-        socket.create_connection((host, port), timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+#: Their names here, for the deploy tests that import them from this module.
+free_ports = service_ports
+stop_process = stop
 
 
 class Sshd:
@@ -128,7 +103,7 @@ class Sshd:
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
-            stop_process(self.proc)
+            stop(self.proc)
         self.log.close()
         if self.made_privsep:
             shutil.rmtree("/run/sshd", ignore_errors=True)

@@ -25,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -42,7 +41,10 @@ from tests.deploy_helpers import (
     port_open,
     private_nginx,
 )
-from tests.servers import SELFCHECK, service_ports
+from tests.servers import SELFCHECK
+from tests.support import load as support
+from tests.support.ports import service_ports
+from tests.support.processes import stop
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SUPERVISORD = shutil.which("supervisord") or "/usr/bin/supervisord"
@@ -378,14 +380,8 @@ class Stack:
         """Nginx first (its keep-alive connections would hold the draining workers), then
         supervisord, which stops its programs; anything of ours still alive is killed."""
         for proc, timeout in ((self.nginx, 10), (self.supervisord, 45)):
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            if proc is not None:
+                stop(proc, timeout=timeout)
         for pid in self.seen_pids:
             if self._ours(pid):
                 try:
@@ -400,12 +396,13 @@ class Stack:
             return False
 
 
-class Load:
+class Load(support.Load):
     """Client threads posting through Nginx on keep-alive connections, round the kinds.
 
     Every request is counted by kind: sent, failed (any answer but the expected
-    200 and body, or a connection error), and why. Bounded: it stops when told,
-    after ``limit`` seconds, or after ``max_requests`` per thread.
+    200 and body, or a connection error), and why; and each create by its id, with
+    whether it was answered 200. Bounded: it stops when told, after ``limit`` seconds,
+    or after ``max_requests`` per thread.
     """
 
     def __init__(
@@ -420,76 +417,38 @@ class Load:
         self.host = host  # a test host's Nginx (tests/testhosts.py), or this machine's
         self.port = port
         self.tag = tag
-        self.limit = limit
-        self.max_requests = max_requests
-        self.lock = threading.Lock()
-        self.sent: Counter = Counter()
-        self.failed: Counter = Counter()
-        self.failures: list[tuple[float, str, str]] = []  # (monotonic time, kind, why)
         self.created: dict[str, bool] = {}  # create id -> answered 200
-        self.stopping = threading.Event()
-        self.threads = [
-            threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(threads)
-        ]
+        super().__init__(
+            lambda: http.client.HTTPConnection(host, port, timeout=10),
+            self.request,
+            threads=threads,
+            headers=HEADERS,
+            limit=limit,
+            max_requests=max_requests,
+        )
 
-    def run(self, number: int) -> None:
+    def request(self, number: int, n: int) -> support.Request:
         kinds = list(KINDS)
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        deadline = time.monotonic() + self.limit
-        for n in range(self.max_requests):
-            if self.stopping.is_set() or time.monotonic() > deadline:
-                break
-            kind = kinds[(n + number) % len(kinds)]
-            request_id = f"{self.tag}-{number}-{n}"
-            if kind == "update":
-                body: dict = {"user_id": n, "settings": {"theme": "dark"}}
-                expected = {"user_id": n, "settings": {"theme": "dark", "language": "en"}}
-            elif kind == "create":
-                body = {"id": request_id}
-                expected = {"id": request_id, "created": True}
-            else:
-                body = {"id": request_id}
-                expected = {"id": request_id}
-            why = ""
-            try:
-                conn.request("POST", KINDS[kind], json.dumps(body), HEADERS)
-                response = conn.getresponse()
-                answer = response.read()
-                if response.status != 200:
-                    why = f"{response.status}"
-                else:
-                    got = json.loads(answer)
-                    got.pop("pid", None)
-                    if got != expected:
-                        why = f"wrong answer {answer[:100]!r}"
-            except (OSError, http.client.HTTPException, ValueError) as error:
-                why = type(error).__name__
-                conn.close()
-            with self.lock:
-                self.sent[kind] += 1
-                if kind == "create":
-                    self.created[request_id] = not why
-                if why:
-                    self.failed[kind] += 1
-                    self.failures.append((time.monotonic(), kind, why))
-        conn.close()
+        kind = kinds[(n + number) % len(kinds)]
+        request_id = f"{self.tag}-{number}-{n}"
+        if kind == "update":
+            body: dict = {"user_id": n, "settings": {"theme": "dark"}}
+            expected = {"user_id": n, "settings": {"theme": "dark", "language": "en"}}
+        elif kind == "create":
+            body = {"id": request_id}
+            expected = {"id": request_id, "created": True}
+        else:
+            body = {"id": request_id}
+            expected = {"id": request_id}
 
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
+        def check(got: object) -> bool:  # which worker answered is no part of the answer
+            return isinstance(got, dict) and {k: got[k] for k in got if k != "pid"} == expected
 
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(20)
+        return kind, KINDS[kind], body, check
 
-    def wait_sent(self, count: int, timeout: float = 20) -> None:
-        """Wait (bounded) until the load has sent ``count`` requests."""
-        deadline = time.monotonic() + timeout
-        while sum(self.sent.values()) < count:
-            assert time.monotonic() < deadline, f"the load sent only {dict(self.sent)}"
-            time.sleep(0.05)
+    def counted(self, kind: str, body: object, why: str) -> None:
+        if kind == "create":
+            self.created[body["id"]] = not why  # type: ignore[index]
 
     def figures(self, ledger: Counter) -> dict:
         """What the scenario tells: requests by kind, failures by kind and cause, creates."""

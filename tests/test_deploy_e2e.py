@@ -17,7 +17,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,10 +31,10 @@ from tests.deploy_helpers import (
     Sshd,
     deploy_toml,
     fab,
-    free_port,
-    free_ports,
     run,
 )
+from tests.support.load import Load
+from tests.support.ports import free_port, service_ports
 
 PRODUCT = "myproduct"
 ROOT = Path("/opt/myproduct")
@@ -60,7 +59,7 @@ class Host:
         self.sshd = sshd
         self.nginx_port = free_port()
         self.local_port = free_port()
-        self.first_port = free_ports(2)
+        self.first_port = service_ports(2)
         self.secrets = folder / "myproduct.secrets.env"
         # A whitespace-only line, as an editor leaves one: skipped, on every side.
         self.secrets.write_text(f"# for the e2e test\n   \nMYPRODUCT_TOKEN={SECRET}\n")
@@ -113,63 +112,24 @@ def health(url: str) -> dict:
 FIGURES: dict[str, int] = {}
 
 
-class Load:
+#: What the load sends through Nginx, in turn: a read, and a write (users/settings/update),
+#: which matters most: Nginx retries a failed read on the other worker, never a write, so
+#: only writes show a request the drain dropped.
+REQUESTS = (
+    ("echo", "/api/v0/echo/read", {"hello": "world"},
+     lambda answer: answer == {"hello": "world", "server": PRODUCT}),
+    ("update", "/api/v0/users/settings/update", {"user_id": 1, "settings": {"theme": "dark"}},
+     lambda answer: answer == {"user_id": 1, "settings": {"theme": "dark", "language": "en"}}),
+)  # fmt: skip
+
+
+def load_through_nginx(port: int, threads: int = 4) -> Load:
     """Threads posting through Nginx on keep-alive connections, reads and writes in turn,
-    counting every answer that is not the expected 200 and every connection error.
-
-    Writes (users/settings/update) matter most: Nginx retries a failed read on the
-    other worker, but never a write, so only they show a request the drain dropped.
-    """
-
-    REQUESTS = (
-        ("/api/v0/echo/read", b'{"hello": "world"}', b'"server": "myproduct"'),
-        (
-            "/api/v0/users/settings/update",
-            b'{"user_id": 1, "settings": {"theme": "dark"}}',
-            b'"theme": "dark"',
-        ),
-    )
-
-    def __init__(self, port: int, threads: int = 4) -> None:
-        self.port = port
-        self.sent = 0
-        self.writes = 0
-        self.failures: list[str] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
-
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        sent = writes = 0
-        failures: list[str] = []
-        while not self.stop.is_set():
-            path, body, expected = self.REQUESTS[sent % 2]
-            try:
-                conn.request("POST", path, body, {"Host": SERVER_NAME})
-                response = conn.getresponse()
-                answer = response.read()
-                if response.status != 200 or expected not in answer:
-                    failures.append(f"{path} {response.status} {answer[:100]!r}")
-            except (OSError, http.client.HTTPException) as error:
-                failures.append(f"{path} {error!r}")
-                conn.close()
-            sent += 1
-            writes += sent % 2 == 0
-        with self.lock:
-            self.sent += sent
-            self.writes += writes
-            self.failures += failures
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(15)
+    counting every answer that is not the expected 200 and every connection error
+    (bounded: the longest a deploy may take)."""
+    return Load(lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=10),
+                lambda thread, n: REQUESTS[n % 2], threads=threads,
+                headers={"Host": SERVER_NAME}, limit=600, max_requests=10**6)  # fmt: skip
 
 
 def released(output: str) -> str:
@@ -339,10 +299,11 @@ def test_deploy_rollback_and_redeploy(host: Host) -> None:
     #    and not one request through Nginx fails while it restarts the workers.
     worker = f"{PRODUCT}-api-{host.first_port}"
     pid_before = run(f"supervisorctl pid {worker}").stdout.strip()
-    with Load(host.nginx_port) as load:  # clients keep posting through Nginx meanwhile
+    with load_through_nginx(host.nginx_port) as load:  # clients keep posting meanwhile
         fourth = host.fab("deploy", "web1")
-    FIGURES.update(requests=load.sent, writes=load.writes, failed=len(load.failures))
-    assert load.writes > 50 and load.failures == [], (load.sent, load.failures[:5])
+    writes = load.sent["update"]
+    FIGURES.update(requests=load.total, writes=writes, failed=len(load.failures))
+    assert writes > 50 and load.failures == [], (load.sent, load.failures[:5])
     assert fourth.returncode == 0, fourth.stdout[-4000:]
     r4 = released(fourth.stdout)
     assert snapshot() == after_third
@@ -465,7 +426,7 @@ def test_a_deploy_refuses_an_account_it_did_not_make_before_anything_changes(hos
         pytest.skip(f"user {ALIEN} or /opt/{ALIEN} exists, not touched")
     product = host.folder / "alien" / ALIEN
     shutil.copytree(CHECKOUT / PRODUCT, product, ignore=shutil.ignore_patterns("__pycache__"))
-    text = deploy_toml(host.sshd.target, f"127.0.0.1:{free_port()}", free_ports(2),
+    text = deploy_toml(host.sshd.target, f"127.0.0.1:{free_port()}", service_ports(2),
                        local_port=free_port())  # fmt: skip
     (product / "deploy.toml").write_text(text.replace(f'product = "{PRODUCT}"',
                                                       f'product = "{ALIEN}"'))  # fmt: skip

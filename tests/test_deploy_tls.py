@@ -19,25 +19,16 @@ import socket
 import ssl
 import stat
 import subprocess
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.deploy_helpers import (
-    SERVER_NAME,
-    HostCleanup,
-    Sshd,
-    deploy_toml,
-    fab,
-    free_port,
-    free_ports,
-    port_open,
-    run,
-    stop_process,
-)
+from tests.deploy_helpers import SERVER_NAME, HostCleanup, Sshd, deploy_toml, fab, run
+from tests.support.load import Load
+from tests.support.ports import free_port, port_open, service_ports
+from tests.support.processes import stop
 
 PRODUCT = "myproduct"
 ROOT = Path(f"/opt/{PRODUCT}")
@@ -146,7 +137,7 @@ class Pebble:
 
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(self.procs):
-            stop_process(proc)
+            stop(proc)
 
     @property
     def directory(self) -> str:
@@ -188,47 +179,20 @@ def served(port: int, context: ssl.SSLContext) -> tuple[str, str, str]:
     return done.stdout.decode().strip().removeprefix("serial="), version, alpn
 
 
-class TlsLoad:
+#: What the TLS load sends: a write, which Nginx never sends twice.
+UPDATE = (
+    "update",
+    "/api/v0/users/settings/update",
+    {"user_id": 1, "settings": {"theme": "dark"}},
+    lambda answer: answer == {"user_id": 1, "settings": {"theme": "dark", "language": "en"}},
+)
+
+
+def tls_load(port: int, context: ssl.SSLContext, threads: int = 3) -> Load:
     """Threads POSTing over HTTPS, a new TLS connection each (as many clients do), counting
     every answer that is not the expected 200 and every connection or handshake error."""
-
-    def __init__(self, port: int, context: ssl.SSLContext, threads: int = 3) -> None:
-        self.port, self.context = port, context
-        self.sent = 0
-        self.failures: list[str] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
-
-    def run(self) -> None:
-        sent, failures = 0, []
-        while not self.stop.is_set() and sent < 5000:
-            conn = Https(self.port, self.context)
-            try:
-                conn.request("POST", "/api/v0/users/settings/update",
-                             b'{"user_id": 1, "settings": {"theme": "dark"}}')  # fmt: skip
-                response = conn.getresponse()
-                answer = response.read()
-                if response.status != 200 or b'"theme": "dark"' not in answer:
-                    failures.append(f"{response.status} {answer[:100]!r}")
-            except (OSError, http.client.HTTPException) as error:
-                failures.append(repr(error))
-            finally:
-                conn.close()
-            sent += 1
-        with self.lock:
-            self.sent += sent
-            self.failures += failures
-
-    def __enter__(self) -> "TlsLoad":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
+    return Load(lambda: Https(port, context), lambda thread, n: UPDATE, threads=threads,
+                keep_alive=False, limit=600, max_requests=5000)  # fmt: skip
 
 
 class Host:
@@ -237,7 +201,7 @@ class Host:
     def __init__(self, folder: Path, sshd: Sshd) -> None:
         self.folder, self.sshd = folder, sshd
         self.http_port, self.tls_port, self.local_port = free_port(), free_port(), free_port()
-        self.first_port = free_ports(2)
+        self.first_port = service_ports(2)
         self.secrets = folder / "myproduct.secrets.env"
         self.secrets.write_text("MYPRODUCT_TOKEN=tls-test\n")
         self.secrets.chmod(0o600)
@@ -350,7 +314,7 @@ def test_acme_issuance_redirect_renewal(host: Host) -> None:
                 break
             time.sleep(0.1)
         assert "due for renewal" in renewer_log.read_text()
-        with TlsLoad(host.tls_port, ssl.create_default_context(cadata=root)) as load:
+        with tls_load(host.tls_port, ssl.create_default_context(cadata=root)) as load:
             time.sleep(1)
             started = time.monotonic()
             renewed = run(f"{ROOT}/current/config/renew --force-renewal", timeout=300)
@@ -365,8 +329,8 @@ def test_acme_issuance_redirect_renewal(host: Host) -> None:
             time.sleep(1)
         assert new != serial, "Nginx still serves the old certificate"
         assert load.failures == [], load.failures[:5]
-        assert load.sent > 0
-        FIGURES["requests during renewal"] = load.sent
+        assert load.total > 0
+        FIGURES["requests during renewal"] = load.total
         FIGURES["failed during renewal"] = len(load.failures)
         print("figures:", FIGURES)
 

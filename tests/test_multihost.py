@@ -39,6 +39,7 @@ from apiphant.deploy.layout import NGINX_PIDFILE
 from tests import testhosts
 from tests.deploy_helpers import CHECKOUT, SERVER_NAME, fab
 from tests.fault_helpers import LEDGER, Load, listeners
+from tests.support.processes import stop
 
 PRODUCT = "myproduct"
 NAMES = ["front", "api1", "api2"]
@@ -154,9 +155,7 @@ class Site:
             proc.wait(30)
         finally:
             timer.cancel()
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+            stop(proc, signal.SIGKILL, timeout=10, group=True)
             shutil.rmtree(scratch, ignore_errors=True)
         output = "".join(lines)
         print(f"$ fab {' '.join(args)}\n{output}\n(exit {proc.returncode})")

@@ -1,14 +1,22 @@
-"""The README's promises that drift silently: its log examples name functions that log,
-and its two set-up commands, which CI must run verbatim."""
+"""The README's and docs' promises that drift silently: log examples name functions that
+log, the two set-up commands CI must run verbatim, links that lead somewhere, and words a
+user should never read (the project's issue numbers, "the seed")."""
 
 import ast
 import re
+from pathlib import Path
 
 from tests.servers import REPO
 
 README = (REPO / "README.md").read_text()
 #: Where log examples are shown to users.
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+#: A Markdown link or image: its target, up to a title or the closing parenthesis.
+LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+INLINE_CODE = re.compile(r"`[^`\n]*`")
+#: What a user must not read: the project's own bookkeeping, and its old name for 0.2.
+INTERNAL = re.compile(r"\b(?:[Ii]ssue|[Ss]ession) #?\d+|\bthe seed\b|\bseed's\b")
 LOG_CALL = re.compile(r"\blog\.(debug|info|warning|error|exception)\(")
 LOG_EXAMPLE = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR) at (\w+)\.(\w+):(\d+) ")
 SERVE = ("python3 -m venv .venv && .venv/bin/pip install -e . && "
@@ -47,3 +55,58 @@ def test_the_two_set_up_commands_and_ci_runs_the_test_one():
                 if line and not line.startswith(("#", " ")) and line not in ("fi",)]
     assert commands[-1] == TEST
     assert not any("pip install" in line for line in commands)  # nothing into the system Python
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(doc: Path) -> set[str]:
+    """The anchors of a Markdown file's headings (outside code blocks), as GitHub makes them:
+    a repeated heading gets -1, -2..."""
+    found: set[str] = set()
+    for line in FENCE.sub("", doc.read_text()).splitlines():
+        heading = re.match(r"#{1,6} (.*)", line)
+        if heading:
+            slug = base = _slug(heading.group(1))
+            n = 0
+            while slug in found:
+                n += 1
+                slug = f"{base}-{n}"
+            found.add(slug)
+    return found
+
+
+def _links(doc: Path) -> list[str]:
+    """Every link target in prose (code blocks and inline code are not links)."""
+    return LINK.findall(INLINE_CODE.sub("", FENCE.sub("", doc.read_text())))
+
+
+def test_every_relative_link_leads_to_a_file_and_its_anchor():
+    """Pages move and headings get renamed: each relative link of the README and docs/ names
+    a file that exists, and a heading of it when it names an anchor."""
+    broken = []
+    count = 0
+    for doc in DOCS:
+        for target in _links(doc):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:: not ours to check
+                continue
+            count += 1
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            where = f"{doc.relative_to(REPO)}: {target}"
+            if not file.exists():
+                broken.append(f"{where}: no such file")
+            elif anchor and (file.suffix != ".md" or anchor not in _anchors(file)):
+                broken.append(f"{where}: no such heading in {file.name}")
+    assert count >= 20, count  # the README's links to docs/, the docs' to each other
+    assert broken == []
+
+
+def test_no_issue_numbers_and_no_old_names_in_what_users_read():
+    found = [f"{doc.relative_to(REPO)}:{n}: {line.strip()}"
+             for doc in DOCS for n, line in enumerate(doc.read_text().splitlines(), 1)
+             if INTERNAL.search(line)]  # fmt: skip
+    assert found == []
