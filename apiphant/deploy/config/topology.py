@@ -97,9 +97,6 @@ class Topology:
         bind = self.bind_address(host)
         return [Worker(host.name, self.layout.worker(port), bind, port) for port in host.ports]
 
-    def all_workers(self) -> list[Worker]:
-        return [w for h in self.hosts for w in self.workers(h)]
-
     def pool_workers(self, pool: Pool) -> list[Worker]:
         return [w for name in pool.hosts for w in self.workers(self.host(name))]
 
