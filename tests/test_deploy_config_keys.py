@@ -1,9 +1,25 @@
 """deploy.toml's keys: each table's allowed keys, in the order its "unknown key" message
 lists them (users read that list to find a typo, so it stays as it is)."""
 
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
-from tests.test_deploy_config import ONE_HOST, THREE_HOSTS, error_of
+from apiphant.deploy.config import (
+    Api,
+    Background,
+    Config,
+    ConfigError,
+    Host,
+    Logs,
+    Nginx,
+    Pool,
+    parse,
+)
+from apiphant.deploy.config.keys import key, keys_of
+from tests.test_deploy_config import MYPRODUCT, ONE_HOST, THREE_HOSTS, error_of
 
 #: Every table of deploy.toml, and its keys as the message lists them.
 TABLES = {
@@ -39,3 +55,63 @@ def test_an_unknown_key_lists_the_tables_keys_in_order(table: str) -> None:
     assert error_of(with_unknown_key(table)) == (
         f"deploy.toml: {key}: unknown key (expected one of: {TABLES[table]})"
     )
+
+
+def declared(table: str) -> tuple[str, ...]:
+    """The keys the dataclasses declare for ``table`` (what ``parse`` allows)."""
+    by_table = {
+        "": keys_of(Config),
+        "api": keys_of(Api),
+        "background": keys_of(Background),
+        "nginx": keys_of(Nginx) + keys_of(Config, "nginx"),
+        "logs": keys_of(Logs),
+        "hosts.web1": keys_of(Host),
+        "pools.reports": keys_of(Pool),
+    }
+    return by_table[table]
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_a_tables_keys_are_declared_on_its_dataclass_fields(table: str) -> None:
+    assert ", ".join(declared(table)) == TABLES[table]
+
+
+def test_keys_of_reads_the_field_metadata_in_field_order() -> None:
+    @dataclass(frozen=True)
+    class Inner:
+        mode: str = key("off", toml="switch")
+        port: int = key(1, toml="elsewhere_port", section="other")
+
+    @dataclass(frozen=True)
+    class Outer:
+        name: str = ""  # not from the file
+        first: int = key(1)
+        inner: Inner = key(factory=Inner, inline=True)
+        low: int = key(0, toml="range")
+        high: int = key(9, toml="range")  # two fields from one key: listed once
+
+    assert keys_of(Outer) == ("first", "switch", "range")
+    assert keys_of(Outer, "other") == ("elsewhere_port",)
+    assert Outer().inner == Inner() and Outer.first == 1
+
+
+def wrong_value(table: str, name: str) -> dict:
+    """A deploy.toml with ``name`` of ``table`` set to a value no key accepts."""
+    data = tomllib.loads(THREE_HOSTS if table == "pools.reports" else ONE_HOST)
+    place = data
+    for part in table.split(".") if table else ():
+        place = place.setdefault(part, {})
+    place[name] = [{}]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("table", "name"), [(table, name) for table in TABLES for name in declared(table)]
+)
+def test_every_declared_key_is_read(table: str, name: str) -> None:
+    """A key allowed but never read would take any value in silence: each one refuses a
+    wrong value in a message that names it."""
+    with pytest.raises(ConfigError) as caught:
+        parse(wrong_value(table, name), Path("deploy.toml"), MYPRODUCT)
+    full = f"{table}.{name}" if table else name
+    assert str(caught.value).startswith(f"deploy.toml: {full}: ")

@@ -1,11 +1,12 @@
 """PRODUCT/deploy.toml as frozen dataclasses: one per table, and ``Config``, the whole
 deployment (what follows from it, workers and programs, is in ``topology``)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from apiphant.address import format_address
 from apiphant.app import DEFAULT_MAX_BODY
+from apiphant.deploy.config.keys import key
 from apiphant.deploy.config.topology import Topology
 from apiphant.deploy.layout import PRODUCTION
 from apiphant.request import DEFAULT_MAX_JSON_VALUES
@@ -39,17 +40,24 @@ TLS_KEY_KEY = "APIPHANT_TLS_KEY"
 class Api:
     """What every API worker is started with (apiphant's serve options)."""
 
-    max_body: int = DEFAULT_MAX_BODY
-    max_json_values: int = DEFAULT_MAX_JSON_VALUES
-    keepalive_timeout: float = 75.0
-    header_timeout: float = 10.0
-    request_timeout: float = 30.0
-    drain_timeout: float = 10.0
-    max_connections: int | None = None
-    access_log: bool = False
+    max_body: int = key(DEFAULT_MAX_BODY)
+    max_json_values: int = key(DEFAULT_MAX_JSON_VALUES)
+    keepalive_timeout: float = key(75.0)
+    header_timeout: float = key(10.0)
+    request_timeout: float = key(30.0)
+    drain_timeout: float = key(10.0)
+    max_connections: int | None = key(None)
+    access_log: bool = key(False)
     #: Browser origins allowed to call the API (CORS), and the request headers they may send.
-    cors_origins: tuple[str, ...] = ()
-    cors_headers: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = key(())
+    cors_headers: tuple[str, ...] = key(())
+
+
+@dataclass(frozen=True)
+class Background:
+    """What the background runner is started with (apiphant-background's options)."""
+
+    stop_timeout: float = key(DEFAULT_STOP_TIMEOUT)
 
 
 def listen_address(host: str, port: int) -> str:
@@ -82,36 +90,36 @@ class Batch:
 class Nginx:
     """The front: where it listens and how long it waits."""
 
-    listen_host: str = ""  # "" = every address
-    listen_port: int = 80
-    connect_timeout: float = 2.0
-    read_timeout: float = 60.0
-    send_timeout: float = 60.0
-    client_timeout: float = 15.0
-    keepalive_timeout: float = 65.0
-    upstream_keepalive: int = 32
+    listen_host: str = key("", toml="listen")  # "" = every address
+    listen_port: int = key(80, toml="listen")
+    connect_timeout: float = key(2.0)
+    read_timeout: float = key(60.0)
+    send_timeout: float = key(60.0)
+    client_timeout: float = key(15.0)
+    keepalive_timeout: float = key(65.0)
+    upstream_keepalive: int = key(32)
     #: Nginx closes an idle upstream connection after this; a draining worker waits
     #: longer (``drain_idle_grace``) before closing one, so Nginx never writes to a closed one.
     #: Short, because a worker the rolling restart stops waits that long for the idle ones
     #: that traffic leaves behind; a connection made again costs a round trip on a LAN.
-    upstream_keepalive_timeout: float = 1.0
+    upstream_keepalive_timeout: float = key(1.0)
     #: Whole seconds, as Nginx counts them: a worker that refused a connection in second S
     #: (max_fails=1) gets no requests while now - S <= fail_timeout, so for the rest of that
     #: second with 0, up to two seconds with 1 (``back_within``). Under load the rolling
     #: restart waits that out after each batch. A host that died (no refusal, a connect
     #: timeout) costs one request ``connect_timeout`` of delay about once per back_within.
-    fail_timeout: int = 0
+    fail_timeout: int = key(0)
     #: Connections per Nginx worker process, clients and upstreams together. Debian's 768
     #: let about 1,500 slow clients shut everyone out.
-    worker_connections: int = 16384
+    worker_connections: int = key(16384)
     #: Requests in progress per client address (0: no limit); more get a JSON 429.
-    limit_conn: int = 100
+    limit_conn: int = key(100)
     #: Requests per second ("20r/s") or minute ("600r/m") per client address; "" for none.
-    limit_req: str = ""
-    limit_req_burst: int = 20
+    limit_req: str = key("")
+    limit_req_burst: int = key(20)
     #: The front's way in for the host itself (the deploy's smoke test), on loopback only:
     #: the public server answers only its server_names.
-    local_port: int = 8000
+    local_port: int = key(8000)
 
     @property
     def drain_idle_grace(self) -> float:
@@ -149,16 +157,16 @@ class Nginx:
 class Tls:
     """HTTPS at Nginx: off, a certificate from an ACME CA (certbot), or one from files."""
 
-    mode: str = "off"
-    domains: tuple[str, ...] = ()
-    acme_email: str = ""
-    acme_server: str = LETSENCRYPT
+    mode: str = key("off", toml="tls")
+    domains: tuple[str, ...] = key(())
+    acme_email: str = key("")
+    acme_server: str = key(LETSENCRYPT)
     #: A CA bundle on the hosts that certbot trusts for the ACME server's own HTTPS (a private
     #: ACME CA such as step-ca); "" for the system's.
-    acme_ca_bundle: str = ""
-    hsts: bool = False
-    listen_host: str = ""
-    listen_port: int = int(DEFAULT_TLS_LISTEN)
+    acme_ca_bundle: str = key("")
+    hsts: bool = key(False)
+    listen_host: str = key("", toml="tls_listen", section="nginx")
+    listen_port: int = key(int(DEFAULT_TLS_LISTEN), toml="tls_listen", section="nginx")
 
     @property
     def on(self) -> bool:
@@ -188,9 +196,9 @@ class Logs:
     """How every host rotates the deployment's logs: its rotation program runs logrotate
     every ``check_every`` seconds; a log is rotated daily, or sooner once past ``max_size``."""
 
-    max_size: int = 100 * 1024**2
+    max_size: int = key(100 * 1024**2)
     #: A log may grow past ``max_size`` by what is written in this time, before it rotates.
-    check_every: float = 300.0
+    check_every: float = key(300.0)
 
 
 @dataclass(frozen=True)
@@ -198,11 +206,11 @@ class Host:
     """One machine of the deployment: how to reach it and what it runs."""
 
     name: str
-    ssh: str
-    roles: tuple[str, ...]
-    workers: int = 0
-    first_port: int = DEFAULT_PORT
-    private_address: str | None = None
+    ssh: str = key()
+    roles: tuple[str, ...] = key()
+    workers: int = key(0)
+    first_port: int = key(DEFAULT_PORT)
+    private_address: str | None = key(None)
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -217,39 +225,40 @@ class Pool:
     """API hosts that serve some targets; the pool without targets gets the rest."""
 
     name: str
-    hosts: tuple[str, ...]
-    targets: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = key()
+    targets: tuple[str, ...] = key(())
 
     @property
     def is_default(self) -> bool:
         return not self.targets
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config(Topology):
-    """A whole deployment of one product."""
+    """A whole deployment of one product. The fields read from deploy.toml's top level come
+    in the order of its keys (what the "unknown key" message lists); the others last."""
 
-    product: str
+    product: str = key()
+    tls: Tls = key(factory=Tls, inline=True)
+    #: Who the deploy logs in as where a host's ``ssh`` names no user; not root: sudo.
+    login: str = key("root", toml="user")
+    #: Run once per deploy in the new release before any worker switches (migrations).
+    release_command: str = key("", toml="release")
+    #: Run once after the smoke test passed; a failure is reported, not rolled back.
+    after_deploy: str = key("")
+    server_names: tuple[str, ...] = key()
+    keep_releases: int = key(KEEP_RELEASES)
+    batch: Batch = key(factory=Batch)
+    venv: str = key(VENV_MODES[0])
+    python: str = key(DEFAULT_PYTHON)
+    secrets: Path | None = key(None)
+    environment: tuple[tuple[str, str], ...] = key(())
+    api: Api = key(factory=Api)
+    background: Background = key(factory=Background)
+    nginx: Nginx = key(factory=Nginx)
+    logs: Logs = key(factory=Logs)
+    hosts: tuple[Host, ...] = key()
+    pools: tuple[Pool, ...] = key()
     product_dir: Path
     path: Path
-    server_names: tuple[str, ...]
-    hosts: tuple[Host, ...]
-    pools: tuple[Pool, ...]
-    keep_releases: int = KEEP_RELEASES
-    environment: tuple[tuple[str, str], ...] = ()
-    secrets: Path | None = None
-    python: str = DEFAULT_PYTHON
-    api: Api = field(default_factory=Api)
-    nginx: Nginx = field(default_factory=Nginx)
-    background_stop_timeout: float = DEFAULT_STOP_TIMEOUT
     env: str = PRODUCTION
-    #: Who the deploy logs in as where a host's ``ssh`` names no user; not root: sudo.
-    login: str = "root"
-    #: Run once per deploy in the new release before any worker switches (migrations).
-    release_command: str = ""
-    #: Run once after the smoke test passed; a failure is reported, not rolled back.
-    after_deploy: str = ""
-    tls: Tls = field(default_factory=Tls)
-    batch: Batch = field(default_factory=Batch)
-    venv: str = VENV_MODES[0]
-    logs: Logs = field(default_factory=Logs)

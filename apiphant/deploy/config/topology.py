@@ -16,7 +16,7 @@ from apiphant.deploy.layout import Layout
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from apiphant.deploy.config.model import Api, Host, Nginx, Pool, Tls
+    from apiphant.deploy.config.model import Api, Background, Host, Nginx, Pool, Tls
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,14 @@ class Topology:
         login: str
         environment: tuple[tuple[str, str], ...]
         api: Api
+        background: Background
         nginx: Nginx
         tls: Tls
+
+    @property
+    def background_stop_timeout(self) -> float:
+        """``[background] stop_timeout``, by its name from before ``Background``."""
+        return self.background.stop_timeout
 
     @property
     def layout(self) -> Layout:

@@ -3,7 +3,7 @@ started with."""
 
 from apiphant.cors import CorsError, policy
 from apiphant.deploy.config.errors import ConfigError
-from apiphant.deploy.config.model import DEFAULT_STOP_TIMEOUT, Api
+from apiphant.deploy.config.model import DEFAULT_STOP_TIMEOUT, Api, Background
 from apiphant.deploy.config.patterns import ANY_TEXT
 from apiphant.deploy.config.reader import Reader, size
 
@@ -32,6 +32,6 @@ def read_api(a: Reader) -> Api:
     return api
 
 
-def read_background(b: Reader) -> float:
+def read_background(b: Reader) -> Background:
     """``apiphant-background --stop-timeout``."""
-    return b.seconds("stop_timeout", DEFAULT_STOP_TIMEOUT)
+    return Background(b.seconds("stop_timeout", DEFAULT_STOP_TIMEOUT))

@@ -5,6 +5,7 @@ import re
 from typing import Any
 
 from apiphant.deploy.config.errors import ConfigError
+from apiphant.deploy.config.keys import keys_of
 from apiphant.deploy.config.model import (
     DEFAULT_PORT,
     DEFAULT_WORKERS,
@@ -16,8 +17,6 @@ from apiphant.deploy.config.model import (
 from apiphant.deploy.config.patterns import HOST_NAME, POOL, SSH, TARGET
 from apiphant.deploy.config.reader import Reader, private_address
 
-HOST_KEYS = ("ssh", "roles", "workers", "first_port", "private_address")
-
 
 def read_hosts(shown: str, table: Any, nginx: Nginx) -> tuple[Host, ...]:
     if not isinstance(table, dict) or not table:
@@ -26,7 +25,7 @@ def read_hosts(shown: str, table: Any, nginx: Nginx) -> tuple[Host, ...]:
     for name, body in table.items():
         if not HOST_NAME.fullmatch(name):
             raise ConfigError(f"{shown}: hosts.{name}: expected a host name like web1")
-        r = Reader(shown, f"hosts.{name}", body, HOST_KEYS)
+        r = Reader(shown, f"hosts.{name}", body, keys_of(Host))
         ssh = r.text("ssh", SSH, "user@host or user@host:port, like root@203.0.113.10", name)
         port = SSH.fullmatch(ssh)["port"]  # type: ignore[index]
         if port is not None and not 0 < int(port) < 65536:
@@ -85,7 +84,7 @@ def read_pools(shown: str, table: Any, hosts: tuple[Host, ...]) -> tuple[Pool, .
     for name, body in table.items():
         if not POOL.fullmatch(name):
             raise ConfigError(f"{shown}: pools.{name}: expected a pool name like reports")
-        r = Reader(shown, f"pools.{name}", body, ("hosts", "targets"))
+        r = Reader(shown, f"pools.{name}", body, keys_of(Pool))
         members = r.names("hosts", HOST_NAME, "host names")
         if not members:
             raise r.fail("hosts", "at least one host with the api role", [])

@@ -4,6 +4,7 @@
 from pathlib import Path
 
 from apiphant.deploy.config.errors import ConfigError
+from apiphant.deploy.config.keys import keys_of
 from apiphant.deploy.config.model import (
     DEFAULT_TLS_LISTEN,
     LETSENCRYPT_STAGING,
@@ -23,9 +24,8 @@ def read_tls(top: Reader, n: Reader, nginx: Nginx, secrets: Path | None) -> Tls:
     mode = top.text("tls", None, f"one of {', '.join(TLS_MODES)}", "off")
     if mode not in TLS_MODES:
         raise top.fail("tls", f"one of {', '.join(TLS_MODES)}", mode)
-    keys = ("domains", "acme_email", "acme_server", "acme_ca_bundle", "hsts")
     if mode == "off":
-        for key in keys:
+        for key in (k for k in keys_of(Tls) if k != "tls"):
             if top.has(key):
                 raise ConfigError(f"{top.shown}: {key}: only with tls = \"acme\" or \"files\"")
         if n.has("tls_listen"):
