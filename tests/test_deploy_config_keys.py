@@ -1,5 +1,6 @@
-"""deploy.toml's keys: each table's allowed keys, in the order its "unknown key" message
-lists them (users read that list to find a typo, so it stays as it is)."""
+"""deploy.toml's keys, declared once on the dataclass fields they fill: each table's allowed
+keys, in the order its "unknown key" message lists them (users read that list to find a
+typo, so it stays as it is); every one of them read; and the reference table of them all."""
 
 import tomllib
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from apiphant.deploy.config import (
     Nginx,
     Pool,
     parse,
+    reference,
 )
 from apiphant.deploy.config.keys import key, keys_of
 from tests.test_deploy_config import MYPRODUCT, ONE_HOST, THREE_HOSTS, error_of
@@ -115,3 +117,27 @@ def test_every_declared_key_is_read(table: str, name: str) -> None:
         parse(wrong_value(table, name), Path("deploy.toml"), MYPRODUCT)
     full = f"{table}.{name}" if table else name
     assert str(caught.value).startswith(f"deploy.toml: {full}: ")
+
+
+def test_the_reference_shows_every_key_once_in_order_with_its_help() -> None:
+    """docs' table of deploy.toml comes from the same fields: a key added is documented."""
+    tables = {"api": "api", "background": "background", "nginx": "nginx", "logs": "logs",
+              "hosts": "hosts.web1", "pools": "pools.reports"}  # fmt: skip
+    expected = []
+    for name in TABLES[""].split(", "):
+        if name in tables:
+            shown = name + (".NAME" if name in ("hosts", "pools") else "")
+            expected += [f"`[{shown}] {key}`" for key in TABLES[tables[name]].split(", ")]
+        else:
+            expected.append(f"`[{name}]`" if name == "environment" else f"`{name}`")
+    rows = reference.rows()
+    assert [key for key, _, _ in rows] == [*expected, "`[env.NAME]`"]
+    assert all(help and "|" not in help + default for _, default, help in rows)
+    shown = {key: default for key, default, _ in rows}
+    assert shown["`[api] max_body`"] == '`"1M"`' and shown["`keep_releases`"] == "5"
+    assert shown["`[nginx] connect_timeout`"] == "2" and shown["`[api] access_log`"] == "false"
+    assert shown["`venv`"] == '`"copy"`' and shown["`secrets`"] == "none"
+    assert shown["`[api] cors_origins`"] == "`[]`" and shown["`product`"] == ""
+    table = reference.markdown().splitlines()
+    assert table[:2] == ["| key | default | |", "| --- | --- | --- |"]
+    assert table[2:] == [f"| {key} | {default} | {help} |" for key, default, help in rows]

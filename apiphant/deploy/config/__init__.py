@@ -7,28 +7,36 @@ A mistake is one line naming the key and what was expected::
 
     deploy.toml: hosts.web1.workers: expected a positive integer, got 'x'
 
-The package: ``model`` (the dataclasses), ``topology`` (what follows from them), ``loading``
-(files and environment layers), ``parsing`` with ``reader`` and ``sections/`` (one module per
-part of the file), ``checks`` (rules across hosts) and ``secrets`` (the secrets file). Its
-names are re-exported here: ``from apiphant.deploy.config import X`` is the API.
+The package: ``model`` and ``front`` (the dataclasses, each field read from the file declared
+with ``keys.key``), ``topology`` (what follows from them), ``loading`` (files and environment
+layers), ``parsing`` with ``reader`` and ``sections/`` (one module per part of the file),
+``checks`` (rules across hosts), ``secrets`` (the secrets file) and ``reference`` (the table
+of every key, for the docs). Its names are re-exported here: ``from apiphant.deploy.config
+import X`` is the API.
 """
 
 from apiphant.deploy.config.errors import ConfigError
+from apiphant.deploy.config.front import (
+    DEFAULT_TLS_LISTEN,
+    LETSENCRYPT,
+    LETSENCRYPT_STAGING,
+    TLS_CERT_KEY,
+    TLS_KEY_KEY,
+    TLS_MODES,
+    Nginx,
+    Tls,
+    listen_address,
+    rlimit_nofile,
+)
 from apiphant.deploy.config.loading import differences, layers, load, merge
 from apiphant.deploy.config.model import (
     DEFAULT_PORT,
     DEFAULT_PYTHON,
     DEFAULT_STOP_TIMEOUT,
-    DEFAULT_TLS_LISTEN,
     DEFAULT_WORKERS,
     KEEP_RELEASES,
     KNOWN_ROLES,
-    LETSENCRYPT,
-    LETSENCRYPT_STAGING,
     SUDO_PASSWORD_ENV,
-    TLS_CERT_KEY,
-    TLS_KEY_KEY,
-    TLS_MODES,
     VENV_MODES,
     Api,
     Background,
@@ -36,11 +44,7 @@ from apiphant.deploy.config.model import (
     Config,
     Host,
     Logs,
-    Nginx,
     Pool,
-    Tls,
-    listen_address,
-    rlimit_nofile,
 )
 from apiphant.deploy.config.parsing import parse
 from apiphant.deploy.config.patterns import (

@@ -4,8 +4,9 @@ into a ``Config``."""
 from pathlib import Path
 
 from apiphant.deploy.config.checks import check_deployment
+from apiphant.deploy.config.front import Nginx
 from apiphant.deploy.config.keys import keys_of
-from apiphant.deploy.config.model import Api, Background, Config, Logs, Nginx
+from apiphant.deploy.config.model import Api, Background, Config, Logs
 from apiphant.deploy.config.reader import Reader
 from apiphant.deploy.config.sections.api import read_api, read_background
 from apiphant.deploy.config.sections.hosts import read_hosts, read_pools

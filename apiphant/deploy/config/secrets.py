@@ -4,7 +4,8 @@ a deploy touches any host."""
 from collections.abc import Iterable
 
 from apiphant.deploy.config.errors import ConfigError
-from apiphant.deploy.config.model import TLS_CERT_KEY, TLS_KEY_KEY, Config
+from apiphant.deploy.config.front import TLS_CERT_KEY, TLS_KEY_KEY
+from apiphant.deploy.config.model import Config
 from apiphant.deploy.config.patterns import ENV_KEY
 from apiphant.deploy.config.sections.environment import RESERVED_ENV
 

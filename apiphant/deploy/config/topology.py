@@ -16,7 +16,8 @@ from apiphant.deploy.layout import Layout
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from apiphant.deploy.config.model import Api, Background, Host, Nginx, Pool, Tls
+    from apiphant.deploy.config.front import Nginx, Tls
+    from apiphant.deploy.config.model import Api, Background, Host, Pool
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,13 @@ import re
 from typing import Any
 
 from apiphant.deploy.config.errors import ConfigError
+from apiphant.deploy.config.front import Nginx
 from apiphant.deploy.config.keys import keys_of
 from apiphant.deploy.config.model import (
     DEFAULT_PORT,
     DEFAULT_WORKERS,
     KNOWN_ROLES,
     Host,
-    Nginx,
     Pool,
 )
 from apiphant.deploy.config.patterns import HOST_NAME, POOL, SSH, TARGET

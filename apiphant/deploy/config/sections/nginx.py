@@ -1,7 +1,8 @@
 """``[nginx]``: the front (but ``tls_listen``, read with HTTPS)."""
 
 from apiphant.deploy.config.errors import ConfigError
-from apiphant.deploy.config.model import Api, Nginx
+from apiphant.deploy.config.front import Nginx
+from apiphant.deploy.config.model import Api
 from apiphant.deploy.config.reader import Reader, listen, rate
 
 

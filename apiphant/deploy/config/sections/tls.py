@@ -4,8 +4,7 @@
 from pathlib import Path
 
 from apiphant.deploy.config.errors import ConfigError
-from apiphant.deploy.config.keys import keys_of
-from apiphant.deploy.config.model import (
+from apiphant.deploy.config.front import (
     DEFAULT_TLS_LISTEN,
     LETSENCRYPT_STAGING,
     TLS_CERT_KEY,
@@ -14,6 +13,7 @@ from apiphant.deploy.config.model import (
     Nginx,
     Tls,
 )
+from apiphant.deploy.config.keys import keys_of
 from apiphant.deploy.config.patterns import ABS_PATH, ACME_URL, DOMAIN, EMAIL
 from apiphant.deploy.config.reader import Reader, listen
 
