@@ -92,7 +92,8 @@ def test_new_product_gets_a_working_deploy_toml(tmp_path: Path, name: str) -> No
     config = load(folder / "deploy.toml")
     assert config.product == name and config.layout.user == name
     assert config.layout.root == f"/opt/{name}"
-    assert [w.program for w in config.all_workers()] == [f"{name}-api-8001", f"{name}-api-8002"]
+    (web1,) = config.hosts
+    assert [w.program for w in config.workers(web1)] == [f"{name}-api-8001", f"{name}-api-8002"]
     example = load(folder / "deploy.multihost.toml.example", folder)
     assert example.product == name
 

@@ -1,0 +1,75 @@
+"""The secrets file: THE parser of its lines, what the hosts get of it, and the check before
+a deploy touches any host."""
+
+from collections.abc import Iterable
+
+from apiphant.deploy.config.errors import ConfigError
+from apiphant.deploy.config.front import TLS_CERT_KEY, TLS_KEY_KEY
+from apiphant.deploy.config.model import Config
+from apiphant.deploy.config.patterns import ENV_KEY
+from apiphant.deploy.config.sections.environment import RESERVED_ENV
+
+
+def parse_secrets(text: str | bytes, where: str) -> tuple[tuple[str, str], ...]:
+    """THE parser of a secrets file: its NAME=value pairs, in order; ``where`` names the file
+    in a one-line ConfigError. Blank and whitespace-only lines and comments (``#`` first on
+    the line, after any blanks) are skipped; every other line is NAME=value, the value taken
+    literally (no quotes, no expansion). The hosts never see the file itself, only
+    ``secrets_lines`` of what this returns, so the launcher that loads it on a host and this
+    checker cannot disagree about a line. Values are never part of a message.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode()
+        except UnicodeDecodeError as error:
+            number = text[: error.start].count(b"\n") + 1
+            raise ConfigError(f"{where}: line {number}: not UTF-8 text") from None
+    pairs = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not ENV_KEY.fullmatch(key):
+            raise ConfigError(f"{where}: line {number}: expected NAME=value")
+        if key in RESERVED_ENV:
+            raise ConfigError(f"{where}: line {number}: {key} is set by the deploy, leave it out")
+        if "\r" in value or "\0" in value:
+            raise ConfigError(f"{where}: line {number}: {key}: control characters in the value")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            raise ConfigError(
+                f"{where}: line {number}: {key}: the value is quoted; write {key}=value, "
+                "it is taken literally"
+            )
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def secrets_lines(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """The secrets as the hosts get them: one NAME=value line each, nothing else; what
+    config/run's loader reads. Without the two lines that name the certificate and key of
+    tls = "files" on this machine: those are the deploy's, not the programs'."""
+    kept = [(k, v) for k, v in pairs if k not in (TLS_CERT_KEY, TLS_KEY_KEY)]
+    return "".join(f"{key}={value}\n" for key, value in kept).encode()
+
+
+def read_secrets(config: Config) -> tuple[tuple[str, str], ...] | None:
+    """The secrets file's pairs (``parse_secrets``), or None when deploy.toml names none;
+    checked before a deploy touches any host."""
+    if config.secrets is None:
+        return None
+    shown = config.path.name
+    try:
+        data = config.secrets.read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            f"{shown}: secrets: expected a KEY=value file on this machine, cannot read "
+            f"{str(config.secrets)!r}: {error.strerror or error} "
+            "(create it with mode 0600, or remove the key)"
+        ) from None
+    return parse_secrets(data, f"secrets file {config.secrets}")
+
+
+def check_secrets(config: Config) -> bytes | None:
+    """The secrets file, checked, as the hosts get it (``secrets_lines``); None for none."""
+    pairs = read_secrets(config)
+    return None if pairs is None else secrets_lines(pairs)
