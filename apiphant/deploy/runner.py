@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from apiphant.deploy import commands
 from apiphant.deploy.config import SUDO_PASSWORD_ENV, Config, Host
-from apiphant.deploy.plan import TUNNEL, Local, Plan, Step, Upload, stages
+from apiphant.deploy.plan import TUNNEL, Local, Phase, Plan, Step, StepKind, Upload, stages
 
 Print = Callable[[str], None]
 
@@ -346,14 +346,14 @@ class Remote(Executor):
         return result.stdout
 
     def _failure(self, step: Step, result: Any) -> str:
-        if step.kind == "lock" and result.exited == commands.LOCKED:
+        if step.kind is StepKind.LOCK and result.exited == commands.LOCKED:
             holder = result.stdout.strip().removeprefix("held by ")
             return (
                 f"{step.host}: the deploy lock is held by {holder}; wait for that deploy, or if "
                 f"it died: fab unlock --product={self.config.product} {step.host}"
             )
         failed = f"{step.host}: {step.why} failed (exit {result.exited})"
-        if step.kind == "reason":  # the command's own last word says why, in one line
+        if step.kind is StepKind.REASON:  # the command's own last word says why, in one line
             lines = [line for line in result.stderr.splitlines() if line.strip()]
             return f"{failed}: {lines[-1].strip()}" if lines else failed
         return failed
@@ -547,14 +547,14 @@ def each_at_once(calls: list[tuple[str, Callable[[], Any]]]) -> dict[str, Any]:
 
 
 def run_steps(executor: Executor, steps: tuple[Step, ...] | list[Step], switched: set[str]) -> None:
-    """Each step in turn; a "report" step's failure is said and the steps go on."""
+    """Each step in turn; a StepKind.REPORT step's failure is said and the steps go on."""
     for step in steps:
         if step.switch:
             switched.add(step.host)
         try:
             executor.run(step)
         except DeployError as error:
-            if step.kind != "report":
+            if step.kind is not StepKind.REPORT:
                 raise
             executor.out(f"[{step.host}] FAILED, reported and not rolled back: {error}")
 
@@ -723,21 +723,23 @@ def say(out: Print, text: str) -> None:
 def print_plan(
     plan: Plan, executor: Executor, rollback: Plan | None = None, parallel: int = 0
 ) -> None:
-    """The dry run: every phase's steps, and what a failure after the switch would run."""
-    for phase, steps in plan.phases():
+    """The dry run: the lock, every phase's steps, the unlock, and what a failure after the
+    switch would run."""
+    for phase in (Phase("lock", plan.lock), *plan.phases, Phase("unlock", plan.unlock)):
+        steps = phase.steps
         if steps:
             hosts = len(by_host(steps))
             cut = stages(steps)
-            if phase == "prepare" and hosts > 1 and parallel != 1:
+            if phase.name == "prepare" and hosts > 1 and parallel != 1:
                 width = min(parallel or hosts, hosts)
                 parts = f" in {len(cut)} stages, one after another" if len(cut) > 1 else ""
-                say(executor.out, f"{phase} ({len(steps)} steps{parts}; {hosts} hosts side by "
-                    f"side, {width} at a time, each host's steps in order)")  # fmt: skip
+                say(executor.out, f"{phase.name} ({len(steps)} steps{parts}; {hosts} hosts "
+                    f"side by side, {width} at a time, each host's steps in order)")  # fmt: skip
             elif len(cut) > 1:
-                say(executor.out, f"{phase} ({len(steps)} steps in {len(cut)} stages, one "
+                say(executor.out, f"{phase.name} ({len(steps)} steps in {len(cut)} stages, one "
                     "after another; in a stage, hosts side by side)")  # fmt: skip
             else:
-                say(executor.out, f"{phase} ({len(steps)} steps)")
+                say(executor.out, f"{phase.name} ({len(steps)} steps)")
             for n, stage in enumerate(cut, 1):
                 if len(cut) > 1:
                     executor.out(f"-- stage {n}: " + ", ".join(by_host(stage)))
@@ -750,6 +752,16 @@ def print_plan(
         )
         for step in rollback.steps():
             executor.run(step)
+
+
+#: What a run says as a phase begins, by the phase's name (``{release}``: the plan's);
+#: a phase not named here is announced by its name.
+HEADINGS = {"prepare": "prepare release {release}", "release": "release command",
+            "activate": "activate release {release}"}  # fmt: skip
+
+
+def heading(phase: Phase, plan: Plan) -> str:
+    return HEADINGS.get(phase.name, phase.name).format(release=plan.release)
 
 
 def run_every_host(
@@ -794,6 +806,17 @@ def locked(executor: Executor, lock: tuple[Step, ...], unlock: tuple[Step, ...])
                 executor.out(f"[{host}] could not release the deploy lock: {got}")
 
 
+def run_phase(
+    executor: Executor, phase: Phase, switched: set[str], parallel: int = 0
+) -> None:
+    """A phase's steps as the phase says: staged (hosts side by side, ``parallel`` at most)
+    or one after another."""
+    if phase.staged:
+        run_staged(executor, phase.steps, switched, parallel)
+    else:
+        run_steps(executor, phase.steps, switched)
+
+
 def execute(
     plan: Plan,
     executor: Executor,
@@ -802,37 +825,36 @@ def execute(
     config: Config,
     parallel: int = 0,
 ) -> Outcome:
-    """Run a deploy plan under the lock, preparing hosts side by side (``parallel`` at most,
-    0: all); on a failure after a switch, roll the switched hosts back to what each served
-    just before its switch (read from the host), and say which host serves which release."""
+    """Run a deploy plan's phases in order under the lock, hosts side by side (``parallel``
+    at most, 0: all). Before the first phase that rolls back, ask each host what it serves;
+    on a failure in such a phase, roll the switched hosts back to that (``_roll_back``), and
+    say which host serves which release."""
     out = executor.out
     switched: set[str] = set()
-    ran_release = False  # the release command started: it may have changed data
+    lasting = ""  # a phase whose changes a failure leaves (the release command) started
     outcome: Outcome | None = None
     try:
         with locked(executor, plan.lock, plan.unlock):
-            say(out, f"prepare release {plan.release}")
-            run_staged(executor, plan.prepare, switched, parallel)
-            if plan.release_phase:
-                say(out, "release command")
-                ran_release = True
-                run_steps(executor, plan.release_phase, switched)
-            previous = current_releases(executor, config, hosts)
-            try:
-                say(out, f"activate release {plan.release}")
-                run_staged(executor, plan.activate, switched, parallel)
-                say(out, "verify")
-                run_staged(executor, plan.verify, switched, parallel)
-            except DeployError as error:
-                outcome = _roll_back(error, executor, rollback, previous, switched, plan,
-                                     untouched(ran_release))  # fmt: skip
-            if outcome is None:
-                say(out, "finish")
-                run_staged(executor, plan.finish, switched, parallel)
+            previous: dict[str, str] | None = None
+            for phase in plan.phases:
+                if phase.rolls_back and previous is None:
+                    previous = current_releases(executor, config, hosts)
+                say(out, heading(phase, plan))
+                if phase.lasting:
+                    lasting = heading(phase, plan)
+                try:
+                    run_phase(executor, phase, switched, parallel)
+                except DeployError as error:
+                    if not phase.rolls_back:
+                        raise
+                    outcome = _roll_back(error, executor, rollback, previous or {}, switched,
+                                         plan, untouched(lasting))  # fmt: skip
+                    break
+            else:
                 outcome = Outcome(True, f"release {plan.release} is live on "
                                   + ", ".join(plan.hosts))  # fmt: skip
     except DeployError as error:
-        where = untouched(ran_release) if not switched else "after the switch"
+        where = untouched(lasting) if not switched else "after the switch"
         outcome = Outcome(False, f"deploy of {plan.release} failed, {where}: {error}")
     assert outcome is not None  # every way out of the lock above set it
     if not outcome.ok and switched:
@@ -840,12 +862,13 @@ def execute(
     return outcome
 
 
-def untouched(ran_release: bool) -> str:
+def untouched(lasting: str = "") -> str:
     """What a deploy that failed before any switch left live. Its prepare writes only into
     the new release's folder (its secrets too), so nothing a live program reads changed;
-    a release command that ran may have changed data, and that is not undone."""
-    if ran_release:
-        return "nothing was switched (what the release command changed before it failed stays)"
+    a phase whose changes last (``lasting``: the release command) that started may have
+    changed data, and that is not undone."""
+    if lasting:
+        return f"nothing was switched (what the {lasting} changed before it failed stays)"
     return "nothing was switched, nothing live was touched"
 
 
@@ -864,7 +887,7 @@ def _roll_back(
     out = executor.out
     failed = f"deploy of {plan.release} failed: {error}"
     if not switched:
-        return Outcome(False, f"{failed}; {unswitched or untouched(False)}")
+        return Outcome(False, f"{failed}; {unswitched or untouched()}")
     lost = sorted(h for h in switched if h in executor.lost)
     targets = {h: previous.get(h, "") for h in sorted(switched) if h not in executor.lost}
     missing = sorted(h for h, r in targets.items() if not r)
@@ -879,9 +902,8 @@ def _roll_back(
     say(out, "rolling back: " + ", ".join(f"{h} to {r}" for h, r in targets.items()) + left)
     failures: dict[str, DeployError] = {}
     if targets:
-        back = rollback(targets)
-        run_every_host(executor, back.activate, failures)
-        run_every_host(executor, back.verify, failures)
+        for phase in rollback(targets).phases:
+            run_every_host(executor, phase.steps, failures)
     done = [h for h in targets if h not in failures]
     parts = []
     if done:

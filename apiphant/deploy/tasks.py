@@ -11,7 +11,7 @@ import shlex
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -386,9 +386,7 @@ def rollback(
         if dry_run:
             targets = {h.name: release or "<previous>" for h in chosen}
             back = plan.rollback_plan(config, chosen, targets, all_roles)
-            shown = plan.Plan(back.release, back.hosts, locks, (), (), back.activate,
-                              back.verify, (), unlocks)  # fmt: skip
-            print_plan(shown, executor)
+            print_plan(replace(back, lock=locks, unlock=unlocks), executor)
             say(executor.out, "dry run: nothing was run")
             return 0
         failures: dict[str, DeployError] = {}
@@ -409,10 +407,9 @@ def rollback(
             if moving:
                 back = plan.rollback_plan(config, [h for h in chosen if h.name in moving],
                                           moving, all_roles)  # fmt: skip
-                say(print, "activate")
-                run_every_host(executor, back.activate, failures)
-                say(print, "verify")
-                run_every_host(executor, back.verify, failures)
+                for phase in back.phases:
+                    say(print, phase.name)
+                    run_every_host(executor, phase.steps, failures)
         result = "failed" if failures else "ok"
         to = ",".join(sorted(set(targets.values())))
         _record(executor, config, chosen, audit_line(config, "rollback", result, to))
@@ -490,7 +487,7 @@ def _operate(
         try:
             run_steps(executor, steps, set())
         except StepFailed as error:
-            if error.step.kind != "passthrough":
+            if error.step.kind is not plan.StepKind.PASSTHROUGH:
                 raise
             print(f"[{error.step.host}] exit {error.exited}", flush=True)
             status = error.exited

@@ -2,8 +2,8 @@
 
 A step is one shell command or one upload on one host, or a command on the
 deployer that reaches a host through an SSH tunnel (``Local``), with the reason
-it is there. A deploy is phases of steps; the runner decides what a failure
-means by the phase it happens in:
+it is there. A deploy is phases of steps (``Phase``), and each phase's flags say how
+it runs and what a failure in it means (``plan.build`` gives a deploy's):
 
 - lock: per host; a held lock stops everything before anything happens.
 - prepare: apt, user, the release uploaded, its virtualenv, its configs
@@ -46,11 +46,19 @@ from apiphant.deploy.plan.operate import (
 from apiphant.deploy.plan.prepare import VenvCopies, prepare_steps, tls_file_steps, venv_copies
 from apiphant.deploy.plan.rolling import batches, rolling_restart
 from apiphant.deploy.plan.steps import (
+    ACTIVATE,
+    DEPLOY,
+    FINISH,
+    PREPARE,
+    RELEASE,
     TUNNEL,
+    VERIFY,
     Download,
     Local,
+    Phase,
     Plan,
     Step,
+    StepKind,
     Upload,
     merged,
     staged,
@@ -66,6 +74,7 @@ from apiphant.deploy.plan.verify import (
 )
 
 __all__ = [
+    "ACTIVATE", "DEPLOY", "FINISH", "PREPARE", "RELEASE", "VERIFY", "Phase", "StepKind",
     "HEALTH_SCRIPT", "NGINX_FILES", "SUPERVISE", "TUNNEL", "TUNNEL_URL", "Download", "Local",
     "Plan", "Step", "Upload", "VenvCopies", "_links", "activate_steps", "batches",
     "certificates", "deploy_plan", "finish_steps", "history_plan", "lock_steps", "logs_plan",

@@ -5,7 +5,7 @@ from importlib import resources
 from apiphant.deploy import commands, roles
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.plan.rolling import rolling_restart
-from apiphant.deploy.plan.steps import Step, Upload, staged
+from apiphant.deploy.plan.steps import Step, StepKind, Upload, staged
 
 #: The kit's Supervisor client, uploaded to every host by every activation.
 SUPERVISE = (resources.files("apiphant.deploy") / "supervise.py").read_bytes()
@@ -15,13 +15,13 @@ NGINX_FILES = ("nginx-main.conf", "nginx.conf")
 
 def release_phase_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step, ...]:
     """deploy.toml's ``release`` command, once, on the first API host, in the new release."""
-    runner = next((h for h in hosts if h.has("api")), None)
-    if not config.release_command or runner is None:
+    first_api = next((h for h in hosts if h.has("api")), None)
+    if not config.release_command or first_api is None:
         return ()
     paths = config.layout.release(release)
     return (
         Step(
-            runner.name,
+            first_api.name,
             f"release command, once, in release {release}: {config.release_command}",
             commands.in_release(paths.dir, config.layout.user, config.release_command),
             timeout=3600,
@@ -106,7 +106,7 @@ def activate_steps(
         for host in hosts
     ]
     restarts, checks = rolling_restart(config, hosts, releases)
-    # A host's steps of one stage run in order: the runner's check before its host's sync.
+    # A host's steps of one stage run in order: the background program's check, then the sync.
     return tuple(staged([*switch_stages, *restarts, checks + sync]))
 
 
@@ -125,5 +125,5 @@ def obtain_step(
         "(certbot, HTTP-01 through Nginx)",
         commands.obtain_certificate(layout, config.tls, http_site, unlinks, first),
         timeout=600,
-        kind="reason",
+        kind=StepKind.REASON,
     )

@@ -7,7 +7,7 @@ from apiphant.deploy.config import Config, Host
 from apiphant.deploy.plan.activate import activate_steps, release_phase_steps
 from apiphant.deploy.plan.operate import lock_steps, unlock_steps
 from apiphant.deploy.plan.prepare import VenvCopies, prepare_steps
-from apiphant.deploy.plan.steps import Plan
+from apiphant.deploy.plan.steps import ACTIVATE, FINISH, PREPARE, RELEASE, VERIFY, Plan
 from apiphant.deploy.plan.verify import finish_steps, verify_steps
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
@@ -28,18 +28,23 @@ def deploy_plan(
     copies: VenvCopies | None = None,
     secrets: bytes | None = None,
 ) -> Plan:
+    """Lock, prepare, the release command (when deploy.toml has one: else no such phase),
+    activate, verify, finish, unlock. How each phase runs is its own (``plan.steps``)."""
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     releases = {h.name: release for h in hosts}
+    command = release_phase_steps(config, hosts, release)
     return Plan(
-        release=release,
-        hosts=tuple(h.name for h in hosts),
+        release,
+        tuple(h.name for h in hosts),
         lock=lock_steps(config, hosts, holder),
-        prepare=prepare_steps(config, hosts, release, tarball, rendered, packages, tls_files,
-                              code_only, copies, secrets),  # fmt: skip
-        release_phase=release_phase_steps(config, hosts, release),
-        activate=activate_steps(config, hosts, releases, all_roles),
-        verify=verify_steps(config, hosts, releases),
-        finish=finish_steps(config, hosts, release),
+        phases=(
+            PREPARE.of(prepare_steps(config, hosts, release, tarball, rendered, packages,
+                                     tls_files, code_only, copies, secrets)),
+            *([RELEASE.of(command)] if command else []),
+            ACTIVATE.of(activate_steps(config, hosts, releases, all_roles)),
+            VERIFY.of(verify_steps(config, hosts, releases)),
+            FINISH.of(finish_steps(config, hosts, release)),
+        ),  # fmt: skip
         unlock=unlock_steps(config, hosts),
     )
 
@@ -54,8 +59,10 @@ def rollback_plan(
     No lock phase: a deploy's rollback runs under its lock; ``fab rollback`` adds its own."""
     all_roles = all_roles if all_roles is not None else roles.load_roles()
     return Plan(
-        release=",".join(sorted(set(releases.values()))),
-        hosts=tuple(h.name for h in hosts),
-        activate=activate_steps(config, hosts, releases, all_roles, obtain=False),
-        verify=verify_steps(config, hosts, releases, https=False, rollback=True),
+        ",".join(sorted(set(releases.values()))),
+        tuple(h.name for h in hosts),
+        phases=(
+            ACTIVATE.of(activate_steps(config, hosts, releases, all_roles, obtain=False)),
+            VERIFY.of(verify_steps(config, hosts, releases, https=False, rollback=True)),
+        ),
     )

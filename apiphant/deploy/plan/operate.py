@@ -3,21 +3,25 @@ maintenance, history, and the line each task records in a host's history."""
 
 from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host
-from apiphant.deploy.plan.steps import Step
+from apiphant.deploy.plan.steps import Step, StepKind
 
 
 def lock_steps(config: Config, hosts: list[Host], holder: str) -> tuple[Step, ...]:
+    """Each host's deploy lock, taken for ``holder``: a held one fails as StepKind.LOCK."""
     layout = config.layout
     return tuple(
-        Step(h.name, "take the deploy lock", commands.lock(layout, holder), timeout=60, kind="lock")
+        Step(h.name, "take the deploy lock", commands.lock(layout, holder), timeout=60,
+             kind=StepKind.LOCK)
         for h in hosts
-    )
+    )  # fmt: skip
 
 
-def unlock_steps(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
+def unlock_steps(
+    config: Config, hosts: list[Host], why: str = "release the deploy lock"
+) -> tuple[Step, ...]:
+    """Each host's deploy lock removed: after a deploy, or ``fab unlock``'s (``why``)."""
     return tuple(
-        Step(h.name, "release the deploy lock", commands.unlock(config.layout), timeout=60)
-        for h in hosts
+        Step(h.name, why, commands.unlock(config.layout), timeout=60) for h in hosts
     )
 
 
@@ -42,7 +46,7 @@ def status_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
             commands.status(config.layout, [(w.program, w.address) for w in config.workers(h)],
                             certificates(config, h)),  # fmt: skip
             timeout=60,
-            kind="passthrough",
+            kind=StepKind.PASSTHROUGH,
         )
         for h in hosts
     )
@@ -56,17 +60,15 @@ def logs_plan(config: Config, hosts: list[Host], lines: int, follow: bool) -> tu
             f"logs in {layout.logs}",
             commands.tail_logs(layout, lines, follow),
             timeout=24 * 3600 if follow else 120,
-            kind="passthrough",
+            kind=StepKind.PASSTHROUGH,
         )
         for h in hosts
     )
 
 
 def unlock_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
-    return tuple(
-        Step(h.name, "remove the deploy lock", commands.unlock(config.layout), timeout=60)
-        for h in hosts
-    )
+    """``fab unlock``: a lock left by a deploy that died."""
+    return unlock_steps(config, hosts, "remove the deploy lock")
 
 
 def run_plan(config: Config, hosts: list[Host], command: str) -> tuple[Step, ...]:
@@ -78,7 +80,7 @@ def run_plan(config: Config, hosts: list[Host], command: str) -> tuple[Step, ...
             f"run in the current release as {layout.user}: {command}",
             commands.in_release(layout.current, layout.user, command),
             timeout=24 * 3600,
-            kind="passthrough",
+            kind=StepKind.PASSTHROUGH,
         )
         for h in hosts
     )
@@ -100,7 +102,7 @@ def maintenance_plan(config: Config, hosts: list[Host], on: bool) -> tuple[Step,
 def history_plan(config: Config, hosts: list[Host], lines: int) -> tuple[Step, ...]:
     return tuple(
         Step(h.name, "history", commands.history(config.layout, lines), timeout=60,
-             kind="passthrough")
+             kind=StepKind.PASSTHROUGH)
         for h in hosts
     )  # fmt: skip
 
@@ -109,6 +111,6 @@ def record_steps(config: Config, hosts: list[Host], line: str) -> tuple[Step, ..
     """One line in each host's audit log (never fails the task it records)."""
     return tuple(
         Step(h.name, "record in the host's history", commands.record(config.layout, line),
-             timeout=60, kind="report")
+             timeout=60, kind=StepKind.REPORT)
         for h in hosts
     )  # fmt: skip

@@ -57,13 +57,13 @@ def rolling_restart(
     # the first stage on a host of its own; it is checked once the batches are done.
     beside: dict[str, tuple[str, str]] = {}
     checks: list[Step] = []
-    runner = config.background_host()
-    if runner is not None and runner.name in {h.name for h in hosts}:
-        program, release = layout.background, releases[runner.name]
-        beside[runner.name] = (f"restart {program} (checked after the batches)",
+    background = config.background_host()
+    if background is not None and background.name in {h.name for h in hosts}:
+        program, release = layout.background, releases[background.name]
+        beside[background.name] = (f"restart {program} (checked after the batches)",
                                commands.restart_background(layout, program, release,
                                                            layout.log(program), wait=False))
-        checks.append(Step(runner.name, f"{program} runs release {release}",
+        checks.append(Step(background.name, f"{program} runs release {release}",
                            commands.restart_background(layout, program, release,
                                                        layout.log(program))))  # fmt: skip
     stages: list[list[Step]] = []

@@ -1,7 +1,10 @@
 """What a plan is made of: steps (a command, an upload, a download, or a command on the
-deployer through a tunnel), their stages, and the plan that holds them. Pure data."""
+deployer through a tunnel), their stages, the phases that hold them and how each runs, and
+the plan. Pure data: the runner reads a phase's flags, never its name."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from shlex import quote as q
 
@@ -62,6 +65,21 @@ class Local:
                 f"cd {q(self.cwd)} && {env}{line}")  # fmt: skip
 
 
+class StepKind(StrEnum):
+    """What a step's failure means. A string enum: ``kind="lock"`` is ``StepKind.LOCK``."""
+
+    #: The plan stops (after a switch, the deploy rolls back).
+    PLAIN = ""
+    #: Another deploy holds the lock.
+    LOCK = "lock"
+    #: Reported, and the plan goes on.
+    REPORT = "report"
+    #: Output and exit status are the user's (``fab run``, ``fab status``).
+    PASSTHROUGH = "passthrough"
+    #: The failure ends with the last line the command wrote to stderr (its cause).
+    REASON = "reason"
+
+
 @dataclass(frozen=True)
 class Step:
     """One command or upload on one host (or a command on the deployer about it), and why."""
@@ -74,13 +92,14 @@ class Step:
     download: Download | None = None
     switch: bool = False  # after this step the host serves ``release``
     timeout: int = 900
-    #: "lock": a failure means another deploy holds the lock; "report": a failure is
-    #: reported and the plan goes on; "passthrough": output and exit status are the user's.
-    #: "reason": a failure ends with the last line the command wrote to stderr (its cause).
-    kind: str = ""
+    #: What a failure of this step means (``StepKind``); a plain string is taken as one.
+    kind: StepKind = StepKind.PLAIN
     #: Within a phase, steps of one stage run host beside host (each host's in order), and
     #: a stage begins when the one before it has ended everywhere.
     stage: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", StepKind(self.kind))
 
 
 def staged(stages: list[list[Step]]) -> list[Step]:
@@ -100,32 +119,97 @@ def stages(steps: tuple[Step, ...] | list[Step]) -> list[list[Step]]:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """A part of a plan, and how it runs. ``staged``: its stages one after another, each
+    stage's hosts side by side; else its steps one after another (a command that runs once).
+    ``rolls_back``: a failure in it rolls every switched host back to what it served before
+    the first such phase began. ``lasting``: what it changes stays even when the deploy
+    fails (the release command's migrations); the failure says so."""
+
+    name: str
+    steps: tuple[Step, ...] = ()
+    staged: bool = True
+    rolls_back: bool = False
+    lasting: bool = False
+
+    def of(self, steps: Iterable[Step]) -> "Phase":
+        """This phase with these steps."""
+        return replace(self, steps=tuple(steps))
+
+
+PREPARE = Phase("prepare")
+RELEASE = Phase("release", staged=False, lasting=True)
+ACTIVATE = Phase("activate", rolls_back=True)
+VERIFY = Phase("verify", rolls_back=True)
+FINISH = Phase("finish")
+#: A deploy's phases in the order they run: the plan's builders give them their steps.
+DEPLOY = (PREPARE, RELEASE, ACTIVATE, VERIFY, FINISH)
+#: How Plan's keyword arguments name them: ``release`` is a plan's release id.
+_ARGUMENT = {"release": "release_phase"}
+
+
+@dataclass(frozen=True, init=False)
 class Plan:
-    """The phases of a deploy (or a rollback), in order."""
+    """The phases of a deploy (or a rollback), in order, between the deploy lock's steps
+    and its release's. The lock and unlock steps are no phase: the lock is taken before any
+    phase and released after them all, whatever happened (``orchestrate.locked``)."""
 
     release: str
     hosts: tuple[str, ...]
-    lock: tuple[Step, ...] = ()
-    prepare: tuple[Step, ...] = ()
-    release_phase: tuple[Step, ...] = ()
-    activate: tuple[Step, ...] = ()
-    verify: tuple[Step, ...] = ()
-    finish: tuple[Step, ...] = ()
-    unlock: tuple[Step, ...] = ()
+    lock: tuple[Step, ...]
+    phases: tuple[Phase, ...]
+    unlock: tuple[Step, ...]
 
-    def phases(self) -> list[tuple[str, tuple[Step, ...]]]:
-        return [
-            ("lock", self.lock),
-            ("prepare", self.prepare),
-            ("release", self.release_phase),
-            ("activate", self.activate),
-            ("verify", self.verify),
-            ("finish", self.finish),
-            ("unlock", self.unlock),
-        ]
+    def __init__(
+        self,
+        release: str,
+        hosts: tuple[str, ...],
+        *,
+        lock: tuple[Step, ...] = (),
+        phases: tuple[Phase, ...] = (),
+        unlock: tuple[Step, ...] = (),
+        **named: tuple[Step, ...],
+    ) -> None:
+        """``phases``; or a deploy's phases by name, with their steps (``activate=steps``,
+        ``release_phase=`` for the release command's): those named, in a deploy's order."""
+        names = {_ARGUMENT.get(p.name, p.name): p for p in DEPLOY}
+        unknown = set(named) - set(names)
+        if unknown:
+            raise TypeError(f"Plan: no phase named {', '.join(sorted(unknown))}")
+        given = tuple(p.of(named[n]) for n, p in names.items() if n in named)
+        object.__setattr__(self, "release", release)
+        object.__setattr__(self, "hosts", tuple(hosts))
+        object.__setattr__(self, "lock", tuple(lock))
+        object.__setattr__(self, "phases", tuple(phases) + given)
+        object.__setattr__(self, "unlock", tuple(unlock))
+
+    def phase(self, name: str) -> tuple[Step, ...]:
+        """The steps of the phase of that name; none when the plan has no such phase."""
+        return next((p.steps for p in self.phases if p.name == name), ())
+
+    @property
+    def prepare(self) -> tuple[Step, ...]:
+        return self.phase(PREPARE.name)
+
+    @property
+    def release_phase(self) -> tuple[Step, ...]:
+        return self.phase(RELEASE.name)
+
+    @property
+    def activate(self) -> tuple[Step, ...]:
+        return self.phase(ACTIVATE.name)
+
+    @property
+    def verify(self) -> tuple[Step, ...]:
+        return self.phase(VERIFY.name)
+
+    @property
+    def finish(self) -> tuple[Step, ...]:
+        return self.phase(FINISH.name)
 
     def steps(self) -> list[Step]:
-        return [step for _, steps in self.phases() for step in steps]
+        """Every step, in the order a run would take them."""
+        return [*self.lock, *(s for p in self.phases for s in p.steps), *self.unlock]
 
 
 def merged(host: str, parts: list[tuple[str, str]], timeout: int = 900) -> Step:

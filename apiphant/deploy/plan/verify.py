@@ -4,7 +4,7 @@ import sys
 
 from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host
-from apiphant.deploy.plan.steps import TUNNEL, Local, Step, staged
+from apiphant.deploy.plan.steps import TUNNEL, Local, Step, StepKind, staged
 
 
 def verify_steps(
@@ -108,15 +108,15 @@ def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step,
             )
         )
     after = []
-    runner = next((h for h in hosts if h.has("api")), None)
-    if config.after_deploy and runner is not None:
+    first_api = next((h for h in hosts if h.has("api")), None)
+    if config.after_deploy and first_api is not None:
         after.append(
             Step(
-                runner.name,
+                first_api.name,
                 f"after_deploy, once: {config.after_deploy}",
                 commands.in_release(paths.dir, layout.user, config.after_deploy),
                 timeout=3600,
-                kind="report",
+                kind=StepKind.REPORT,
             )
         )
     # Hosts side by side; after_deploy once every host has marked the release good.
