@@ -7,6 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from apiphant.deploy.console import DryRun, print_plan
+from apiphant.deploy.errors import StepFailed
+from apiphant.deploy.orchestrate import execute
 from apiphant.deploy.plan import (
     ACTIVATE,
     DEPLOY,
@@ -17,11 +20,10 @@ from apiphant.deploy.plan import (
     Step,
     StepKind,
 )
-from apiphant.deploy.runner import Executor, StepFailed, execute, print_plan
 from tests.test_deploy_config import THREE_HOSTS, parsed
 
 
-class Hosts(Executor):
+class Hosts(DryRun):
     """Hosts that each serve a release: ``serve R`` switches a host to R, a command in
     ``failing`` fails; the release queries answer from that state. Records what ran and
     what was asked, in order."""
@@ -142,7 +144,7 @@ def test_a_lasting_phase_that_ran_is_said_when_the_deploy_fails_before_the_switc
 
 def test_a_plan_of_its_own_phases_prints_them_by_name() -> None:
     shown: list[str] = []
-    print_plan(custom_plan(), Executor(parsed(THREE_HOSTS), shown.append),
+    print_plan(custom_plan(), DryRun(parsed(THREE_HOSTS), shown.append),
                back_to({"a": "R1", "b": "R1"}))  # fmt: skip
     headings = [line for line in shown if line.startswith("==> ")]
     assert headings == ["==> lock (2 steps)", "==> fetch (2 steps)", "==> swap (2 steps)",

@@ -20,24 +20,21 @@ import apiphant
 from apiphant.deploy import artifacts, commands, hostwide, plan, render, roles, tls, wheelhouse
 from apiphant.deploy import config as configuration
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
+from apiphant.deploy.console import DryRun, Hosts, print_plan, say
+from apiphant.deploy.errors import DeployError, StepFailed
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
-from apiphant.deploy.roles import RoleError
-from apiphant.deploy.runner import (
-    DeployError,
-    Executor,
+from apiphant.deploy.orchestrate import (
     Releases,
-    Remote,
-    StepFailed,
     all_releases,
     execute,
     locked,
-    print_plan,
     report_serving,
     run_every_host,
     run_side_by_side,
     run_steps,
-    say,
 )
+from apiphant.deploy.roles import RoleError
+from apiphant.deploy.ssh import Remote
 
 __all__ = ["PRODUCTION", "Target"]
 
@@ -111,8 +108,8 @@ def _guarded(task: Callable[..., int]) -> Callable[..., int]:
     return guarded
 
 
-def _executor(config: Config, dry_run: bool, fabric_config: Any) -> Executor:
-    return Executor(config) if dry_run else Remote(config, fabric_config)
+def _executor(config: Config, dry_run: bool, fabric_config: Any) -> Hosts:
+    return DryRun(config) if dry_run else Remote(config, fabric_config)
 
 
 def audit_line(
@@ -139,7 +136,7 @@ def audit_line(
     return " ".join(f.replace("\n", " ") for f in fields)
 
 
-def _record(executor: Executor, config: Config, hosts: list[Host], line: str) -> None:
+def _record(executor: Hosts, config: Config, hosts: list[Host], line: str) -> None:
     """The line in every host's history, hosts side by side; a failure is reported."""
     run_side_by_side(executor, plan.record_steps(config, hosts, line))
 
@@ -284,7 +281,7 @@ def _render(
 
 
 def nginx_neighbours(
-    executor: Executor, config: Config, hosts: list[Host]
+    executor: Hosts, config: Config, hosts: list[Host]
 ) -> dict[str, tuple[hostwide.Needs, ...]]:
     """The other deployments (environments) on each chosen Nginx host, by the record lines
     of its live main config, whose host-wide settings this deploy's main config serves
@@ -317,7 +314,7 @@ def parallel_width(value: int | str) -> int:
 
 
 def host_facts(
-    executor: Executor, config: Config, hosts: list[Host]
+    executor: Hosts, config: Config, hosts: list[Host]
 ) -> tuple[dict[str, wheelhouse.Platform], dict[str, frozenset[str]]]:
     """The Python and platform of every chosen host that gets a virtualenv (an Nginx-only
     host gets none: no wheels for it), and the complete virtualenvs each has, asked before
@@ -474,7 +471,7 @@ def _operate(
     dry_run: bool,
     fabric_config: Any,
     record: str = "",
-    after: Callable[[Executor, list[Host]], int] | None = None,
+    after: Callable[[Hosts, list[Host]], int] | None = None,
 ) -> int:
     """Run an operator's plan (status, logs, run...), or print it; the exit status of a
     failed step is the task's, as ``fab run`` promises. ``after``: what runs once the steps
@@ -519,7 +516,7 @@ def status(
 MIXED = 1
 
 
-def _one_release(executor: Executor, hosts: list[Host]) -> int:
+def _one_release(executor: Hosts, hosts: list[Host]) -> int:
     if len(hosts) < 2:
         return 0
     return 0 if report_serving(executor, executor.config, hosts) else MIXED

@@ -60,6 +60,7 @@ from apiphant.deploy.plan.steps import (
     Step,
     StepKind,
     Upload,
+    by_host,
     merged,
     staged,
     stages,
@@ -75,6 +76,7 @@ from apiphant.deploy.plan.verify import (
 
 __all__ = [
     "ACTIVATE", "DEPLOY", "FINISH", "PREPARE", "RELEASE", "VERIFY", "Phase", "StepKind",
+    "by_host",
     "HEALTH_SCRIPT", "NGINX_FILES", "SUPERVISE", "TUNNEL", "TUNNEL_URL", "Download", "Local",
     "Plan", "Step", "Upload", "VenvCopies", "_links", "activate_steps", "batches",
     "certificates", "deploy_plan", "finish_steps", "history_plan", "lock_steps", "logs_plan",

@@ -118,6 +118,14 @@ def stages(steps: tuple[Step, ...] | list[Step]) -> list[list[Step]]:
     return cut
 
 
+def by_host(steps: tuple[Step, ...] | list[Step]) -> dict[str, list[Step]]:
+    """A phase's steps per host, each host's in their order."""
+    grouped: dict[str, list[Step]] = {}
+    for step in steps:
+        grouped.setdefault(step.host, []).append(step)
+    return grouped
+
+
 @dataclass(frozen=True)
 class Phase:
     """A part of a plan, and how it runs. ``staged``: its stages one after another, each
