@@ -16,6 +16,7 @@ from apiphant.deploy.config import Config, Host
 from apiphant.deploy.console import Hosts, heading, say
 from apiphant.deploy.errors import DeployError
 from apiphant.deploy.plan import Phase, Plan, Step, StepKind, by_host, stages
+from apiphant.deploy.target import UsageError
 
 
 @dataclass
@@ -354,3 +355,47 @@ def _roll_back(
     parts += [f"the rollback failed on {failures[h]}" for h in targets if h in failures]
     parts += [f"NOT ROLLED BACK: {h}: {executor.lost[h]}" for h in lost]
     return Outcome(False, f"{failed}; " + "; ".join(parts))
+
+
+# fab rollback's rule; the automatic rollback's (what each host served before) is above.
+
+
+def _current(rows: Releases) -> str:
+    return next((r for r, _, is_current in rows if is_current), "")
+
+
+def rollback_targets(rows: dict[str, Releases], wanted: str = "") -> dict[str, str]:
+    """THE rule for ``fab rollback``'s release on each host, from each host's releases
+    (newest first: release, good, current):
+
+    - a named release (``wanted``): on every host, if it passed a deploy there;
+    - hosts that serve one release: on each, the newest good release older than it;
+    - hosts that serve different releases (a deploy that failed part way, a rollback of
+      some hosts): one release for all, the newest that passed a deploy on every host and
+      is no newer than the oldest one served. The rollback ends with every host on it."""
+    currents = {host: _current(rs) for host, rs in rows.items()}
+    if wanted:
+        for host, rs in rows.items():
+            if not any(r == wanted for r, _, _ in rs):
+                known = ", ".join(r for r, good, _ in rs if good) or "none"
+                raise UsageError(f"{host}: no release {wanted} (good releases: {known})")
+            if not any(good for r, good, _ in rs if r == wanted):
+                raise UsageError(f"{host}: release {wanted} never passed a deploy; deploy instead")
+        return {host: wanted for host in rows}
+    if len(set(currents.values())) > 1:
+        served = ", ".join(f"{h} {r or 'none'}" for h, r in currents.items())
+        oldest = min((r for r in currents.values() if r), default="")
+        good = [{r for r, ok, _ in rs if ok and r <= oldest} for rs in rows.values()]
+        common = set.intersection(*good) if good else set()
+        if not common:
+            raise UsageError(f"hosts serve different releases ({served}) and none that passed "
+                             "a deploy on every one of them is older: deploy instead")  # fmt: skip
+        return {host: max(common) for host in rows}
+    targets = {}
+    for host, rs in rows.items():
+        current = currents[host]
+        older = [r for r, good, _ in rs if good and (not current or r < current)]
+        if not older:
+            raise UsageError(f"{host}: no good release before {current or 'none'} to roll back to")
+        targets[host] = older[0]
+    return targets
