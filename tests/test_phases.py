@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from apiphant.deploy.console import DryRun, print_plan
-from apiphant.deploy.errors import StepFailed
+from apiphant.deploy.errors import DeployError, StepFailed, Unreachable
+from apiphant.deploy.facts import host_facts
 from apiphant.deploy.orchestrate import execute
 from apiphant.deploy.plan import (
     ACTIVATE,
@@ -178,3 +179,38 @@ def test_a_deploys_phases_by_name_and_the_plan_kept_whole_by_replace() -> None:
         Plan("R2", ("a",), rollout=steps)
     with pytest.raises(TypeError):  # no positional phases: each is named
         Plan("R2", ("a",), (), steps)  # type: ignore[misc]
+
+
+# The questions a deploy asks before it changes anything
+
+
+class Unanswered(DryRun):
+    """Each host answers once every host has asked (they are asked all at once); the hosts
+    in ``down`` cannot be reached."""
+
+    def __init__(self, down: set[str]) -> None:
+        super().__init__(parsed(THREE_HOSTS), out=lambda line: None)
+        self.down = down
+        self.barrier = threading.Barrier(3, timeout=20)
+        self.asked: list[str] = []
+
+    def query(self, host: str, command: str, why: str) -> str:
+        self.asked.append(host)
+        self.barrier.wait()  # breaks (fails the test) unless all three are asked at once
+        if host in self.down:
+            raise Unreachable(f"{host} (ssh): cannot connect: No route to host")
+        return ""
+
+
+def test_host_facts_stops_the_deploy_on_a_host_that_cannot_be_reached() -> None:
+    """Every host is asked at once; one that cannot answer stops the deploy in one line
+    that says nothing was changed; of several, the first in deploy.toml's order."""
+    hosts = Unanswered({"b"})
+    with pytest.raises(DeployError) as stopped:
+        host_facts(hosts, hosts.config, list(hosts.config.hosts))
+    assert str(stopped.value) == (
+        "b (ssh): cannot connect: No route to host; nothing was changed on any host")
+    assert sorted(hosts.asked) == ["a", "b", "front"]
+    both = Unanswered({"b", "front"})
+    with pytest.raises(DeployError, match=r"^front \(ssh\): cannot connect"):
+        host_facts(both, both.config, list(both.config.hosts))

@@ -3,12 +3,13 @@ Python, platform and virtualenvs (which wheels to build, which host builds the r
 virtualenv), and the other deployments its Nginx serves. A host that cannot answer, or
 whose answer refuses the deploy, stops it with nothing touched."""
 
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from apiphant.deploy import commands, hostwide, wheelhouse
 from apiphant.deploy.config import Config, ConfigError, Host
 from apiphant.deploy.console import Hosts
 from apiphant.deploy.errors import DeployError
+from apiphant.deploy.orchestrate import each_at_once
 
 
 def nginx_neighbours(
@@ -43,25 +44,17 @@ def host_facts(
     deployment's user name that the deploy did not make, stops the deploy here, with
     nothing touched."""
     python = {h.name for h in hosts if config.runs_python(h)}
-    asked = [h.name for h in hosts]
-    if not asked:
-        return {}, {}
     account = commands.account_check(config.layout)
     facts = commands.join(account, wheelhouse.facts_command(config.python, config.layout.venvs))
     user = f"its system user {config.layout.user}"
 
-    def ask(name: str) -> str | DeployError:
-        try:
-            if name not in python:
-                return executor.query(name, account, user)
-            why = f"{user}; its Python and platform; its virtualenvs"
-            return executor.query(name, facts, why)
-        except DeployError as error:
-            return error
+    def ask(name: str) -> str:
+        if name not in python:
+            return executor.query(name, account, user)
+        return executor.query(name, facts, f"{user}; its Python and platform; its virtualenvs")
 
     # Every host at once: a fleet answers in one round trip's time, not one per host.
-    with ThreadPoolExecutor(max_workers=len(asked), thread_name_prefix="apiphant-ask") as pool:
-        answers = dict(zip(asked, pool.map(ask, asked), strict=True))
+    answers = each_at_once([(h.name, partial(ask, h.name)) for h in hosts])
     for answer in answers.values():
         if isinstance(answer, DeployError):
             raise DeployError(f"{answer}; nothing was changed on any host")
