@@ -248,9 +248,7 @@ def locked(executor: Hosts, lock: tuple[Step, ...], unlock: tuple[Step, ...]) ->
                 executor.out(f"[{host}] could not release the deploy lock: {got}")
 
 
-def run_phase(
-    executor: Hosts, phase: Phase, switched: set[str], parallel: int = 0
-) -> None:
+def run_phase(executor: Hosts, phase: Phase, switched: set[str], parallel: int = 0) -> None:
     """A phase's steps as the phase says: staged (hosts side by side, ``parallel`` at most)
     or one after another."""
     if phase.staged:

@@ -67,7 +67,7 @@ SUDO_REFUSALS = ("a password is required", "is not in the sudoers", "may not run
 def sudo_reading_password(command: str) -> str:
     """``command`` as root through a sudo that reads its password from stdin, once.
 
-    The runner writes the password and a newline to the channel's stdin and closes it; no
+    ``Remote`` writes the password and a newline to the channel's stdin and closes it; no
     one watches the output for a prompt to answer (Fabric's sudo did: it typed the
     password after every ``[sudo] password:`` that a command's output showed, a log line
     or a ``fab run`` command's, and the command could read it). ``-k``: sudo always asks,

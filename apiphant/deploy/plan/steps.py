@@ -1,6 +1,6 @@
 """What a plan is made of: steps (a command, an upload, a download, or a command on the
 deployer through a tunnel), their stages, the phases that hold them and how each runs, and
-the plan. Pure data: the runner reads a phase's flags, never its name."""
+the plan. Pure data: ``orchestrate`` reads a phase's flags, never its name."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -109,7 +109,7 @@ def staged(stages: list[list[Step]]) -> list[Step]:
 
 
 def stages(steps: tuple[Step, ...] | list[Step]) -> list[list[Step]]:
-    """A phase's steps cut where the stage changes: what the runner runs one after another."""
+    """A phase's steps cut where the stage changes: what a run takes one after another."""
     cut: list[list[Step]] = []
     for step in steps:
         if not cut or cut[-1][-1].stage != step.stage:
