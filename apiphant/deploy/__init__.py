@@ -7,7 +7,9 @@ Layers, each usable alone:
 - ``render``: config into files, Jinja2 with StrictUndefined; pure.
 - ``commands`` and ``plan``: the deploy as a list of printable steps; pure.
 - ``artifacts``: the local build (a wheel of apiphant, the release tarball).
-- ``runner``: runs the steps over Fabric connections, or prints them (--dry-run).
+- ``orchestrate``: runs a plan's phases under the lock, rolls back on failure;
+  ``ssh`` runs the steps over Fabric connections, ``console`` prints them
+  (``DryRun``: --dry-run).
 - ``tasks``: what the fabfile's tasks call.
 
 Every path on a host is ``layout``'s. The roles and templates are package

@@ -19,8 +19,6 @@ merges ``deploy.ENV.toml`` (or ``[env.ENV]``) over deploy.toml;
 """
 
 import inspect
-import shlex
-import sys
 
 from invoke import Exit, task
 
@@ -131,52 +129,8 @@ def unlock(c, product="", host=None, dry_run=False, config="", env=""):
     _done(tasks.unlock(_where(product, config, env), host or [], dry_run, c.config))
 
 
-#: What followed ``--`` on the command line: ``fab run``'s command.
-_REMAINDER = [""]
-
-
-def command_after_dashes(words: list[str]) -> str:
-    """The shell line after ``--``: one word is taken as a line (``-- "a && b"``), several
-    are quoted one by one (``-- python -c 'print(1)'`` keeps its argument whole), as the
-    shell gave them to us. Invoke would join them with spaces and lose the quoting."""
-    if "--" not in words:
-        return ""
-    rest = words[words.index("--") + 1 :]
-    return rest[0] if len(rest) == 1 else shlex.join(rest)
-
-
-def _rewrite_command_line() -> None:
-    """Hosts as bare words (``fab deploy web1``, see apiphant.deploy.argv), ``-e`` for
-    ``--env``, and the command after ``--`` kept for ``fab run`` (Fabric would run it on
-    its own as an ad hoc command, and refuse with no -H).
-
-    Fabric has parsed its core flags and is loading the fabfile; the task arguments, still
-    unparsed, are rewritten in place. Under any other program, the long flags still work.
-    """
-    try:
-        from fabric.main import program
-    except ImportError:
-        return
-    core = getattr(program, "core", None)
-    unparsed = getattr(core, "unparsed", None)
-    if not isinstance(unparsed, list):
-        return
-    if getattr(core, "remainder", ""):
-        _REMAINDER[0] = command_after_dashes(sys.argv)
-        core.remainder = ""
-    ours = {}
-    for body in (render, deploy, rollback, status, logs, run, maintenance, history, unlock):
-        # From the signature: Task.get_arguments() would use up the tasks' help texts.
-        parameters = list(inspect.signature(body.body).parameters.values())[1:]
-        takes_value = [p.name for p in parameters if not isinstance(p.default, bool)]
-        ours[body.name] = argv.flag_names(takes_value)
-    core_values = {
-        name
-        for a in program.initial_context.flags.values()
-        if a.takes_value
-        for name in argv.flag_names(a.names)
-    }
-    unparsed[:] = argv.hosts_as_flags(unparsed, ours, core_values, {"-e": "--env"})
-
-
-_rewrite_command_line()
+#: What followed ``--`` on the command line: ``fab run``'s command. Fabric has parsed its
+#: core flags and is loading this fabfile: the tasks' arguments are rewritten now, before
+#: Invoke parses them, and only here.
+_REMAINDER = [argv.rewrite_fabric_command_line(
+    (render, deploy, rollback, status, logs, run, maintenance, history, unlock))]  # fmt: skip

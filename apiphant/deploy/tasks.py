@@ -6,86 +6,39 @@ onto them. Every one reads and checks deploy.toml before it touches a host.
 """
 
 import functools
-import re
-import shlex
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import apiphant
-from apiphant.deploy import artifacts, commands, hostwide, plan, render, roles, tls, wheelhouse
+from apiphant.deploy import artifacts, hostwide, plan, render, roles, tls, wheelhouse
 from apiphant.deploy import config as configuration
+from apiphant.deploy.audit import _record, audit_line, command_name
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
+from apiphant.deploy.console import DryRun, Hosts, print_plan, say
+from apiphant.deploy.errors import DeployError, StepFailed
+from apiphant.deploy.facts import host_facts, nginx_neighbours
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
-from apiphant.deploy.roles import RoleError
-from apiphant.deploy.runner import (
-    DeployError,
-    Executor,
-    Releases,
-    Remote,
-    StepFailed,
+from apiphant.deploy.orchestrate import (
+    _current,
     all_releases,
     execute,
     locked,
-    print_plan,
     report_serving,
+    rollback_targets,
     run_every_host,
-    run_side_by_side,
     run_steps,
-    say,
 )
+from apiphant.deploy.roles import RoleError
+from apiphant.deploy.ssh import Remote
+from apiphant.deploy.target import Target, UsageError, find_product, parallel_width
 
-__all__ = ["PRODUCTION", "Target"]
-
-
-class UsageError(Exception):
-    """A command line that names something that does not exist; one line."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """Which deployment a task is about: the product, another deploy.toml, an environment."""
-
-    product: str = ""
-    config: str = ""
-    env: str = PRODUCTION
-
-
-def repository(start: Path | None = None) -> Path:
-    """The folder whose fabfile.py ``fab`` runs: the nearest one up from here, as Fabric
-    finds it."""
-    here = (start or Path.cwd()).resolve()
-    return next((d for d in (here, *here.parents) if (d / "fabfile.py").is_file()), here)
-
-
-def find_product(target: Target, start: Path | None = None) -> Config:
-    """The product: ``--product`` (a folder here or beside the fabfile), else the repository
-    itself; its deploy.toml (or ``--config``), with ``--env`` over it."""
-    root = repository(start)
-    if target.product:
-        candidates = [Path(target.product), root / target.product]
-        folder = next((c for c in candidates if (c / "api").is_dir()), None)
-        if folder is None:
-            raise UsageError(
-                f"--product {target.product}: no product folder (with api/) named "
-                f"{target.product} here or in {root}"
-            )
-    elif (root / "api").is_dir():
-        folder = root
-    else:
-        raise UsageError(
-            f"--product is required: {root} is not a product (no api/ folder); "
-            "say which, like --product=myproduct"
-        )
-    path = Path(target.config) if target.config else folder / "deploy.toml"
-    if not path.is_file():
-        hint = "" if target.config else ": apiphant new writes one; or copy myproduct's"
-        raise UsageError(f"{path}: no such file{hint}")
-    return configuration.load(path, folder.resolve(), target.env)
+#: Besides the tasks, what tests and bench take from here (their homes are the modules
+#: imported above).
+__all__ = ["BAD_INPUT", "PRODUCTION", "Target", "UsageError", "audit_line", "command_name",
+           "find_product", "host_facts", "parallel_width", "pip_requirements",
+           "rollback_targets"]  # fmt: skip
 
 
 #: Exit status of a command refused for what it was given (flags, deploy.toml, the product),
@@ -111,37 +64,8 @@ def _guarded(task: Callable[..., int]) -> Callable[..., int]:
     return guarded
 
 
-def _executor(config: Config, dry_run: bool, fabric_config: Any) -> Executor:
-    return Executor(config) if dry_run else Remote(config, fabric_config)
-
-
-def audit_line(
-    config: Config,
-    action: str,
-    outcome: str,
-    release: str = "",
-    shipped: artifacts.Shipped | None = None,
-) -> str:
-    """One line of a host's history: when, who, which code (git commit, and dirty: a file
-    git tracks in the product folder differs from it), what, how. A deploy's line also says
-    which files it shipped (``files=tracked``: those git tracks, as in the working tree;
-    ``files=folder``: a folder outside git)."""
-    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    commit, changed = artifacts.revision(config.product_dir)
-    dirty = ("yes" if changed else "no") if commit else "-"
-    fields = [when, action, f"outcome={outcome}", f"by={artifacts.deployer()}",
-              f"commit={commit or 'none'}", f"dirty={dirty}", f"apiphant={apiphant.__version__}",
-              f"env={config.env}"]  # fmt: skip
-    if shipped is not None:
-        fields.append(f"files={'folder' if shipped.repository is None else 'tracked'}")
-    if release:
-        fields.append(f"release={release}")
-    return " ".join(f.replace("\n", " ") for f in fields)
-
-
-def _record(executor: Executor, config: Config, hosts: list[Host], line: str) -> None:
-    """The line in every host's history, hosts side by side; a failure is reported."""
-    run_side_by_side(executor, plan.record_steps(config, hosts, line))
+def _executor(config: Config, dry_run: bool, fabric_config: Any) -> Hosts:
+    return DryRun(config) if dry_run else Remote(config, fabric_config)
 
 
 @_guarded
@@ -283,75 +207,6 @@ def _render(
             for h in hosts}  # fmt: skip
 
 
-def nginx_neighbours(
-    executor: Executor, config: Config, hosts: list[Host]
-) -> dict[str, tuple[hostwide.Needs, ...]]:
-    """The other deployments (environments) on each chosen Nginx host, by the record lines
-    of its live main config, whose host-wide settings this deploy's main config serves
-    too: asked before anything changes anywhere, so a conflict with one (``hostwide.merge``)
-    stops the deploy in one line with nothing touched. Fronts are few: one after another."""
-    own = hostwide.Needs.of(config)
-    found = {}
-    for host in (h for h in hosts if h.has("nginx")):
-        try:
-            answer = executor.query(host.name, hostwide.question(),
-                                    "the other deployments its Nginx serves")  # fmt: skip
-        except DeployError as error:
-            raise DeployError(f"{error}; nothing was changed on any host") from None
-        try:
-            found[host.name] = hostwide.others_on(host.name, answer, own.name)
-            hostwide.merge(host.name, own, found[host.name])
-        except ConfigError as error:
-            raise ConfigError(f"{error}; nothing was changed on any host") from None
-    return found
-
-
-def parallel_width(value: int | str) -> int:
-    """``--parallel``: how many hosts prepare at once; empty or 0 means all of them."""
-    text = str(value).strip()
-    if text in ("", "0"):
-        return 0
-    if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"--parallel: expected a positive number of hosts, like 4, got {text!r}")
-    return int(text)
-
-
-def host_facts(
-    executor: Executor, config: Config, hosts: list[Host]
-) -> tuple[dict[str, wheelhouse.Platform], dict[str, frozenset[str]]]:
-    """The Python and platform of every chosen host that gets a virtualenv (an Nginx-only
-    host gets none: no wheels for it), and the complete virtualenvs each has, asked before
-    anything changes anywhere: a host that cannot be reached, or has an account of the
-    deployment's user name that the deploy did not make, stops the deploy here, with
-    nothing touched."""
-    python = {h.name for h in hosts if config.runs_python(h)}
-    asked = [h.name for h in hosts]
-    if not asked:
-        return {}, {}
-    account = commands.account_check(config.layout)
-    facts = commands.join(account, wheelhouse.facts_command(config.python, config.layout.venvs))
-    user = f"its system user {config.layout.user}"
-
-    def ask(name: str) -> str | DeployError:
-        try:
-            if name not in python:
-                return executor.query(name, account, user)
-            why = f"{user}; its Python and platform; its virtualenvs"
-            return executor.query(name, facts, why)
-        except DeployError as error:
-            return error
-
-    # Every host at once: a fleet answers in one round trip's time, not one per host.
-    with ThreadPoolExecutor(max_workers=len(asked), thread_name_prefix="apiphant-ask") as pool:
-        answers = dict(zip(asked, pool.map(ask, asked), strict=True))
-    for answer in answers.values():
-        if isinstance(answer, DeployError):
-            raise DeployError(f"{answer}; nothing was changed on any host")
-    answers = {name: answer for name, answer in answers.items() if name in python}
-    platforms = {name: wheelhouse.parse_facts(name, str(a)) for name, a in answers.items()}
-    return platforms, {name: wheelhouse.complete_venvs(str(a)) for name, a in answers.items()}
-
-
 def pip_requirements(
     config: Config, hosts: list[Host], all_roles: dict[str, roles.Role]
 ) -> list[str]:
@@ -386,9 +241,7 @@ def rollback(
         if dry_run:
             targets = {h.name: release or "<previous>" for h in chosen}
             back = plan.rollback_plan(config, chosen, targets, all_roles)
-            shown = plan.Plan(back.release, back.hosts, locks, (), (), back.activate,
-                              back.verify, (), unlocks)  # fmt: skip
-            print_plan(shown, executor)
+            print_plan(replace(back, lock=locks, unlock=unlocks), executor)
             say(executor.out, "dry run: nothing was run")
             return 0
         failures: dict[str, DeployError] = {}
@@ -409,10 +262,9 @@ def rollback(
             if moving:
                 back = plan.rollback_plan(config, [h for h in chosen if h.name in moving],
                                           moving, all_roles)  # fmt: skip
-                say(print, "activate")
-                run_every_host(executor, back.activate, failures)
-                say(print, "verify")
-                run_every_host(executor, back.verify, failures)
+                for phase in back.phases:
+                    say(print, phase.name)
+                    run_every_host(executor, phase.steps, failures)
         result = "failed" if failures else "ok"
         to = ",".join(sorted(set(targets.values())))
         _record(executor, config, chosen, audit_line(config, "rollback", result, to))
@@ -430,54 +282,13 @@ def rollback(
     return 1
 
 
-def _current(rows: Releases) -> str:
-    return next((r for r, _, is_current in rows if is_current), "")
-
-
-def rollback_targets(rows: dict[str, Releases], wanted: str = "") -> dict[str, str]:
-    """THE rule for ``fab rollback``'s release on each host, from each host's releases
-    (newest first: release, good, current):
-
-    - a named release (``wanted``): on every host, if it passed a deploy there;
-    - hosts that serve one release: on each, the newest good release older than it;
-    - hosts that serve different releases (a deploy that failed part way, a rollback of
-      some hosts): one release for all, the newest that passed a deploy on every host and
-      is no newer than the oldest one served. The rollback ends with every host on it."""
-    currents = {host: _current(rs) for host, rs in rows.items()}
-    if wanted:
-        for host, rs in rows.items():
-            if not any(r == wanted for r, _, _ in rs):
-                known = ", ".join(r for r, good, _ in rs if good) or "none"
-                raise UsageError(f"{host}: no release {wanted} (good releases: {known})")
-            if not any(good for r, good, _ in rs if r == wanted):
-                raise UsageError(f"{host}: release {wanted} never passed a deploy; deploy instead")
-        return {host: wanted for host in rows}
-    if len(set(currents.values())) > 1:
-        served = ", ".join(f"{h} {r or 'none'}" for h, r in currents.items())
-        oldest = min((r for r in currents.values() if r), default="")
-        good = [{r for r, ok, _ in rs if ok and r <= oldest} for rs in rows.values()]
-        common = set.intersection(*good) if good else set()
-        if not common:
-            raise UsageError(f"hosts serve different releases ({served}) and none that passed "
-                             "a deploy on every one of them is older: deploy instead")  # fmt: skip
-        return {host: max(common) for host in rows}
-    targets = {}
-    for host, rs in rows.items():
-        current = currents[host]
-        older = [r for r, good, _ in rs if good and (not current or r < current)]
-        if not older:
-            raise UsageError(f"{host}: no good release before {current or 'none'} to roll back to")
-        targets[host] = older[0]
-    return targets
-
-
 def _operate(
     config: Config,
     steps: tuple[plan.Step, ...],
     dry_run: bool,
     fabric_config: Any,
     record: str = "",
-    after: Callable[[Executor, list[Host]], int] | None = None,
+    after: Callable[[Hosts, list[Host]], int] | None = None,
 ) -> int:
     """Run an operator's plan (status, logs, run...), or print it; the exit status of a
     failed step is the task's, as ``fab run`` promises. ``after``: what runs once the steps
@@ -490,7 +301,7 @@ def _operate(
         try:
             run_steps(executor, steps, set())
         except StepFailed as error:
-            if error.step.kind != "passthrough":
+            if error.step.kind is not plan.StepKind.PASSTHROUGH:
                 raise
             print(f"[{error.step.host}] exit {error.exited}", flush=True)
             status = error.exited
@@ -522,7 +333,7 @@ def status(
 MIXED = 1
 
 
-def _one_release(executor: Executor, hosts: list[Host]) -> int:
+def _one_release(executor: Hosts, hosts: list[Host]) -> int:
     if len(hosts) < 2:
         return 0
     return 0 if report_serving(executor, executor.config, hosts) else MIXED
@@ -570,23 +381,6 @@ def run(
         )
     steps = plan.run_plan(config, chosen, command)
     return _operate(config, steps, dry_run, fabric_config, record=f"run {command_name(command)}")
-
-
-#: A shell word that sets a variable for the command (``TOKEN=... python -m x``).
-_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-
-
-def command_name(command: str) -> str:
-    """What the history keeps of a ``fab run`` command: its name (the first word that is
-    not a variable's assignment), never its arguments or assignments, which may hold what
-    was typed as a secret; a name with anything but letters, digits and ``._/+-`` in it is
-    kept as ``?``."""
-    try:
-        words = shlex.split(command)
-    except ValueError:  # an unclosed quote: the shell would refuse it too
-        words = command.split()
-    name = next((w for w in words if not _ASSIGNMENT.match(w)), "")
-    return name if re.fullmatch(r"[A-Za-z0-9._/+-]+", name) else "?"
 
 
 @_guarded

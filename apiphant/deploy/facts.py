@@ -1,0 +1,63 @@
+"""What a deploy asks every host before it changes anything anywhere: its system user, its
+Python, platform and virtualenvs (which wheels to build, which host builds the release's
+virtualenv), and the other deployments its Nginx serves. A host that cannot answer, or
+whose answer refuses the deploy, stops it with nothing touched."""
+
+from functools import partial
+
+from apiphant.deploy import commands, hostwide, wheelhouse
+from apiphant.deploy.config import Config, ConfigError, Host
+from apiphant.deploy.console import Hosts
+from apiphant.deploy.errors import DeployError
+from apiphant.deploy.orchestrate import each_at_once
+
+
+def nginx_neighbours(
+    executor: Hosts, config: Config, hosts: list[Host]
+) -> dict[str, tuple[hostwide.Needs, ...]]:
+    """The other deployments (environments) on each chosen Nginx host, by the record lines
+    of its live main config, whose host-wide settings this deploy's main config serves
+    too: asked before anything changes anywhere, so a conflict with one (``hostwide.merge``)
+    stops the deploy in one line with nothing touched. Fronts are few: one after another."""
+    own = hostwide.Needs.of(config)
+    found = {}
+    for host in (h for h in hosts if h.has("nginx")):
+        try:
+            answer = executor.query(host.name, hostwide.question(),
+                                    "the other deployments its Nginx serves")  # fmt: skip
+        except DeployError as error:
+            raise DeployError(f"{error}; nothing was changed on any host") from None
+        try:
+            found[host.name] = hostwide.others_on(host.name, answer, own.name)
+            hostwide.merge(host.name, own, found[host.name])
+        except ConfigError as error:
+            raise ConfigError(f"{error}; nothing was changed on any host") from None
+    return found
+
+
+def host_facts(
+    executor: Hosts, config: Config, hosts: list[Host]
+) -> tuple[dict[str, wheelhouse.Platform], dict[str, frozenset[str]]]:
+    """The Python and platform of every chosen host that gets a virtualenv (an Nginx-only
+    host gets none: no wheels for it), and the complete virtualenvs each has, asked before
+    anything changes anywhere: a host that cannot be reached, or has an account of the
+    deployment's user name that the deploy did not make, stops the deploy here, with
+    nothing touched."""
+    python = {h.name for h in hosts if config.runs_python(h)}
+    account = commands.account_check(config.layout)
+    facts = commands.join(account, wheelhouse.facts_command(config.python, config.layout.venvs))
+    user = f"its system user {config.layout.user}"
+
+    def ask(name: str) -> str:
+        if name not in python:
+            return executor.query(name, account, user)
+        return executor.query(name, facts, f"{user}; its Python and platform; its virtualenvs")
+
+    # Every host at once: a fleet answers in one round trip's time, not one per host.
+    answers = each_at_once([(h.name, partial(ask, h.name)) for h in hosts])
+    for answer in answers.values():
+        if isinstance(answer, DeployError):
+            raise DeployError(f"{answer}; nothing was changed on any host")
+    answers = {name: answer for name, answer in answers.items() if name in python}
+    platforms = {name: wheelhouse.parse_facts(name, str(a)) for name, a in answers.items()}
+    return platforms, {name: wheelhouse.complete_venvs(str(a)) for name, a in answers.items()}

@@ -1,0 +1,129 @@
+"""The release command, and the activation: switch, link, reload, the rolling restart."""
+
+from importlib import resources
+
+from apiphant.deploy import commands, roles
+from apiphant.deploy.config import Config, Host
+from apiphant.deploy.plan.rolling import rolling_restart
+from apiphant.deploy.plan.steps import Step, StepKind, Upload, staged
+
+#: The kit's Supervisor client, uploaded to every host by every activation.
+SUPERVISE = (resources.files("apiphant.deploy") / "supervise.py").read_bytes()
+#: The nginx role's rendered files: Nginx is reloaded when either changed.
+NGINX_FILES = ("nginx-main.conf", "nginx.conf")
+
+
+def release_phase_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step, ...]:
+    """deploy.toml's ``release`` command, once, on the first API host, in the new release."""
+    first_api = next((h for h in hosts if h.has("api")), None)
+    if not config.release_command or first_api is None:
+        return ()
+    paths = config.layout.release(release)
+    return (
+        Step(
+            first_api.name,
+            f"release command, once, in release {release}: {config.release_command}",
+            commands.in_release(paths.dir, config.layout.user, config.release_command),
+            timeout=3600,
+        ),
+    )
+
+
+def _links(config: Config, host: Host, all_roles: dict[str, roles.Role]) -> tuple[dict, list]:
+    """The links this host's roles make, and those to remove: the other roles' links, and
+    what this host's roles unlink."""
+    layout = config.layout
+    host_roles = roles.for_host(config.role_names(host), all_roles)
+    used = roles.links(host_roles, layout)
+    every = roles.links(list(all_roles.values()), layout)
+    unused = set(every.values()) - set(used.values()) | set(roles.unlinks(host_roles, layout))
+    return used, sorted(unused)
+
+
+def activate_steps(
+    config: Config,
+    hosts: list[Host],
+    releases: dict[str, str],
+    all_roles: dict[str, roles.Role],
+    obtain: bool = True,
+) -> tuple[Step, ...]:
+    """Make ``releases[host]`` live on each host: switch, link, reload, rolling restart.
+
+    In stages, hosts side by side within each: hosts without Nginx switch first, then the
+    fronts, so a front switches once its backends have; then the rolling restart; then
+    Supervisor's programs are matched to the config. With tls = "acme" each front gets its
+    certificate before its 443 server goes live (not on a rollback, ``obtain=False``: the
+    release it goes back to was served before).
+    """
+    layout = config.layout
+    switch_stages: list[list[Step]] = [[], []]
+    for host in hosts:
+        steps = switch_stages[host.has("nginx")]
+        paths = layout.release(releases[host.name])
+        used, unused = _links(config, host, all_roles)
+        services = roles.services(roles.for_host(config.role_names(host), all_roles))
+        steps.append(
+            Step(
+                host.name,
+                f"make release {paths.release_id} current",
+                commands.switch(paths),
+                switch=True,
+            )
+        )
+        if obtain and config.renews(host):
+            steps.append(obtain_step(config, host, used, all_roles))
+        steps.append(
+            Step(
+                host.name,
+                "link configs into /etc",
+                commands.link(used, unused, layout.current_config),
+            )
+        )
+        if config.tls.on and host.has("nginx"):
+            steps.append(Step(host.name, "check: nginx -t, with the certificate",
+                              commands.nginx_check_live()))  # fmt: skip
+        # Every host: one that lost its programs' roles has them removed by it (the sync).
+        steps.append(Step(host.name, "the kit's Supervisor client", upload=Upload(
+            layout.supervise, 0o644, "supervise.py", content=SUPERVISE)))  # fmt: skip
+        if "supervisor" in services:
+            steps.append(Step(host.name, "supervisord: start if not running",
+                              commands.supervisor_ready(layout)))  # fmt: skip
+        if "nginx" in services:
+            nginx_files = [f"{layout.current_config}/{n}" for n in NGINX_FILES]
+            steps.append(
+                Step(
+                    host.name,
+                    "nginx: reload if its config changed, or start",
+                    commands.nginx_ready(nginx_files, layout.nginx_loaded),
+                )
+            )
+    sync = [
+        Step(
+            host.name,
+            "supervisor: add and remove programs to match the config",
+            commands.supervisor_sync(layout, config.programs(host)),
+        )
+        for host in hosts
+    ]
+    restarts, checks = rolling_restart(config, hosts, releases)
+    # A host's steps of one stage run in order: the background program's check, then the sync.
+    return tuple(staged([*switch_stages, *restarts, checks + sync]))
+
+
+def obtain_step(
+    config: Config, host: Host, used: dict[str, str], all_roles: dict[str, roles.Role]
+) -> Step:
+    """certbot through Nginx (HTTP-01); the first time, Nginx serves port 80 alone first."""
+    layout = config.layout
+    http_site = {("nginx-http.conf" if n == "nginx.conf" else n): target
+                 for n, target in used.items() if n in NGINX_FILES}  # fmt: skip
+    first = [f"{layout.current_config}/{n}" for n in ("nginx-main.conf", "nginx-http.conf")]
+    unlinks = roles.unlinks(roles.for_host(config.role_names(host), all_roles), layout)
+    return Step(
+        host.name,
+        f"certificate for {', '.join(config.tls.domains)} from {config.tls.acme_server} "
+        "(certbot, HTTP-01 through Nginx)",
+        commands.obtain_certificate(layout, config.tls, http_site, unlinks, first),
+        timeout=600,
+        kind=StepKind.REASON,
+    )

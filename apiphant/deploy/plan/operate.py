@@ -1,0 +1,116 @@
+"""The deploy lock's steps, and the operator's tasks as plans: status, logs, unlock, run,
+maintenance, history, and the line each task records in a host's history."""
+
+from apiphant.deploy import commands
+from apiphant.deploy.config import Config, Host
+from apiphant.deploy.plan.steps import Step, StepKind
+
+
+def lock_steps(config: Config, hosts: list[Host], holder: str) -> tuple[Step, ...]:
+    """Each host's deploy lock, taken for ``holder``: a held one fails as StepKind.LOCK."""
+    layout = config.layout
+    return tuple(
+        Step(h.name, "take the deploy lock", commands.lock(layout, holder), timeout=60,
+             kind=StepKind.LOCK)
+        for h in hosts
+    )  # fmt: skip
+
+
+def unlock_steps(
+    config: Config, hosts: list[Host], why: str = "release the deploy lock"
+) -> tuple[Step, ...]:
+    """Each host's deploy lock removed: after a deploy, or ``fab unlock``'s (``why``)."""
+    return tuple(
+        Step(h.name, why, commands.unlock(config.layout), timeout=60) for h in hosts
+    )
+
+
+# The operator's tasks: one phase each, so they print and --dry-run like a deploy.
+
+
+def certificates(config: Config, host: Host) -> list[tuple[str, str]]:
+    """The certificates a host serves, by name: ``fab status`` shows when each expires."""
+    if not (config.tls.on and host.has("nginx")):
+        return []
+    layout = config.layout
+    if config.tls.acme:
+        return [(", ".join(config.tls.domains), layout.acme_fullchain)]
+    return [(", ".join(config.tls.domains), layout.current_tls_fullchain)]
+
+
+def status_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
+    return tuple(
+        Step(
+            h.name,
+            "status",
+            commands.status(config.layout, [(w.program, w.address) for w in config.workers(h)],
+                            certificates(config, h)),  # fmt: skip
+            timeout=60,
+            kind=StepKind.PASSTHROUGH,
+        )
+        for h in hosts
+    )
+
+
+def logs_plan(config: Config, hosts: list[Host], lines: int, follow: bool) -> tuple[Step, ...]:
+    layout = config.layout
+    return tuple(
+        Step(
+            h.name,
+            f"logs in {layout.logs}",
+            commands.tail_logs(layout, lines, follow),
+            timeout=24 * 3600 if follow else 120,
+            kind=StepKind.PASSTHROUGH,
+        )
+        for h in hosts
+    )
+
+
+def unlock_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
+    """``fab unlock``: a lock left by a deploy that died."""
+    return unlock_steps(config, hosts, "remove the deploy lock")
+
+
+def run_plan(config: Config, hosts: list[Host], command: str) -> tuple[Step, ...]:
+    """A one-off command in the current release, as the product user, with its environment."""
+    layout = config.layout
+    return tuple(
+        Step(
+            h.name,
+            f"run in the current release as {layout.user}: {command}",
+            commands.in_release(layout.current, layout.user, command),
+            timeout=24 * 3600,
+            kind=StepKind.PASSTHROUGH,
+        )
+        for h in hosts
+    )
+
+
+def maintenance_plan(config: Config, hosts: list[Host], on: bool) -> tuple[Step, ...]:
+    return tuple(
+        Step(
+            h.name,
+            f"maintenance {'on' if on else 'off'}",
+            commands.maintenance(config.layout, on),
+            timeout=60,
+        )
+        for h in hosts
+        if h.has("nginx")
+    )
+
+
+def history_plan(config: Config, hosts: list[Host], lines: int) -> tuple[Step, ...]:
+    return tuple(
+        Step(h.name, "history", commands.history(config.layout, lines), timeout=60,
+             kind=StepKind.PASSTHROUGH)
+        for h in hosts
+    )  # fmt: skip
+
+
+def record_steps(config: Config, hosts: list[Host], line: str) -> tuple[Step, ...]:
+    """One line in each host's audit log (never fails the task it records)."""
+    return tuple(
+        Step(h.name, "record in the host's history", commands.record(config.layout, line),
+             timeout=60, kind=StepKind.REPORT)
+        for h in hosts
+    )  # fmt: skip

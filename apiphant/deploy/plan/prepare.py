@@ -1,0 +1,203 @@
+"""The prepare phase: everything before the switch, which no live service reads; and which
+hosts build the release's virtualenv and which receive a copy of it."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from shlex import quote as q
+
+from apiphant.deploy import artifacts, commands
+from apiphant.deploy.config import Config, Host
+from apiphant.deploy.layout import VENV_ARCHIVE, Paths
+from apiphant.deploy.plan.steps import Download, Step, Upload, merged, staged
+from apiphant.deploy.render import HostFiles
+from apiphant.deploy.tls import Files
+from apiphant.deploy.wheelhouse import Platform
+
+
+@dataclass(frozen=True)
+class VenvCopies:
+    """The hosts that get the release's virtualenv as another host of their platform built
+    it: ``builders`` maps each host that builds one to the hosts that receive its copy, and
+    each copy travels through ``folder`` on the deploying machine. The hosts of a platform
+    with the same requirements take the same wheels (``wheelhouse.platform_tags``) into the
+    same paths (one layout), so one build serves them all: a deploy to ten hosts builds one
+    virtualenv, not ten."""
+
+    builders: dict[str, tuple[str, ...]]
+    folder: Path
+
+    def source(self, host: str) -> str:
+        """The host whose build ``host`` receives, or "" when it builds (or reuses) its own."""
+        return next((b for b, receivers in self.builders.items() if host in receivers), "")
+
+    def archive(self, builder: str) -> Path:
+        return self.folder / f"{builder}-{VENV_ARCHIVE}"
+
+
+def venv_copies(
+    need: list[str],
+    platforms: dict[str, Platform],
+    rendered: dict[str, HostFiles],
+    folder: Path,
+    mode: str = "copy",
+) -> VenvCopies:
+    """The first host (in config order) of each platform among ``need`` (the hosts that
+    lack the release's virtualenv) builds it; the others of its platform, with the same
+    rendered requirements.txt, receive copies. With deploy.toml's ``venv = "build"``
+    (``mode``) each builds its own."""
+    groups: dict[tuple[Platform, str], list[str]] = {}
+    for host in need if mode == "copy" else []:
+        wants = rendered[host].files.get("requirements.txt", "")
+        groups.setdefault((platforms[host], wants), []).append(host)
+    builders = {hosts[0]: tuple(hosts[1:]) for hosts in groups.values() if len(hosts) > 1}
+    return VenvCopies(builders, folder)
+
+
+def prepare_steps(
+    config: Config,
+    hosts: list[Host],
+    release: str,
+    tarball: Path | None,
+    rendered: dict[str, HostFiles],
+    packages: str,
+    tls_files: Files | None = None,
+    code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
+    copies: VenvCopies | None = None,
+    secrets: bytes | None = None,
+) -> tuple[Step, ...]:
+    """Everything before the switch: nothing a live service reads is touched. Per host: one
+    script for the folders (apt, user, release folder), the code and the host's rendered
+    files as one archive each, the secret uploads (``secrets``: the checked secrets file,
+    ``config.check_secrets``, into the release), the virtualenv, one script of checks.
+    ``packages`` names what the virtualenv holds (``wheelhouse.packages_key``): a release
+    that installs the same as an earlier one links to its virtualenv, and the hosts that
+    said they have it (``code_only``: an archive without wheels, and those hosts) get no
+    wheels. Of the hosts of one platform that lack it, one builds it and the others receive
+    its copy (``copies``): they get no wheels either, and unpack it once the builder's is
+    on the deploying machine (two stages after the first). A host that runs no program
+    (Nginx only) gets no code, no virtualenv, no secrets."""
+    layout = config.layout
+    paths = layout.release(release)
+    copies = copies or VenvCopies({}, Path())
+    steps = []
+    for host in hosts:
+        files = rendered[host.name]
+        name = host.name
+        python = config.runs_python(host)
+        setup = [
+            ("apt packages", commands.apt_install(files.apt)),
+            (f"system user {layout.user}", commands.system_user(layout)),
+            ("release folder", commands.make_release_dirs(paths, host.has("nginx"))),
+        ]
+        if tls_files is not None and host.has("nginx"):
+            setup.append(("folder for the certificate, root's only",
+                          commands.private_dir(paths.tls)))  # fmt: skip
+        if config.renews(host):
+            setup.append(("certbot's folders and the ACME webroot", commands.tls_dirs(layout)))
+        steps.append(merged(name, setup, timeout=1800))
+        has_venv = name in code_only[1]
+        builder = copies.source(name)
+        archive = code_only[0] if has_venv or builder else tarball
+        if python and archive is None:
+            raise ValueError(f"{name}: no release archive for it")  # the deploy built none
+        if python:
+            why = ("upload the release: product code (its virtualenv is on the host: no wheels)"
+                   if has_venv else f"upload the release: product code (its virtualenv comes "
+                   f"from {builder}, built there: no wheels)" if builder
+                   else "upload the release: product code, apiphant and the wheels")  # fmt: skip
+            steps.append(Step(name, why, upload=Upload(paths.dir, 0o644, archive.name,
+                                                       group=layout.user, local=archive,
+                                                       unpack=True)))  # fmt: skip
+        listing = ", ".join(f"{n} {files.mode(n):04o}" for n in files.files)
+        steps.append(
+            Step(
+                name,
+                f"upload the rendered files, one archive: {', '.join(files.files)}",
+                upload=Upload(
+                    paths.config,
+                    0o644,
+                    f"{name}'s rendered files ({listing})",
+                    content=artifacts.files_archive(
+                        {n: (text.encode(), files.mode(n)) for n, text in files.files.items()},
+                        release,
+                    ),
+                    unpack=True,
+                ),
+            )
+        )
+        if config.secrets and python:
+            if secrets is None:
+                raise ValueError(f"{name}: no secrets for it")  # the deploy read none
+            steps.append(
+                Step(
+                    name,
+                    # Root's, readable by the user's group: the product user cannot change
+                    # what its programs start with (PYTHONPATH and the like). In the release,
+                    # not shared: a rollback goes back to the secrets it ran with.
+                    f"the release's secrets, root's, readable by {layout.user}'s group only",
+                    upload=Upload(
+                        paths.secrets,
+                        0o640,
+                        f"secrets {config.secrets}",
+                        group=layout.user,
+                        content=secrets,
+                        secret=True,
+                    ),
+                )
+            )
+        if tls_files is not None and host.has("nginx"):
+            steps += tls_file_steps(paths, tls_files, name)
+        receivers = copies.builders.get(name, ())
+        if python and not builder:
+            venv = commands.virtualenv(paths, config.python, config.product, packages,
+                                       wheels=not has_venv)  # fmt: skip
+            why = "virtualenv with apiphant and the product's requirements"
+            if receivers:
+                venv = commands.join(venv, commands.pack_venv(paths, packages))
+                why += f"; packed for {', '.join(receivers)}"
+            steps.append(Step(name, why, venv, timeout=1800))
+        checks = []
+        if "supervisor" in files.services:
+            checks.append(("check: Supervisor config", commands.check_supervisor(paths)))
+        if "nginx" in files.services:
+            checks.append((
+                "check: nginx -t, full config",
+                commands.check_nginx(
+                    paths,
+                    files.unlinks,
+                    config.nginx.worker_rlimit_nofile,
+                    layout.acme_fullchain if config.tls.acme else "",
+                ),
+            ))  # fmt: skip
+        checks.append(("check: logrotate config", commands.check_logrotate(paths)))
+        steps.append(merged(name, checks))
+    fetch, receive = [], []
+    for builder, receivers in copies.builders.items():
+        local = copies.archive(builder)
+        fetch.append(Step(builder, f"download its virtualenv for {', '.join(receivers)}",
+                          download=Download(paths.venv_archive, local, "the virtualenv")))
+        fetch.append(Step(builder, "remove the virtualenv's archive",
+                          f"rm -f {q(paths.venv_archive)}"))  # fmt: skip
+        for name in receivers:
+            receive.append(Step(name, f"upload the virtualenv {builder} built",
+                                upload=Upload(paths.venv_archive, 0o600, f"{builder}'s virtualenv",
+                                              local=local)))  # fmt: skip
+            receive.append(Step(name, f"virtualenv: unpack {builder}'s",
+                                commands.virtualenv_from_archive(paths, config.product, packages),
+                                timeout=1800))  # fmt: skip
+    return tuple(staged([steps, fetch, receive]))
+
+
+def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
+    """tls = "files": the chain and its issuer, and the key: 0600, root's (Nginx's master reads
+    it as root), a secret upload whose content is never shown. Their folder, root's only, is
+    made with the release folder."""
+    return [
+        Step(host, "certificate chain", upload=Upload(
+            paths.tls_fullchain, 0o644, f"certificate {files.cert_path}", content=files.fullchain)),
+        Step(host, "the certificate's issuer (the smoke test's trust)", upload=Upload(
+            paths.tls_issuer, 0o644, f"issuer of {files.cert_path}", content=files.issuer)),
+        Step(host, "private key, mode 0600, root's", upload=Upload(
+            paths.tls_key, 0o600, f"private key {files.key_path}", content=files.key,
+            secret=True)),
+    ]  # fmt: skip
