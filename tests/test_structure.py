@@ -19,7 +19,6 @@ MAX_LINES = 450
 OVERSIZED = {
     "apiphant/http/connection.py",  # http/: heads into response.py
     "apiphant/deploy/config.py",  # the deploy configuration package
-    "apiphant/deploy/commands.py",  # host operations by noun
     "apiphant/deploy/plan.py",  # plan/: steps, phases, builders
     "apiphant/deploy/runner.py",  # transport, orchestration, presentation
     "apiphant/deploy/tasks.py",  # tasks, target, audit
