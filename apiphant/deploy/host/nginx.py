@@ -49,6 +49,17 @@ def check_nginx(
     )
 
 
+def running() -> str:
+    """A shell test: Nginx's master process runs."""
+    pid = NGINX_PIDFILE
+    return f'[ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null'
+
+
+def state() -> str:
+    """Nginx's line of ``fab status``."""
+    return f'if {running()}; then echo "nginx: running"; else echo \'nginx: not running\'; fi'
+
+
 def nginx_reload() -> str:
     """Reload Nginx and wait (bounded) for its old workers to finish their requests, so
     no request goes on with the previous upstreams once this returns."""
@@ -67,12 +78,11 @@ def nginx_ready(files: Iterable[str], loaded: str) -> str:
     """Start Nginx when it is not running; reload it only when its config ``files`` changed
     since the last load (``loaded`` keeps a copy): a reload makes the old Nginx workers
     close their busy client connections, which clients reusing them see as errors."""
-    pid = NGINX_PIDFILE
     start = systemd_or("nginx", "nginx")
     both = " ".join(q(f) for f in files)
     keep = f"cat {both} > {q(loaded)}"
     return (
-        f'if [ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; then '
+        f"if {running()}; then "
         f"if cat {both} | cmp -s - {q(loaded)}; then echo 'nginx: config unchanged, not reloaded'; "
         f"else {nginx_reload()} && {keep}; fi; "
         f"else {{ {start}; }} && echo 'nginx started' && {keep}; fi"
@@ -140,3 +150,11 @@ def maintenance(layout: Layout, on: bool) -> str:
             "echo 'maintenance: on (every public request gets 503)'"
         )
     return f"rm -f {q(layout.maintenance)} && echo 'maintenance: off'"
+
+
+def maintenance_state(layout: Layout) -> str:
+    """Maintenance's line of ``fab status``."""
+    return (
+        f"if [ -e {q(layout.maintenance)} ]; then echo 'maintenance: on'; "
+        "else echo 'maintenance: off'; fi"
+    )

@@ -35,8 +35,21 @@ def switch(paths: Paths) -> str:
     )
 
 
+def current_id(layout: Layout) -> str:
+    """The id of the release ``current`` points at, in shell; ``current`` when there is
+    none (the link's own name)."""
+    return f'basename "$(readlink -f {q(layout.current)})"'
+
+
 def current_release(layout: Layout) -> str:
-    return f'basename "$(readlink -f {q(layout.current)})" 2>/dev/null; true'
+    """The current release's id (``parse_current`` reads it)."""
+    return f"{current_id(layout)} 2>/dev/null; true"
+
+
+def parse_current(answer: str) -> str:
+    """``current_release``'s answer: the id, or "" where no release is current."""
+    answer = answer.strip()
+    return answer if answer and answer != "current" else ""
 
 
 def in_release(release_dir: str, user: str, command: str, env: dict[str, str] | None = None) -> str:
@@ -74,7 +87,7 @@ def cleanup(layout: Layout, keep: int) -> str:
     shared = q(layout.shared_secrets)
     gone = q(f"removing {layout.shared_secrets}: no kept release reads it")
     return (
-        f'current=$(basename "$(readlink -f {q(layout.current)})") && '
+        f"current=$({current_id(layout)}) && "
         f"kept=$(for r in $({_release_ids(layout)}); do "
         f"[ -e {rel}/\"$r\"/.good ] && echo \"$r\"; done | head -n {int(keep)} | tr '\\n' ' ') && "
         f"for r in $({_release_ids(layout, newest_first=False)}); do "
@@ -94,11 +107,25 @@ def cleanup(layout: Layout, keep: int) -> str:
 def releases(layout: Layout) -> str:
     """One line per release, newest first: ``ID good|failed [current]``."""
     return (
-        f'current=$(basename "$(readlink -f {q(layout.current)})" 2>/dev/null); '
+        f"current=$({current_id(layout)} 2>/dev/null); "
         f"for r in $({_release_ids(layout)}); "
         f'do s=failed; [ -e {q(layout.releases)}/"$r"/.good ] && s=good; '
         'c=; [ "$r" = "$current" ] && c=current; echo "$r $s $c"; done; true'
     )
+
+
+#: A host's releases, newest first: (release, good, current).
+Releases = list[tuple[str, bool, bool]]
+
+
+def parse_releases(text: str) -> Releases:
+    """``releases``' answer: ``ID good|failed [current]`` lines."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if parts:
+            rows.append((parts[0], parts[1:2] == ["good"], "current" in parts[2:]))
+    return rows
 
 
 def record(layout: Layout, line: str) -> str:

@@ -100,3 +100,12 @@ def check_supervisor(paths: Paths) -> str:
         f'{q(conf)} "$others" > {q(check + "/supervisord.conf")}',
         f"{SUPERVISOR_PYTHON} -c {q(parse)} {q(check + '/supervisord.conf')}",
     ))  # fmt: skip
+
+
+def state(layout: Layout) -> str:
+    """The deployment's programs, as supervisorctl shows them, for ``fab status``."""
+    return (
+        "echo 'processes:'; if supervisorctl pid >/dev/null 2>&1; then "
+        f"supervisorctl status | awk -v p={q(layout.programs_pattern)} '$1 ~ p' "
+        "| sed 's/^/  /'; else echo '  supervisord is not running'; fi"
+    )

@@ -1,6 +1,7 @@
 """Files put on a host: staged as the SSH user, then installed or unpacked as root."""
 
 from shlex import quote as q
+from typing import Protocol
 
 from apiphant.deploy.host.shell import join
 
@@ -34,3 +35,22 @@ def unpack_upload(staged: str, directory: str, group: str = "root") -> str:
         *private,
         f"rm -f {q(staged)}",
     )
+
+
+class Staged(Protocol):
+    """What an upload says of its file on the host (``plan.Upload`` is one)."""
+
+    remote: str
+    mode: int
+    owner: str
+    group: str
+    unpack: bool
+
+
+def upload_commands(upload: Staged, staged: str = "$STAGED") -> tuple[str, str]:
+    """Stage the file as the SSH user (who may not be root), then install (or unpack) it as
+    root."""
+    u = upload
+    if u.unpack:
+        return STAGE, unpack_upload(staged, u.remote, u.group)
+    return STAGE, upload_install(staged, u.remote, u.mode, u.owner, u.group)
