@@ -1,6 +1,7 @@
 """apiphant/deploy/host/: each noun's commands as plain strings (as Kamal tests its builders),
 run by sh on a folder that stands for a host's /opt, and read back by the noun's parser."""
 
+import ast
 import subprocess
 from pathlib import Path
 
@@ -118,3 +119,42 @@ def test_an_upload_is_staged_then_installed_as_root(upload: plan.Upload) -> None
             f"{directory}/.{name}.upload && rm -f /tmp/apiphant-upload.x && "
             f"mv -Tf {directory}/.{name}.upload {upload.remote}"
         )
+
+
+# Paths: layout's alone
+
+
+def _strings(tree: ast.AST) -> list[str]:
+    """The string constants of a module's code: not its docstrings."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}  # fmt: skip
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and id(node) not in docstrings]  # fmt: skip
+
+
+def test_no_builder_spells_a_file_of_the_layout() -> None:
+    """The rendered files, the marks and the health path are named by layout alone: a
+    builder that spells one would miss it the day it moves."""
+    from apiphant.deploy import host
+
+    spelled = ("/health", "supervisor.conf", "nginx-main.conf", "nginx-http.conf", "/config",
+               ".good", "/venv")  # fmt: skip
+    folder = Path(host.__file__).parent
+    found = [(path.name, text) for path in sorted(folder.glob("*.py"))
+             for text in _strings(ast.parse(path.read_text()))
+             if any(name in text for name in spelled)]  # fmt: skip
+    assert not found
+
+
+def test_a_releases_files_by_name() -> None:
+    paths = Layout("shop").release("20250102030405")
+    assert paths.file(layout_module.SUPERVISOR_CONF_FILE) == (
+        "/opt/shop/releases/20250102030405/config/supervisor.conf")
+    assert Layout("shop").current_file(layout_module.NGINX_SITE_FILE) == (
+        "/opt/shop/current/config/nginx.conf")
+    assert layout_module.run_script(paths.dir) == "/opt/shop/releases/20250102030405/config/run"
+    assert (paths.good, paths.venv, paths.secrets) == (
+        "/opt/shop/releases/20250102030405/.good", "/opt/shop/releases/20250102030405/venv",
+        "/opt/shop/releases/20250102030405/config/secrets.env")
+    assert layout_module.HEALTH_PATH == "/health"

@@ -11,7 +11,7 @@ from apiphant.deploy.host.configs import link
 from apiphant.deploy.host.nginx import nginx_ready, nginx_test_reload
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.system import LOGS_OWNER
-from apiphant.deploy.layout import CERTBOT, Layout
+from apiphant.deploy.layout import CERTBOT, HEALTH_PATH, Layout
 
 if TYPE_CHECKING:
     from apiphant.deploy.config import Tls
@@ -99,7 +99,7 @@ def https_check(tls: Tls, domain: str, cafile: str, release: str) -> str:
     and the release must answer. Workers name their release to the deployment alone: a
     front they do not trust as a proxy (a front without ``private_address``) gets
     ``{"status": "ok"}`` from them, which passes too; another release never does."""
-    url = f"https://{domain}{tls.port_suffix}/health"
+    url = f"https://{domain}{tls.port_suffix}{HEALTH_PATH}"
     resolve = f"{domain}:{tls.listen_port}:{tls.local_address}"
     needle = f'"release": "{release}"'
     # From loopback, even to a listener on a public address: the workers name their release

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from shlex import quote as q
 
 from apiphant.deploy.host.shell import join
-from apiphant.deploy.layout import BEFORE, LOGROTATE, Layout, Paths
+from apiphant.deploy.layout import BEFORE, LOGROTATE, LOGROTATE_FILE, Layout, Paths
 
 
 def unless_live(paths: Paths, name: str, what: str, check: str) -> str:
@@ -14,16 +14,16 @@ def unless_live(paths: Paths, name: str, what: str, check: str) -> str:
     Python start of Supervisor's parser per host, the check's cost, is saved). Another
     deployment's file that broke since is not ours to check: a restart says so, and runs
     our programs with the config supervisord has."""
-    new, live = f"{paths.config}/{name}", f"{paths.layout.current_config}/{name}"
+    new, live = paths.file(name), paths.layout.current_file(name)
     same = q(f"{what}: config the same as the live release's, checked before it went live")
     return f"if cmp -s {q(new)} {q(live)}; then echo {same}; else {check}; fi"
 
 
 def check_logrotate(paths: Paths) -> str:
     check = paths.check
-    return unless_live(paths, "logrotate", "logrotate", join(
+    return unless_live(paths, LOGROTATE_FILE, "logrotate", join(
         f"mkdir -p {q(check)}",
-        f"logrotate -d -s {q(check + '/logrotate.state')} {q(paths.config + '/logrotate')}"
+        f"logrotate -d -s {q(check + '/logrotate.state')} {q(paths.file(LOGROTATE_FILE))}"
         " 2>/dev/null",
         "echo 'logrotate: config parses'",
     ))  # fmt: skip
@@ -32,7 +32,7 @@ def check_logrotate(paths: Paths) -> str:
 def logrotate(layout: Layout) -> str:
     """One logrotate run over the live release's config, with the deployment's own state
     file: what the rotation program (config/rotate) runs every ``[logs] check_every``."""
-    config = f"{layout.current_config}/logrotate"
+    config = layout.current_file(LOGROTATE_FILE)
     return f"{LOGROTATE} -s {q(layout.logrotate_state)} {q(config)}"
 
 

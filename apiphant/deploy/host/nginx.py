@@ -6,7 +6,15 @@ from collections.abc import Iterable
 from shlex import quote as q
 
 from apiphant.deploy.host.shell import join, systemd_or
-from apiphant.deploy.layout import NGINX_PIDFILE, NGINX_SITES, Layout, Paths
+from apiphant.deploy.layout import (
+    NGINX_HTTP_FILE,
+    NGINX_MAIN_FILE,
+    NGINX_PIDFILE,
+    NGINX_SITE_FILE,
+    NGINX_SITES,
+    Layout,
+    Paths,
+)
 
 
 def check_nginx(
@@ -19,16 +27,15 @@ def check_nginx(
     ``needs_certificate``: the certificate the site's 443 server reads (tls = "acme"); until
     it exists, the site Nginx will serve first (nginx-http.conf) is checked instead."""
     check = paths.check + "/nginx"
-    config = paths.config
     site = paths.layout.site
-    own = q(config + "/nginx.conf")
+    own = q(paths.file(NGINX_SITE_FILE))
     if needs_certificate:
         own = '"$own"'
-        first = q(config + "/nginx-http.conf")
+        first = q(paths.file(NGINX_HTTP_FILE))
     skip = " ".join(q(f) for f in (site, *unlinked))
     too_many = q(f"nginx: worker_rlimit_nofile {open_files} is above this host's fs.nr_open ")
     choose = (
-        [f"own={q(config + '/nginx.conf')}; [ -s {q(needs_certificate)} ] || own={first}"]
+        [f"own={q(paths.file(NGINX_SITE_FILE))}; [ -s {q(needs_certificate)} ] || own={first}"]
         if needs_certificate else []
     )  # fmt: skip
     return join(
@@ -43,7 +50,7 @@ def check_nginx(
         f'ln -s "$(readlink -f "$f")" {q(check + "/sites")}/"$(basename "$f")"; done',
         f"ln -s {own} {q(check + '/sites/' + site.rpartition('/')[2])}",
         f"sed {q('s#' + NGINX_SITES + '/#' + check + '/sites/#g')} "
-        f"{q(config + '/nginx-main.conf')} > {q(check + '/nginx.conf')}",
+        f"{q(paths.file(NGINX_MAIN_FILE))} > {q(check + '/nginx.conf')}",
         f"nginx -t -q -c {q(check + '/nginx.conf')}",
         "echo 'nginx: full config with this release is ok'",
     )

@@ -5,7 +5,7 @@ from shlex import quote as q
 
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.system import logs_owner
-from apiphant.deploy.layout import RELEASE_ID_SHELL, Layout, Paths
+from apiphant.deploy.layout import GOOD, RELEASE_ID_SHELL, VENV_LINK, Layout, Paths, run_script
 
 
 def make_release_dirs(paths: Paths, nginx: bool = False) -> str:
@@ -58,7 +58,7 @@ def in_release(release_dir: str, user: str, command: str, env: dict[str, str] | 
     extra = "".join(f"{k}={q(v)} " for k, v in (env or {}).items())
     return (
         f"cd {q(release_dir)} && runuser -u {q(user)} -- {'env ' + extra if extra else ''}"
-        f"{q(release_dir + '/config/run')} sh -c {q(command)}"
+        f"{q(run_script(release_dir))} sh -c {q(command)}"
     )
 
 
@@ -89,17 +89,17 @@ def cleanup(layout: Layout, keep: int) -> str:
     return (
         f"current=$({current_id(layout)}) && "
         f"kept=$(for r in $({_release_ids(layout)}); do "
-        f"[ -e {rel}/\"$r\"/.good ] && echo \"$r\"; done | head -n {int(keep)} | tr '\\n' ' ') && "
+        f"[ -e {rel}/\"$r\"/{GOOD} ] && echo \"$r\"; done | head -n {int(keep)} | tr '\\n' ' ') && "
         f"for r in $({_release_ids(layout, newest_first=False)}); do "
         'case " $kept $current " in *" $r "*) ;; '
         f'*) echo "removing release $r"; rm -rf -- {rel}/"$r" ;; esac; done; '
         'echo "kept: $kept"; '
         # Then the virtualenvs no kept release links to.
-        f"used=$(for r in {rel}/*/venv; do readlink -f \"$r\"; done); "
+        f"used=$(for r in {rel}/*/{VENV_LINK}; do readlink -f \"$r\"; done); "
         f"for v in {q(layout.venvs)}/*; do [ -d \"$v\" ] || continue; "
         'case " $(echo $used) " in *" $v "*) ;; '
         '*) echo "removing virtualenv $(basename "$v")"; rm -rf -- "$v" ;; esac; done; '
-        f"if [ -e {shared} ] && ! grep -qsF {shared} {rel}/*/config/run; then "
+        f"if [ -e {shared} ] && ! grep -qsF {shared} {run_script(rel + '/*')}; then "
         f"rm -f {shared} && echo {gone}; fi; true"
     )
 
@@ -109,7 +109,7 @@ def releases(layout: Layout) -> str:
     return (
         f"current=$({current_id(layout)} 2>/dev/null); "
         f"for r in $({_release_ids(layout)}); "
-        f'do s=failed; [ -e {q(layout.releases)}/"$r"/.good ] && s=good; '
+        f'do s=failed; [ -e {q(layout.releases)}/"$r"/{GOOD} ] && s=good; '
         'c=; [ "$r" = "$current" ] && c=current; echo "$r $s $c"; done; true'
     )
 

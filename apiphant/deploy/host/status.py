@@ -7,7 +7,7 @@ from shlex import quote as q
 from apiphant.deploy.host import lock, nginx, supervisor
 from apiphant.deploy.host.certbot import certificates
 from apiphant.deploy.host.releases import current_id, releases
-from apiphant.deploy.layout import Layout
+from apiphant.deploy.layout import HEALTH_PATH, Layout
 
 
 def status(
@@ -28,7 +28,7 @@ def status(
     for program, address in workers:
         parts.append(
             f"printf '  %s %s ' {q(program)} {q(address)}; "
-            f"curl -sS --max-time 2 {q('http://' + address + '/health')} 2>&1; echo"
+            f"curl -sS --max-time 2 {q('http://' + address + HEALTH_PATH)} 2>&1; echo"
         )
     parts.append(nginx.state())
     if certs:

@@ -6,7 +6,15 @@ from shlex import quote as q
 
 from apiphant.deploy.host.configs import unless_live
 from apiphant.deploy.host.shell import join, side_by_side, systemd_or
-from apiphant.deploy.layout import RELEASE_ENV, SUPERVISOR_CONF, SUPERVISOR_INCLUDE, Layout, Paths
+from apiphant.deploy.layout import (
+    HEALTH_PATH,
+    RELEASE_ENV,
+    SUPERVISOR_CONF,
+    SUPERVISOR_CONF_FILE,
+    SUPERVISOR_INCLUDE,
+    Layout,
+    Paths,
+)
 
 #: Debian's supervisor package runs on the system Python: its config parser is checked with
 #: it, and the kit's Supervisor client (supervise.py, standard library only) runs on it.
@@ -43,7 +51,7 @@ def restart_worker(layout: Layout, program: str, address: str, release: str, log
     ``startsecs`` (``supervisorctl start`` blocks for them, a second per batch); then poll
     /health on its port until it answers with the release id. A failure shows the
     program's status and log."""
-    health = f"http://{address}/health"
+    health = f"http://{address}{HEALTH_PATH}"
     return supervise(layout, "restart", program, "--log", log, "--release", release,
                      "--env", RELEASE_ENV, "--health", health)  # fmt: skip
 
@@ -85,14 +93,14 @@ def check_supervisor(paths: Paths) -> str:
     """Parse Supervisor's config as it will be (the other programs plus this release's) with
     Supervisor's own parser, before anything live is touched."""
     check = paths.check
-    conf = paths.config + "/supervisor.conf"
+    conf = paths.file(SUPERVISOR_CONF_FILE)
     ours = paths.layout.supervisor_include
     parse = (
         "import sys; from supervisor.options import ServerOptions; o = ServerOptions(); "
         "o.realize(['-c', sys.argv[1]]); "
         "print('supervisor: config parses,', len(o.process_group_configs), 'programs')"
     )
-    return unless_live(paths, "supervisor.conf", "supervisor", join(
+    return unless_live(paths, SUPERVISOR_CONF_FILE, "supervisor", join(
         f"mkdir -p {q(check)}",
         f"others=''; for f in {SUPERVISOR_INCLUDE}/*.conf; do "
         f'[ -e "$f" ] && [ "$f" != {q(ours)} ] && others="$others $f"; done; '
