@@ -9,7 +9,7 @@ import pytest
 
 from apiphant.deploy import layout as layout_module
 from apiphant.deploy import plan, runner
-from apiphant.deploy.host import lock, releases, uploads
+from apiphant.deploy.host import lock, nginx, releases, supervisor, uploads
 from apiphant.deploy.layout import Layout
 
 
@@ -158,3 +158,25 @@ def test_a_releases_files_by_name() -> None:
         "/opt/shop/releases/20250102030405/.good", "/opt/shop/releases/20250102030405/venv",
         "/opt/shop/releases/20250102030405/config/secrets.env")
     assert layout_module.HEALTH_PATH == "/health"
+
+
+# The kit's programs on a host
+
+
+def test_the_kits_programs_do_what_runs_on_a_host_as_a_program() -> None:
+    """Supervisor's start, the cleanup and the rotation check are Python (tested as such in
+    test_supervise and test_agent), run by the host's system Python from the deployment's
+    folder, where each activation uploads them."""
+    layout = Layout("shop")
+    assert supervisor.supervisor_ready(layout) == (
+        "/usr/bin/python3 /opt/shop/supervise.py -c /etc/supervisor/supervisord.conf ready "
+        "--service supervisor")  # fmt: skip
+    assert releases.cleanup(layout, 5) == (
+        "/usr/bin/python3 /opt/shop/agent.py cleanup --keep 5 --releases /opt/shop/releases "
+        "--current /opt/shop/current --venvs /opt/shop/venvs "
+        "--shared-secrets /opt/shop/shared/secrets.env")  # fmt: skip
+    assert nginx.in_rotation(layout, "http://127.0.0.1:8000/main", "rotation.apiphant.invalid",
+                             "X-Apiphant-Upstream", "[fd00::1]:8001", 1, rounds=3) == (
+        "/usr/bin/python3 /opt/shop/agent.py rotation http://127.0.0.1:8000/main "
+        "--host rotation.apiphant.invalid --header X-Apiphant-Upstream "
+        "--address '[fd00::1]:8001' --back-within 1 --slack 10 --rounds 3")  # fmt: skip

@@ -3,6 +3,7 @@ noun (the lock, releases, Supervisor, Nginx...) builds its own commands and read
 what they answer. Kept so that ``commands.X`` still works; new code imports the noun's
 module."""
 
+from apiphant.deploy.host.agents import SUPERVISOR_PYTHON, agent, supervise
 from apiphant.deploy.host.certbot import (
     RENEW_EVERY,
     _certbot,
@@ -41,12 +42,10 @@ from apiphant.deploy.host.releases import (
 from apiphant.deploy.host.shell import join, side_by_side, systemd_or
 from apiphant.deploy.host.status import status, tail_logs
 from apiphant.deploy.host.supervisor import (
-    SUPERVISOR_PYTHON,
     check_supervisor,
     restart_background,
     restart_worker,
     restart_workers,
-    supervise,
     supervisor_ready,
     supervisor_sync,
 )
@@ -63,10 +62,10 @@ from apiphant.deploy.host.venv import _venv, pack_venv, virtualenv, virtualenv_f
 
 __all__ = [
     "LOCKED", "LOGS_OWNER", "RENEW_EVERY", "STAGE", "SUPERVISOR_PYTHON", "_certbot", "_reason",
-    "_release_ids", "_venv", "account_check", "apt_install", "certbot_certonly", "certbot_renew",
-    "certificates", "check_logrotate", "check_nginx", "check_supervisor", "cleanup",
-    "current_release", "history", "https_check", "in_release", "in_rotation", "join", "link",
-    "lock", "logrotate", "logs_owner", "maintenance", "make_release_dirs", "mark_good",
+    "_release_ids", "_venv", "account_check", "agent", "apt_install", "certbot_certonly",
+    "certbot_renew", "certificates", "check_logrotate", "check_nginx", "check_supervisor",
+    "cleanup", "current_release", "history", "https_check", "in_release", "in_rotation", "join",
+    "link", "lock", "logrotate", "logs_owner", "maintenance", "make_release_dirs", "mark_good",
     "nginx_check_live", "nginx_ready", "nginx_reload", "nginx_test_reload", "obtain_certificate",
     "pack_venv", "private_dir", "record", "releases", "restart_background", "restart_worker",
     "restart_workers", "side_by_side", "smoke_test", "status", "supervise", "supervisor_ready",

@@ -156,6 +156,12 @@ class Layout:
         return f"{self.root}/supervise.py"
 
     @property
+    def agent(self) -> str:
+        """The kit's host agent (apiphant/deploy/agent.py), uploaded by each activation
+        beside ``supervise``."""
+        return f"{self.root}/agent.py"
+
+    @property
     def venvs(self) -> str:
         """Virtualenvs by what they hold: releases that install the same packages share one."""
         return f"{self.root}/venvs"

@@ -30,13 +30,15 @@ from shlex import quote as q
 
 from apiphant.deploy import artifacts, commands, roles
 from apiphant.deploy.config import Config, Host, Pool, Worker
-from apiphant.deploy.layout import VENV_ARCHIVE, Paths
+from apiphant.deploy.layout import VENV_ARCHIVE, Layout, Paths
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
 from apiphant.deploy.wheelhouse import Platform
 
 #: The kit's Supervisor client, uploaded to every host by every activation.
 SUPERVISE = (resources.files("apiphant.deploy") / "supervise.py").read_bytes()
+#: The kit's host agent (cleanup, rotation check), uploaded beside it.
+AGENT = (resources.files("apiphant.deploy") / "agent.py").read_bytes()
 #: The nginx role's rendered files: Nginx is reloaded when either changed.
 NGINX_FILES = ("nginx-main.conf", "nginx.conf")
 
@@ -446,6 +448,7 @@ def activate_steps(
         # Every host: one that lost its programs' roles has them removed by it (the sync).
         steps.append(Step(host.name, "the kit's Supervisor client", upload=Upload(
             layout.supervise, 0o644, "supervise.py", content=SUPERVISE)))  # fmt: skip
+        steps.append(agent_step(layout, host.name))
         if "supervisor" in services:
             steps.append(Step(host.name, "supervisord: start if not running",
                               commands.supervisor_ready(layout)))  # fmt: skip
@@ -469,6 +472,13 @@ def activate_steps(
     restarts, checks = rolling_restart(config, hosts, releases)
     # A host's steps of one stage run in order: the runner's check before its host's sync.
     return tuple(staged([*switch_stages, *restarts, checks + sync]))
+
+
+def agent_step(layout: Layout, host: str) -> Step:
+    """The kit's host agent onto ``host``, before a step there runs it: this deploy's, as a
+    host may have an older kit's."""
+    return Step(host, "the kit's host agent", upload=Upload(
+        layout.agent, 0o644, "agent.py", content=AGENT))  # fmt: skip
 
 
 def obtain_step(
@@ -552,6 +562,8 @@ def rolling_restart(
                            commands.restart_background(layout, program, release,
                                                        layout.log(program))))  # fmt: skip
     stages: list[list[Step]] = []
+    # A front outside this deploy checks the rotation too: with the agent of this deploy.
+    outside = [front for front in fronts if front.name not in releases]
     for n in range(max((len(g) for g in groups), default=0)):
         batch = [w for group in groups if n < len(group) for w in group[n]]
         restarts = []
@@ -571,13 +583,14 @@ def rolling_restart(
                     [also[1]] if also else []),
             ))  # fmt: skip
         stages.append(restarts)
-        stages.append([
+        uploads = [agent_step(layout, front.name) for front in outside] if n == 0 else []
+        stages.append(uploads + [
             Step(
                 front.name,
                 f"Nginx sends requests to {', '.join(w.address for w in batch)} again "
                 f"(at most {nginx.back_within}s after a refusal)",
                 commands.join(*[
-                    commands.in_rotation(nginx.rotation_url(pool), nginx.rotation_host,
+                    commands.in_rotation(layout, nginx.rotation_url(pool), nginx.rotation_host,
                                          nginx.rotation_header, w.address, nginx.back_within,
                                          rounds=len(workers_of[pool]))
                     for w in batch for pool in pools_of[w.address]

@@ -1,10 +1,10 @@
 """Nginx on a host: its config checked, started or reloaded, maintenance, and whether it
 sends requests to a restarted worker again."""
 
-import math
 from collections.abc import Iterable
 from shlex import quote as q
 
+from apiphant.deploy.host.agents import agent
 from apiphant.deploy.host.shell import join, systemd_or
 from apiphant.deploy.layout import (
     NGINX_HTTP_FILE,
@@ -107,6 +107,7 @@ def nginx_test_reload() -> str:
 
 
 def in_rotation(
+    layout: Layout,
     url: str,
     host: str,
     header: str,
@@ -122,30 +123,11 @@ def in_rotation(
     ``rounds`` requests on one connection (the pool's size: one turn of its round robin),
     so a worker back in rotation is seen at the first try, not when a lone request happens
     to land on it between the load's. A front whose config has no rotation server (a
-    release from before it) gets a fixed wait of ``back_within`` instead."""
-    pause = math.ceil(back_within)
-    limit = back_within + slack
-    # One record per request, "CODE@ADDRESSES;" without spaces: $upstream_addr lists every
-    # worker tried ("a, b"), and the last one answered.
-    probe = (
-        f"curl -s --max-time 5 -H {q('Host: ' + host)} "
-        f"-w '%{{http_code}}@%header{{{header.lower()}}};'" + f" -o /dev/null {q(url)}" * rounds
-    )
-    old = q(f"no rotation check in this release's Nginx config: waiting {pause}s")
-    back = q(f"{address} is in rotation")
-    lost = q(f"Nginx sends no request to {address}: not back in rotation after {limit:g}s")
-    return (
-        f"( set -f; ok=; end=$(($(date +%s) + {int(limit) + 1})); "
-        f"for i in $(seq 1 {int(limit / 0.02)}); do "
-        f"got=$({probe} | tr -d ' ' | tr ';' ' '); old=; hit=; "
-        'for r in $got; do code=${r%%@*}; by=${r#*@}; by=${by##*,}; '
-        'if [ "$code" = 404 ] && [ -z "$by" ]; then old=1; '
-        f'elif [ "$code" = 200 ] && [ "$by" = {q(address)} ]; then hit=1; fi; done; '
-        f'if [ -n "$old" ]; then echo {old}; sleep {pause}; ok=1; break; '
-        'elif [ -n "$hit" ]; then ok=1; break; '
-        'elif [ "$(date +%s)" -ge "$end" ]; then break; fi; sleep 0.02; done; '
-        f'if [ -n "$ok" ]; then echo {back}; else echo {lost} >&2; false; fi )'
-    )
+    release from before it) gets a fixed wait of ``back_within`` instead. The host agent
+    does it (agent.py rotation)."""
+    return agent(layout, "rotation", url, "--host", host, "--header", header,
+                 "--address", address, "--back-within", f"{back_within:g}",
+                 "--slack", f"{slack:g}", "--rounds", str(int(rounds)))  # fmt: skip
 
 
 def maintenance(layout: Layout, on: bool) -> str:

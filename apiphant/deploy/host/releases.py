@@ -3,9 +3,10 @@ and the audit log of what was done to them."""
 
 from shlex import quote as q
 
+from apiphant.deploy.host.agents import agent
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.system import logs_owner
-from apiphant.deploy.layout import GOOD, RELEASE_ID_SHELL, VENV_LINK, Layout, Paths, run_script
+from apiphant.deploy.layout import GOOD, RELEASE_ID_SHELL, Layout, Paths, run_script
 
 
 def make_release_dirs(paths: Paths, nginx: bool = False) -> str:
@@ -82,26 +83,11 @@ def cleanup(layout: Layout, keep: int) -> str:
     """Keep the newest ``keep`` good releases and current; failed ones never count, and go.
     So do the virtualenvs no kept release links to, and the secrets an earlier kit shared
     between releases (``Layout.shared_secrets``) once no kept release's run script reads
-    them: a secret lives as long as a release that was deployed with it."""
-    rel = q(layout.releases)
-    shared = q(layout.shared_secrets)
-    gone = q(f"removing {layout.shared_secrets}: no kept release reads it")
-    return (
-        f"current=$({current_id(layout)}) && "
-        f"kept=$(for r in $({_release_ids(layout)}); do "
-        f"[ -e {rel}/\"$r\"/{GOOD} ] && echo \"$r\"; done | head -n {int(keep)} | tr '\\n' ' ') && "
-        f"for r in $({_release_ids(layout, newest_first=False)}); do "
-        'case " $kept $current " in *" $r "*) ;; '
-        f'*) echo "removing release $r"; rm -rf -- {rel}/"$r" ;; esac; done; '
-        'echo "kept: $kept"; '
-        # Then the virtualenvs no kept release links to.
-        f"used=$(for r in {rel}/*/{VENV_LINK}; do readlink -f \"$r\"; done); "
-        f"for v in {q(layout.venvs)}/*; do [ -d \"$v\" ] || continue; "
-        'case " $(echo $used) " in *" $v "*) ;; '
-        '*) echo "removing virtualenv $(basename "$v")"; rm -rf -- "$v" ;; esac; done; '
-        f"if [ -e {shared} ] && ! grep -qsF {shared} {run_script(rel + '/*')}; then "
-        f"rm -f {shared} && echo {gone}; fi; true"
-    )
+    them: a secret lives as long as a release that was deployed with it. The host agent
+    does it (agent.py cleanup); it never fails a deploy that went live."""
+    return agent(layout, "cleanup", "--keep", str(int(keep)), "--releases", layout.releases,
+                 "--current", layout.current, "--venvs", layout.venvs,
+                 "--shared-secrets", layout.shared_secrets)  # fmt: skip
 
 
 def releases(layout: Layout) -> str:

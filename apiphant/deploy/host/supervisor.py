@@ -4,45 +4,29 @@ restarted and matched to the config, its config checked."""
 from collections.abc import Iterable
 from shlex import quote as q
 
+from apiphant.deploy.host import agents
+from apiphant.deploy.host.agents import supervise
 from apiphant.deploy.host.configs import unless_live
-from apiphant.deploy.host.shell import join, side_by_side, systemd_or
+from apiphant.deploy.host.shell import join, side_by_side
 from apiphant.deploy.layout import (
     HEALTH_PATH,
     RELEASE_ENV,
-    SUPERVISOR_CONF,
     SUPERVISOR_CONF_FILE,
     SUPERVISOR_INCLUDE,
     Layout,
     Paths,
 )
 
-#: Debian's supervisor package runs on the system Python: its config parser is checked with
-#: it, and the kit's Supervisor client (supervise.py, standard library only) runs on it.
-SUPERVISOR_PYTHON = "/usr/bin/python3"
-
-
-def supervise(layout: Layout, *args: str) -> str:
-    """The kit's Supervisor client (apiphant/deploy/supervise.py, uploaded to
-    ``layout.supervise``) run by the host's system Python: one Python start of 0.04 s where
-    each ``supervisorctl`` is 0.2 s of CPU."""
-    script = [SUPERVISOR_PYTHON, layout.supervise, "-c", SUPERVISOR_CONF]
-    return " ".join(q(a) for a in [*script, *args])
+#: Debian's supervisor unit, which systemd starts where it runs the host.
+SERVICE = "supervisor"
 
 
 def supervisor_ready(layout: Layout) -> str:
-    """Start supervisord when it is not running (the client's ping says 1); one that
-    answers with an error (2: its config, its credentials) stops the step, said as it is.
+    """Start supervisord when it is not running, and wait (bounded) until it answers; one
+    that answers with an error (its config, its credentials) stops the step, said as it is.
     Programs are left untouched, and the config is not reread here: each program's restart
     applies its own change as it comes to it."""
-    start = systemd_or("supervisor", f"supervisord -c {SUPERVISOR_CONF}")
-    ping = supervise(layout, "ping")
-    return (
-        f"if {ping}; then echo 'supervisord runs'; elif [ $? = 1 ]; then "
-        f"{start}; ok=; for i in $(seq 1 50); do {ping}; r=$?; "
-        'if [ $r = 0 ]; then ok=1; break; elif [ $r = 2 ]; then break; fi; sleep 0.2; done; '
-        "[ -n \"$ok\" ] || { echo 'supervisord did not start' >&2; false; }; "
-        "echo 'supervisord started'; else false; fi"
-    )
+    return supervise(layout, "ready", "--service", SERVICE)
 
 
 def restart_worker(layout: Layout, program: str, address: str, release: str, log: str) -> str:
@@ -86,7 +70,7 @@ def supervisor_sync(layout: Layout, programs: Iterable[str]) -> str:
     pattern matches, never a bare ``update`` of every program on the host. Where there is
     no system Python there is no Supervisor; a failure is shown, and the deploy goes on."""
     sync = supervise(layout, "sync", layout.programs_pattern, *programs)
-    return f"if [ -x {SUPERVISOR_PYTHON} ]; then {sync}; fi; true"
+    return f"if [ -x {agents.SUPERVISOR_PYTHON} ]; then {sync}; fi; true"
 
 
 def check_supervisor(paths: Paths) -> str:
@@ -106,7 +90,7 @@ def check_supervisor(paths: Paths) -> str:
         f'[ -e "$f" ] && [ "$f" != {q(ours)} ] && others="$others $f"; done; '
         f"printf '[supervisord]\\n[include]\\nfiles = %s%s\\n' "
         f'{q(conf)} "$others" > {q(check + "/supervisord.conf")}',
-        f"{SUPERVISOR_PYTHON} -c {q(parse)} {q(check + '/supervisord.conf')}",
+        f"{agents.SUPERVISOR_PYTHON} -c {q(parse)} {q(check + '/supervisord.conf')}",
     ))  # fmt: skip
 
 
