@@ -2,6 +2,7 @@
 
 import http.server
 import io
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -14,6 +15,7 @@ import pytest
 from apiphant.deploy import commands, plan, render, runner
 from apiphant.deploy.argv import flag_names, hosts_as_flags
 from apiphant.deploy.config import check_secrets, load, parse
+from apiphant.deploy.layout import Layout
 from tests.deploy_helpers import CHECKOUT, fab
 from tests.test_deploy_config import THREE_HOSTS
 
@@ -280,8 +282,8 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     )
     assert "http://127.0.0.1:8001/health" in restart.command
     check = steps[start + 1].command
-    assert "-H 'Host: rotation.apiphant.invalid'" in check
-    assert "http://127.0.0.1:8000/default" in check and '"$by" = 127.0.0.1:8001 ]' in check
+    assert "--host rotation.apiphant.invalid" in check
+    assert "http://127.0.0.1:8000/default" in check and "--address 127.0.0.1:8001 " in check
     reload = steps[whys.index("nginx: reload if its config changed, or start")].command
     assert (
         "if cat /opt/myproduct/current/config/nginx-main.conf "
@@ -312,7 +314,7 @@ def test_three_hosts_backends_first_then_pools_side_by_side() -> None:
     assert [s.host for s in checks] == ["front"] * 3
     assert "http://127.0.0.1:8000/main" in checks[0].command
     assert "http://127.0.0.1:8000/reports" in checks[0].command
-    assert '"$by" = 10.0.0.12:9000 ]' in checks[0].command
+    assert "--address 10.0.0.12:9000 " in checks[0].command
     # The front's smoke test through Nginx, and every API host's on its own first worker.
     assert [s.host for s in the_plan.verify] == ["front", "a", "b"]
     assert the_plan.verify[0].local.port == 8000
@@ -322,6 +324,24 @@ def test_three_hosts_backends_first_then_pools_side_by_side() -> None:
     assert not any(s.why.startswith("nginx:") for s in partial.activate)
     assert {s.host for s in partial.activate if s.why.startswith("Nginx sends")} == {"front"}
     assert "http://10.0.0.12:9000" in partial.verify[0].command
+
+
+def test_every_host_that_runs_the_agent_gets_this_deploys_first() -> None:
+    """The rotation check and the cleanup run the kit's host agent: each host of the deploy
+    gets it with the Supervisor client, before its first step that runs it; a front outside
+    a deploy of backends, which checks the rotation all the same, gets it before its first
+    check (it may hold an older kit's agent, or none)."""
+    config = three_hosts()
+    for hosts in (list(config.hosts), [config.host("b")]):
+        the_plan = deploy_plan(config, hosts)
+        flat = [*the_plan.activate, *the_plan.verify, *the_plan.finish]  # in stage order
+        for name in {s.host for s in flat if "agent.py " in s.command}:
+            first_use = next(i for i, s in enumerate(flat)
+                             if s.host == name and "agent.py " in s.command)  # fmt: skip
+            uploaded = [i for i, s in enumerate(flat) if s.host == name and s.upload
+                        and s.upload.remote == "/opt/myproduct/agent.py"]  # fmt: skip
+            assert len(uploaded) == 1 and uploaded[0] < first_use, (hosts, name)
+            assert flat[uploaded[0]].upload.content == AGENT.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -511,6 +531,23 @@ def test_a_hosts_output_is_shown_in_whole_lines() -> None:
     assert shown[-1] == "[web1]   no newline"
 
 
+#: The kit's host agent, which runs the rotation check and the cleanup on a host.
+AGENT = Path(commands.__file__).with_name("agent.py")
+
+
+@pytest.fixture
+def host_agent(tmp_path: Path, monkeypatch) -> Layout:
+    """A deployment whose folder (in the test's, standing for /opt) holds the kit's host
+    agent, as an activation leaves it."""
+    from apiphant.deploy import layout as layout_module
+
+    monkeypatch.setattr(layout_module, "ROOT", str(tmp_path))
+    layout = Layout("p")
+    Path(layout.root).mkdir()
+    shutil.copy(AGENT, layout.agent)
+    return layout
+
+
 class _Front(http.server.BaseHTTPRequestHandler):
     """Answers as Nginx's rotation server would: the worker that answered, in rotation order
     (``answers``), or a 404 without the header (a release whose config has no such server)."""
@@ -547,7 +584,9 @@ class _Front(http.server.BaseHTTPRequestHandler):
         ([], "10.0.0.3:8001", True, "no rotation check in this release's Nginx config: waiting 1s"),
     ],
 )  # fmt: skip
-def test_rotation_check(answers: list[str], address: str, ok: bool, said: str) -> None:
+def test_rotation_check(
+    answers: list[str], address: str, ok: bool, said: str, host_agent: Layout
+) -> None:
     handler = type("Front", (_Front,), {"answers": list(answers)})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -555,7 +594,8 @@ def test_rotation_check(answers: list[str], address: str, ok: bool, said: str) -
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/default"
         command = commands.in_rotation(
-            url, "rotation.apiphant.invalid", "X-Apiphant-Upstream", address, 0.1, slack=1
+            host_agent, url, "rotation.apiphant.invalid", "X-Apiphant-Upstream", address, 0.1,
+            slack=1,
         )
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     finally:
@@ -566,7 +606,9 @@ def test_rotation_check(answers: list[str], address: str, ok: bool, said: str) -
     assert said in (done.stdout + done.stderr)
 
 
-def test_rotation_check_tries_a_whole_round_of_the_pool_on_one_connection() -> None:
+def test_rotation_check_tries_a_whole_round_of_the_pool_on_one_connection(
+    host_agent: Layout,
+) -> None:
     """Under load a lone probe lands on the restarted worker only by chance, between the
     load's requests; a try of the pool's size covers a turn of Nginx's round robin."""
     seen = {"connections": 0, "requests": 0}
@@ -588,8 +630,9 @@ def test_rotation_check_tries_a_whole_round_of_the_pool_on_one_connection() -> N
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/default"
-        command = commands.in_rotation(url, "rotation.apiphant.invalid", "X-Apiphant-Upstream",
-                                       "10.0.0.3:8001", 0.1, slack=1, rounds=3)  # fmt: skip
+        command = commands.in_rotation(host_agent, url, "rotation.apiphant.invalid",
+                                       "X-Apiphant-Upstream", "10.0.0.3:8001", 0.1, slack=1,
+                                       rounds=3)  # fmt: skip
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     finally:
         server.shutdown()
@@ -616,7 +659,7 @@ def test_pools_sharing_a_host_restart_as_one_group_each_worker_once() -> None:
     ]
     # b's workers serve both pools: the front checks each pool sends to them again.
     check = next(s for s in the_plan.activate if "10.0.0.12:9001 again" in s.why).command
-    assert check.count('"$by" = 10.0.0.12:9000 ]') == 2
+    assert check.count("--address 10.0.0.12:9000 ") == 2
     assert "http://127.0.0.1:8000/main" in check and "http://127.0.0.1:8000/reports" in check
 def test_fab_run_on_an_nginx_only_host_is_refused_in_one_line(tmp_path: Path) -> None:
     """An Nginx-only host has no release code and no virtualenv to run a command in."""
@@ -798,6 +841,7 @@ def test_secrets_an_earlier_kit_shared_last_as_long_as_a_release_that_reads_them
     (root / "shared").mkdir()
     shared = root / "shared" / "secrets.env"
     shared.write_text("TOKEN=old\n")
+    shutil.copy(AGENT, root / "agent.py")  # as each activation uploads it
 
     def cleanup(keep: int) -> str:
         command = commands.cleanup(layout, keep).replace("/opt/shop", str(root))

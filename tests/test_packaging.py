@@ -2,8 +2,9 @@
 of the kit, and the host agent runs alone on a host's Python.
 
 A module missing from the wheel shows only on a deployed host, as ModuleNotFoundError;
-the host agent (supervise.py) is uploaded as one file and must need nothing but the
-standard library (and Supervisor, which it imports only where it talks to it).
+the kit's programs on a host (supervise.py, Supervisor's client, and agent.py) are each
+uploaded as one file and must need nothing but the standard library (and Supervisor, which
+they import only where they talk to it).
 """
 
 import ast
@@ -12,10 +13,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from apiphant.deploy import artifacts
 from tests.servers import REPO
 
-AGENT = REPO / "apiphant" / "deploy" / "supervise.py"
+AGENTS = [REPO / "apiphant" / "deploy" / name for name in ("supervise.py", "agent.py")]
 
 
 def test_the_wheel_holds_every_module_and_every_kit_file(tmp_path: Path, monkeypatch) -> None:
@@ -31,16 +34,17 @@ def test_the_wheel_holds_every_module_and_every_kit_file(tmp_path: Path, monkeyp
     assert not missing, f"not in the wheel: {missing}"
 
 
-def test_the_host_agent_runs_alone_on_the_standard_library(tmp_path: Path) -> None:
-    alone = tmp_path / "supervise.py"
-    alone.write_bytes(AGENT.read_bytes())
+@pytest.mark.parametrize("agent", AGENTS, ids=lambda path: path.name)
+def test_the_host_agent_runs_alone_on_the_standard_library(tmp_path: Path, agent: Path) -> None:
+    alone = tmp_path / agent.name
+    alone.write_bytes(agent.read_bytes())
     done = subprocess.run([sys.executable, "-I", str(alone), "--help"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    tree = ast.parse(AGENT.read_text())
+    tree = ast.parse(agent.read_text())
     top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
            for alias in node.names}  # fmt: skip
     top |= {(node.module or "").split(".")[0] for node in tree.body
             if isinstance(node, ast.ImportFrom)}  # fmt: skip
     outside = sorted(name for name in top if name not in sys.stdlib_module_names)
-    assert not outside, f"supervise.py imports at its top what a host may not have: {outside}"
+    assert not outside, f"{agent.name} imports at its top what a host may not have: {outside}"

@@ -24,6 +24,7 @@ from apiphant.deploy import commands, plan, render
 from apiphant.deploy import layout as layout_module
 from apiphant.deploy.artifacts import build_tarball
 from apiphant.deploy.config import Config, ConfigError, load, parse
+from apiphant.deploy.host import agents as host_agents
 from apiphant.deploy.runner import upload_commands
 from tests.deploy_helpers import CHECKOUT, fab
 from tests.servers import serving
@@ -361,7 +362,7 @@ def test_every_command_quotes_what_it_is_given(tmp_path: Path, monkeypatch) -> N
     absolute program path exists."""
     monkeypatch.setattr(layout_module, "ROOT", str(tmp_path / "opt"))
     monkeypatch.setattr(layout_module, "LOG_ROOT", str(tmp_path / "log"))
-    monkeypatch.setattr(commands, "SUPERVISOR_PYTHON", "/nonexistent/python3")
+    monkeypatch.setattr(host_agents, "SUPERVISOR_PYTHON", "/nonexistent/python3")
     canary = tmp_path / "CANARY"
     ran = tmp_path / "ran.log"
     config, found = _hostile_plan(canary)

@@ -440,3 +440,64 @@ def test_an_inet_server_with_credentials_and_a_path(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _daemon_conf(folder: Path, logfile: str = "%(here)s/supervisord.log") -> Path:
+    """A supervisord that daemonizes, as Debian's does: ``ready`` starts it in the background."""
+    conf = folder / "supervisord.conf"
+    conf.write_text(
+        "[unix_http_server]\nfile=%(here)s/s.sock\nchmod=0700\n\n"
+        f"[supervisord]\nlogfile={logfile}\npidfile=%(here)s/supervisord.pid\n"
+        "childlogdir=%(here)s\n\n"
+        "[rpcinterface:supervisor]\n"
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+        "[supervisorctl]\nserverurl=unix://%(here)s/s.sock\n"
+    )
+    return conf
+
+
+no_systemd = pytest.mark.skipif(
+    os.path.isdir(supervise.SYSTEMD), reason="systemd runs this machine: ready would start its "
+    "supervisor service")  # fmt: skip
+
+
+@no_systemd
+def test_ready_starts_supervisord_when_it_does_not_run(tmp_path: Path) -> None:
+    """The activation's first Supervisor step: a supervisord that does not run is started
+    (where systemd does not run the host, by its config) and waited for until it answers;
+    one that runs is left as it is."""
+    conf = _daemon_conf(tmp_path)
+    pidfile = tmp_path / "supervisord.pid"
+
+    def ready() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [commands.SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(conf), "ready", "--service",
+             "supervisor"], capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    try:
+        started = ready()
+        assert (started.returncode, started.stdout) == (0, "supervisord started\n"), started.stderr
+        pid = int(pidfile.read_text())
+        again = ready()
+        assert (again.returncode, again.stdout) == (0, "supervisord runs\n"), again.stderr
+        assert int(pidfile.read_text()) == pid
+    finally:
+        if pidfile.exists():
+            pid = int(pidfile.read_text())
+            os.kill(pid, 15)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+@no_systemd
+def test_ready_fails_when_supervisord_does_not_start(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A supervisord that cannot start (here: its log's folder is missing) fails the step,
+    said in one line, after a bounded wait: the restarts that follow would fail anyway."""
+    conf = _daemon_conf(tmp_path, f"{tmp_path}/missing/supervisord.log")
+    monkeypatch.setattr(supervise, "READY_TRIES", 3)
+    status = supervise.main(["-c", str(conf), "ready", "--service", "supervisor"])
+    out = capsys.readouterr()
+    assert status == 1
+    assert out.err.splitlines()[-1] == "supervisord did not start"
+    assert "supervisord started" not in out.out

@@ -9,7 +9,7 @@ plans and templates take these names from here and never spell a path.
 import re
 from dataclasses import dataclass
 
-from apiphant.app import RELEASE_ENV
+from apiphant.app import HEALTH_PATH, RELEASE_ENV
 
 ROOT = "/opt"
 #: In a shared virtualenv once it is whole (built, or unpacked from a copy): only those count.
@@ -23,6 +23,21 @@ PRODUCTION = "production"
 MAX_USER = 32
 #: A release's secrets, in its config folder: a rollback goes back to the secrets it ran with.
 SECRETS = "secrets.env"
+#: A release's folder of rendered files (``Paths.config``), and some of them by name.
+CONFIG_DIR = "config"
+SUPERVISOR_CONF_FILE = "supervisor.conf"
+NGINX_SITE_FILE = "nginx.conf"
+#: The site without its 443 server: what Nginx serves until the first certificate is there.
+NGINX_HTTP_FILE = "nginx-http.conf"
+NGINX_MAIN_FILE = "nginx-main.conf"
+LOGROTATE_FILE = "logrotate"
+#: The script every program and command of a release starts through: its environment and
+#: secrets, then its virtualenv's command.
+RUN_FILE = "run"
+#: In a release's folder once it passed its smoke test: only good releases are kept.
+GOOD = ".good"
+#: A release's link to its shared virtualenv (``Layout.venv``).
+VENV_LINK = "venv"
 
 #: A release id: the UTC time of the deploy, sortable (``20250102030405``).
 RELEASE_ID = re.compile(r"[0-9]{14}")
@@ -53,7 +68,12 @@ ACME_CHALLENGE = "/.well-known/acme-challenge/"
 #: put back when the link goes.
 BEFORE = ".before-apiphant"
 
-__all__ = ["RELEASE_ENV", "Layout", "Paths"]
+__all__ = ["HEALTH_PATH", "RELEASE_ENV", "Layout", "Paths"]
+
+
+def run_script(release_dir: str) -> str:
+    """The run script of the release in ``release_dir`` (a release's folder, or ``current``)."""
+    return f"{release_dir}/{CONFIG_DIR}/{RUN_FILE}"
 
 
 def site_of(deployment: str) -> str:
@@ -115,7 +135,11 @@ class Layout:
     @property
     def current_config(self) -> str:
         """The live release's rendered files, as Supervisor and /etc's links name them."""
-        return f"{self.current}/config"
+        return f"{self.current}/{CONFIG_DIR}"
+
+    def current_file(self, name: str) -> str:
+        """The live release's rendered file ``name``."""
+        return f"{self.current_config}/{name}"
 
     @property
     def shared_secrets(self) -> str:
@@ -130,6 +154,12 @@ class Layout:
         """The kit's Supervisor client (apiphant/deploy/supervise.py), uploaded by each
         activation: in the deployment's own folder, which every deploy has made."""
         return f"{self.root}/supervise.py"
+
+    @property
+    def agent(self) -> str:
+        """The kit's host agent (apiphant/deploy/agent.py), uploaded by each activation
+        beside ``supervise``."""
+        return f"{self.root}/agent.py"
 
     @property
     def venvs(self) -> str:
@@ -297,13 +327,17 @@ class Paths:
     @property
     def config(self) -> str:
         """The rendered files of the release."""
-        return f"{self.dir}/config"
+        return f"{self.dir}/{CONFIG_DIR}"
+
+    def file(self, name: str) -> str:
+        """The release's rendered file ``name``."""
+        return f"{self.config}/{name}"
 
     @property
     def secrets(self) -> str:
         """The release's secrets (NAME=value lines), root's, readable by the user's group
         only; its run script loads them. They stay and go with the release."""
-        return f"{self.config}/{SECRETS}"
+        return self.file(SECRETS)
 
     @property
     def check(self) -> str:
@@ -313,7 +347,7 @@ class Paths:
     @property
     def venv(self) -> str:
         """A link to the shared virtualenv of the release's packages (``Layout.venv``)."""
-        return f"{self.dir}/venv"
+        return f"{self.dir}/{VENV_LINK}"
 
     @property
     def wheels(self) -> str:
@@ -328,12 +362,12 @@ class Paths:
     @property
     def good(self) -> str:
         """Written once the release passed its smoke test: only good ones are kept."""
-        return f"{self.dir}/.good"
+        return f"{self.dir}/{GOOD}"
 
     @property
     def requirements(self) -> str:
         """What the release's virtualenv installs; only releases of hosts that run programs."""
-        return f"{self.config}/requirements.txt"
+        return self.file("requirements.txt")
 
     # tls = "files": the certificate travels with the release, so a rollback serves the
     # certificate it was deployed with, and `nginx -t` checks the new one before the switch.

@@ -1,29 +1,13 @@
 """Supervisor's XML-RPC for the deploy, run on a host by its system Python: standard library only.
 
-Why not ``supervisorctl``: each call is a Python start that imports all of Supervisor
-and pkg_resources, about 0.2 s of CPU. A rolling restart made four of them per
-worker and the final sync three per host; on a fleet, or on hosts that share cores,
-those starts were most of a batch's time. This script restarts a worker in one start
-of about 0.04 s: it applies the program's config change, stops it (Supervisor waits
-for its drain), starts it without waiting out ``startsecs``, and polls it until it
-answers. The deploy uploads it to each host (``Layout.supervise``) and runs it with
-``/usr/bin/python3``, the Python Debian's and Ubuntu's supervisor runs on. It reaches
-supervisord as supervisorctl does, by the ``serverurl``, ``username`` and ``password``
-of the ``[supervisorctl]`` section of supervisord's config (``%(here)s`` expanded).
-
-Usage (exit status 0: done, 1: failed or not running, 2: bad arguments or config, or
-supervisord answered with an error)::
-
-    supervise.py -c CONF ping
-    supervise.py -c CONF sync PATTERN [NAME ...]
-    supervise.py -c CONF restart PROGRAM --log FILE --env VAR [--health URL] --release ID
-                 [--wait SECONDS | --no-wait]
-
-A restart checks a worker on its ``--health`` and a program without a port by ``--env``
-(the variable the run script exports with the release); one STARTING with that release,
-or RUNNING on it for less than the wait, is waited for rather than started twice.
-``--no-wait`` returns once the start is requested: a later restart with the same release
-waits for it, or finds it running.
+Each ``supervisorctl`` is a Python start that imports all of Supervisor, about 0.2 s of
+CPU; this client restarts a worker in one start of about 0.04 s, and starts supervisord
+when it does not run. The deploy uploads it to each host (``Layout.supervise``) and runs
+it with ``/usr/bin/python3``, the Python Debian's supervisor runs on. It reaches
+supervisord as supervisorctl does, by the ``serverurl``, ``username`` and ``password`` of
+the ``[supervisorctl]`` section of supervisord's config (``%(here)s`` expanded). Exit
+status 0: done, 1: failed or not running, 2: bad arguments or config, or supervisord
+answered with an error. ``supervise.py -c CONF COMMAND --help`` says the rest.
 """
 
 from __future__ import annotations  # the host's Python may be older than the deployer's
@@ -35,6 +19,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -51,6 +36,10 @@ POLL = 0.01
 #: second, so polling it as often as a port would only load supervisord.
 POLL_SUPERVISOR = 0.05
 FATAL_EVERY = 1.0  # seconds between asking whether Supervisor gave up on it
+#: A supervisord just started has 50 tries, 0.2 s apart, to answer.
+READY_TRIES, READY_POLL = 50, 0.2
+#: This folder exists where systemd runs the host (sd_booted): then it starts supervisord.
+SYSTEMD = "/run/systemd/system"
 LOG_LINES = 30  # of the program's log, shown when it does not come up
 
 
@@ -198,6 +187,38 @@ def sync(supervisor, names: set[str], pattern: str) -> tuple[list[str], list[str
     return applied, failed
 
 
+def _running(supervisor) -> bool:
+    """supervisord answers; an error it answers with (its credentials...) is raised."""
+    try:
+        supervisor.getState()
+    except OSError:
+        return False
+    return True
+
+
+def ready(supervisor, conf: str, service: str) -> int:
+    """Start supervisord when it does not run (by systemd's ``service`` where systemd runs
+    the host), and wait, bounded, until it answers. Programs are left untouched, and the
+    config is not reread here: each program's restart applies its own change."""
+    if _running(supervisor):
+        print("supervisord runs")
+        return 0
+    start = ["systemctl", "start", service] if os.path.isdir(SYSTEMD) else [
+        "supervisord", "-c", conf]  # fmt: skip
+    try:
+        subprocess.call(start)  # what it says is shown; whether supervisord answers decides
+    except OSError as error:
+        print(f"supervise.py: {start[0]}: {error.strerror}", file=sys.stderr)
+        return 1
+    for _ in range(READY_TRIES):
+        if _running(supervisor):
+            print("supervisord started")
+            return 0
+        time.sleep(READY_POLL)
+    print("supervisord did not start", file=sys.stderr)
+    return 1
+
+
 def answers(url: str, release: str) -> bool:
     """The worker at ``url`` (its /health) answers 200 with this release id."""
     parts = urllib.parse.urlsplit(url)
@@ -336,6 +357,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-c", dest="conf", required=True, help="supervisord's config")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ping", help="exit 0 when supervisord answers")
+    readying = sub.add_parser("ready", help="start supervisord unless it runs; wait for it")
+    readying.add_argument("--service", required=True, help="its unit, where systemd runs")
     syncing = sub.add_parser("sync", help="add and remove programs to match the config")
     syncing.add_argument("pattern", help="a regex of the deployment's program names")
     syncing.add_argument("names", nargs="*", help="the programs the config has")
@@ -370,12 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
         supervisor = connect(args.conf)
-        if args.command in ("ping", "sync"):
-            try:
-                supervisor.getState()
-            except OSError:
-                # Not running: ping says so (1); sync has no program to add or remove.
-                return 1 if args.command == "ping" else 0
+        if args.command == "ready":
+            return ready(supervisor, args.conf, args.service)
+        if args.command in ("ping", "sync") and not _running(supervisor):
+            # Not running: ping says so (1); sync has no program to add or remove.
+            return 1 if args.command == "ping" else 0
         if args.command == "ping":
             return 0
         if args.command == "sync":

@@ -4,7 +4,7 @@ from importlib import resources
 
 from apiphant.deploy import commands, roles
 from apiphant.deploy.config import Config, Host
-from apiphant.deploy.plan.rolling import rolling_restart
+from apiphant.deploy.plan.rolling import agent_step, rolling_restart
 from apiphant.deploy.plan.steps import Step, StepKind, Upload, staged
 
 #: The kit's Supervisor client, uploaded to every host by every activation.
@@ -85,6 +85,7 @@ def activate_steps(
         # Every host: one that lost its programs' roles has them removed by it (the sync).
         steps.append(Step(host.name, "the kit's Supervisor client", upload=Upload(
             layout.supervise, 0o644, "supervise.py", content=SUPERVISE)))  # fmt: skip
+        steps.append(agent_step(layout, host.name))
         if "supervisor" in services:
             steps.append(Step(host.name, "supervisord: start if not running",
                               commands.supervisor_ready(layout)))  # fmt: skip

@@ -1,8 +1,21 @@
 """The rolling restart: the API workers in batches per pool, never a whole pool at once."""
 
+from importlib import resources
+
 from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host, Pool, Worker
-from apiphant.deploy.plan.steps import Step
+from apiphant.deploy.layout import Layout
+from apiphant.deploy.plan.steps import Step, Upload
+
+#: The kit's host agent (cleanup, rotation check), uploaded beside supervise.py.
+AGENT = (resources.files("apiphant.deploy") / "agent.py").read_bytes()
+
+
+def agent_step(layout: Layout, host: str) -> Step:
+    """The kit's host agent onto ``host``, before a step there runs it: this deploy's, as a
+    host may have an older kit's."""
+    return Step(host, "the kit's host agent", upload=Upload(
+        layout.agent, 0o644, "agent.py", content=AGENT))  # fmt: skip
 
 
 def batches(config: Config, hosts: list[Host]) -> list[list[list[Worker]]]:
@@ -67,6 +80,8 @@ def rolling_restart(
                            commands.restart_background(layout, program, release,
                                                        layout.log(program))))  # fmt: skip
     stages: list[list[Step]] = []
+    # A front outside this deploy checks the rotation too: with the agent of this deploy.
+    outside = [front for front in fronts if front.name not in releases]
     for n in range(max((len(g) for g in groups), default=0)):
         batch = [w for group in groups if n < len(group) for w in group[n]]
         restarts = []
@@ -86,13 +101,14 @@ def rolling_restart(
                     [also[1]] if also else []),
             ))  # fmt: skip
         stages.append(restarts)
-        stages.append([
+        uploads = [agent_step(layout, front.name) for front in outside] if n == 0 else []
+        stages.append(uploads + [
             Step(
                 front.name,
                 f"Nginx sends requests to {', '.join(w.address for w in batch)} again "
                 f"(at most {nginx.back_within}s after a refusal)",
                 commands.join(*[
-                    commands.in_rotation(nginx.rotation_url(pool), nginx.rotation_host,
+                    commands.in_rotation(layout, nginx.rotation_url(pool), nginx.rotation_host,
                                          nginx.rotation_header, w.address, nginx.back_within,
                                          rounds=len(workers_of[pool]))
                     for w in batch for pool in pools_of[w.address]
