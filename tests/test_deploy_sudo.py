@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fabric import Config as FabricConfig
 
-from apiphant.deploy import tasks
+from apiphant.deploy import ssh, tasks
 from apiphant.deploy.config import SUDO_PASSWORD_ENV, parse
 from apiphant.deploy.plan import Step
 from apiphant.deploy.runner import DeployError, Remote
@@ -152,6 +152,36 @@ def test_a_password_sudo_does_not_ask_for_is_read_by_no_one(
         remote.close()
         sudoers("ALL=(ALL:ALL) ALL")
     assert not [line for line in lines if login.password in line]
+
+
+def test_a_password_written_after_a_passwordless_command_ended_is_no_error(
+    login: Login, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invoke writes stdin from a thread of its own. Before, the remote command did not wait
+    for the password, so with passwordless sudo a quick one could end before that thread
+    wrote, and the write to the closed channel failed the step ("Socket is closed"). The
+    first read of the password is held back here until after such a command ends; now the
+    remote shell reads the line before sudo starts, so the command waits for it."""
+    monkeypatch.setenv(SUDO_PASSWORD_ENV, login.password)
+    sudoers("ALL=(ALL:ALL) NOPASSWD: ALL")
+    plain_read = ssh._Line.read
+    held: list[bool] = []
+
+    def late_read(self: ssh._Line, size: int | None = -1) -> str:
+        if not held:
+            held.append(True)
+            time.sleep(1)  # orders the write after `true` ended (it takes milliseconds)
+        return plain_read(self, size)
+
+    monkeypatch.setattr(ssh._Line, "read", late_read)
+    lines: list[str] = []
+    remote = login.remote(lines)
+    try:
+        assert remote.run(Step("web1", "who", "id -un", timeout=30)).strip() == "root"
+    finally:
+        remote.close()
+        sudoers("ALL=(ALL:ALL) ALL")
+    assert held
 
 
 def test_a_wrong_password_is_one_line_naming_the_login(

@@ -73,8 +73,12 @@ def sudo_reading_password(command: str) -> str:
     or a ``fab run`` command's, and the command could read it). ``-k``: sudo always asks,
     cached credentials or not, so it reads exactly that one line; ``-p ''``: no prompt in
     the output; the command's own stdin is /dev/null, so a password sudo did not ask for
-    (passwordless sudo) is read by no one."""
-    return f"sudo -k -S -p '' -- sh -c {q('exec </dev/null; ' + command)}"
+    (passwordless sudo) is read by no one. A shell reads the line first and hands it to
+    sudo through a pipe (``printf`` is a builtin: no command line holds it): the command
+    cannot end before the line arrived, so the write never meets a closed channel, as it
+    could when a passwordless sudo finished first."""
+    as_root = f"sudo -k -S -p '' -- sh -c {q('exec </dev/null; ' + command)}"
+    return "sh -c " + q(f"IFS= read -r p && printf '%s\\n' \"$p\" | {as_root}")
 
 
 class _Line(io.StringIO):
