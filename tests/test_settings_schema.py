@@ -16,6 +16,8 @@ from apiphant.settings.schema import ALL, BY_NAME, Render
 from tests.servers import REPO
 
 PACKAGE = REPO / "apiphant"
+#: Run on a host by its system Python: one stdlib-only file each, never importing apiphant.
+HOST_PROGRAMS = ("apiphant/deploy/supervise.py", "apiphant/deploy/agent.py")
 
 
 # One entry per setting
@@ -276,11 +278,12 @@ def test_an_environment_variable_sets_what_the_command_line_does_not() -> None:
 
 def test_no_command_spells_an_option_of_its_own() -> None:
     """Every ``--flag`` comes from the schema through settings/options.py; the exceptions are
-    apiphant's own --version and the host agent, which must stay one stdlib-only file."""
+    apiphant's own --version and the host's programs (supervise.py, agent.py), which must
+    each stay one stdlib-only file."""
     spelled = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = str(path.relative_to(REPO))
-        if relative in ("apiphant/settings/options.py", "apiphant/deploy/supervise.py"):
+        if relative in ("apiphant/settings/options.py", *HOST_PROGRAMS):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
