@@ -28,13 +28,15 @@ from apiphant.http.response import SERVER_ERROR, SERVER_ERROR_BODY, json_headers
 from apiphant.product import Product, locate
 from apiphant.request import DEFAULT_MAX_JSON_VALUES, parse
 from apiphant.routing import Hooks, Route, load, load_hooks
+from apiphant.settings import schema
 
 if TYPE_CHECKING:
     from apiphant.http.parser import Request as HttpRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY = 1024 * 1024
+#: The largest request body, in bytes: the setting's default (apiphant.settings.schema).
+DEFAULT_MAX_BODY: int = schema.DEFAULT_MAX_BODY
 #: Any method: 200, for health checks by deploys and balancers; with the product and release
 #: only to the deployment itself (``context.from_deployment``), ``{"status": "ok"}`` to others.
 HEALTH_PATH = "/health"

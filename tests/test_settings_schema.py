@@ -77,6 +77,41 @@ def test_the_defaults_the_application_spells_are_the_schemas() -> None:
     assert DEFAULT_MAX_JSON_VALUES == BY_NAME["max_json_values"].default
 
 
+#: Where a setting's default is used, not declared: each must take it from the schema.
+DEFAULT_USERS = {
+    "apiphant/http/server.py": ("Limits",),
+    "apiphant/app.py": ("DEFAULT_MAX_BODY",),
+    "apiphant/request.py": ("DEFAULT_MAX_JSON_VALUES",),
+    "apiphant/background.py": ("DEFAULT_STOP_TIMEOUT",),
+    "apiphant/deploy/config/model.py": ("DEFAULT_STOP_TIMEOUT", "Api", "Background"),
+}
+
+
+def _numbers_in(node: ast.AST) -> list[object]:
+    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)
+            and isinstance(n.value, int | float) and not isinstance(n.value, bool)]  # fmt: skip
+
+
+@pytest.mark.parametrize("relative", DEFAULT_USERS)
+def test_no_default_is_copied_from_the_schema(relative: str) -> None:
+    """A number literal where a setting's default is used is a copy that drifts: the
+    constants and the fields of Limits, Api and Background read the schema instead."""
+    copied = []
+    for node in ast.parse((REPO / relative).read_text()).body:
+        if isinstance(node, ast.ClassDef) and node.name in DEFAULT_USERS[relative]:
+            copied += [(f"{node.name}.{item.target.id}", _numbers_in(item.value))
+                       for item in node.body if isinstance(item, ast.AnnAssign)
+                       and item.value is not None]  # fmt: skip
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            if set(names) & set(DEFAULT_USERS[relative]) and node.value is not None:
+                copied.append((names[0], _numbers_in(node.value)))
+    found = {name for name, _ in copied}
+    assert found >= {n for n in DEFAULT_USERS[relative] if n.isupper()}, found
+    assert [(name, numbers) for name, numbers in copied if numbers] == []
+
+
 # The deploy configuration
 
 

@@ -296,3 +296,9 @@ def of_command(command: str) -> tuple[Setting, ...]:
     """The settings ``command``'s parser takes, in ``--help`` order."""
     return tuple(s for s in ALL if command in s.commands)
 
+
+
+def default(name: str) -> Any:
+    """The default of the setting ``name``: the server's Limits, the App and the deploy
+    configuration start from it, so a default is written once, here."""
+    return BY_NAME[name].default

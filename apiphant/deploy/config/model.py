@@ -5,16 +5,15 @@ programs, is in ``topology``)."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from apiphant.app import DEFAULT_MAX_BODY
 from apiphant.deploy.config.front import Nginx, Tls
 from apiphant.deploy.config.keys import key
 from apiphant.deploy.config.topology import Topology
 from apiphant.deploy.layout import PRODUCTION
-from apiphant.request import DEFAULT_MAX_JSON_VALUES
+from apiphant.settings.schema import default
 
 DEFAULT_PORT = 8001
 DEFAULT_PYTHON = "/usr/bin/python3"
-DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_STOP_TIMEOUT: float = default("stop_timeout")
 DEFAULT_WORKERS = 2
 KEEP_RELEASES = 5
 KNOWN_ROLES = ("nginx", "api", "background")
@@ -32,26 +31,35 @@ class Api:
     """What every API worker is started with (apiphant's serve options)."""
 
     max_body: int = key(
-        DEFAULT_MAX_BODY,
+        default("max_body"),
         help="the workers' `--max-body`, and Nginx's `client_max_body_size`",
         default_doc='`"1M"`',
     )
-    max_json_values: int = key(DEFAULT_MAX_JSON_VALUES, help="the workers' `--max-json-values`")
-    keepalive_timeout: float = key(75.0, help="the workers' `--keepalive-timeout`")
-    header_timeout: float = key(10.0, help="the workers' `--header-timeout`")
-    request_timeout: float = key(30.0, help="the workers' `--request-timeout`")
+    max_json_values: int = key(default("max_json_values"), help="the workers' `--max-json-values`")
+    keepalive_timeout: float = key(
+        default("keepalive_timeout"), help="the workers' `--keepalive-timeout`"
+    )
+    header_timeout: float = key(default("header_timeout"), help="the workers' `--header-timeout`")
+    request_timeout: float = key(
+        default("request_timeout"), help="the workers' `--request-timeout`"
+    )
     drain_timeout: float = key(
-        10.0, help="the workers' `--drain-timeout`; above `nginx.upstream_keepalive_timeout + 1`"
+        default("drain_timeout"),
+        help="the workers' `--drain-timeout`; above `nginx.upstream_keepalive_timeout + 1`",
     )
     max_connections: int | None = key(
-        None, help="the workers' `--max-connections`", default_doc="the open-files limit"
+        default("max_connections"),
+        help="the workers' `--max-connections`",
+        default_doc="the open-files limit",
     )
-    access_log: bool = key(False, help="the workers' `--access-log`")
+    access_log: bool = key(default("access_log"), help="the workers' `--access-log`")
     cors_origins: tuple[str, ...] = key(
-        (), help="browser origins allowed to call the API (CORS): `APIPHANT_CORS_ORIGINS`"
+        default("cors_origins"),
+        help="browser origins allowed to call the API (CORS): `APIPHANT_CORS_ORIGINS`",
     )
     cors_headers: tuple[str, ...] = key(
-        (), help="request headers those origins may send: `APIPHANT_CORS_HEADERS`"
+        default("cors_headers"),
+        help="request headers those origins may send: `APIPHANT_CORS_HEADERS`",
     )
 
 
