@@ -248,6 +248,43 @@ def test_new_settings_appear_on_the_command_line_only_when_changed() -> None:
         "--max-active", "5", "--queue-timeout", "0.5", "--access-log"]
 
 
+#: Every name a template could use before the command lines came from the schema: products
+#: override templates (PRODUCT/deploy/templates/), so none of them may go or change its name.
+CONTEXT_KEYS_BEFORE = {
+    "acme_challenge", "acme_peers", "api", "api_stopwait", "apt", "background_program",
+    "background_stop_timeout", "background_stopwait", "certbot_renew", "certificate",
+    "default_pool", "deployment", "environment", "first_port", "host", "hsts_max_age", "https",
+    "ident", "logrotate_run", "logs", "main", "nginx", "nginx_errors", "nginx_pidfile",
+    "nginx_user", "not_found", "paths", "pip", "pools", "product", "product_requirements",
+    "release", "release_env", "renew_every", "renewer_program", "rotator_program",
+    "secrets_file", "server_names", "services", "supervisor_pidfile", "tls", "tls_ciphers",
+    "user", "wheel", "workers",
+}  # fmt: skip
+PATHS_BEFORE = {
+    "acme_webroot", "current", "current_config", "logrotate_state", "logs", "maintenance",
+    "release", "root", "shared", "site", "supervisor_include", "venv", "wheels",
+}  # fmt: skip
+
+
+def test_the_templates_context_keeps_every_name_and_gains_the_command_lines() -> None:
+    from apiphant.deploy import render, roles
+    from apiphant.deploy.config import parse
+    from apiphant.deploy.layout import HEALTH_PATH
+
+    config = parse(tomllib.loads(ONE_HOST + NON_DEFAULT_API), Path("deploy.toml"),
+                   REPO / "myproduct")  # fmt: skip
+    host = config.hosts[0]
+    found = render.context(config, host, "20260101000000", "apiphant.whl",
+                           roles.for_host(config.role_names(host), roles.load_roles()))
+    assert set(found) >= CONTEXT_KEYS_BEFORE | {"api_args", "background_args", "health_path"}
+    assert set(found["paths"]) >= PATHS_BEFORE
+    assert found["api_args"] == " ".join(options.command_line(
+        {**dataclasses.asdict(config.api), "drain_idle_grace": config.nginx.drain_idle_grace},
+        "serve"))  # fmt: skip
+    assert found["background_args"] == "--stop-timeout 2.5"
+    assert found["health_path"] == HEALTH_PATH == "/health"
+
+
 # The command lines
 
 
