@@ -115,16 +115,33 @@ def test_no_default_is_copied_from_the_schema(relative: str) -> None:
 # The deploy configuration
 
 
-def test_the_deploy_configurations_api_fields_are_the_api_settings_with_their_defaults() -> None:
+@pytest.mark.parametrize("section", ["api", "background"])
+def test_the_deploy_configurations_fields_are_the_settings_with_their_defaults(section) -> None:
+    """[api] is Api and [background] is Background: one field per setting whose deploy key
+    is in that table, of the same name and default, and no field without a setting."""
     from apiphant.deploy import config
 
-    fields = {f.name: f.default for f in dataclasses.fields(config.Api)}
-    assert {f"api.{name}" for name in fields} == {s.deploy for s in ALL
-                                                  if (s.deploy or "").startswith("api.")}
+    cls = {"api": config.Api, "background": config.Background}[section]
+    fields = {f.name: f.default for f in dataclasses.fields(cls)}
+    assert {f"{section}.{name}" for name in fields} == {
+        s.deploy for s in ALL if (s.deploy or "").startswith(f"{section}.")}  # fmt: skip
     for name, default in fields.items():
         assert default == BY_NAME[name].default, name
     assert config.DEFAULT_STOP_TIMEOUT == BY_NAME["stop_timeout"].default
     assert BY_NAME["stop_timeout"].deploy == "background.stop_timeout"
+
+
+#: Options for a developer's machine, which a deployment never sets.
+DEVELOPMENT_ONLY = {"reload", "debug"}
+
+
+@pytest.mark.parametrize("command", ["serve", "background"])
+def test_every_option_of_the_programs_is_settable_in_deploy_toml(command: str) -> None:
+    """What ``apiphant serve`` and ``apiphant-background`` take, a deployment can set: by a
+    deploy.toml key, or derived by the deploy from other keys."""
+    unsettable = [s.name for s in schema.of_command(command)
+                  if s.flag and s.name not in DEVELOPMENT_ONLY and not (s.deploy or s.derived)]
+    assert unsettable == []  # fmt: skip
 
 
 @pytest.mark.parametrize("section", ["api", "background"])
@@ -204,6 +221,13 @@ request_timeout = 20
 drain_timeout = 12
 max_connections = 900
 access_log = true
+cors_origins = ["https://app.example.com"]
+cors_headers = ["Authorization"]
+cors_credentials = true
+max_active = 50
+queue_timeout = 2.5
+linger_timeout = 1.5
+linger_time = 12
 
 [background]
 stop_timeout = 2.5
@@ -228,15 +252,40 @@ def test_the_rendered_supervisor_lines_are_the_schemas_command_lines(api: str) -
 
 def test_the_rendered_api_line_parses_back_to_the_configured_values() -> None:
     from apiphant import cli
-    from apiphant.deploy.config import parse
+    from apiphant.deploy.config import Api, parse
+    from apiphant.deploy.config.keys import keys_of
 
     config = parse(tomllib.loads(ONE_HOST + NON_DEFAULT_API), Path("deploy.toml"),
                    REPO / "myproduct")  # fmt: skip
+    assert list(tomllib.loads(NON_DEFAULT_API)["api"]) == list(keys_of(Api))
     argv = _rendered_command(NON_DEFAULT_API, "apiphant").split(" apiphant ", 1)[1].split()
     args = cli.parser().parse_args(["serve", *argv])
     for field in dataclasses.fields(config.api):
+        assert getattr(config.api, field.name) != BY_NAME[field.name].default, field.name
         if BY_NAME[field.name].supervisor is not Render.ENVIRONMENT:
             assert getattr(args, field.name) == getattr(config.api, field.name), field.name
+
+
+def test_the_programs_environment_carries_the_cors_settings_of_api() -> None:
+    """cors_credentials reaches the workers as APIPHANT_CORS_CREDENTIALS=true, and only when
+    true: [environment] may still set that variable itself, as it could before."""
+    from apiphant.deploy.config import ConfigError, parse
+
+    def environment(toml: str) -> list[tuple[str, str]]:
+        config = parse(tomllib.loads(ONE_HOST + toml), Path("deploy.toml"), REPO / "myproduct")
+        return [(k, v) for k, v in config.program_environment() if k.startswith("APIPHANT_CORS")]
+
+    assert environment(NON_DEFAULT_API) == [
+        ("APIPHANT_CORS_ORIGINS", "https://app.example.com"),
+        ("APIPHANT_CORS_HEADERS", "Authorization"), ("APIPHANT_CORS_CREDENTIALS", "true")]
+    assert environment("[api]\ncors_credentials = false\n") == []
+    by_hand = '[environment]\nAPIPHANT_CORS_CREDENTIALS = "yes"\n'
+    assert environment(by_hand) == [("APIPHANT_CORS_CREDENTIALS", "yes")]
+    with pytest.raises(ConfigError, match=r"^deploy.toml: api.cors_credentials: "
+                                          r"APIPHANT_CORS_CREDENTIALS is in \[environment\] too"):
+        environment(by_hand + "[api]\ncors_credentials = true\n")
+    with pytest.raises(ConfigError, match=r"^deploy.toml: api.cors_credentials: '\*' allows"):
+        environment('[api]\ncors_origins = ["*"]\ncors_credentials = true\n')
 
 
 def test_new_settings_appear_on_the_command_line_only_when_changed() -> None:

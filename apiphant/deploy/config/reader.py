@@ -9,6 +9,7 @@ from typing import Any
 from apiphant.deploy.config.errors import ConfigError
 from apiphant.deploy.config.model import Batch
 from apiphant.deploy.config.patterns import RATE
+from apiphant.settings.schema import BY_NAME
 
 
 class Reader:
@@ -35,6 +36,18 @@ class Reader:
 
     def has(self, name: str) -> bool:
         return name in self.table
+
+    def setting(self, name: str, default: Any) -> Any:
+        """The key of the schema's setting ``name``, read by its kind (the same words for a
+        mistake as every key), or ``default`` when the table leaves it out."""
+        if name not in self.table:
+            return default
+        parse = BY_NAME[name].kind.toml
+        assert parse is not None, name
+        try:
+            return parse(self.table[name])
+        except ValueError as error:
+            raise ConfigError(f"{self.shown}: {self.key(name)}: {error}") from None
 
     def text(self, name: str, pattern: re.Pattern[str] | None, expected: str, default: Any = None):
         value = self.table.get(name, default)
