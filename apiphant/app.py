@@ -41,7 +41,7 @@ DEFAULT_MAX_BODY: int = schema.DEFAULT_MAX_BODY
 #: only to the deployment itself (``context.from_deployment``), ``{"status": "ok"}`` to others.
 HEALTH_PATH = "/health"
 #: The deploy sets it to the release id, so a health check proves which code answers.
-RELEASE_ENV = "APIPHANT_RELEASE"
+RELEASE_ENV = schema.env_name("release")
 #: Where the App leaves the request's Http context for handlers, hooks and middleware.
 HTTP_KEY = "apiphant.http"
 

@@ -4,6 +4,7 @@ agrees with that one entry: the server's Limits, the deploy configuration's [api
 
 import ast
 import dataclasses
+import re
 import subprocess
 import sys
 import tomllib
@@ -546,6 +547,33 @@ def test_settings_and_usage_import_nothing_of_apiphant_but_themselves() -> None:
         ours = {name for name in _imports_of(path) if name.split(".")[0] == "apiphant"}
         inside = "apiphant.settings" if path.parent.name == "settings" else "apiphant.runtime.usage"
         assert all(name.startswith(inside) for name in ours), (path.name, ours)
+
+
+ENV_NAME = re.compile(r"^(APIPHANT|SENTRY)_[A-Z_]+$")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)}  # fmt: skip
+
+
+def test_environment_variables_are_named_by_the_schema_only() -> None:
+    """An ``"APIPHANT_..."`` or ``"SENTRY_..."`` string outside settings/ is a second spelling
+    of a schema entry's ``env``: code imports the name instead. Docstrings may mention them;
+    the host's programs (one stdlib-only file each) spell their own."""
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = str(path.relative_to(REPO))
+        if relative.startswith("apiphant/settings/") or relative in HOST_PROGRAMS:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = _docstrings(tree)
+        spelled += [f"{relative}:{node.lineno}: {node.value}" for node in ast.walk(tree)
+                    if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docstrings and ENV_NAME.match(node.value)]  # fmt: skip
+    assert spelled == []
 
 
 def test_the_settings_load_no_gevent() -> None:

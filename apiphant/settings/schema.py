@@ -301,6 +301,14 @@ def of_command(command: str) -> tuple[Setting, ...]:
 
 
 
+def env_name(name: str) -> str:
+    """The environment variable of the setting ``name``: code names a variable by this, never
+    by a string of its own."""
+    env = BY_NAME[name].env
+    assert env is not None, name
+    return env
+
+
 def default(name: str) -> Any:
     """The default of the setting ``name``: the server's Limits, the App and the deploy
     configuration start from it, so a default is written once, here."""

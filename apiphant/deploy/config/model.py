@@ -9,7 +9,7 @@ from apiphant.deploy.config.front import Nginx, Tls
 from apiphant.deploy.config.keys import key, setting_key
 from apiphant.deploy.config.topology import Topology
 from apiphant.deploy.layout import PRODUCTION
-from apiphant.settings.schema import default
+from apiphant.settings.schema import default, env_name
 
 DEFAULT_PORT = 8001
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -18,7 +18,7 @@ DEFAULT_WORKERS = 2
 KEEP_RELEASES = 5
 KNOWN_ROLES = ("nginx", "api", "background")
 #: Where a non-root SSH user's sudo password comes from, if it needs one: never a file.
-SUDO_PASSWORD_ENV = "APIPHANT_SUDO_PASSWORD"
+SUDO_PASSWORD_ENV = env_name("sudo_password")
 
 #: How the hosts of one platform get a release's new virtualenv: "copy", one of them builds
 #: it and the others unpack its copy (sent through the deploying machine); "build", each
