@@ -28,18 +28,20 @@ from apiphant.http.response import SERVER_ERROR, SERVER_ERROR_BODY, json_headers
 from apiphant.product import Product, locate
 from apiphant.request import DEFAULT_MAX_JSON_VALUES, parse
 from apiphant.routing import Hooks, Route, load, load_hooks
+from apiphant.settings import schema
 
 if TYPE_CHECKING:
     from apiphant.http.parser import Request as HttpRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY = 1024 * 1024
+#: The largest request body, in bytes: the setting's default (apiphant.settings.schema).
+DEFAULT_MAX_BODY: int = schema.DEFAULT_MAX_BODY
 #: Any method: 200, for health checks by deploys and balancers; with the product and release
 #: only to the deployment itself (``context.from_deployment``), ``{"status": "ok"}`` to others.
 HEALTH_PATH = "/health"
 #: The deploy sets it to the release id, so a health check proves which code answers.
-RELEASE_ENV = "APIPHANT_RELEASE"
+RELEASE_ENV = schema.env_name("release")
 #: Where the App leaves the request's Http context for handlers, hooks and middleware.
 HTTP_KEY = "apiphant.http"
 

@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from apiphant.errors import ApiError
+from apiphant.settings import schema
 
 NOT_JSON_OBJECT = "Request content should be JSON Object"
 #: JSON values one request body may hold (``count_values``), by default. A body within the
@@ -13,7 +14,7 @@ NOT_JSON_OBJECT = "Request content should be JSON Object"
 #: most about 15 ms into 10 MiB (RELIABILITY.md), and the usual JSON of a 1 MiB body (a
 #: value every 15 to 20 bytes) passes. Denser bodies (long arrays of small numbers) need
 #: more: --max-json-values, deploy.toml's [api] max_json_values.
-DEFAULT_MAX_JSON_VALUES = 100_000
+DEFAULT_MAX_JSON_VALUES: int = schema.DEFAULT_MAX_JSON_VALUES
 
 
 class AttrDict(dict):

@@ -29,7 +29,8 @@ TABLES = {
         "after_deploy, server_names, keep_releases, batch, venv, python, secrets, environment, "
         "api, background, nginx, logs, hosts, pools",
     "api": "max_body, max_json_values, keepalive_timeout, header_timeout, request_timeout, "
-           "drain_timeout, max_connections, access_log, cors_origins, cors_headers",
+           "drain_timeout, max_connections, access_log, cors_origins, cors_headers, "
+           "cors_credentials, max_active, queue_timeout, linger_timeout, linger_time",
     "background": "stop_timeout",
     "nginx": "listen, connect_timeout, read_timeout, send_timeout, client_timeout, "
              "keepalive_timeout, upstream_keepalive, upstream_keepalive_timeout, fail_timeout, "

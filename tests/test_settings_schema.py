@@ -4,6 +4,7 @@ agrees with that one entry: the server's Limits, the deploy configuration's [api
 
 import ast
 import dataclasses
+import re
 import subprocess
 import sys
 import tomllib
@@ -16,6 +17,8 @@ from apiphant.settings.schema import ALL, BY_NAME, Render
 from tests.servers import REPO
 
 PACKAGE = REPO / "apiphant"
+#: Run on a host by its system Python: one stdlib-only file each, never importing apiphant.
+HOST_PROGRAMS = ("apiphant/deploy/supervise.py", "apiphant/deploy/agent.py")
 
 
 # One entry per setting
@@ -75,19 +78,71 @@ def test_the_defaults_the_application_spells_are_the_schemas() -> None:
     assert DEFAULT_MAX_JSON_VALUES == BY_NAME["max_json_values"].default
 
 
+#: Where a setting's default is used, not declared: each must take it from the schema.
+DEFAULT_USERS = {
+    "apiphant/http/server.py": ("Limits",),
+    "apiphant/app.py": ("DEFAULT_MAX_BODY",),
+    "apiphant/request.py": ("DEFAULT_MAX_JSON_VALUES",),
+    "apiphant/background.py": ("DEFAULT_STOP_TIMEOUT",),
+    "apiphant/deploy/config/model.py": ("DEFAULT_STOP_TIMEOUT", "Api", "Background"),
+}
+
+
+def _numbers_in(node: ast.AST) -> list[object]:
+    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)
+            and isinstance(n.value, int | float) and not isinstance(n.value, bool)]  # fmt: skip
+
+
+@pytest.mark.parametrize("relative", DEFAULT_USERS)
+def test_no_default_is_copied_from_the_schema(relative: str) -> None:
+    """A number literal where a setting's default is used is a copy that drifts: the
+    constants and the fields of Limits, Api and Background read the schema instead."""
+    copied = []
+    for node in ast.parse((REPO / relative).read_text()).body:
+        if isinstance(node, ast.ClassDef) and node.name in DEFAULT_USERS[relative]:
+            copied += [(f"{node.name}.{item.target.id}", _numbers_in(item.value))
+                       for item in node.body if isinstance(item, ast.AnnAssign)
+                       and item.value is not None]  # fmt: skip
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            if set(names) & set(DEFAULT_USERS[relative]) and node.value is not None:
+                copied.append((names[0], _numbers_in(node.value)))
+    found = {name for name, _ in copied}
+    assert found >= {n for n in DEFAULT_USERS[relative] if n.isupper()}, found
+    assert [(name, numbers) for name, numbers in copied if numbers] == []
+
+
 # The deploy configuration
 
 
-def test_the_deploy_configurations_api_fields_are_the_api_settings_with_their_defaults() -> None:
+@pytest.mark.parametrize("section", ["api", "background"])
+def test_the_deploy_configurations_fields_are_the_settings_with_their_defaults(section) -> None:
+    """[api] is Api and [background] is Background: one field per setting whose deploy key
+    is in that table, of the same name and default, and no field without a setting."""
     from apiphant.deploy import config
 
-    fields = {f.name: f.default for f in dataclasses.fields(config.Api)}
-    assert {f"api.{name}" for name in fields} == {s.deploy for s in ALL
-                                                  if (s.deploy or "").startswith("api.")}
+    cls = {"api": config.Api, "background": config.Background}[section]
+    fields = {f.name: f.default for f in dataclasses.fields(cls)}
+    assert {f"{section}.{name}" for name in fields} == {
+        s.deploy for s in ALL if (s.deploy or "").startswith(f"{section}.")}  # fmt: skip
     for name, default in fields.items():
         assert default == BY_NAME[name].default, name
     assert config.DEFAULT_STOP_TIMEOUT == BY_NAME["stop_timeout"].default
     assert BY_NAME["stop_timeout"].deploy == "background.stop_timeout"
+
+
+#: Options for a developer's machine, which a deployment never sets.
+DEVELOPMENT_ONLY = {"reload", "debug"}
+
+
+@pytest.mark.parametrize("command", ["serve", "background"])
+def test_every_option_of_the_programs_is_settable_in_deploy_toml(command: str) -> None:
+    """What ``apiphant serve`` and ``apiphant-background`` take, a deployment can set: by a
+    deploy.toml key, or derived by the deploy from other keys."""
+    unsettable = [s.name for s in schema.of_command(command)
+                  if s.flag and s.name not in DEVELOPMENT_ONLY and not (s.deploy or s.derived)]
+    assert unsettable == []  # fmt: skip
 
 
 @pytest.mark.parametrize("section", ["api", "background"])
@@ -167,6 +222,13 @@ request_timeout = 20
 drain_timeout = 12
 max_connections = 900
 access_log = true
+cors_origins = ["https://app.example.com"]
+cors_headers = ["Authorization"]
+cors_credentials = true
+max_active = 50
+queue_timeout = 2.5
+linger_timeout = 1.5
+linger_time = 12
 
 [background]
 stop_timeout = 2.5
@@ -191,15 +253,40 @@ def test_the_rendered_supervisor_lines_are_the_schemas_command_lines(api: str) -
 
 def test_the_rendered_api_line_parses_back_to_the_configured_values() -> None:
     from apiphant import cli
-    from apiphant.deploy.config import parse
+    from apiphant.deploy.config import Api, parse
+    from apiphant.deploy.config.keys import keys_of
 
     config = parse(tomllib.loads(ONE_HOST + NON_DEFAULT_API), Path("deploy.toml"),
                    REPO / "myproduct")  # fmt: skip
+    assert list(tomllib.loads(NON_DEFAULT_API)["api"]) == list(keys_of(Api))
     argv = _rendered_command(NON_DEFAULT_API, "apiphant").split(" apiphant ", 1)[1].split()
     args = cli.parser().parse_args(["serve", *argv])
     for field in dataclasses.fields(config.api):
+        assert getattr(config.api, field.name) != BY_NAME[field.name].default, field.name
         if BY_NAME[field.name].supervisor is not Render.ENVIRONMENT:
             assert getattr(args, field.name) == getattr(config.api, field.name), field.name
+
+
+def test_the_programs_environment_carries_the_cors_settings_of_api() -> None:
+    """cors_credentials reaches the workers as APIPHANT_CORS_CREDENTIALS=true, and only when
+    true: [environment] may still set that variable itself, as it could before."""
+    from apiphant.deploy.config import ConfigError, parse
+
+    def environment(toml: str) -> list[tuple[str, str]]:
+        config = parse(tomllib.loads(ONE_HOST + toml), Path("deploy.toml"), REPO / "myproduct")
+        return [(k, v) for k, v in config.program_environment() if k.startswith("APIPHANT_CORS")]
+
+    assert environment(NON_DEFAULT_API) == [
+        ("APIPHANT_CORS_ORIGINS", "https://app.example.com"),
+        ("APIPHANT_CORS_HEADERS", "Authorization"), ("APIPHANT_CORS_CREDENTIALS", "true")]
+    assert environment("[api]\ncors_credentials = false\n") == []
+    by_hand = '[environment]\nAPIPHANT_CORS_CREDENTIALS = "yes"\n'
+    assert environment(by_hand) == [("APIPHANT_CORS_CREDENTIALS", "yes")]
+    with pytest.raises(ConfigError, match=r"^deploy.toml: api.cors_credentials: "
+                                          r"APIPHANT_CORS_CREDENTIALS is in \[environment\] too"):
+        environment(by_hand + "[api]\ncors_credentials = true\n")
+    with pytest.raises(ConfigError, match=r"^deploy.toml: api.cors_credentials: '\*' allows"):
+        environment('[api]\ncors_origins = ["*"]\ncors_credentials = true\n')
 
 
 def test_new_settings_appear_on_the_command_line_only_when_changed() -> None:
@@ -209,6 +296,43 @@ def test_new_settings_appear_on_the_command_line_only_when_changed() -> None:
     resolved.update(max_active=5, queue_timeout=0.5, access_log=True)
     assert options.command_line(resolved, "serve")[-5:] == [
         "--max-active", "5", "--queue-timeout", "0.5", "--access-log"]
+
+
+#: Every name a template could use before the command lines came from the schema: products
+#: override templates (PRODUCT/deploy/templates/), so none of them may go or change its name.
+CONTEXT_KEYS_BEFORE = {
+    "acme_challenge", "acme_peers", "api", "api_stopwait", "apt", "background_program",
+    "background_stop_timeout", "background_stopwait", "certbot_renew", "certificate",
+    "default_pool", "deployment", "environment", "first_port", "host", "hsts_max_age", "https",
+    "ident", "logrotate_run", "logs", "main", "nginx", "nginx_errors", "nginx_pidfile",
+    "nginx_user", "not_found", "paths", "pip", "pools", "product", "product_requirements",
+    "release", "release_env", "renew_every", "renewer_program", "rotator_program",
+    "secrets_file", "server_names", "services", "supervisor_pidfile", "tls", "tls_ciphers",
+    "user", "wheel", "workers",
+}  # fmt: skip
+PATHS_BEFORE = {
+    "acme_webroot", "current", "current_config", "logrotate_state", "logs", "maintenance",
+    "release", "root", "shared", "site", "supervisor_include", "venv", "wheels",
+}  # fmt: skip
+
+
+def test_the_templates_context_keeps_every_name_and_gains_the_command_lines() -> None:
+    from apiphant.deploy import render, roles
+    from apiphant.deploy.config import parse
+    from apiphant.deploy.layout import HEALTH_PATH
+
+    config = parse(tomllib.loads(ONE_HOST + NON_DEFAULT_API), Path("deploy.toml"),
+                   REPO / "myproduct")  # fmt: skip
+    host = config.hosts[0]
+    found = render.context(config, host, "20260101000000", "apiphant.whl",
+                           roles.for_host(config.role_names(host), roles.load_roles()))
+    assert set(found) >= CONTEXT_KEYS_BEFORE | {"api_args", "background_args", "health_path"}
+    assert set(found["paths"]) >= PATHS_BEFORE
+    assert found["api_args"] == " ".join(options.command_line(
+        {**dataclasses.asdict(config.api), "drain_idle_grace": config.nginx.drain_idle_grace},
+        "serve"))  # fmt: skip
+    assert found["background_args"] == "--stop-timeout 2.5"
+    assert found["health_path"] == HEALTH_PATH == "/health"
 
 
 # The command lines
@@ -276,12 +400,12 @@ def test_an_environment_variable_sets_what_the_command_line_does_not() -> None:
 
 def test_no_command_spells_an_option_of_its_own() -> None:
     """Every ``--flag`` comes from the schema through settings/options.py; the exceptions are
-    apiphant's own --version and the host agent's two files, each stdlib-only and run alone."""
+    apiphant's own --version and the host's programs (supervise.py, agent.py), which must
+    each stay one stdlib-only file."""
     spelled = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = str(path.relative_to(REPO))
-        if relative in ("apiphant/settings/options.py", "apiphant/deploy/supervise.py",
-                        "apiphant/deploy/agent.py"):
+        if relative in ("apiphant/settings/options.py", *HOST_PROGRAMS):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
@@ -397,10 +521,23 @@ def test_marked_tables_are_rewritten_and_checked(tmp_path: Path) -> None:
     assert tables.main(["--check", str(tmp_path)]) == 0
 
 
-def test_the_docs_tables_are_up_to_date() -> None:
-    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-    stale = [str(doc) for doc in docs if tables.rewrite(doc.read_text()) != doc.read_text()]
-    assert not stale, "run python -m apiphant.settings.tables --write README.md docs"
+#: The tables the docs take from the schema, by file: no handwritten copy of a setting.
+DOC_TABLES = {
+    "docs/server.md": ["options serve"],
+    "docs/background.md": ["options background"],
+    "docs/deploy-toml.md": ["deploy api", "deploy background"],
+    "docs/settings.md": [f"settings {group}" for group in schema.GROUPS],
+}
+
+
+def test_the_docs_tables_are_the_schemas_and_up_to_date() -> None:
+    for doc, blocks in DOC_TABLES.items():
+        marked = [m[2] for m in tables.BLOCK.finditer((REPO / doc).read_text())]
+        assert marked == blocks, doc
+    done = subprocess.run([sys.executable, "-m", "apiphant.settings.tables", "--check",
+                           "README.md", "docs"], capture_output=True, text=True, cwd=REPO,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
 
 # The layers
@@ -423,6 +560,33 @@ def test_settings_and_usage_import_nothing_of_apiphant_but_themselves() -> None:
         ours = {name for name in _imports_of(path) if name.split(".")[0] == "apiphant"}
         inside = "apiphant.settings" if path.parent.name == "settings" else "apiphant.runtime.usage"
         assert all(name.startswith(inside) for name in ours), (path.name, ours)
+
+
+ENV_NAME = re.compile(r"^(APIPHANT|SENTRY)_[A-Z_]+$")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)}  # fmt: skip
+
+
+def test_environment_variables_are_named_by_the_schema_only() -> None:
+    """An ``"APIPHANT_..."`` or ``"SENTRY_..."`` string outside settings/ is a second spelling
+    of a schema entry's ``env``: code imports the name instead. Docstrings may mention them;
+    the host's programs (one stdlib-only file each) spell their own."""
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = str(path.relative_to(REPO))
+        if relative.startswith("apiphant/settings/") or relative in HOST_PROGRAMS:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = _docstrings(tree)
+        spelled += [f"{relative}:{node.lineno}: {node.value}" for node in ast.walk(tree)
+                    if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docstrings and ENV_NAME.match(node.value)]  # fmt: skip
+    assert spelled == []
 
 
 def test_the_settings_load_no_gevent() -> None:

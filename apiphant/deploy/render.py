@@ -5,8 +5,9 @@ error at render time, never an empty string in a live config. The product
 name is a template variable like any other: no search-and-replace.
 """
 
+import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from apiphant.deploy import commands, hostwide, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
 from apiphant.deploy.layout import (
     ACME_CHALLENGE,
+    HEALTH_PATH,
     NGINX_PIDFILE,
     NGINX_USER,
     RELEASE_ENV,
@@ -23,6 +25,7 @@ from apiphant.deploy.layout import (
     SUPERVISOR_PIDFILE,
 )
 from apiphant.errors import status_line
+from apiphant.settings import options
 
 #: Seconds Supervisor waits after SIGTERM beyond the program's own drain or stop time.
 STOP_MARGIN = 5
@@ -120,6 +123,19 @@ def certificate(config: Config, release: str) -> dict[str, str]:
 NGINX_ERRORS = (400, 413, 414, 429, 500, 502, 503, 504)
 
 
+def api_args(config: Config) -> str:
+    """The options every API worker's Supervisor line passes to ``apiphant serve``: the
+    schema's command line (``settings.options``) of ``[api]`` and the grace the front's
+    Nginx needs."""
+    values = {**asdict(config.api), "drain_idle_grace": config.nginx.drain_idle_grace}
+    return shlex.join(options.command_line(values, "serve"))
+
+
+def background_args(config: Config) -> str:
+    """The background runner's options on its Supervisor line, from ``[background]``."""
+    return shlex.join(options.command_line(asdict(config.background), "background"))
+
+
 def _pool_about(config: Config, pool: Pool) -> str:
     if pool.is_default:
         return "every target no other pool routes"
@@ -177,6 +193,7 @@ def context(
         "first_port": host.first_port,
         "api": config.api,
         "api_stopwait": int(config.api.drain_timeout) + STOP_MARGIN,
+        "api_args": api_args(config),
         "nginx": config.nginx,
         "main": hostwide.merge(host.name, hostwide.Needs.of(config), neighbours),
         "server_names": config.site_names,
@@ -201,6 +218,8 @@ def context(
         "background_program": layout.background,
         "background_stop_timeout": config.background_stop_timeout,
         "background_stopwait": int(config.background_stop_timeout) + STOP_MARGIN,
+        "background_args": background_args(config),
+        "health_path": HEALTH_PATH,
         "environment": config.program_environment(),
         "apt": roles.apt_packages(host_roles),
         "pip": roles.pip_packages(host_roles),

@@ -52,6 +52,7 @@ from apiphant.http import wsgi
 from apiphant.http.admission import Admission
 from apiphant.http.connection import Connection
 from apiphant.http.protocol import direct_path
+from apiphant.settings.schema import DIRECT_MAX_CONNECTIONS, default
 
 #: The name the server has always logged under (before it moved into http/).
 log = logging.getLogger("apiphant.server")
@@ -59,24 +60,27 @@ log = logging.getLogger("apiphant.server")
 
 @dataclass(frozen=True)
 class Limits:
-    """Timeouts in seconds, and the bounds of one server."""
+    """Timeouts in seconds, and the bounds of one server. The defaults are the settings'
+    (apiphant.settings.schema), as ``apiphant serve`` has them."""
 
-    max_connections: int = 20000
-    keepalive_timeout: float = 75.0  # above Nginx's upstream keepalive_timeout (60 s)
-    header_timeout: float = 10.0
+    #: Built directly, a fixed bound; the command sizes it to the open-files limit.
+    max_connections: int = DIRECT_MAX_CONNECTIONS
+    keepalive_timeout: float = default("keepalive_timeout")  # above Nginx's upstream 60 s
+    header_timeout: float = default("header_timeout")
     #: A request's body must arrive within it, and each wait of a send (or of a read no
     #: other deadline covers) ends there: the client is dropped.
-    request_timeout: float = 30.0
-    drain_timeout: float = 10.0
-    drain_idle_grace: float = 0.0  # behind Nginx: above its upstream keepalive_timeout
+    request_timeout: float = default("request_timeout")
+    drain_timeout: float = default("drain_timeout")
+    #: Behind Nginx: above its upstream keepalive_timeout.
+    drain_idle_grace: float = default("drain_idle_grace")
     #: A lingering close waits at most this long for each read, and this long in all
     #: (Nginx's lingering_timeout and lingering_time).
-    linger_timeout: float = 2.0
-    linger_time: float = 30.0
+    linger_timeout: float = default("linger_timeout")
+    linger_time: float = default("linger_time")
     #: Requests running the application at once; more wait their turn, in arrival order,
     #: for at most queue_timeout, then get 503.
-    max_active: int = 1000
-    queue_timeout: float = 10.0
+    max_active: int = default("max_active")
+    queue_timeout: float = default("queue_timeout")
 
 
 class Server(StreamServer):
@@ -241,4 +245,3 @@ class Server(StreamServer):
             gevent.kill(worker)
         self.parked.clear()
         return finished
-

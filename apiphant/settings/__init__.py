@@ -23,25 +23,19 @@ __all__ = [
 T = TypeVar("T")
 
 
-def _env(name: str) -> str:
-    env = schema.BY_NAME[name].env
-    assert env is not None, name
-    return env
-
-
 # The environment variables by their names of old: each is its schema entry's ``env``.
-LOG_LEVEL = _env("log_level")
-LOG_FORMAT = _env("log_format")
-CORS_ORIGINS = _env("cors_origins")
-CORS_HEADERS = _env("cors_headers")
-CORS_CREDENTIALS = _env("cors_credentials")
-TRUSTED_PROXIES = _env("trusted_proxies")
-PORT = _env("port")
-TIMEOUT = _env("timeout")
+LOG_LEVEL = schema.env_name("log_level")
+LOG_FORMAT = schema.env_name("log_format")
+CORS_ORIGINS = schema.env_name("cors_origins")
+CORS_HEADERS = schema.env_name("cors_headers")
+CORS_CREDENTIALS = schema.env_name("cors_credentials")
+TRUSTED_PROXIES = schema.env_name("trusted_proxies")
+PORT = schema.env_name("port")
+TIMEOUT = schema.env_name("timeout")
 #: Sentry: send frames' local variables (scrubbed) with events; off by default.
-SENTRY_LOCALS = _env("sentry_locals")
+SENTRY_LOCALS = schema.env_name("sentry_locals")
 #: Sentry: more key parts to scrub from events, comma-separated (reporting.SCRUBBED).
-SENTRY_SCRUB = _env("sentry_scrub")
+SENTRY_SCRUB = schema.env_name("sentry_scrub")
 
 
 class SettingError(ValueError):

@@ -120,6 +120,7 @@ class Setting:
     env: str | None = None  # the environment variable
     deploy: str | None = None  # the deploy.toml key: "api.keepalive_timeout"
     derived: str = ""  # how the deploy kit sets it from other keys, when no key sets it
+    deploy_help: str = ""  # what its deploy.toml key does beyond setting the option
     supervisor: Render = Render.NO
     limits: bool = False  # a field of the server's Limits
     default_doc: str = ""  # the default in words, when the value does not say it
@@ -138,7 +139,7 @@ SERVE: tuple[Setting, ...] = (
     Setting("max_body", SIZE, DEFAULT_MAX_BODY,
             "largest request body, bytes or K/M (default {default}); larger gets 413",
             commands=SERVE_COMMANDS, flag="--max-body", deploy="api.max_body",
-            supervisor=Render.ALWAYS),
+            deploy_help="also Nginx's `client_max_body_size`", supervisor=Render.ALWAYS),
     Setting("max_json_values", COUNT, DEFAULT_MAX_JSON_VALUES,
             "most JSON values in a request body, counted as 1 + its commas and opening "
             "brackets (default {default}); more gets 413 before parsing",
@@ -163,7 +164,8 @@ SERVE: tuple[Setting, ...] = (
             supervisor=Render.ENVIRONMENT),
     Setting("cors_credentials", FLAG, False, "let such origins send cookies (not with *)",
             commands=SERVE_COMMANDS, flag="--cors-credentials",
-            env="APIPHANT_CORS_CREDENTIALS"),
+            env="APIPHANT_CORS_CREDENTIALS", deploy="api.cors_credentials",
+            supervisor=Render.ENVIRONMENT),
     Setting("trusted_proxies", WORDS, (),
             "a proxy (like Nginx) whose X-Forwarded-For names the client "
             "(repeatable; default: {env}, comma-separated)",
@@ -191,6 +193,7 @@ SERVE: tuple[Setting, ...] = (
     Setting("drain_timeout", SECONDS, 10.0,
             "seconds in-flight requests get on SIGTERM (default {default})",
             commands=SERVE_COMMANDS, flag="--drain-timeout", deploy="api.drain_timeout",
+            deploy_help="above `nginx.upstream_keepalive_timeout + 1`",
             supervisor=Render.ALWAYS, limits=True),
     Setting("drain_idle_grace", GRACE, 0.0,
             "during a drain, close idle keep-alive connections only after this many seconds "
@@ -201,21 +204,21 @@ SERVE: tuple[Setting, ...] = (
     Setting("max_active", COUNT, 1000,
             "requests running the application at once; more wait their turn, in arrival "
             "order (default {default})",
-            commands=SERVE_COMMANDS, flag="--max-active",
+            commands=SERVE_COMMANDS, flag="--max-active", deploy="api.max_active",
             supervisor=Render.IF_NOT_DEFAULT, limits=True),
     Setting("queue_timeout", SECONDS, 10.0,
             "seconds a request may wait for its turn; then 503 with Retry-After "
             "(default {default})",
-            commands=SERVE_COMMANDS, flag="--queue-timeout",
+            commands=SERVE_COMMANDS, flag="--queue-timeout", deploy="api.queue_timeout",
             supervisor=Render.IF_NOT_DEFAULT, limits=True),
     Setting("linger_timeout", SECONDS, 2.0,
             "seconds a lingering close waits for each read of what the client still sends "
             "(default {default})",
-            commands=SERVE_COMMANDS, flag="--linger-timeout",
+            commands=SERVE_COMMANDS, flag="--linger-timeout", deploy="api.linger_timeout",
             supervisor=Render.IF_NOT_DEFAULT, limits=True),
     Setting("linger_time", SECONDS, 30.0,
             "seconds a lingering close may take in all (default {default})",
-            commands=SERVE_COMMANDS, flag="--linger-time",
+            commands=SERVE_COMMANDS, flag="--linger-time", deploy="api.linger_time",
             supervisor=Render.IF_NOT_DEFAULT, limits=True),
     Setting("debug", FLAG, False, "show the full traceback of a failed import",
             commands=("serve", "routes"), flag="--debug"),
@@ -296,3 +299,17 @@ def of_command(command: str) -> tuple[Setting, ...]:
     """The settings ``command``'s parser takes, in ``--help`` order."""
     return tuple(s for s in ALL if command in s.commands)
 
+
+
+def env_name(name: str) -> str:
+    """The environment variable of the setting ``name``: code names a variable by this, never
+    by a string of its own."""
+    env = BY_NAME[name].env
+    assert env is not None, name
+    return env
+
+
+def default(name: str) -> Any:
+    """The default of the setting ``name``: the server's Limits, the App and the deploy
+    configuration start from it, so a default is written once, here."""
+    return BY_NAME[name].default

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from apiphant.settings.options import help_text
-from apiphant.settings.schema import FLAG, GROUPS, Setting, of_command
+from apiphant.settings.schema import FLAG, GROUPS, Render, Setting, of_command
 
 BLOCK = re.compile(r"(<!-- generated: ([a-z ]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
 DEFAULT_NOTE = re.compile(r" \(default \{default\}\)")
@@ -51,6 +51,16 @@ def default(setting: Setting) -> str:
 def doc_help(setting: Setting) -> str:
     """The help line without its ``(default X)``, which the table has a column for."""
     return help_text(replace(setting, help=DEFAULT_NOTE.sub("", setting.help)))
+
+
+def deploy_help(setting: Setting) -> str:
+    """A deploy.toml key's line: the option it gives the programs that take it (through
+    their environment, for some), then what else it does."""
+    program = "the workers'" if "serve" in setting.commands else "the background runner's"
+    sets = f"{program} `{setting.flag}`"
+    if setting.supervisor is Render.ENVIRONMENT:
+        sets += f", through `{setting.env}`"
+    return "; ".join(filter(None, (sets, setting.deploy_help)))
 
 
 def option(setting: Setting) -> str:
@@ -84,7 +94,7 @@ def render(block: str) -> str:
             [(_code(option(s)), default(s), doc_help(s)) for s in of_command(name)],
         )
     if what == "deploy":
-        rows = [(_code(s.deploy.partition(".")[2]), default(s), doc_help(s))
+        rows = [(_code(s.deploy.partition(".")[2]), default(s), deploy_help(s))
                 for group in GROUPS.values() for s in group
                 if s.deploy and s.deploy.partition(".")[0] == name]  # fmt: skip
         if rows:

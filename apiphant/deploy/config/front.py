@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from apiphant.address import format_address
 from apiphant.deploy.config.keys import key
+from apiphant.settings.schema import env_name
 
 # HTTPS: where Nginx's certificate comes from (apiphant.deploy.tls)
 TLS_MODES = ("off", "acme", "files")
@@ -14,8 +15,8 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 DEFAULT_TLS_LISTEN = "443"
 #: tls = "files": the lines of the secrets file that name the certificate chain and its key
 #: on this machine. The deploy reads them; they are not passed to the programs.
-TLS_CERT_KEY = "APIPHANT_TLS_CERT"
-TLS_KEY_KEY = "APIPHANT_TLS_KEY"
+TLS_CERT_KEY = env_name("tls_cert")
+TLS_KEY_KEY = env_name("tls_key")
 
 
 def listen_address(host: str, port: int) -> str:

@@ -9,6 +9,9 @@ them a second time.
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
+from apiphant.settings.schema import BY_NAME, SIZE
+from apiphant.settings.tables import deploy_help
+
 #: The field metadata entry that holds a field's ``Key``.
 KEY = "apiphant.deploy.config.key"
 
@@ -51,6 +54,16 @@ def key(
     ``inline``: the field's dataclass (its ``factory``) is read from this field's table."""
     spec = Key(toml, section, factory if inline else None, table, named, help, default_doc)
     return field(default=default, default_factory=factory, metadata={KEY: spec})
+
+
+def setting_key(name: str) -> Any:
+    """A field that is the schema's setting ``name`` (its ``deploy`` key names the field):
+    its default, the reference's help and its value's parser (``Reader.setting``) all come
+    from that one entry (apiphant.settings.schema)."""
+    setting = BY_NAME[name]
+    shown = f'`"{setting.kind.shown(setting.default)}"`' if setting.kind is SIZE else None
+    return key(setting.default, help=deploy_help(setting),
+               default_doc=setting.default_doc or shown)  # fmt: skip
 
 
 def declared(cls: type, section: str | None = None) -> list[tuple[str, Field]]:

@@ -5,21 +5,20 @@ programs, is in ``topology``)."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from apiphant.app import DEFAULT_MAX_BODY
 from apiphant.deploy.config.front import Nginx, Tls
-from apiphant.deploy.config.keys import key
+from apiphant.deploy.config.keys import key, setting_key
 from apiphant.deploy.config.topology import Topology
 from apiphant.deploy.layout import PRODUCTION
-from apiphant.request import DEFAULT_MAX_JSON_VALUES
+from apiphant.settings.schema import default, env_name
 
 DEFAULT_PORT = 8001
 DEFAULT_PYTHON = "/usr/bin/python3"
-DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_STOP_TIMEOUT: float = default("stop_timeout")
 DEFAULT_WORKERS = 2
 KEEP_RELEASES = 5
 KNOWN_ROLES = ("nginx", "api", "background")
 #: Where a non-root SSH user's sudo password comes from, if it needs one: never a file.
-SUDO_PASSWORD_ENV = "APIPHANT_SUDO_PASSWORD"
+SUDO_PASSWORD_ENV = env_name("sudo_password")
 
 #: How the hosts of one platform get a release's new virtualenv: "copy", one of them builds
 #: it and the others unpack its copy (sent through the deploying machine); "build", each
@@ -29,37 +28,32 @@ VENV_MODES = ("copy", "build")
 
 @dataclass(frozen=True)
 class Api:
-    """What every API worker is started with (apiphant's serve options)."""
+    """What every API worker is started with (apiphant's serve options): each field is the
+    setting of its name in apiphant.settings.schema (``deploy="api.NAME"``), in the order
+    the "unknown key" message lists them."""
 
-    max_body: int = key(
-        DEFAULT_MAX_BODY,
-        help="the workers' `--max-body`, and Nginx's `client_max_body_size`",
-        default_doc='`"1M"`',
-    )
-    max_json_values: int = key(DEFAULT_MAX_JSON_VALUES, help="the workers' `--max-json-values`")
-    keepalive_timeout: float = key(75.0, help="the workers' `--keepalive-timeout`")
-    header_timeout: float = key(10.0, help="the workers' `--header-timeout`")
-    request_timeout: float = key(30.0, help="the workers' `--request-timeout`")
-    drain_timeout: float = key(
-        10.0, help="the workers' `--drain-timeout`; above `nginx.upstream_keepalive_timeout + 1`"
-    )
-    max_connections: int | None = key(
-        None, help="the workers' `--max-connections`", default_doc="the open-files limit"
-    )
-    access_log: bool = key(False, help="the workers' `--access-log`")
-    cors_origins: tuple[str, ...] = key(
-        (), help="browser origins allowed to call the API (CORS): `APIPHANT_CORS_ORIGINS`"
-    )
-    cors_headers: tuple[str, ...] = key(
-        (), help="request headers those origins may send: `APIPHANT_CORS_HEADERS`"
-    )
+    max_body: int = setting_key("max_body")
+    max_json_values: int = setting_key("max_json_values")
+    keepalive_timeout: float = setting_key("keepalive_timeout")
+    header_timeout: float = setting_key("header_timeout")
+    request_timeout: float = setting_key("request_timeout")
+    drain_timeout: float = setting_key("drain_timeout")
+    max_connections: int | None = setting_key("max_connections")
+    access_log: bool = setting_key("access_log")
+    cors_origins: tuple[str, ...] = setting_key("cors_origins")
+    cors_headers: tuple[str, ...] = setting_key("cors_headers")
+    cors_credentials: bool = setting_key("cors_credentials")
+    max_active: int = setting_key("max_active")
+    queue_timeout: float = setting_key("queue_timeout")
+    linger_timeout: float = setting_key("linger_timeout")
+    linger_time: float = setting_key("linger_time")
 
 
 @dataclass(frozen=True)
 class Background:
-    """What the background runner is started with (apiphant-background's options)."""
+    """What the background runner is started with (apiphant-background's options), as Api."""
 
-    stop_timeout: float = key(DEFAULT_STOP_TIMEOUT, help="`apiphant-background --stop-timeout`")
+    stop_timeout: float = setting_key("stop_timeout")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from apiphant.deploy.config.front import Nginx
 from apiphant.deploy.config.keys import keys_of
 from apiphant.deploy.config.model import Api, Background, Config, Logs
 from apiphant.deploy.config.reader import Reader
-from apiphant.deploy.config.sections.api import read_api, read_background
+from apiphant.deploy.config.sections.api import check_credentials, read_api, read_background
 from apiphant.deploy.config.sections.hosts import read_hosts, read_pools
 from apiphant.deploy.config.sections.logs import read_logs
 from apiphant.deploy.config.sections.nginx import check_drain, read_nginx
@@ -27,6 +27,7 @@ def parse(
 
     a = Reader(shown, "api", data.get("api", {}), keys_of(Api))
     api = read_api(a)
+    check_credentials(shown, api, values["environment"])
     b = Reader(shown, "background", data.get("background", {}), keys_of(Background))
     background = read_background(b)
 

@@ -1,14 +1,17 @@
 """Typed access to one table of deploy.toml, and the parsers of the values that need more
-than a type check; every mistake is a ConfigError naming the full key."""
+than a type check; every mistake is a ConfigError naming the full key. Sizes, seconds,
+integers, flags and lists are read by apiphant.settings.values, as the schema's settings are."""
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from apiphant.deploy.config.errors import ConfigError
 from apiphant.deploy.config.model import Batch
 from apiphant.deploy.config.patterns import RATE
+from apiphant.settings import values
+from apiphant.settings.schema import BY_NAME
 
 
 class Reader:
@@ -36,6 +39,21 @@ class Reader:
     def has(self, name: str) -> bool:
         return name in self.table
 
+    def parse(self, name: str, parse: Callable[[Any], Any], default: Any) -> Any:
+        """``parse`` of the key ``name`` (or of ``default`` when the table leaves it out);
+        its ValueError, ``expected WHAT, got X``, becomes the ConfigError naming the key."""
+        try:
+            return parse(self.table.get(name, default))
+        except ValueError as error:
+            raise ConfigError(f"{self.shown}: {self.key(name)}: {error}") from None
+
+    def setting(self, name: str, default: Any) -> Any:
+        """The key of the schema's setting ``name``, read by its kind, or ``default`` when
+        the table leaves it out."""
+        parse = BY_NAME[name].kind.toml
+        assert parse is not None, name
+        return default if name not in self.table else self.parse(name, parse, None)
+
     def text(self, name: str, pattern: re.Pattern[str] | None, expected: str, default: Any = None):
         value = self.table.get(name, default)
         if value is None:
@@ -45,19 +63,10 @@ class Reader:
         return value
 
     def integer(self, name: str, default: int | None, low: int = 1, high: int = 2**31) -> int:
-        value = self.table.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            what = f"an integer from {low} to {high}"
-            if low == 1:
-                what = "a positive integer" + (f" up to {high}" if high < 2**31 else "")
-            raise self.fail(name, what, value)
-        return value
+        return self.parse(name, values.toml_integer(low, high), default)
 
     def seconds(self, name: str, default: float) -> float:
-        value = self.table.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
-            raise self.fail(name, "a positive number of seconds", value)
-        return float(value)
+        return self.parse(name, values.toml_seconds, default)
 
     def nginx_seconds(self, name: str, default: float) -> float:
         """Seconds for an Nginx time, which counts whole milliseconds: 0.5 is rendered as
@@ -68,38 +77,19 @@ class Reader:
         return value
 
     def flag(self, name: str, default: bool) -> bool:
-        value = self.table.get(name, default)
-        if not isinstance(value, bool):
-            raise self.fail(name, "true or false", value)
-        return value
+        return self.parse(name, values.toml_flag, default)
 
     def names(self, name: str, pattern: re.Pattern[str], expected: str, default: Any = None):
-        value = self.table.get(name, default)
-        if value is None:
+        if self.table.get(name, default) is None:
             raise ConfigError(
                 f"{self.shown}: {self.key(name)}: missing, expected a list of {expected}"
             )
-        if not isinstance(value, list):
-            raise self.fail(name, f"a list of {expected}", value)
-        for item in value:
-            if not isinstance(item, str) or not pattern.fullmatch(item):
-                raise self.fail(name, f"a list of {expected}", item)
-        if len(set(value)) != len(value):
-            raise self.fail(name, f"a list of distinct {expected}", value)
-        return tuple(value)
+        return self.parse(name, values.toml_names(pattern.fullmatch, expected), default)
 
 
 def size(reader: Reader, name: str, default: int) -> int:
-    value = reader.table.get(name, default)
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
-    if isinstance(value, str):
-        factor = units.get(value[-1:].upper(), 1)
-        number = value[:-1] if factor > 1 else value
-        if number.isdigit() and int(number) > 0:
-            return int(number) * factor
-    elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    raise reader.fail(name, "a size like 1048576, '512K' or '1M'", value)
+    """A size: the one parser of them, apiphant.settings.values'."""
+    return reader.parse(name, values.toml_size, default)
 
 
 def batch(reader: Reader) -> Batch:

@@ -168,4 +168,6 @@ class Topology:
             derived.append((settings.CORS_ORIGINS, ",".join(self.api.cors_origins)))
         if self.api.cors_headers:
             derived.append((settings.CORS_HEADERS, ",".join(self.api.cors_headers)))
+        if self.api.cors_credentials:
+            derived.append((settings.CORS_CREDENTIALS, "true"))
         return (*self.environment, *derived)

@@ -7,6 +7,7 @@ from apiphant.deploy.host.agents import agent
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.system import logs_owner
 from apiphant.deploy.layout import GOOD, RELEASE_ID_SHELL, Layout, Paths, run_script
+from apiphant.settings.schema import env_name
 
 
 def make_release_dirs(paths: Paths, nginx: bool = False) -> str:
@@ -66,7 +67,7 @@ def in_release(release_dir: str, user: str, command: str, env: dict[str, str] | 
 def smoke_test(paths: Paths, product: str, url: str) -> str:
     """The product's test.py against ``url`` (through Nginx), in the release's virtualenv."""
     return in_release(
-        paths.dir, paths.layout.user, f"python {q(product + '/test.py')}", {"APIPHANT_URL": url}
+        paths.dir, paths.layout.user, f"python {q(product + '/test.py')}", {env_name("url"): url}
     )
 
 

@@ -5,6 +5,7 @@ import sys
 from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.plan.steps import TUNNEL, Local, Step, StepKind, staged
+from apiphant.settings.schema import env_name
 
 
 def verify_steps(
@@ -79,7 +80,7 @@ def tunnel_smoke_test(config: Config, host: Host) -> Step:
         f"smoke test through Nginx, from the deployer: {config.product}/test.py "
         f"through an SSH tunnel to {host.name}'s {config.nginx.local_url}",
         local=Local((sys.executable, f"{product.name}/test.py"), str(product.parent),
-                    config.nginx.local_port, (("APIPHANT_URL", TUNNEL_URL),)),
+                    config.nginx.local_port, ((env_name("url"), TUNNEL_URL),)),
     )  # fmt: skip
 
 
@@ -90,7 +91,7 @@ def tunnel_health(config: Config, host: Host) -> Step:
         f"check through Nginx, from the deployer: /health through an SSH tunnel to "
         f"{host.name}'s {config.nginx.local_url}",
         local=Local((sys.executable, "-c", HEALTH_SCRIPT), str(config.product_dir.parent),
-                    config.nginx.local_port, (("APIPHANT_URL", TUNNEL_URL),)),
+                    config.nginx.local_port, ((env_name("url"), TUNNEL_URL),)),
     )  # fmt: skip
 
 

@@ -1,37 +1,44 @@
 """``[api]`` and ``[background]``: what the API workers and the background runner are
-started with."""
+started with. Each key is a setting of apiphant.settings.schema, read by its kind."""
 
+from dataclasses import fields
+from typing import Any
+
+from apiphant import settings
 from apiphant.cors import CorsError, policy
 from apiphant.deploy.config.errors import ConfigError
-from apiphant.deploy.config.model import DEFAULT_STOP_TIMEOUT, Api, Background
-from apiphant.deploy.config.patterns import ANY_TEXT
-from apiphant.deploy.config.reader import Reader, size
+from apiphant.deploy.config.model import Api, Background
+from apiphant.deploy.config.reader import Reader
+
+
+def _read(reader: Reader, cls: type) -> Any:
+    """Every field of ``cls`` from its key, in field order (the order of the errors)."""
+    return cls(**{each.name: reader.setting(each.name, each.default) for each in fields(cls)})
 
 
 def read_api(a: Reader) -> Api:
     """The workers' serve options, and a CORS policy the workers will accept."""
-    d = Api()
-    api = Api(
-        max_body=size(a, "max_body", d.max_body),
-        max_json_values=a.integer("max_json_values", d.max_json_values),
-        keepalive_timeout=a.seconds("keepalive_timeout", d.keepalive_timeout),
-        header_timeout=a.seconds("header_timeout", d.header_timeout),
-        request_timeout=a.seconds("request_timeout", d.request_timeout),
-        drain_timeout=a.seconds("drain_timeout", d.drain_timeout),
-        max_connections=a.integer("max_connections", 1) if a.has("max_connections") else None,
-        access_log=a.flag("access_log", d.access_log),
-        cors_origins=a.names("cors_origins", ANY_TEXT, "origins like 'https://a.example'", []),
-        cors_headers=a.names("cors_headers", ANY_TEXT, "header names like 'Authorization'", []),
-    )
-    for key, origins, headers in (("cors_origins", api.cors_origins, ()),
-                                  ("cors_headers", (), api.cors_headers)):  # fmt: skip
+    api = _read(a, Api)
+    for key, origins, headers, credentials in (
+        ("cors_origins", api.cors_origins, (), False),
+        ("cors_headers", (), api.cors_headers, False),
+        ("cors_credentials", api.cors_origins, (), api.cors_credentials),
+    ):
         try:
-            policy(origins, headers)
+            policy(origins, headers, credentials)
         except CorsError as error:
             raise ConfigError(f"{a.shown}: api.{key}: {error}") from None
     return api
 
 
+def check_credentials(shown: str, api: Api, environment: tuple[tuple[str, str], ...]) -> None:
+    """``cors_credentials`` or [environment]'s own APIPHANT_CORS_CREDENTIALS, not both: the
+    variable is not reserved, since deploy.toml set it that way before the key existed."""
+    if api.cors_credentials and settings.CORS_CREDENTIALS in dict(environment):
+        raise ConfigError(f"{shown}: api.cors_credentials: {settings.CORS_CREDENTIALS} is in "
+                          "[environment] too, leave one out")  # fmt: skip
+
+
 def read_background(b: Reader) -> Background:
     """``apiphant-background --stop-timeout``."""
-    return Background(b.seconds("stop_timeout", DEFAULT_STOP_TIMEOUT))
+    return _read(b, Background)
