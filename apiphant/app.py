@@ -43,6 +43,11 @@ RELEASE_ENV = "APIPHANT_RELEASE"
 #: Where the App leaves the request's Http context for handlers, hooks and middleware.
 HTTP_KEY = "apiphant.http"
 
+#: The methods a (JSON) route takes, for a 405's ``Allow``: POST, and OPTIONS with CORS on.
+ALLOW = "POST"
+ALLOW_WITH_CORS = "POST, OPTIONS"
+NO_CONTENT = status_line(204)
+
 StartResponse = Callable[..., Any]
 #: What an action answers: status line, JSON body, whether the connection must close; or, from
 #: a raw_response handler, an empty status and the handler's own WSGI iterable.
@@ -191,6 +196,8 @@ class App:
         #: /health to anyone else: through the public name, product and release are nobody's
         #: business.
         self.public_health = _encode({"status": "ok"}).encode()
+        #: The ``Allow`` of a route's 405: what a route answers besides a preflight.
+        self.allow = ALLOW if cors is None else ALLOW_WITH_CORS
         self._entry = self._respond if cors is None else CorsMiddleware(self._respond, cors)
         self._direct_lines = _DIRECT_LINES if cors is None else _DIRECT_CORS_LINES
 
@@ -294,7 +301,7 @@ class App:
                 result = route.handler(environ)
             else:
                 if method != "POST":
-                    raise ApiError(501)
+                    return self._not_post(method, http)
                 request = parse(read(), self.max_json_values)
                 if before:
                     before(request, http)
@@ -320,6 +327,15 @@ class App:
         except (Exception, SystemExit, KeyboardInterrupt) as error:  # sys.exit() kills no worker
             self._report(route, error, http.scheme)
             return SERVER_ERROR, SERVER_ERROR_BODY, False, None
+
+    def _not_post(self, method: str, http: Http) -> Answer:
+        """Another method on a route: 405 naming the one it takes (a browser's visit, a
+        HEAD). With CORS on, OPTIONS is allowed too: a preflight is answered before the
+        App, and a plain OPTIONS gets 204 with ``Allow``. apiphant 0.2 answered 501."""
+        http.set_header("Allow", self.allow)
+        if method == "OPTIONS" and self.cors is not None:
+            return NO_CONTENT, b"", False, None
+        raise ApiError(405)
 
     @staticmethod
     def _unencoded(environ: dict, route: Route) -> Route | None:

@@ -32,19 +32,22 @@ def test_nested_target(client):
     assert result.json == {"user_id": 1, "settings": {"theme": "dark", "language": "en"}}
 
 
-def test_unknown_paths_are_404_and_other_methods_501(client):
+def test_unknown_paths_are_404_and_other_methods_405_naming_post(client):
     assert client.request("/api/v0/nothing/read").json == {"error": "404 Not Found"}
     assert client.request("/api/v0/echo/json").status == 404
     assert client.request("/api/v0/../v0/echo/read").status == 404
     assert client.request("/api/v0/echo/read/").status == 404
-    result = client.request("/api/v0/echo/read", method="GET")
-    assert (result.status, result.json) == (501, {"error": "501 Not Implemented"})
-    assert client.request("/api/v0/echo/read", method="PUT").status == 501
+    assert client.request("/api/v0/nothing/read", method="GET").status == 404
+    for method in ("GET", "PUT", "DELETE", "OPTIONS"):
+        result = client.request("/api/v0/echo/read", method=method)
+        assert (result.status, result.json) == (405, {"error": "405 Method Not Allowed"})
+        assert result.headers["Allow"] == "POST"
 
 
 def test_head_gets_headers_without_a_body(client):
     result = client.request("/api/v0/echo/read", method="HEAD")
-    assert result.status == 501 and result.body == b""
+    assert result.status == 405 and result.body == b""
+    assert result.headers["Allow"] == "POST"
     assert int(result.headers["Content-Length"]) > 0
 
 

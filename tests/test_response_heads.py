@@ -97,10 +97,11 @@ CASES = {
                             b"Transfer-Encoding: gzip\r\n\r\n", ok(
         "HTTP/1.1 501 Not Implemented", *ERROR_HEAD, "Content-Length: 32",
         body=b'{"error": "501 Not Implemented"}')),
-    "501 from the App": ("app", {}, close(post("/api/v0/echo/read").replace(b"POST", b"GET")),
-                         ok("HTTP/1.1 501 Not Implemented", "Date: <date>", *JSON_HEAD,
-                            "Content-Length: 32", "X-Request-Id: rid-1", "Connection: close",
-                            body=b'{"error": "501 Not Implemented"}')),
+    "405 from the App": ("app", {}, close(post("/api/v0/echo/read").replace(b"POST", b"GET")),
+                         ok("HTTP/1.1 405 Method Not Allowed", "Date: <date>", *JSON_HEAD,
+                            "Content-Length: 35", "X-Request-Id: rid-1", "Allow: POST",
+                            "Connection: close",
+                            body=b'{"error": "405 Method Not Allowed"}')),
     "500 from a handler bug": ("app", {}, close(post("/api/v0/bug/read")), ok(
         "HTTP/1.1 500 Internal Server Error", "Date: <date>", *JSON_HEAD, "Content-Length: 38",
         "X-Request-Id: rid-1", "Connection: close",
