@@ -26,7 +26,7 @@ from apiphant.errors import ApiError, status_line
 from apiphant.http import response
 from apiphant.http.response import SERVER_ERROR, SERVER_ERROR_BODY, json_headers
 from apiphant.product import Product, locate
-from apiphant.request import DEFAULT_MAX_JSON_VALUES, parse
+from apiphant.request import DEFAULT_MAX_JSON_VALUES, NotJsonObject, form_error, parse
 from apiphant.routing import Hooks, Route, load, load_hooks
 
 if TYPE_CHECKING:
@@ -272,7 +272,10 @@ class App:
             else:
                 if method != "POST":
                     return self._not_post(method, http)
-                request = parse(read(), self.max_json_values)
+                try:
+                    request = parse(read(), self.max_json_values)
+                except NotJsonObject as error:  # a form says so: JSON is what it should be
+                    raise form_error(http.headers.get("Content-Type", "")) or error from None
                 if before:
                     before(request, http)
                 if route.raw_response:

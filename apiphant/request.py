@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 from typing import Any
 
 from apiphant.errors import ApiError
@@ -54,21 +55,65 @@ class AttrDict(dict):
 Request = AttrDict
 
 
+class NotJsonObject(ApiError):
+    """A body that is no JSON object: 400, apiphant 0.2's words, then what is wrong."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(400, f"{NOT_JSON_OBJECT}: {problem}")
+
+
+class _NotJson(ValueError):
+    """A value json's parser would take that JSON has not (NaN, Infinity)."""
+
+
+class _OutOfRange(ValueError):
+    """A number no JSON answer could carry: ``1e400`` would be infinity."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise _NotJson(f"{name} is not JSON")
 
 
 def _finite_float(text: str) -> float:
-    """``1e400`` would be infinity, which no JSON answer can carry: refuse it here."""
     value = float(text)
     if value in (math.inf, -math.inf):
-        raise ValueError(f"{text[:20]} is out of range")
+        raise _OutOfRange(f"number {text[:20]} is out of range")
     return value
 
 
 _decode = json.JSONDecoder(
     object_hook=AttrDict, parse_float=_finite_float, parse_constant=_reject_constant
 ).decode
+
+#: What a body that parsed as JSON, but is no object, is called in the error.
+_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
+          bool: "a boolean", type(None): "null"}  # fmt: skip
+#: Content-Types of an HTML form (``curl -F``), and curl's default for ``-d``: a JSON body
+#: sent with them still parses; one that does not is told JSON is expected.
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def form_error(content_type: str) -> NotJsonObject | None:
+    """The error for a body that failed to parse and came as a form, or None."""
+    media = content_type.partition(";")[0].strip().lower()
+    if media not in FORMS:
+        return None
+    return NotJsonObject(f"got a form ({media}); send a JSON object with "
+                         "Content-Type: application/json")  # fmt: skip
+
+
+def _described(error: Exception, body: bytes) -> str:
+    """What is wrong with a body the parser refused, from its error."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 (byte 0x{body[error.start]:02x} at offset {error.start})"
+    if isinstance(error, json.JSONDecodeError):
+        return f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+    if isinstance(error, (_NotJson, _OutOfRange)):
+        return str(error)
+    if isinstance(error, RecursionError):
+        return "nested too deep"
+    # int() refused an integer of more digits than it converts (sys.get_int_max_str_digits)
+    return f"a number is out of range (integers have at most {sys.get_int_max_str_digits()} digits)"
 
 
 def count_values(body: bytes) -> int:
@@ -84,7 +129,9 @@ def too_many_values(limit: int) -> str:
 
 
 def parse(body: bytes, max_values: int | None = None) -> AttrDict:
-    """Turn a request body into an AttrDict; anything but a UTF-8 JSON object is a 400.
+    """Turn a request body into an AttrDict; anything but a UTF-8 JSON object is a 400
+    saying what is wrong (``NotJsonObject``): where the JSON breaks, the byte that is not
+    UTF-8, what the body is instead of an object, the number out of range.
 
     An empty body is ``{}``. NaN and Infinity are refused because they are
     not JSON; a too deep or too long number is refused, not a crash. More than
@@ -97,8 +144,8 @@ def parse(body: bytes, max_values: int | None = None) -> AttrDict:
         raise ApiError(413, too_many_values(max_values))
     try:
         value = _decode(body.decode("utf-8"))
-    except (ValueError, RecursionError):
-        raise ApiError(400, NOT_JSON_OBJECT) from None
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise NotJsonObject(_described(error, body)) from None
     if not isinstance(value, AttrDict):
-        raise ApiError(400, NOT_JSON_OBJECT)
+        raise NotJsonObject(f"got {_KINDS.get(type(value), 'another value')}")
     return value

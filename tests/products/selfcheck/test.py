@@ -8,12 +8,14 @@ from apiphant.test import counts, test
 # apiphant.app: routing, methods, bodies, handler results
 test("self", "delete", None, 404, {"error": "404 Not Found"})
 test("nothing", "read", None, 404, {"error": "404 Not Found"})
-test("self", "create", None, 501, {"error": "501 Not Implemented"}, method="GET")
-test(
-    "self", "create", "invalid_json_object", 400, {"error": "Request content should be JSON Object"}
-)
-test("self", "create", b"{not json", 400, {"error": "Request content should be JSON Object"})
-test("self", "create", b"\xff\xfe{}", 400, {"error": "Request content should be JSON Object"})
+test("self", "create", None, 405, {"error": "405 Method Not Allowed"}, method="GET")
+test("self", "create", "invalid_json_object", 400,
+     {"error": "Request content should be JSON Object: got a string"})
+test("self", "create", b"{not json", 400,
+     {"error": "Request content should be JSON Object: invalid JSON at line 1, column 2: "
+               "Expecting property name enclosed in double quotes"})
+test("self", "create", b"\xff\xfe{}", 400,
+     {"error": "Request content should be JSON Object: not UTF-8 (byte 0xff at offset 0)"})
 test(
     "self",
     "create",
