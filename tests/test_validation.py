@@ -70,6 +70,32 @@ def test_valid_value_equality_set_and_predicate():
     assert error_of(lambda: field(request, "x", valid_value=lambda v: v > 0))["state"] == "invalid"
 
 
+def test_a_broken_rule_explains_what_was_expected():
+    request = parse(b'{"name": "too long a name", "n": 5, "tags": [1, 2, 3], "flag": true}')
+
+    def explain(**rule):
+        return error_of(lambda: field(request, rule.pop("name", "name"), **rule))
+
+    assert explain(max_length=8) == {"field": "name", "state": "invalid",
+                                     "explain": "at most 8 characters"}
+    assert explain(valid_length=2)["explain"] == "exactly 2 characters"
+    assert explain(name="tags", max_length=2)["explain"] == "at most 2 items"
+    assert explain(name="n", max_length=2)["explain"] == "a length of at most 2"
+    assert explain(name="n", valid_length=1)["explain"] == "a length of 1"
+    assert explain(valid_type=int)["explain"] == "an integer"
+    assert explain(name="flag", valid_type=(int, float))["explain"] == "an integer or a number"
+    assert explain(name="n", valid_type=(str, type(None)))["explain"] == "a string or null"
+    assert explain(name="n", valid_type=dict)["explain"] == "an object"
+    assert explain(name="n", valid_type=list)["explain"] == "an array"
+    assert explain(name="n", valid_type=bool)["explain"] == "true or false"
+    assert explain(valid_value="Ann")["explain"] == 'equal to "Ann"'
+    assert explain(valid_value={"b", "a"})["explain"] == 'one of "a", "b"'
+    # the rule of a predicate is the handler's own; the handler's explain wins; None: none
+    assert explain(valid_value=lambda v: False) == {"field": "name", "state": "invalid"}
+    assert explain(max_length=8, explain="a short name")["explain"] == "a short name"
+    assert "explain" not in explain(max_length=8, explain=None)
+
+
 def test_lengths_refuse_values_without_a_length_instead_of_crashing():
     request = {"s": "123", "n": 5}
     assert field(request, "s", valid_length=3) == "123"

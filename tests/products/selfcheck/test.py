@@ -47,7 +47,7 @@ test(
     "create",
     {"test": "valid_value", "x": "Y"},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "equal to \"X\""}},
 )
 test("self", "create", {"test": "valid_value", "x": "X"}, 200, {"ok": True, "x": "X"})
 test(
@@ -55,14 +55,14 @@ test(
     "create",
     {"test": "valid_type", "x": "X"},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "an integer"}},
 )
 test(
     "self",
     "create",
     {"test": "valid_type", "x": True},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "an integer"}},
 )
 test("self", "create", {"test": "valid_type", "x": 42}, 200, {"ok": True, "x": 42})
 test(
@@ -70,7 +70,7 @@ test(
     "create",
     {"test": "valid_length", "x": ["X"]},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "exactly 2 items"}},
 )
 test(
     "self", "create", {"test": "valid_length", "x": ["X", "Y"]}, 200, {"ok": True, "x": ["X", "Y"]}
@@ -80,7 +80,7 @@ test(
     "create",
     {"test": "max_length", "x": "123"},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "at most 2 characters"}},
 )
 test("self", "create", {"test": "max_length", "x": "12"}, 200, {"ok": True, "x": "12"})
 test("self", "create", {"test": "max_length", "x": "1"}, 200, {"ok": True, "x": "1"})
@@ -89,7 +89,7 @@ test(
     "create",
     {"test": "max_length", "x": 1},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "a length of at most 2"}},
 )
 test(
     "self",
@@ -110,7 +110,7 @@ test(
     "create",
     {"test": "list_item", "items": [{"id": 1}, {"id": "2"}]},
     400,
-    {"error": {"field": "items[1].id", "state": "invalid"}},
+    {"error": {"field": "items[1].id", "state": "invalid", "explain": "an integer"}},
 )
 
 print(f"OK: {counts.passed} passed")
