@@ -3,9 +3,11 @@
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
-from apiphant.errors import ApiError
+from apiphant.errors import ApiError, Missing
 
 NOT_JSON_OBJECT = "Request content should be JSON Object"
 #: JSON values one request body may hold (``count_values``), by default. A body within the
@@ -17,21 +19,38 @@ NOT_JSON_OBJECT = "Request content should be JSON Object"
 DEFAULT_MAX_JSON_VALUES = 100_000
 
 
+class MissingAttribute(Missing, AttributeError):
+    """``request.name`` for a key the body lacks: the 400 ``field()`` gives for a missing
+    field, ``{"field": "name", "state": "missing"}``; and an AttributeError, so
+    ``getattr(request, "name", default)`` and ``hasattr`` keep working."""
+
+    def __init__(self, path: str, name: str) -> None:
+        super().__init__(path)
+        self.name = name
+
+
 class AttrDict(dict):
     """A dict whose keys read and write as attributes: ``request.hello``.
 
     Dict methods win over keys of the same name (``request.items`` is the
-    method; ``request["items"]`` is the key). ``_path`` remembers where a
-    nested object sits in the request, so validation errors can name it.
+    method; ``request["items"]`` is the key). A missing key is a 400 naming it
+    (``MissingAttribute``); a missing name that starts with ``_`` (``__html__``,
+    what libraries probe with ``hasattr``) is a plain AttributeError. ``_path``
+    remembers where a nested object sits in the request, so errors can name it.
     """
 
     __slots__ = ("_path",)
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self[name]
+            value = self[name]
         except KeyError:
-            raise AttributeError(name) from None
+            if name.startswith("_"):
+                raise AttributeError(name) from None
+            raise MissingAttribute(child_path(self, name), name) from None
+        if type(value) is AttrDict or type(value) is list:
+            return placed(self, name, value)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "_path":
@@ -50,6 +69,73 @@ class AttrDict(dict):
 
     def __reduce__(self) -> tuple:
         return (AttrDict, (dict(self),))
+
+
+#: The item of an ``Items`` list this request's code is at, (list, index), when that item
+#: cannot carry its path (a number, a string, null): how ``extras[1]`` is named.
+_current: ContextVar[tuple["Items", int] | None] = ContextVar("apiphant_item", default=None)
+
+
+class Items(list):
+    """A list of the request read through an attribute or ``field()``: it knows its path.
+    Its objects know theirs (``extras[0].note``); an item that is no object is named
+    itself (``extras[1]``) while a loop over the list is at it. Copies (``copy``,
+    ``pickle``) are plain lists."""
+
+    __slots__ = ("_path",)
+
+    def __iter__(self) -> Iterator[Any]:
+        previous = _current.get()
+        try:
+            for index, item in enumerate(list.__iter__(self)):
+                if type(item) is not AttrDict:
+                    _current.set((self, index))
+                yield item
+        finally:
+            _current.set(previous)
+
+    def __reduce__(self) -> tuple:
+        return (list, (list(self),))
+
+
+def child_path(parent: Any, name: str | int) -> str:
+    """The one rule for a value's path in the request: ``address.city``, ``items[2].id``,
+    ``extras[1]``; the name alone where the parent's place is unknown."""
+    prefix = getattr(parent, "_path", "") if isinstance(parent, (AttrDict, Items)) else ""
+    if isinstance(name, int):
+        return f"{prefix}[{name}]"
+    return f"{prefix}.{name}" if prefix else name
+
+
+def placed(parent: Any, key: str | int, value: Any) -> Any:
+    """``value``, read as ``parent[key]``, knowing its path: an object gets it, a plain
+    list becomes ``Items`` in its parent's place (its objects marked too)."""
+    path = child_path(parent, key)
+    if type(value) is AttrDict:
+        value._path = path
+    elif type(value) is list:
+        value = Items(value)
+        value._path = path
+        for index, item in enumerate(list.__iter__(value)):
+            if type(item) is AttrDict:
+                item._path = f"{path}[{index}]"
+        try:
+            parent[key] = value
+        except TypeError:  # a parent that cannot change: the list is still placed
+            pass
+    return value
+
+
+def place_of(value: Any) -> str | None:
+    """The path of an item that cannot carry it (not an object), when the code is at it:
+    ``extras[1]``; None elsewhere."""
+    current = _current.get()
+    if current is None:
+        return None
+    items, index = current
+    if index < len(items) and items[index] is value:
+        return child_path(items, index)
+    return None
 
 
 Request = AttrDict

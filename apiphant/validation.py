@@ -2,7 +2,9 @@
 
 ``field(request, 'address')`` returns the nested object, and a later
 ``field(address, 'city')`` reports ``"address.city"``; objects inside a list
-returned by ``field`` report ``"items[2].id"``.
+returned by ``field`` report ``"items[2].id"``, an item that is no object
+``"items[2]"`` (the rule is ``apiphant.request.child_path``, attributes use it too).
+BadRequest, Missing and Invalid live in ``apiphant.errors``; 0.2 imports them from here.
 """
 
 import json
@@ -10,37 +12,10 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from apiphant.compat import moved
-from apiphant.errors import ApiError
-from apiphant.request import AttrDict
+from apiphant.errors import ApiError, BadRequest, Invalid, Missing
+from apiphant.request import AttrDict, child_path, place_of, placed
 
 __all__ = ["ApiError", "BadRequest", "Missing", "Invalid", "field"]
-
-
-class BadRequest(ApiError):
-    """400 ``{"error": {"field": ..., "state": ..., "explain": ...}}``."""
-
-    def __init__(self, field_name: str, state: str, explain: Any = "") -> None:
-        error = {"field": field_name, "state": state}
-        if explain is not None and explain != "":
-            error["explain"] = explain
-        super().__init__(400, error)
-
-
-class Missing(BadRequest):
-    def __init__(self, field_name: str, explain: Any = "") -> None:
-        super().__init__(field_name, "missing", explain)
-
-
-class Invalid(BadRequest):
-    def __init__(self, field_name: str, explain: Any = "") -> None:
-        super().__init__(field_name, "invalid", explain)
-
-
-def _child_path(parent: Any, name: str | int) -> str:
-    prefix = getattr(parent, "_path", "") if isinstance(parent, AttrDict) else ""
-    if isinstance(name, int):
-        return f"{prefix}[{name}]"
-    return f"{prefix}.{name}" if prefix else name
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -124,16 +99,6 @@ def _broken_rule(
     return None
 
 
-def _mark_children(value: Any, path: str) -> None:
-    """Let nested objects remember their path, so later field() calls can name it."""
-    if isinstance(value, AttrDict):
-        value._path = path
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, AttrDict):
-                item._path = f"{path}[{index}]"
-
-
 def field(
     request: AttrDict | list,
     field_name: str | int,
@@ -151,19 +116,22 @@ def field(
     predicate. ``valid_type=int`` refuses ``true``; ``valid_type=float``
     accepts ``1``. A JSON ``null`` counts as present.
     """
-    path = _child_path(request, field_name)
+    path = child_path(request, field_name)
     try:
         value = request[field_name]
     except (KeyError, IndexError, TypeError):
-        if is_required:
-            raise Missing(path, explain) from None
-        return default_value
+        if not is_required:
+            return default_value
+        named = isinstance(field_name, str) and not isinstance(request, dict)
+        place = place_of(request) if named else None
+        if place is not None:  # an item of a list that is no object: name the item
+            raise Invalid(place, "an object") from None
+        raise Missing(path, explain) from None
     rule = _broken_rule(value, valid_type, valid_value, valid_length, max_length)
     if rule is not None:
         # the handler's own explain wins; None asks for none
         raise Invalid(path, rule if explain == "" else explain)
-    _mark_children(value, path)
-    return value
+    return placed(request, field_name, value)
 
 
 

@@ -196,3 +196,17 @@ def test_raw_environ_handlers_get_413_past_max_body_for_chunked_bodies_too(make_
             assert (status, answer) == (413, b'{"error": "413 Request Entity Too Large"}'), action
             status, answer = chunked_post(port, path, line * (limit // 100))  # within the limit
             assert status == 200, (action, answer)
+
+
+def test_a_missing_attribute_is_a_400_not_a_500(make_product):
+    root = make_product({"api/v0/named.py": """
+        def read(request):
+            return {"hello": request.name, "city": request.address.city}
+    """}, name="attrs02")
+    client = Client(root)
+    assert client.post("named", "read", {}).json == {"error": {"field": "name",
+                                                                "state": "missing"}}
+    assert client.post("named", "read", {"name": "a", "address": {}}).json == {
+        "error": {"field": "address.city", "state": "missing"}}
+    assert client.post("named", "read", {"name": "a", "address": {"city": "b"}}).json == {
+        "hello": "a", "city": "b"}

@@ -24,6 +24,29 @@ def test_attribute_access_reads_and_writes_keys():
     assert "added" not in request
 
 
+def test_a_missing_attribute_is_the_400_field_gives_naming_its_path():
+    request = parse(b'{"address": {"geo": {}}}')
+    for read, path in ((lambda: request.name, "name"), (lambda: request.address.city,
+                       "address.city"), (lambda: request.address.geo.lat, "address.geo.lat")):
+        with pytest.raises(ApiError) as caught:
+            read()
+        assert (caught.value.status, caught.value.body) == (400, {"error": {
+            "field": path, "state": "missing"}})
+        assert isinstance(caught.value, AttributeError)  # getattr's default, hasattr
+
+
+def test_dunder_private_and_dict_names_stay_plain_python():
+    request = parse(b'{"items": [1], "copy": 2}')
+    for probe in ("__html__", "__json__", "_private", "__deepcopy__"):
+        assert not hasattr(request, probe)
+        with pytest.raises(AttributeError) as caught:
+            getattr(request, probe)
+        assert not isinstance(caught.value, ApiError)
+    assert request.get("missing", 5) == 5 and list(request.items()) == [("items", [1]),
+                                                                         ("copy", 2)]
+    assert callable(request.copy) and request["copy"] == 2
+
+
 def test_missing_attribute_is_attribute_error_so_getattr_defaults_work():
     request = parse(b"{}")
     with pytest.raises(AttributeError):

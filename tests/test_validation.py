@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from apiphant.errors import ApiError
@@ -115,7 +117,38 @@ def test_subfields_report_the_whole_path():
     items = field(request, "items", valid_type=list)
     assert field(items[0], "id", valid_type=int) == 1
     assert error_of(lambda: field(items[1], "id", valid_type=int))["field"] == "items[1].id"
-    assert error_of(lambda: field(items, 5, is_required=True))["field"] == "[5]"
+    assert error_of(lambda: field(items, 5, is_required=True))["field"] == "items[5]"
+
+
+@pytest.mark.parametrize(("extras", "error"), [
+    ([{"note": "a"}, 5], {"field": "extras[1]", "state": "invalid", "explain": "an object"}),
+    ([None], {"field": "extras[0]", "state": "invalid", "explain": "an object"}),
+    (["text", {"note": "a"}], {"field": "extras[0]", "state": "invalid",
+                               "explain": "an object"}),
+    ([[]], {"field": "extras[0]", "state": "invalid", "explain": "an object"}),
+    ([{}], {"field": "extras[0].note", "state": "missing"}),
+    ([{"note": "a"}, {"other": 1}], {"field": "extras[1].note", "state": "missing"}),
+])
+def test_a_subfield_of_a_list_item_names_the_item_by_one_rule(extras, error):
+    """Through field() or an attribute, in a loop: the path names the deepest value that is
+    there, an object's field (extras[0].note), or the item that is no object (extras[1])."""
+    request = parse(json.dumps({"extras": extras}).encode())
+
+    def by_field():
+        for item in field(request, "extras", valid_type=list, default_value=[]):
+            field(item, "note", is_required=True)
+
+    def by_attribute():
+        for item in parse(json.dumps({"extras": extras}).encode()).extras:
+            field(item, "note", is_required=True)
+
+    assert error_of(by_field) == error == error_of(by_attribute)
+
+
+def test_optional_subfields_of_items_that_are_no_objects_read_as_absent():
+    request = parse(b'{"extras": [5, null]}')
+    assert [field(item, "note", default_value="-") for item in request.extras] == ["-", "-"]
+    assert request.extras == [5, None] and json.loads(json.dumps(request)) == {"extras": [5, None]}
 
 
 def test_an_absent_optional_object_reads_as_absent_fields():
