@@ -4,7 +4,6 @@ It is a plain WSGI callable built from a product path, so it runs under
 apiphant's gevent server, gunicorn, or any other WSGI server.
 """
 
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,11 +21,12 @@ from apiphant.context import (
     request_id_var,
 )
 from apiphant.cors import VARY, Cors, CorsMiddleware
+from apiphant.encoding import encode
 from apiphant.errors import ApiError, status_line
 from apiphant.http import response
 from apiphant.http.response import SERVER_ERROR, SERVER_ERROR_BODY, json_headers
 from apiphant.product import Product, locate
-from apiphant.request import DEFAULT_MAX_JSON_VALUES, parse
+from apiphant.request import DEFAULT_MAX_JSON_VALUES, NotJsonObject, form_error, parse
 from apiphant.routing import Hooks, Route, load, load_hooks
 from apiphant.settings import schema
 
@@ -45,40 +45,15 @@ RELEASE_ENV = schema.env_name("release")
 #: Where the App leaves the request's Http context for handlers, hooks and middleware.
 HTTP_KEY = "apiphant.http"
 
+#: The methods a (JSON) route takes, for a 405's ``Allow``: POST, and OPTIONS with CORS on.
+ALLOW = "POST"
+ALLOW_WITH_CORS = "POST, OPTIONS"
+NO_CONTENT = status_line(204)
+
 StartResponse = Callable[..., Any]
 #: What an action answers: status line, JSON body, whether the connection must close; or, from
 #: a raw_response handler, an empty status and the handler's own WSGI iterable.
 Answer = tuple[str, bytes, bool, Iterable[bytes] | None]
-
-
-def _encoder() -> Callable[[Any], str]:
-    """``json.JSONEncoder(allow_nan=False).encode``, its C encoder built once instead of on
-    every call: the same bytes (ASCII escapes, ``", "`` and ``": "``, NaN and Infinity
-    refused, integers past Python's digit limit refused), 1.1 instead of 3.9 µs for the echo's
-    answer; building the encoder was 4% of a request at 50 connections (py-spy).
-
-    Built without the circular-reference markers, so no state is shared between greenlets: a
-    circular answer ends in RecursionError instead of ValueError, a 500 either way.
-    """
-    stdlib = json.JSONEncoder(allow_nan=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without the C accelerator
-        return stdlib.encode
-    encoder = make(
-        None, stdlib.default, json.encoder.encode_basestring_ascii, None,
-        stdlib.key_separator, stdlib.item_separator, False, False, False,
-    )  # fmt: skip
-    join = "".join
-
-    def encode(value: Any) -> str:
-        if isinstance(value, str):
-            return stdlib.encode(value)
-        return join(encoder(value, 0))
-
-    return encode
-
-
-_encode = _encoder()
 
 
 class _Later(Mapping[str, Any]):
@@ -187,12 +162,14 @@ class App:
         self.hooks = hooks or Hooks()
         self.cors = cors
         self.trusted_proxies = trusted_proxies
-        self.health = _encode(
+        self.health = encode(
             {"status": "ok", "product": product.name, "release": os.environ.get(RELEASE_ENV, "")}
         ).encode()
         #: /health to anyone else: through the public name, product and release are nobody's
         #: business.
-        self.public_health = _encode({"status": "ok"}).encode()
+        self.public_health = encode({"status": "ok"}).encode()
+        #: The ``Allow`` of a route's 405: what a route answers besides a preflight.
+        self.allow = ALLOW if cors is None else ALLOW_WITH_CORS
         self._entry = self._respond if cors is None else CorsMiddleware(self._respond, cors)
         self._direct_lines = _DIRECT_LINES if cors is None else _DIRECT_CORS_LINES
 
@@ -296,8 +273,11 @@ class App:
                 result = route.handler(environ)
             else:
                 if method != "POST":
-                    raise ApiError(501)
-                request = parse(read(), self.max_json_values)
+                    return self._not_post(method, http)
+                try:
+                    request = parse(read(), self.max_json_values)
+                except NotJsonObject as error:  # a form says so: JSON is what it should be
+                    raise form_error(http.headers.get("Content-Type", "")) or error from None
                 if before:
                     before(request, http)
                 if route.raw_response:
@@ -315,13 +295,22 @@ class App:
                     f"{route.module}.{route.action} returned {type(result).__name__}, "
                     "expected a dict or None"
                 )
-            return "200 OK", _encode(result).encode(), False, None
+            return "200 OK", encode(result).encode(), False, None
         except ApiError as error:
-            body = _encode(error.body).encode()
+            body = encode(error.body).encode()
             return status_line(error.status), body, isinstance(error, BodyError), None
         except (Exception, SystemExit, KeyboardInterrupt) as error:  # sys.exit() kills no worker
             self._report(route, error, http.scheme)
             return SERVER_ERROR, SERVER_ERROR_BODY, False, None
+
+    def _not_post(self, method: str, http: Http) -> Answer:
+        """Another method on a route: 405 naming the one it takes (a browser's visit, a
+        HEAD). With CORS on, OPTIONS is allowed too: a preflight is answered before the
+        App, and a plain OPTIONS gets 204 with ``Allow``. apiphant 0.2 answered 501."""
+        http.set_header("Allow", self.allow)
+        if method == "OPTIONS" and self.cors is not None:
+            return NO_CONTENT, b"", False, None
+        raise ApiError(405)
 
     @staticmethod
     def _unencoded(environ: dict, route: Route) -> Route | None:

@@ -87,12 +87,13 @@ def _trusted(found: dict[str, Resolved]) -> frozenset[str]:
 
 def _import_failed(error: Exception, debug: bool) -> int:
     """A handler or hook that failed to import: one line (the traceback with --debug)."""
+    from apiphant.routing import BadTarget
     from apiphant.runtime.imports import full_traceback
 
     if debug and error.__cause__ is not None:
         print(full_traceback(error.__cause__), file=sys.stderr)
     print(f"{PROG}: {error}", file=sys.stderr)
-    return FAILED
+    return BAD_ARGUMENT if isinstance(error, BadTarget) else FAILED
 
 
 def serve(args: argparse.Namespace) -> int:

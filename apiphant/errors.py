@@ -39,3 +39,23 @@ class ApiError(Exception):
     @property
     def body(self) -> dict[str, Any]:
         return {"error": status_line(self.status) if _is_empty(self.error) else self.error}
+
+
+class BadRequest(ApiError):
+    """400 ``{"error": {"field": ..., "state": ..., "explain": ...}}``."""
+
+    def __init__(self, field_name: str, state: str, explain: Any = "") -> None:
+        error = {"field": field_name, "state": state}
+        if explain is not None and explain != "":
+            error["explain"] = explain
+        super().__init__(400, error)
+
+
+class Missing(BadRequest):
+    def __init__(self, field_name: str, explain: Any = "") -> None:
+        super().__init__(field_name, "missing", explain)
+
+
+class Invalid(BadRequest):
+    def __init__(self, field_name: str, explain: Any = "") -> None:
+        super().__init__(field_name, "invalid", explain)

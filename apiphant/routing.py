@@ -24,6 +24,12 @@ class RouteError(Exception):
     """A target that cannot be routed; the message names the file."""
 
 
+class BadTarget(RouteError):
+    """A target or hook of the wrong shape (an action that is no function, or async, a
+    module beside a folder of the same name, a hook of the wrong arity): the product's
+    mistake, refused at start-up with exit status 2; a failed import is exit status 1."""
+
+
 @dataclass(frozen=True)
 class Target:
     """One target module: ``url`` like ``/api/v0/users/settings``, ``module`` its dotted name."""
@@ -68,7 +74,7 @@ def _walk(folder: Path, url: str, module: str) -> list[Target]:
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and entry.suffix == ".py" and _is_public(entry.stem):
             if (folder / entry.stem).is_dir():
-                raise RouteError(
+                raise BadTarget(
                     f"{entry}: both {entry.name} and {entry.stem}/ define target {url}/{entry.stem}"
                 )
             targets.append(Target(f"{url}/{entry.stem}", f"{module}.{entry.stem}", entry))
@@ -123,8 +129,23 @@ def load_hooks(product: Product) -> Hooks:
     hooks = Hooks(module.__dict__.get("before"), module.__dict__.get("after"))
     for name, hook, count in (("before", hooks.before, 2), ("after", hooks.after, 3)):
         if hook is not None and (not callable(hook) or _positional(hook) < count):
-            raise RouteError(f"{file}: {name} should be a function of {count} arguments")
+            raise BadTarget(f"{file}: {name} should be a function of {count} arguments")
     return hooks
+
+
+def _check_handler(handler: Any, action: str, file: Path) -> None:
+    """Refuse at start-up what would fail on every request: a handler that is no function,
+    an ``async def`` one (its coroutine is never awaited: gevent needs no async), or a
+    generator (its answer is not a dict; a ``@raw_response`` one may stream its body)."""
+    if not callable(handler):
+        raise BadTarget(f"{file}: {action} is not a function")
+    code = getattr(inspect.unwrap(handler), "__code__", None)
+    where = f"{file}:{code.co_firstlineno}" if code is not None else str(file)
+    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+        raise BadTarget(f"{where}: {action} is async def; apiphant runs handlers on gevent, "
+                        f"which needs no async: write def {action}(request)")  # fmt: skip
+    if inspect.isgeneratorfunction(handler) and not getattr(handler, "raw_response", False):
+        raise BadTarget(f"{where}: {action} is a generator (it yields); return a dict instead")
 
 
 def load(product: Product) -> dict[str, Route]:
@@ -136,8 +157,7 @@ def load(product: Product) -> dict[str, Route]:
             handler = module.__dict__.get(action)
             if handler is None:
                 continue
-            if not callable(handler):
-                raise RouteError(f"{target.file}: {action} is not a function")
+            _check_handler(handler, action, target.file)
             path = f"{target.url}/{action}"
             routes[path] = Route(
                 path=path,

@@ -2,44 +2,20 @@
 
 ``field(request, 'address')`` returns the nested object, and a later
 ``field(address, 'city')`` reports ``"address.city"``; objects inside a list
-returned by ``field`` report ``"items[2].id"``.
+returned by ``field`` report ``"items[2].id"``, an item that is no object
+``"items[2]"`` (the rule is ``apiphant.request.child_path``, attributes use it too).
+BadRequest, Missing and Invalid live in ``apiphant.errors``; 0.2 imports them from here.
 """
 
+import json
 from collections.abc import Callable, Collection
 from typing import Any
 
 from apiphant.compat import moved
-from apiphant.errors import ApiError
-from apiphant.request import AttrDict
+from apiphant.errors import ApiError, BadRequest, Invalid, Missing
+from apiphant.request import AttrDict, child_path, place_of, placed
 
 __all__ = ["ApiError", "BadRequest", "Missing", "Invalid", "field"]
-
-
-class BadRequest(ApiError):
-    """400 ``{"error": {"field": ..., "state": ..., "explain": ...}}``."""
-
-    def __init__(self, field_name: str, state: str, explain: Any = "") -> None:
-        error = {"field": field_name, "state": state}
-        if explain is not None and explain != "":
-            error["explain"] = explain
-        super().__init__(400, error)
-
-
-class Missing(BadRequest):
-    def __init__(self, field_name: str, explain: Any = "") -> None:
-        super().__init__(field_name, "missing", explain)
-
-
-class Invalid(BadRequest):
-    def __init__(self, field_name: str, explain: Any = "") -> None:
-        super().__init__(field_name, "invalid", explain)
-
-
-def _child_path(parent: Any, name: str | int) -> str:
-    prefix = getattr(parent, "_path", "") if isinstance(parent, AttrDict) else ""
-    if isinstance(name, int):
-        return f"{prefix}[{name}]"
-    return f"{prefix}.{name}" if prefix else name
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -71,14 +47,56 @@ def _length(value: Any) -> int | None:
     return len(value) if isinstance(value, Collection) else None
 
 
-def _mark_children(value: Any, path: str) -> None:
-    """Let nested objects remember their path, so later field() calls can name it."""
-    if isinstance(value, AttrDict):
-        value._path = path
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, AttrDict):
-                item._path = f"{path}[{index}]"
+#: A JSON type as an explanation names it.
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               dict: "an object", AttrDict: "an object", list: "an array",
+               type(None): "null"}  # fmt: skip
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _expected_type(valid_type: type | tuple[type, ...]) -> str:
+    types = valid_type if isinstance(valid_type, tuple) else (valid_type,)
+    names = dict.fromkeys(_TYPE_NAMES.get(t, f"of type {t.__name__}") for t in types)
+    return " or ".join(names)
+
+
+def _expected_value(valid_value: Any) -> str | None:
+    if callable(valid_value):
+        return None  # a predicate: what it wants is its own
+    if isinstance(valid_value, (set, frozenset)):
+        return "one of " + ", ".join(sorted(_json_text(choice) for choice in valid_value))
+    return f"equal to {_json_text(valid_value)}"
+
+
+def _broken_rule(
+    value: Any,
+    valid_type: type | tuple[type, ...] | None,
+    valid_value: Any,
+    valid_length: int | None,
+    max_length: int | None,
+) -> str | None:
+    """The first rule ``value`` breaks, as its explanation: what was expected ("an
+    integer", "at most 8 characters"); "" for a rule that cannot say (a predicate); None
+    when every rule holds."""
+    if valid_type is not None and not _type_ok(value, valid_type):
+        return _expected_type(valid_type)
+    if valid_value is not None and not _value_ok(value, valid_value):
+        return _expected_value(valid_value) or ""
+    length = _length(value)
+    unit = "characters" if isinstance(value, str) else "items"
+    if valid_length is not None and length != valid_length:
+        return f"exactly {valid_length} {unit}" if length is not None else (
+            f"a length of {valid_length}")
+    if max_length is not None and (length is None or length > max_length):
+        return f"at most {max_length} {unit}" if length is not None else (
+            f"a length of at most {max_length}")
+    return None
 
 
 def field(
@@ -98,22 +116,22 @@ def field(
     predicate. ``valid_type=int`` refuses ``true``; ``valid_type=float``
     accepts ``1``. A JSON ``null`` counts as present.
     """
-    path = _child_path(request, field_name)
+    path = child_path(request, field_name)
     try:
         value = request[field_name]
     except (KeyError, IndexError, TypeError):
-        if is_required:
-            raise Missing(path, explain) from None
-        return default_value
-    if (
-        (valid_type is not None and not _type_ok(value, valid_type))
-        or (valid_value is not None and not _value_ok(value, valid_value))
-        or (valid_length is not None and _length(value) != valid_length)
-        or (max_length is not None and (_length(value) is None or _length(value) > max_length))
-    ):
-        raise Invalid(path, explain)
-    _mark_children(value, path)
-    return value
+        if not is_required:
+            return default_value
+        named = isinstance(field_name, str) and not isinstance(request, dict)
+        place = place_of(request) if named else None
+        if place is not None:  # an item of a list that is no object: name the item
+            raise Invalid(place, "an object") from None
+        raise Missing(path, explain) from None
+    rule = _broken_rule(value, valid_type, valid_value, valid_length, max_length)
+    if rule is not None:
+        # the handler's own explain wins; None asks for none
+        raise Invalid(path, rule if explain == "" else explain)
+    return placed(request, field_name, value)
 
 
 

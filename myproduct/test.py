@@ -33,6 +33,7 @@ test(
     {"error": {"field": "settings.theme", "state": "invalid", "explain": "light or dark"}},
 )
 test("echo", "delete", None, 404, {"error": "404 Not Found"})
-test("echo", "read", b"{not json", 400, {"error": "Request content should be JSON Object"})
+test("echo", "read", b"[1, 2]", 400,
+     {"error": "Request content should be JSON Object: got an array"})
 
 print(f"OK: {counts.passed} passed")

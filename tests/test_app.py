@@ -32,19 +32,22 @@ def test_nested_target(client):
     assert result.json == {"user_id": 1, "settings": {"theme": "dark", "language": "en"}}
 
 
-def test_unknown_paths_are_404_and_other_methods_501(client):
+def test_unknown_paths_are_404_and_other_methods_405_naming_post(client):
     assert client.request("/api/v0/nothing/read").json == {"error": "404 Not Found"}
     assert client.request("/api/v0/echo/json").status == 404
     assert client.request("/api/v0/../v0/echo/read").status == 404
     assert client.request("/api/v0/echo/read/").status == 404
-    result = client.request("/api/v0/echo/read", method="GET")
-    assert (result.status, result.json) == (501, {"error": "501 Not Implemented"})
-    assert client.request("/api/v0/echo/read", method="PUT").status == 501
+    assert client.request("/api/v0/nothing/read", method="GET").status == 404
+    for method in ("GET", "PUT", "DELETE", "OPTIONS"):
+        result = client.request("/api/v0/echo/read", method=method)
+        assert (result.status, result.json) == (405, {"error": "405 Method Not Allowed"})
+        assert result.headers["Allow"] == "POST"
 
 
 def test_head_gets_headers_without_a_body(client):
     result = client.request("/api/v0/echo/read", method="HEAD")
-    assert result.status == 501 and result.body == b""
+    assert result.status == 405 and result.body == b""
+    assert result.headers["Allow"] == "POST"
     assert int(result.headers["Content-Length"]) > 0
 
 
@@ -193,3 +196,17 @@ def test_raw_environ_handlers_get_413_past_max_body_for_chunked_bodies_too(make_
             assert (status, answer) == (413, b'{"error": "413 Request Entity Too Large"}'), action
             status, answer = chunked_post(port, path, line * (limit // 100))  # within the limit
             assert status == 200, (action, answer)
+
+
+def test_a_missing_attribute_is_a_400_not_a_500(make_product):
+    root = make_product({"api/v0/named.py": """
+        def read(request):
+            return {"hello": request.name, "city": request.address.city}
+    """}, name="attrs02")
+    client = Client(root)
+    assert client.post("named", "read", {}).json == {"error": {"field": "name",
+                                                                "state": "missing"}}
+    assert client.post("named", "read", {"name": "a", "address": {}}).json == {
+        "error": {"field": "address.city", "state": "missing"}}
+    assert client.post("named", "read", {"name": "a", "address": {"city": "b"}}).json == {
+        "hello": "a", "city": "b"}

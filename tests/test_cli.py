@@ -85,6 +85,16 @@ def test_routes_with_a_broken_handler_is_one_line(make_product):
                              "ModuleNotFoundError: No module named 'nope_not_here'\n")
 
 
+def test_an_async_handler_stops_start_up_with_one_line_and_exit_2(make_product):
+    root = make_product({"api/v0/late.py": "async def create(request):\n    return {}\n"},
+                        name="asyncstart")
+    for args in (("routes", str(root)), (str(root), f"127.0.0.1:{free_port()}")):
+        result = run(*args)
+        assert (result.returncode, result.stderr) == (2, (
+            f"apiphant: {root / 'api/v0/late.py'}:1: create is async def; apiphant runs "
+            "handlers on gevent, which needs no async: write def create(request)\n"))
+
+
 ENV_ERRORS = [
     ({"APIPHANT_LOG_LEVEL": "bogus"}, ("routes", str(MYPRODUCT)),
      "apiphant: APIPHANT_LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "

@@ -280,7 +280,23 @@ def test_cors_is_off_by_default(shop):
     result = Client(shop).request("/api/v0/plain/read", method="OPTIONS",
                                   headers={"Origin": ORIGIN,
                                            "Access-Control-Request-Method": "POST"})
-    assert result.status == 501 and "Access-Control-Allow-Origin" not in result.headers
+    assert result.status == 405 and "Access-Control-Allow-Origin" not in result.headers
+    assert result.headers["Allow"] == "POST"
+
+
+def test_with_cors_on_a_route_allows_options_too(shop):
+    from apiphant.app import create_app
+
+    client = Client(create_app(shop, cors=policy([ORIGIN])))
+    visit = client.request("/api/v0/plain/read", method="GET")
+    assert (visit.status, visit.json) == (405, {"error": "405 Method Not Allowed"})
+    assert visit.headers["Allow"] == "POST, OPTIONS"
+    plain = client.request("/api/v0/plain/read", method="OPTIONS")
+    assert (plain.status, plain.body, plain.headers["Allow"]) == (204, b"", "POST, OPTIONS")
+    preflight = client.request("/api/v0/plain/read", method="OPTIONS", headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Methods"] == "POST"
 
 
 def test_any_origin_only_without_credentials(shop):
@@ -334,7 +350,7 @@ def test_with_cors_on_every_answer_says_vary_origin_once(shop):
         port = server.server_port
         heads = {name: answer(port, *case) for name, case in cases.items()}
         heads["413, no Origin"] = answer(port, "/api/v0/plain/read", body=b"x" * 101)
-        heads["501, no Origin"] = answer(port, "/api/v0/plain/read", method="GET", body=b"")
+        heads["405, no Origin"] = answer(port, "/api/v0/plain/read", method="GET", body=b"")
         for origin in (stranger, allowed):
             heads[f"preflight, {origin}"] = answer(port, "/api/v0/plain/read", origin + asks,
                                                    method="OPTIONS", body=b"")  # fmt: skip

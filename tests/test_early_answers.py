@@ -1,6 +1,6 @@
 """Answers given before the request body is read reach the client, never a reset.
 
-A worker that answers early (404, 501, 413, 400) and closes with the body
+A worker that answers early (404, 405, 413, 400) and closes with the body
 unread makes the kernel send a TCP reset, which can destroy the answer
 before the client reads it; behind Nginx, the reset takes the worker out of
 rotation (RELIABILITY.md). The worker half-closes and drains instead (a
@@ -55,8 +55,8 @@ CASES = {
                                      404),
     "unknown route, 100,000 bytes": (request("POST", "/api/v0/nothere/read", b"x" * 100_000),
                                      404),
-    "GET with a body": (request("GET", ECHO, b"x" * 4 * LIMIT), 501),
-    "PUT with a body": (request("PUT", ECHO, b"x" * 200_000), 501),
+    "GET with a body": (request("GET", ECHO, b"x" * 4 * LIMIT), 405),
+    "PUT with a body": (request("PUT", ECHO, b"x" * 200_000), 405),
     "body over the limit, 8 x the limit": (request("POST", ECHO, b"{" * 8 * LIMIT), 413),
     "unknown transfer coding": (
         b"POST " + ECHO.encode() + b" HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n"

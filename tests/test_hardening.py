@@ -55,8 +55,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 #: What the attacker sends, in turn: bodies no worker reads, each with the answer it must get.
 ATTACKS = (
     ("POST", "/api/v0/nothere/read", 100_000, 404),
-    ("GET", "/api/v0/ledger/read", 70_000, 501),
-    ("PUT", "/api/v0/ledger/create", 70_000, 501),
+    ("GET", "/api/v0/ledger/read", 70_000, 405),
+    ("PUT", "/api/v0/ledger/create", 70_000, 405),
 )
 
 

@@ -121,7 +121,7 @@ CASES = {
     "unknown action": (request(path="/api/v0/echo/list"), [404]),
     "absolute-form URI": (request(path="http://evil.example/api/v0/echo/read"), [404]),
     "query string tricks": (request(path=ECHO + "?x=%00&y=../../"), [200]),
-    "other method": (request(method="DELETE"), [501]),
+    "other method": (request(method="DELETE"), [405]),
     "lowercase method": (request(method="post"), [501]),
 }
 

@@ -24,6 +24,29 @@ def test_attribute_access_reads_and_writes_keys():
     assert "added" not in request
 
 
+def test_a_missing_attribute_is_the_400_field_gives_naming_its_path():
+    request = parse(b'{"address": {"geo": {}}}')
+    for read, path in ((lambda: request.name, "name"), (lambda: request.address.city,
+                       "address.city"), (lambda: request.address.geo.lat, "address.geo.lat")):
+        with pytest.raises(ApiError) as caught:
+            read()
+        assert (caught.value.status, caught.value.body) == (400, {"error": {
+            "field": path, "state": "missing"}})
+        assert isinstance(caught.value, AttributeError)  # getattr's default, hasattr
+
+
+def test_dunder_private_and_dict_names_stay_plain_python():
+    request = parse(b'{"items": [1], "copy": 2}')
+    for probe in ("__html__", "__json__", "_private", "__deepcopy__"):
+        assert not hasattr(request, probe)
+        with pytest.raises(AttributeError) as caught:
+            getattr(request, probe)
+        assert not isinstance(caught.value, ApiError)
+    assert request.get("missing", 5) == 5 and list(request.items()) == [("items", [1]),
+                                                                         ("copy", 2)]
+    assert callable(request.copy) and request["copy"] == 2
+
+
 def test_missing_attribute_is_attribute_error_so_getattr_defaults_work():
     request = parse(b"{}")
     with pytest.raises(AttributeError):
@@ -52,28 +75,54 @@ def test_empty_body_is_an_empty_object():
     assert parse(b"") == {}
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"[1, 2]",
-        b'"text"',
-        b"42",
-        b"null",
-        b"{not json",
-        b"\xff\xfe{}",
-        b'{"a": "\xc3\x28"}',
-        b'{"a": NaN}',
-        b'{"a": Infinity}',
-        b"[" * 100_000 + b"]" * 100_000,
-        b'{"a": ' + b"9" * 5000 + b"}",
-        '{"a": 1}'.encode("utf-16"),
-    ],
-)
-def test_anything_but_a_utf8_json_object_is_400(body):
+BAD_BODIES = {
+    b"[1, 2]": "got an array",
+    b'"text"': "got a string",
+    b"42": "got a number",
+    b"true": "got a boolean",
+    b"null": "got null",
+    b"{not json": "invalid JSON at line 1, column 2: Expecting property name enclosed in "
+                  "double quotes",
+    b'{"a": 1,\n "b" 2}': "invalid JSON at line 2, column 6: Expecting ':' delimiter",
+    b"a=1&b=2": "invalid JSON at line 1, column 1: Expecting value",
+    b"\xff\xfe{}": "not UTF-8 (byte 0xff at offset 0)",
+    b'{"a": "\xc3\x28"}': "not UTF-8 (byte 0xc3 at offset 7)",
+    '{"a": 1}'.encode("utf-16"): "not UTF-8 (byte 0xff at offset 0)",
+    b'{"a": NaN}': "NaN is not JSON",
+    b'{"a": Infinity}': "Infinity is not JSON",
+    b'{"q": 1e400}': "number 1e400 is out of range",
+    b'{"q": -1e400}': "number -1e400 is out of range",
+    b'{"a": ' + b"9" * 5000 + b"}": "a number is out of range (integers have at most 4300 "
+                                    "digits)",
+    b"[" * 100_000 + b"]" * 100_000: "nested too deep",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("body", list(BAD_BODIES))
+def test_anything_but_a_utf8_json_object_is_400_saying_what_is_wrong(body):
     with pytest.raises(ApiError) as caught:
         parse(body)
     assert caught.value.status == 400
-    assert caught.value.body == {"error": NOT_JSON_OBJECT}
+    # apiphant 0.2's words first, for clients that match them
+    assert caught.value.body == {"error": f"{NOT_JSON_OBJECT}: {BAD_BODIES[body]}"}
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded",
+                                          "Multipart/Form-Data; boundary=x"])
+def test_a_form_body_is_told_json_is_expected(content_type):
+    from apiphant.client import Client
+    from tests.servers import MYPRODUCT
+
+    client = Client(MYPRODUCT)
+    form = client.request("/api/v0/echo/read", b"a=1&b=2", headers={"Content-Type": content_type})
+    media = content_type.partition(";")[0].lower()
+    assert (form.status, form.json) == (400, {"error": f"{NOT_JSON_OBJECT}: got a form ({media}); "
+                                              "send a JSON object with Content-Type: "
+                                              "application/json"})
+    # curl -d sends JSON as a form: it still parses
+    json_as_form = client.request("/api/v0/echo/read", b'{"a": 1}',
+                                  headers={"Content-Type": content_type})
+    assert json_as_form.json == {"a": 1, "server": "myproduct"}
 
 
 def test_big_but_sane_numbers_and_unicode_are_kept():

@@ -77,9 +77,10 @@ CASES = {
         "HTTP/1.1 400 Bad Request", *ERROR_HEAD, "Content-Length: 28",
         body=b'{"error": "400 Bad Request"}')),
     "400 bad JSON": ("app", {}, close(post("/api/v0/echo/read", b"{bad")), ok(
-        "HTTP/1.1 400 Bad Request", "Date: <date>", *JSON_HEAD, "Content-Length: 50",
+        "HTTP/1.1 400 Bad Request", "Date: <date>", *JSON_HEAD, "Content-Length: 135",
         "X-Request-Id: rid-1", "Connection: close",
-        body=b'{"error": "Request content should be JSON Object"}')),
+        body=b'{"error": "Request content should be JSON Object: invalid JSON at line 1, '
+             b'column 2: Expecting property name enclosed in double quotes"}')),
     "408": ("app", {"header_timeout": 0.3}, b"POST /api/v0/echo/read HTTP/1.1\r\nHost: t\r\n",
             ok("HTTP/1.1 408 Request Timeout", *ERROR_HEAD, "Content-Length: 32",
                body=b'{"error": "408 Request Timeout"}')),
@@ -97,10 +98,11 @@ CASES = {
                             b"Transfer-Encoding: gzip\r\n\r\n", ok(
         "HTTP/1.1 501 Not Implemented", *ERROR_HEAD, "Content-Length: 32",
         body=b'{"error": "501 Not Implemented"}')),
-    "501 from the App": ("app", {}, close(post("/api/v0/echo/read").replace(b"POST", b"GET")),
-                         ok("HTTP/1.1 501 Not Implemented", "Date: <date>", *JSON_HEAD,
-                            "Content-Length: 32", "X-Request-Id: rid-1", "Connection: close",
-                            body=b'{"error": "501 Not Implemented"}')),
+    "405 from the App": ("app", {}, close(post("/api/v0/echo/read").replace(b"POST", b"GET")),
+                         ok("HTTP/1.1 405 Method Not Allowed", "Date: <date>", *JSON_HEAD,
+                            "Content-Length: 35", "X-Request-Id: rid-1", "Allow: POST",
+                            "Connection: close",
+                            body=b'{"error": "405 Method Not Allowed"}')),
     "500 from a handler bug": ("app", {}, close(post("/api/v0/bug/read")), ok(
         "HTTP/1.1 500 Internal Server Error", "Date: <date>", *JSON_HEAD, "Content-Length: 38",
         "X-Request-Id: rid-1", "Connection: close",

@@ -1,7 +1,7 @@
 import pytest
 
 from apiphant.product import ProductError, locate
-from apiphant.routing import RouteError, describe, discover, load
+from apiphant.routing import BadTarget, RouteError, describe, discover, load
 from tests.servers import MYPRODUCT, SELFCHECK
 
 
@@ -81,3 +81,29 @@ def test_product_errors_are_one_line(tmp_path):
     (tmp_path / "my-product" / "api").mkdir(parents=True)
     with pytest.raises(ProductError, match="expected an ASCII Python identifier"):
         locate(tmp_path / "my-product")
+
+
+@pytest.mark.parametrize(("source", "says"), [
+    ("async def read(request):\n    return {}\n", "read is async def; apiphant runs handlers "
+     "on gevent, which needs no async: write def read(request)"),
+    ("async def read(request):\n    yield {}\n", "read is async def;"),
+    ("def read(request):\n    yield {}\n", "read is a generator (it yields); return a dict"),
+])
+def test_async_and_generator_handlers_are_refused_naming_file_and_line(make_product, source,
+                                                                        says):
+    root = make_product({"api/v0/t.py": "\n" + source}, name="asyncs")
+    with pytest.raises(BadTarget) as caught:
+        load(locate(root))
+    assert str(caught.value).startswith(f"{root / 'api/v0/t.py'}:2: {says}")
+
+
+def test_a_raw_response_handler_may_stream_its_body(make_product):
+    root = make_product({"api/v0/t.py": """
+        from apiphant.hatches import raw_response
+
+        @raw_response
+        def read(request, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            yield b"streamed"
+    """}, name="streams")
+    assert list(load(locate(root))) == ["/api/v0/t/read"]

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from apiphant.errors import ApiError
@@ -70,6 +72,32 @@ def test_valid_value_equality_set_and_predicate():
     assert error_of(lambda: field(request, "x", valid_value=lambda v: v > 0))["state"] == "invalid"
 
 
+def test_a_broken_rule_explains_what_was_expected():
+    request = parse(b'{"name": "too long a name", "n": 5, "tags": [1, 2, 3], "flag": true}')
+
+    def explain(**rule):
+        return error_of(lambda: field(request, rule.pop("name", "name"), **rule))
+
+    assert explain(max_length=8) == {"field": "name", "state": "invalid",
+                                     "explain": "at most 8 characters"}
+    assert explain(valid_length=2)["explain"] == "exactly 2 characters"
+    assert explain(name="tags", max_length=2)["explain"] == "at most 2 items"
+    assert explain(name="n", max_length=2)["explain"] == "a length of at most 2"
+    assert explain(name="n", valid_length=1)["explain"] == "a length of 1"
+    assert explain(valid_type=int)["explain"] == "an integer"
+    assert explain(name="flag", valid_type=(int, float))["explain"] == "an integer or a number"
+    assert explain(name="n", valid_type=(str, type(None)))["explain"] == "a string or null"
+    assert explain(name="n", valid_type=dict)["explain"] == "an object"
+    assert explain(name="n", valid_type=list)["explain"] == "an array"
+    assert explain(name="n", valid_type=bool)["explain"] == "true or false"
+    assert explain(valid_value="Ann")["explain"] == 'equal to "Ann"'
+    assert explain(valid_value={"b", "a"})["explain"] == 'one of "a", "b"'
+    # the rule of a predicate is the handler's own; the handler's explain wins; None: none
+    assert explain(valid_value=lambda v: False) == {"field": "name", "state": "invalid"}
+    assert explain(max_length=8, explain="a short name")["explain"] == "a short name"
+    assert "explain" not in explain(max_length=8, explain=None)
+
+
 def test_lengths_refuse_values_without_a_length_instead_of_crashing():
     request = {"s": "123", "n": 5}
     assert field(request, "s", valid_length=3) == "123"
@@ -89,7 +117,38 @@ def test_subfields_report_the_whole_path():
     items = field(request, "items", valid_type=list)
     assert field(items[0], "id", valid_type=int) == 1
     assert error_of(lambda: field(items[1], "id", valid_type=int))["field"] == "items[1].id"
-    assert error_of(lambda: field(items, 5, is_required=True))["field"] == "[5]"
+    assert error_of(lambda: field(items, 5, is_required=True))["field"] == "items[5]"
+
+
+@pytest.mark.parametrize(("extras", "error"), [
+    ([{"note": "a"}, 5], {"field": "extras[1]", "state": "invalid", "explain": "an object"}),
+    ([None], {"field": "extras[0]", "state": "invalid", "explain": "an object"}),
+    (["text", {"note": "a"}], {"field": "extras[0]", "state": "invalid",
+                               "explain": "an object"}),
+    ([[]], {"field": "extras[0]", "state": "invalid", "explain": "an object"}),
+    ([{}], {"field": "extras[0].note", "state": "missing"}),
+    ([{"note": "a"}, {"other": 1}], {"field": "extras[1].note", "state": "missing"}),
+])
+def test_a_subfield_of_a_list_item_names_the_item_by_one_rule(extras, error):
+    """Through field() or an attribute, in a loop: the path names the deepest value that is
+    there, an object's field (extras[0].note), or the item that is no object (extras[1])."""
+    request = parse(json.dumps({"extras": extras}).encode())
+
+    def by_field():
+        for item in field(request, "extras", valid_type=list, default_value=[]):
+            field(item, "note", is_required=True)
+
+    def by_attribute():
+        for item in parse(json.dumps({"extras": extras}).encode()).extras:
+            field(item, "note", is_required=True)
+
+    assert error_of(by_field) == error == error_of(by_attribute)
+
+
+def test_optional_subfields_of_items_that_are_no_objects_read_as_absent():
+    request = parse(b'{"extras": [5, null]}')
+    assert [field(item, "note", default_value="-") for item in request.extras] == ["-", "-"]
+    assert request.extras == [5, None] and json.loads(json.dumps(request)) == {"extras": [5, None]}
 
 
 def test_an_absent_optional_object_reads_as_absent_fields():

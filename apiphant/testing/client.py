@@ -9,6 +9,7 @@ assert result.status == 200 and result.json["server"] == "myproduct"
 import contextvars
 import io
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,41 @@ from typing import Any
 from apiphant.app import DEFAULT_MAX_BODY, App, create_app
 
 
+class Headers(Mapping[str, str]):
+    """An answer's headers, case-insensitive as HTTP's are, like the handler's
+    ``http.headers``: ``result.headers["content-type"]``. Iterating gives the names as
+    sent; a repeated header reads as its last value, ``get_all`` gives every one."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._pairs = list(pairs)
+        self._last = {name.lower(): value for name, value in self._pairs}
+        self._names = list(dict.fromkeys(name for name, _ in self._pairs))
+
+    def __getitem__(self, name: str) -> str:
+        return self._last[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._last
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def get_all(self, name: str) -> list[str]:
+        return [value for sent, value in self._pairs if sent.lower() == name.lower()]
+
+    def __repr__(self) -> str:
+        return f"Headers({self._pairs!r})"
+
+
 @dataclass
 class Result:
     """What the application answered."""
 
     status: int
-    headers: dict[str, str]
+    headers: Headers
     body: bytes
     reason: str = ""
     _json: Any = field(default=None, repr=False)
@@ -96,4 +126,4 @@ class Client:
                 close()
         status, response_headers = started
         code, _, reason = status.partition(" ")
-        return Result(int(code), dict(response_headers), payload, reason)
+        return Result(int(code), Headers(response_headers), payload, reason)

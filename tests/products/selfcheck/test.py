@@ -8,12 +8,14 @@ from apiphant.test import counts, test
 # apiphant.app: routing, methods, bodies, handler results
 test("self", "delete", None, 404, {"error": "404 Not Found"})
 test("nothing", "read", None, 404, {"error": "404 Not Found"})
-test("self", "create", None, 501, {"error": "501 Not Implemented"}, method="GET")
-test(
-    "self", "create", "invalid_json_object", 400, {"error": "Request content should be JSON Object"}
-)
-test("self", "create", b"{not json", 400, {"error": "Request content should be JSON Object"})
-test("self", "create", b"\xff\xfe{}", 400, {"error": "Request content should be JSON Object"})
+test("self", "create", None, 405, {"error": "405 Method Not Allowed"}, method="GET")
+test("self", "create", "invalid_json_object", 400,
+     {"error": "Request content should be JSON Object: got a string"})
+test("self", "create", b"{not json", 400,
+     {"error": "Request content should be JSON Object: invalid JSON at line 1, column 2: "
+               "Expecting property name enclosed in double quotes"})
+test("self", "create", b"\xff\xfe{}", 400,
+     {"error": "Request content should be JSON Object: not UTF-8 (byte 0xff at offset 0)"})
 test(
     "self",
     "create",
@@ -45,7 +47,7 @@ test(
     "create",
     {"test": "valid_value", "x": "Y"},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "equal to \"X\""}},
 )
 test("self", "create", {"test": "valid_value", "x": "X"}, 200, {"ok": True, "x": "X"})
 test(
@@ -53,14 +55,14 @@ test(
     "create",
     {"test": "valid_type", "x": "X"},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "an integer"}},
 )
 test(
     "self",
     "create",
     {"test": "valid_type", "x": True},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "an integer"}},
 )
 test("self", "create", {"test": "valid_type", "x": 42}, 200, {"ok": True, "x": 42})
 test(
@@ -68,7 +70,7 @@ test(
     "create",
     {"test": "valid_length", "x": ["X"]},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "exactly 2 items"}},
 )
 test(
     "self", "create", {"test": "valid_length", "x": ["X", "Y"]}, 200, {"ok": True, "x": ["X", "Y"]}
@@ -78,7 +80,7 @@ test(
     "create",
     {"test": "max_length", "x": "123"},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "at most 2 characters"}},
 )
 test("self", "create", {"test": "max_length", "x": "12"}, 200, {"ok": True, "x": "12"})
 test("self", "create", {"test": "max_length", "x": "1"}, 200, {"ok": True, "x": "1"})
@@ -87,7 +89,7 @@ test(
     "create",
     {"test": "max_length", "x": 1},
     400,
-    {"error": {"field": "x", "state": "invalid"}},
+    {"error": {"field": "x", "state": "invalid", "explain": "a length of at most 2"}},
 )
 test(
     "self",
@@ -108,7 +110,7 @@ test(
     "create",
     {"test": "list_item", "items": [{"id": 1}, {"id": "2"}]},
     400,
-    {"error": {"field": "items[1].id", "state": "invalid"}},
+    {"error": {"field": "items[1].id", "state": "invalid", "explain": "an integer"}},
 )
 
 print(f"OK: {counts.passed} passed")
