@@ -34,6 +34,24 @@ def test_mismatch_shows_both_sides(pointed):
     assert "received: 200 {'a': 1, 'server': 'myproduct'}" in message
 
 
+def test_the_line_shows_what_came_back(pointed, capsys):
+    with pytest.raises(AssertionError):
+        functional.test("echo", "read", {"a": 1}, 200, {"a": 2})
+    assert capsys.readouterr().out.endswith(
+        "--> 200 {'a': 1, 'server': 'myproduct'}\n")
+
+
+def test_with_no_server_nothing_claims_an_answer():
+    """The line is printed once an answer came: with no server, only "cannot reach"."""
+    env = {**os.environ, "APIPHANT_PORT": str(free_port()), "APIPHANT_URL": ""}
+    done = subprocess.run([sys.executable, "-c", "from apiphant.test import test\n"
+                           "test('echo', 'read', {}, 200, {})"],
+                          env=env, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "cannot reach http://127.0.0.1:" in done.stderr and "-->" not in done.stderr
+
+
 def test_status_mismatch_fails(pointed):
     with pytest.raises(AssertionError, match="received: 404"):
         functional.test("nothing", "read", None, 200, {})
