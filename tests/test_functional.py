@@ -52,6 +52,17 @@ def test_with_no_server_nothing_claims_an_answer():
     assert "cannot reach http://127.0.0.1:" in done.stderr and "-->" not in done.stderr
 
 
+def test_pytest_does_not_collect_the_helper(tmp_path):
+    """A test module that imports ``test`` (apiphant 0.2's name) has only its own tests."""
+    (tmp_path / "test_mine.py").write_text(
+        "from apiphant.test import test\n\n\ndef test_mine():\n    assert test\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(tmp_path / "test_mine.py")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout and "error" not in done.stdout
+
+
 def test_status_mismatch_fails(pointed):
     with pytest.raises(AssertionError, match="received: 404"):
         functional.test("nothing", "read", None, 200, {})
