@@ -3,9 +3,11 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from apiphant import scaffold
 from apiphant import test as functional
 from tests.servers import MYPRODUCT, REPO, SELFCHECK, free_port
 
@@ -115,6 +117,57 @@ def test_test_sh_when_the_server_cannot_start(make_product):
     result = smoke("--product", str(root))
     assert result.returncode != 0
     assert "the server exited" in result.stderr and "cannot import" in result.stderr
+
+
+#: A shell with no virtualenv activated: the system's PATH only, no PYTHON.
+BARE = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/bin:/bin"}
+
+
+def new_product(tmp_path: Path) -> Path:
+    """A product as `apiphant new` makes it, in a folder with no .venv of its own."""
+    return scaffold.create("shop", tmp_path)
+
+
+def a_python_with_apiphant(folder: Path) -> Path:
+    """``folder/bin/python``: this interpreter (which has apiphant), as a virtualenv's is."""
+    python = folder / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    return python
+
+
+def test_sh_says_what_to_do_when_no_python_has_apiphant(tmp_path):
+    shop = new_product(tmp_path)
+    done = subprocess.run([str(shop / "test.sh")], env=BARE, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1 and "set PYTHON=" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("where", ["shop/.venv", ".venv", "apiphant on PATH"])
+def test_sh_finds_the_python_with_apiphant_without_activation(tmp_path, where):
+    shop = new_product(tmp_path)
+    env = {**BARE, "APIPHANT_PORT": str(free_port())}
+    if where == "apiphant on PATH":
+        python = a_python_with_apiphant(tmp_path / "venv")
+        (python.parent / "apiphant").write_text(f"#!{python}\n")
+        (python.parent / "apiphant").chmod(0o755)
+        env["PATH"] = f"{python.parent}:{env['PATH']}"
+    else:
+        a_python_with_apiphant(tmp_path / where)
+    done = subprocess.run([str(shop / "test.sh")], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK: 7 passed" in done.stdout
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(),
+                    reason="the checkout's .venv (bash .ci/test makes it)")
+def test_the_checkouts_test_sh_finds_its_venv():
+    done = subprocess.run([str(REPO / "test.sh")], env={**BARE, "APIPHANT_PORT": str(free_port())},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_self_tests_pass_against_the_selfcheck_fixture():
