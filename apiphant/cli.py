@@ -169,7 +169,7 @@ def new(args: argparse.Namespace) -> int:
         f"Created {folder}: a repository of its own (README.md says the five commands).\n"
         f"  cd {folder} && git init && git add -A && git commit -m {args.name}\n"
         f"  apiphant serve . 127.0.0.1:8001  serve it\n"
-        f"  pytest tests && ./test.sh        test it\n"
+        f"  pytest tests && ./test.sh        test it (pytest comes with apiphant[deploy])\n"
         f"  fab deploy                       after setting ssh and server_names in deploy.toml"
     )
     return 0
