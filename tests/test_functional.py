@@ -1,6 +1,7 @@
 """`apiphant.test.test` and `test.sh`: the seed's output line, clear failures, both modes."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,25 @@ def test_selfcheck_test_py_covers_the_seed_self_tests():
     for case in ["optional", "default", "required", "valid_value", "valid_type", "valid_length",
                  "max_length", "explain", "return invalid_json_object", "1/0"]:
         assert f'"test": "{case}"' in text
+
+
+def test_sh_takes_a_free_port_when_the_default_is_serving(tmp_path):
+    """`apiphant serve .` listens on the tests' default port; test.sh started beside it still
+    starts its own server, on a free port, and says so."""
+    default = functional.DEFAULT_PORT
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        holder.bind(("127.0.0.1", default))
+        holder.listen(1)
+    except OSError:  # something listens there already: the case under test
+        holder.close()
+    env = {k: v for k, v in os.environ.items() if k not in ("APIPHANT_PORT", "APIPHANT_URL")}
+    try:
+        done = subprocess.run([str(REPO / "test.sh")], env={**env, "PYTHON": sys.executable},
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        holder.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"127.0.0.1:{default} is in use" in done.stderr
+    assert f"127.0.0.1:{default}/" not in done.stdout

@@ -19,8 +19,8 @@ from typing import Any
 
 from apiphant.settings import values
 
-#: ``apiphant serve`` without an address.
-DEFAULT_ADDRESS = "127.0.0.1:8001"
+#: ``apiphant serve`` without an address: on the port ``apiphant.test`` calls (below).
+DEFAULT_ADDRESS = "127.0.0.1:8888"
 #: The largest request body, in bytes.
 DEFAULT_MAX_BODY = 1024 * 1024
 #: The most JSON values in one request body (1 + its commas and opening brackets).
