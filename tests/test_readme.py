@@ -110,3 +110,39 @@ def test_no_issue_numbers_and_no_old_names_in_what_users_read():
              for doc in DOCS for n, line in enumerate(doc.read_text().splitlines(), 1)
              if INTERNAL.search(line)]  # fmt: skip
     assert found == []
+
+
+def test_the_servers_options_table_is_serve_help():
+    """docs/server.md's table of `apiphant serve`'s options is the one `serve -h` comes from
+    (the schema), so the two cannot disagree, about --request-timeout or anything else."""
+    from apiphant.settings import tables
+
+    assert tables.render("options serve") in (REPO / "docs" / "server.md").read_text()
+    assert tables.main(["--check", str(REPO / "README.md"), str(REPO / "docs")]) == 0
+
+
+def _validation_example() -> str:
+    page = (REPO / "docs" / "handlers.md").read_text()
+    section = page[page.index("## Validation"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_validation_example_explains_and_raises_once_a_branch(make_product):
+    """The example's explanation says what was expected (not the client's own input), and
+    no raise follows another (the second could never run)."""
+    from apiphant.client import Client
+
+    source = _validation_example()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", [])
+        pairs = zip(body, body[1:], strict=False) if isinstance(body, list) else []
+        assert not any(isinstance(a, ast.Raise) and isinstance(b, ast.Raise) for a, b in pairs)
+    items = "def get_item(id):\n    return {'id': id} if id == 7 else None\n\n\n"
+    client = Client(make_product({"api/v0/items.py": items + source}, name="validated"))
+    assert client.post("items", "read", {"id": 7}).json == {"id": 7}
+    assert client.post("items", "read", {"id": 8}).json == {
+        "error": {"field": "id", "state": "invalid"}}
+    explained = client.post("items", "read", {"id": -1})
+    assert explained.status == 400
+    explain = explained.json["error"]["explain"]
+    assert isinstance(explain, str) and "-1" not in explain
