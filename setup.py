@@ -53,6 +53,8 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="MIT",
+    # LICENSE ships by setuptools' default (LICEN[CS]E*). No project URL: the repository's
+    # public address is not known here; add project_urls when it is published.
     python_requires=">=3.11",
     # Every package under apiphant/ (a new one ships without a line here), the template, the kit.
     packages=[*find_packages(include=["apiphant", "apiphant.*"]), *TEMPLATE, *KIT],

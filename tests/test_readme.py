@@ -10,10 +10,12 @@ from tests.servers import REPO
 
 README = (REPO / "README.md").read_text()
 #: Where log examples are shown to users.
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
 #: A Markdown link or image: its target, up to a title or the closing parenthesis.
 LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+#: A fenced block's text, its language (if any) left out.
+BLOCK = re.compile(r"^```[a-z]*\n(.*?)\n```$", re.S | re.M)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 #: What a user must not read: the project's own bookkeeping, and its old name for 0.2.
 INTERNAL = re.compile(r"\b(?:[Ii]ssue|[Ss]ession) #?\d+|\bthe seed\b|\bseed's\b")
@@ -49,7 +51,7 @@ def test_log_examples_name_real_log_calls():
 
 
 def test_the_two_set_up_commands_and_ci_runs_the_test_one():
-    blocks = re.findall(r"```\n(.*?)\n```", README, re.S)
+    blocks = BLOCK.findall(README)
     assert SERVE in blocks and TEST in blocks
     commands = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
                 if line and not line.startswith(("#", " ")) and line not in ("fi",)]
@@ -146,3 +148,16 @@ def test_the_validation_example_explains_and_raises_once_a_branch(make_product):
     assert explained.status == 400
     explain = explained.json["error"]["explain"]
     assert isinstance(explain, str) and "-1" not in explain
+
+
+def test_license_and_changelog():
+    """setup.py says MIT: the LICENSE is MIT's text; the CHANGELOG covers this version and
+    links the upgrade notes."""
+    from apiphant import __version__
+
+    license_text = (REPO / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "apiphant maintainers" in license_text
+    assert 'license="MIT"' in (REPO / "setup.py").read_text()
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert f"## {__version__}" in changelog and "0.2.5" in changelog
+    assert "(docs/upgrading.md)" in changelog
