@@ -150,6 +150,32 @@ def test_the_validation_example_explains_and_raises_once_a_branch(make_product):
     assert isinstance(explain, str) and "-1" not in explain
 
 
+def _blocks(section: str) -> list[str]:
+    """The fenced blocks of a README section, in order."""
+    start = README.index(f"\n## {section}\n")
+    end = README.find("\n## ", start + 1)
+    return BLOCK.findall(README[start:end if end > 0 else None])
+
+
+def test_the_quick_start_is_in_the_order_a_newcomer_types_it():
+    """Serve, curl from another terminal, the example's smoke test; the whole suite (which
+    starts nginx, sshd and chromium) is for contributors, in its own section."""
+    quick = _blocks("Quick start")
+    assert quick[0] == SERVE
+    assert quick[1].startswith("curl ") and "127.0.0.1:8001/api/v0/echo/read" in quick[1]
+    assert quick[2] == "./test.sh"
+    assert TEST not in quick and TEST in _blocks("Contributing")
+
+
+def test_the_readme_says_how_to_install_this_version():
+    """The package index's `apiphant` is 0.2.5: the README says so, and how to install this
+    one (from the repository, or a wheel built from it), before it is published."""
+    quick = README[README.index("## Quick start"):README.index("## A product")]
+    assert "0.2.5" in quick
+    assert "pip install 'path/to/apiphant[deploy]'" in quick
+    assert "pip wheel --no-deps" in quick and ".whl[deploy]'" in quick
+
+
 def test_license_and_changelog():
     """setup.py says MIT: the LICENSE is MIT's text; the CHANGELOG covers this version and
     links the upgrade notes."""
