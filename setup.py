@@ -42,6 +42,10 @@ BENCH_PEERS = [
     "granian>=2.8,<3",
 ]
 
+#: What a product's repository uses beside apiphant: fab (deploy, render, rollback) and
+#: pytest for its own unit tests (`pytest tests`, which `apiphant new` suggests).
+DEPLOY = ["fabric>=3.2,<4", "jinja2>=3.1,<4", "pytest>=8,<10"]
+
 setup(
     name="apiphant",
     version=VERSION,
@@ -49,6 +53,8 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="MIT",
+    # LICENSE ships by setuptools' default (LICEN[CS]E*). No project URL: the repository's
+    # public address is not known here; add project_urls when it is published.
     python_requires=">=3.11",
     # Every package under apiphant/ (a new one ships without a line here), the template, the kit.
     packages=[*find_packages(include=["apiphant", "apiphant.*"]), *TEMPLATE, *KIT],
@@ -66,14 +72,13 @@ setup(
         "sentry-sdk>=2.0,<3",
     ],
     extras_require={
-        "deploy": ["fabric>=3.2,<4", "jinja2>=3.1,<4"],
+        "deploy": DEPLOY,
         "bench": [*BENCH_PEERS, "h11>=0.16,<1", "orjson>=3.8,<4"],  # the last two: bench.micro
+        # apiphant's own suite (bash .ci/test); a product needs only the deploy extra.
         "test": [
-            "pytest>=8",
+            *DEPLOY,
             "hypothesis>=6",
             "ruff>=0.5",
-            "fabric>=3.2,<4",
-            "jinja2>=3.1,<4",
             "h11>=0.16,<1",  # the parser's differential tests
             *BENCH_PEERS,  # the bench smoke test runs every peer
         ],

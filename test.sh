@@ -1,16 +1,9 @@
 #!/usr/bin/env bash
-# Smoke test: run PRODUCT/test.py against a server (apiphant/smoke.py does the work).
-#   ./test.sh                      start `apiphant myproduct 127.0.0.1:8888`, test it, stop it
+# Smoke test of the example product: myproduct/test.sh, which finds the Python with apiphant
+# itself (PYTHON, else this checkout's .venv, ...), starts a server, runs test.py, stops it.
+#   ./test.sh                      start `apiphant serve myproduct 127.0.0.1:8888`, test it
 #   ./test.sh http://HOST[:PORT]   test a server that is already running (a deployment)
-#   ./test.sh --product DIR ...    another product than myproduct
+#   ./test.sh --product DIR ...    another product than myproduct (the last --product wins)
 # Exits non-zero on any failure; shows the server log's tail when it started the server.
 # APIPHANT_PORT and PYTHON override the port and the interpreter.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-product="$here/myproduct"
-if [ "${1:-}" = "--product" ]; then
-  [ $# -ge 2 ] || { echo "test.sh: --product needs a folder" >&2; exit 2; }
-  product=$2
-  shift 2
-fi
-exec "${PYTHON:-python3}" -m apiphant.smoke --product "$product" "$@"
+exec "$(cd "$(dirname "$0")" && pwd)/myproduct/test.sh" "$@"

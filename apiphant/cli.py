@@ -1,6 +1,6 @@
 """``apiphant``: serve a product, list its routes, create one, run its background tasks.
 
-apiphant serve PRODUCT [HOST:PORT] [options]   serve on gevent (default 127.0.0.1:8001)
+apiphant serve PRODUCT [HOST:PORT] [options]   serve on gevent (default 127.0.0.1:8888)
 apiphant routes PRODUCT                        list the routes
 apiphant new NAME [DIR]                        create a product from the template
 apiphant background PRODUCT                    run PRODUCT/api/background.py's tasks
@@ -98,7 +98,7 @@ def _import_failed(error: Exception, debug: bool) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
-    from apiphant.app import create_app
+    from apiphant.app import HEALTH_PATH, create_app
     from apiphant.routing import RouteError
     from apiphant.runtime.lifecycle import serving
     from apiphant.runtime.openfiles import raise_open_files
@@ -126,12 +126,14 @@ def serve(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return FAILED
         server.start()
+        # A URL that answers a browser or curl: the routes answer POST only, /api nothing.
         log.info(
-            "Apiphant is serving %s (%s) at http://%s/api with %d routes%s",
+            "Apiphant is serving %s (%s) with %d routes; it answers http://%s%s%s",
             app.product.name,
             app.product.path,
-            format_address(host, port),
             len(app.routes),
+            format_address(host, port),
+            HEALTH_PATH,
             f"; CORS for {', '.join(cors.origins)}" if cors else "",
         )
         stop.wait()
@@ -169,8 +171,8 @@ def new(args: argparse.Namespace) -> int:
     print(
         f"Created {folder}: a repository of its own (README.md says the five commands).\n"
         f"  cd {folder} && git init && git add -A && git commit -m {args.name}\n"
-        f"  apiphant serve . 127.0.0.1:8001  serve it\n"
-        f"  pytest tests && ./test.sh        test it\n"
+        f"  apiphant serve .                 serve it on {BY_NAME['address'].default}\n"
+        f"  pytest tests && ./test.sh        test it (pytest comes with apiphant[deploy])\n"
         f"  fab deploy                       after setting ssh and server_names in deploy.toml"
     )
     return 0

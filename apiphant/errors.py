@@ -33,7 +33,7 @@ class ApiError(Exception):
 
     @property
     def status_code(self) -> int:
-        """The seed's name for ``status``."""
+        """apiphant 0.2's name for ``status``."""
         return self.status
 
     @property

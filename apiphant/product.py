@@ -26,7 +26,7 @@ DEPENDENCIES = frozenset(
     "idna certifi charset_normalizer sentry_sdk supervisor httptools orjson test tests".split()
 )
 #: apiphant's subcommands: a product named ``routes`` would make ``apiphant routes ADDRESS``
-#: (the seed's form of serve) mean two things.
+#: (apiphant 0.2's form of serve) mean two things.
 COMMANDS = ("serve", "routes", "new", "background")
 #: Linux's limit for a user name is 32; the deploy's program names add to it.
 MAX_NAME = 31

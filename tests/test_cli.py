@@ -13,6 +13,16 @@ import requests
 from tests.servers import MYPRODUCT, free_port, serving, start
 
 
+def test_serve_listens_by_default_where_the_tests_call():
+    """`apiphant serve shop` and shop/test.py (apiphant.test, test.sh) meet on one port."""
+    from apiphant import cli
+    from apiphant import test as functional
+    from apiphant.settings.values import parse_address
+
+    default = parse_address(cli.parser().parse_args(["serve", "shop"]).address)
+    assert default == (functional.config.host, functional.DEFAULT_PORT)
+
+
 def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "apiphant", *args], capture_output=True,
                           text=True, timeout=timeout)

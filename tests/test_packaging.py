@@ -48,3 +48,23 @@ def test_the_host_agent_runs_alone_on_the_standard_library(tmp_path: Path, agent
             if isinstance(node, ast.ImportFrom)}  # fmt: skip
     outside = sorted(name for name in top if name not in sys.stdlib_module_names)
     assert not outside, f"{agent.name} imports at its top what a host may not have: {outside}"
+
+
+def test_the_documented_install_brings_pytest(tmp_path: Path) -> None:
+    """`pytest tests`, which `apiphant new` and the docs suggest, works after the install
+    they document (`apiphant[deploy]`): the extra holds pytest, pinned like the others."""
+    from setuptools._distutils.core import run_setup
+
+    extras = run_setup(str(REPO / "setup.py"), stop_after="init").extras_require
+    pins = [req for req in extras["deploy"] if req.startswith("pytest")]
+    assert pins and all(">=" in pin and "<" in pin for pin in pins), extras["deploy"]
+    assert set(extras["deploy"]) <= set(extras["test"])
+    made = subprocess.run([sys.executable, "-m", "apiphant", "new", "shop", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    said = {"apiphant new": made.stdout,
+            "shop/README.md": (tmp_path / "shop" / "README.md").read_text()}
+    for page in ("README.md", "docs/testing.md"):
+        said[page] = (REPO / page).read_text()
+    for where, text in said.items():
+        assert "pytest" in text and "apiphant[deploy]" in text, where

@@ -10,10 +10,12 @@ from tests.servers import REPO
 
 README = (REPO / "README.md").read_text()
 #: Where log examples are shown to users.
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
 #: A Markdown link or image: its target, up to a title or the closing parenthesis.
 LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+#: A fenced block's text, its language (if any) left out.
+BLOCK = re.compile(r"^```[a-z]*\n(.*?)\n```$", re.S | re.M)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 #: What a user must not read: the project's own bookkeeping, and its old name for 0.2.
 INTERNAL = re.compile(r"\b(?:[Ii]ssue|[Ss]ession) #?\d+|\bthe seed\b|\bseed's\b")
@@ -49,7 +51,7 @@ def test_log_examples_name_real_log_calls():
 
 
 def test_the_two_set_up_commands_and_ci_runs_the_test_one():
-    blocks = re.findall(r"```\n(.*?)\n```", README, re.S)
+    blocks = BLOCK.findall(README)
     assert SERVE in blocks and TEST in blocks
     commands = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
                 if line and not line.startswith(("#", " ")) and line not in ("fi",)]
@@ -110,3 +112,78 @@ def test_no_issue_numbers_and_no_old_names_in_what_users_read():
              for doc in DOCS for n, line in enumerate(doc.read_text().splitlines(), 1)
              if INTERNAL.search(line)]  # fmt: skip
     assert found == []
+
+
+def test_the_servers_options_table_is_serve_help():
+    """docs/server.md's table of `apiphant serve`'s options is the one `serve -h` comes from
+    (the schema), so the two cannot disagree, about --request-timeout or anything else."""
+    from apiphant.settings import tables
+
+    assert tables.render("options serve") in (REPO / "docs" / "server.md").read_text()
+    assert tables.main(["--check", str(REPO / "README.md"), str(REPO / "docs")]) == 0
+
+
+def _validation_example() -> str:
+    page = (REPO / "docs" / "handlers.md").read_text()
+    section = page[page.index("## Validation"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_validation_example_explains_and_raises_once_a_branch(make_product):
+    """The example's explanation says what was expected (not the client's own input), and
+    no raise follows another (the second could never run)."""
+    from apiphant.client import Client
+
+    source = _validation_example()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", [])
+        pairs = zip(body, body[1:], strict=False) if isinstance(body, list) else []
+        assert not any(isinstance(a, ast.Raise) and isinstance(b, ast.Raise) for a, b in pairs)
+    items = "def get_item(id):\n    return {'id': id} if id == 7 else None\n\n\n"
+    client = Client(make_product({"api/v0/items.py": items + source}, name="validated"))
+    assert client.post("items", "read", {"id": 7}).json == {"id": 7}
+    assert client.post("items", "read", {"id": 8}).json == {
+        "error": {"field": "id", "state": "invalid"}}
+    explained = client.post("items", "read", {"id": -1})
+    assert explained.status == 400
+    explain = explained.json["error"]["explain"]
+    assert isinstance(explain, str) and "-1" not in explain
+
+
+def _blocks(section: str) -> list[str]:
+    """The fenced blocks of a README section, in order."""
+    start = README.index(f"\n## {section}\n")
+    end = README.find("\n## ", start + 1)
+    return BLOCK.findall(README[start:end if end > 0 else None])
+
+
+def test_the_quick_start_is_in_the_order_a_newcomer_types_it():
+    """Serve, curl from another terminal, the example's smoke test; the whole suite (which
+    starts nginx, sshd and chromium) is for contributors, in its own section."""
+    quick = _blocks("Quick start")
+    assert quick[0] == SERVE
+    assert quick[1].startswith("curl ") and "127.0.0.1:8001/api/v0/echo/read" in quick[1]
+    assert quick[2] == "./test.sh"
+    assert TEST not in quick and TEST in _blocks("Contributing")
+
+
+def test_the_readme_says_how_to_install_this_version():
+    """The package index's `apiphant` is 0.2.5: the README says so, and how to install this
+    one (from the repository, or a wheel built from it), before it is published."""
+    quick = README[README.index("## Quick start"):README.index("## A product")]
+    assert "0.2.5" in quick
+    assert "pip install 'path/to/apiphant[deploy]'" in quick
+    assert "pip wheel --no-deps" in quick and ".whl[deploy]'" in quick
+
+
+def test_license_and_changelog():
+    """setup.py says MIT: the LICENSE is MIT's text; the CHANGELOG covers this version and
+    links the upgrade notes."""
+    from apiphant import __version__
+
+    license_text = (REPO / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "apiphant maintainers" in license_text
+    assert 'license="MIT"' in (REPO / "setup.py").read_text()
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert f"## {__version__}" in changelog and "0.2.5" in changelog
+    assert "(docs/upgrading.md)" in changelog

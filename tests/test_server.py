@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import re
 import signal
 import socket
 import threading
@@ -36,9 +37,15 @@ def test_seed_curl_echo_byte_for_byte(live):
     assert "close" not in response.headers.get("Connection", "")
 
 
-def test_start_up_line_names_product_and_address(live):
-    assert f"Apiphant is serving myproduct ({MYPRODUCT}) at {live.url}/api" in live.log()
-    assert "INFO at cli.serve:" in live.log()
+def test_start_up_line_names_product_and_a_url_that_answers(live):
+    """The URL a newcomer clicks or curls from the banner answers 200 (/api would be 404)."""
+    line = next(line for line in live.log().splitlines() if "Apiphant is serving" in line)
+    assert f"Apiphant is serving myproduct ({MYPRODUCT}) with " in line
+    assert "INFO at cli.serve:" in line
+    urls = re.findall(r"https?://[^\s;,]+", line)
+    assert urls and all(url.startswith(live.url + "/") for url in urls), line
+    for url in urls:
+        assert requests.get(url, timeout=5).status_code == 200, url
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(live):
@@ -197,7 +204,7 @@ def test_ipv6_loopback(tmp_path):
     with serving(MYPRODUCT, tmp_path, host="::1") as live:
         response = requests.post(f"{live.url}/api/v0/echo/read", json={"v": 6})
         assert response.json() == {"v": 6, "server": "myproduct"}
-        assert "at http://[::1]:" in live.log()
+        assert "it answers http://[::1]:" in live.log()
 
 
 def test_access_log_when_asked(tmp_path):

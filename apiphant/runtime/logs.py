@@ -1,4 +1,4 @@
-"""Logging in the seed's format (or JSON lines), shared by the server and the background runner.
+"""Logging in apiphant 0.2's format (or JSON lines), shared by the server and the background runner.
 
 Inside a request, every line carries the request's id (the same id Nginx logs and the
 client gets in X-Request-Id), so one request can be followed from Nginx to Sentry.

@@ -19,8 +19,8 @@ from typing import Any
 
 from apiphant.settings import values
 
-#: ``apiphant serve`` without an address.
-DEFAULT_ADDRESS = "127.0.0.1:8001"
+#: ``apiphant serve`` without an address: on the port ``apiphant.test`` calls (below).
+DEFAULT_ADDRESS = "127.0.0.1:8888"
 #: The largest request body, in bytes.
 DEFAULT_MAX_BODY = 1024 * 1024
 #: The most JSON values in one request body (1 + its commas and opening brackets).
@@ -187,7 +187,8 @@ SERVE: tuple[Setting, ...] = (
             commands=SERVE_COMMANDS, flag="--header-timeout", deploy="api.header_timeout",
             supervisor=Render.ALWAYS, limits=True),
     Setting("request_timeout", SECONDS, 30.0,
-            "seconds one read or write may wait (default {default})",
+            "seconds the request body may take to arrive, and each send to be taken "
+            "(default {default})",
             commands=SERVE_COMMANDS, flag="--request-timeout", deploy="api.request_timeout",
             supervisor=Render.ALWAYS, limits=True),
     Setting("drain_timeout", SECONDS, 10.0,

@@ -3,7 +3,8 @@
     from apiphant.test import test   # apiphant 0.2's path: this module
     test('echo', 'read', {"hello": "world"}, 200, {"hello": "world", "server": "myproduct"})
 
-prints ``POST http://127.0.0.1:8888/api/v0/echo/read {"hello": "world"} --> 200 {...}``.
+prints ``POST http://127.0.0.1:8888/api/v0/echo/read {"hello": "world"} --> 200 {...}``,
+the status and body that came back.
 The server is 127.0.0.1:8888 and the version v0 unless ``config`` or the
 environment (APIPHANT_URL, APIPHANT_HOST, APIPHANT_PORT, APIPHANT_VERSION)
 says otherwise, so one test file checks a laptop and a deployment alike.
@@ -67,7 +68,6 @@ def test(
     else:
         data = shown = json.dumps(request_json)
     address = url(target, action)
-    print(f"{method} {address} {shown} --> {status_code} {response_json}", flush=True)
     try:
         response = _session.request(method, address, data=data, timeout=config.timeout)
     except requests.ConnectionError:
@@ -76,6 +76,8 @@ def test(
         received: Any = response.json()
     except ValueError:
         received = response.text
+    # What came back, not what was expected: the line is a record of the exchange.
+    print(f"{method} {address} {shown} --> {response.status_code} {received}", flush=True)
     if response.status_code != status_code or received != response_json:
         raise AssertionError(
             f"{method} {address} {shown}\n"
@@ -84,3 +86,7 @@ def test(
         )
     counts.passed += 1
     return response
+
+
+#: Not a test itself: pytest would collect ``test`` from every module that imports it.
+test.__test__ = False

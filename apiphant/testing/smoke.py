@@ -4,9 +4,10 @@
 
 With a URL (a running server, a deployment) it only runs the tests against
 it. Without, it starts ``apiphant PRODUCT 127.0.0.1:PORT`` (``APIPHANT_PORT``,
-default 8888), waits until it answers, runs the tests, and stops it; on a
-failure it shows the server log's tail. ``test.sh`` in a checkout or a
-product's repository is this, so both behave the same everywhere.
+default 8888, ``apiphant serve``'s too: a free port when that one is taken), waits until
+it answers, runs the tests, and stops it; on a failure it shows the server log's tail.
+``test.sh`` in a checkout or a product's repository is this, so both behave the same
+everywhere.
 """
 
 import argparse
@@ -46,6 +47,14 @@ def _answers(port: int) -> bool:
         return False
 
 
+def _free_port() -> int:
+    """A port nothing listens on now, for the tests' own server when the default is taken
+    (by ``apiphant serve``, which listens on the same default)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _stop(server: subprocess.Popen) -> None:
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
@@ -66,6 +75,10 @@ def run(product: Path, url: str = "") -> int:
     if url:
         return subprocess.call([python, str(tests)], env={**os.environ, URL: url})
     port = env_value("port")
+    if not os.environ.get(PORT) and _answers(port):
+        busy, port = port, _free_port()
+        print(f"{NAME}: 127.0.0.1:{busy} is in use (a server you started?); the tests' own "
+              f"server listens on 127.0.0.1:{port}", file=sys.stderr)  # fmt: skip
     with tempfile.NamedTemporaryFile(prefix="apiphant-test.", suffix=".log") as handle:
         log = Path(handle.name)
         server = subprocess.Popen(
