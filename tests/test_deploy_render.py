@@ -157,7 +157,7 @@ def test_supervisor_programs_say_what_the_issue_asks() -> None:
     for port in (8001, 8002):
         assert f"[program:myproduct-api-{port}]" in conf
         assert (
-            f"command=/opt/myproduct/current/config/run apiphant myproduct 127.0.0.1:{port} "
+            f"command=/opt/myproduct/current/config/run apiphant serve myproduct 127.0.0.1:{port} "
             f"--max-body {DEFAULT_MAX_BODY} " in conf
         )
     for line in (

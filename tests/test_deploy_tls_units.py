@@ -328,7 +328,7 @@ def test_ipv6_private_addresses_are_bracketed_for_nginx(tmp_path: Path) -> None:
         checked = _nginx_t(tmp_path, site)
         assert checked.returncode == 0, f"{name}: {checked.stderr}"
     workers = render.render_host(config, config.host("b"), RELEASE, WHEEL).files
-    assert "apiphant myproduct [fd00::12]:9000 " in workers["supervisor.conf"]
+    assert "apiphant serve myproduct [fd00::12]:9000 " in workers["supervisor.conf"]
 
 
 # Commands

@@ -179,7 +179,6 @@ def _refused_at_start_up(workspace: Workspace, name: str,
     return subprocess.CompletedProcess(server.args, server.returncode, out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="part A")
 def test_a_new_users_mistakes_get_clear_answers(workspace):
     # A browser's GET on a route: 405 with Allow: POST, not 501.
     got = requests.get(f"{workspace.url}/api/v0/echo/read", timeout=10)

@@ -242,7 +242,7 @@ def test_the_rendered_supervisor_lines_are_the_schemas_command_lines(api: str) -
     config = parse(tomllib.loads(ONE_HOST + api), Path("deploy.toml"), REPO / "myproduct")
     resolved = {**dataclasses.asdict(config.api),
                 "drain_idle_grace": config.nginx.drain_idle_grace}  # fmt: skip
-    line = _rendered_command(api, "apiphant")
+    line = _rendered_command(api, "apiphant serve")
     assert line.endswith(" myproduct 127.0.0.1:8001 " + " ".join(
         options.command_line(resolved, "serve")))  # fmt: skip
     background = {"stop_timeout": config.background_stop_timeout}
@@ -259,8 +259,8 @@ def test_the_rendered_api_line_parses_back_to_the_configured_values() -> None:
     config = parse(tomllib.loads(ONE_HOST + NON_DEFAULT_API), Path("deploy.toml"),
                    REPO / "myproduct")  # fmt: skip
     assert list(tomllib.loads(NON_DEFAULT_API)["api"]) == list(keys_of(Api))
-    argv = _rendered_command(NON_DEFAULT_API, "apiphant").split(" apiphant ", 1)[1].split()
-    args = cli.parser().parse_args(["serve", *argv])
+    argv = _rendered_command(NON_DEFAULT_API, "apiphant serve").split(" apiphant ", 1)[1].split()
+    args = cli.parser().parse_args(argv)
     for field in dataclasses.fields(config.api):
         assert getattr(config.api, field.name) != BY_NAME[field.name].default, field.name
         if BY_NAME[field.name].supervisor is not Render.ENVIRONMENT:

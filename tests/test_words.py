@@ -25,9 +25,6 @@ BRANCH = re.compile(r"\bs[0-9]{2}-[a-z0-9]+\b")
 #: apiphant 0.2's serve form, with a product's name or the template's placeholder.
 OLD_SERVE = re.compile(r"\bapiphant (?!serve\b|routes\b|new\b|background\b)"
                        r"(?:[a-z_][a-z0-9_]*|\{\{ ?product ?\}\}) \S+:\S+")  # fmt: skip
-#: The rendered Supervisor command lines: rebuilt from the settings schema elsewhere, and
-#: switched to `apiphant serve` with it; everything else rendered is checked here.
-SUPERVISOR_COMMAND = re.compile(r"^command=")
 
 
 def _run(*args: str, cwd: Path = REPO) -> str:
@@ -97,4 +94,4 @@ def test_the_deploys_files_name_apiphant_serve(new_product):
         **_text_files(MYPRODUCT),
         **{path.name: path.read_text() for path in sorted(GOLDEN.glob("render-*.txt"))},
     }
-    assert _offending(texts, OLD_SERVE, skip=SUPERVISOR_COMMAND) == []
+    assert _offending(texts, OLD_SERVE) == []
