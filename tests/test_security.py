@@ -25,7 +25,7 @@ from apiphant.deploy import layout as layout_module
 from apiphant.deploy.artifacts import build_tarball
 from apiphant.deploy.config import Config, ConfigError, load, parse
 from apiphant.deploy.host import agents as host_agents
-from apiphant.deploy.runner import upload_commands
+from apiphant.deploy.host.uploads import upload_commands
 from tests.deploy_helpers import CHECKOUT, fab
 from tests.servers import serving
 from tests.test_deploy_config import ONE_HOST, THREE_HOSTS

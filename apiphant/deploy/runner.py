@@ -15,13 +15,13 @@ from apiphant.deploy.console import (
     heading,
     print_plan,
     say,
-    upload_commands,
 )
 from apiphant.deploy.errors import DeployError, Lost, StepFailed, Unreachable
+from apiphant.deploy.host.releases import Releases, parse_releases
+from apiphant.deploy.host.uploads import upload_commands
 from apiphant.deploy.orchestrate import (
     CONVERGE,
     Outcome,
-    Releases,
     _roll_back,
     _run_each,
     all_releases,
@@ -30,7 +30,6 @@ from apiphant.deploy.orchestrate import (
     execute,
     good_releases,
     locked,
-    parse_releases,
     report_serving,
     run_every_host,
     run_phase,

@@ -4,6 +4,7 @@ import sys
 
 from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.layout import HEALTH_PATH
 from apiphant.deploy.plan.steps import TUNNEL, Local, Step, StepKind, staged
 
 
@@ -62,7 +63,7 @@ TUNNEL_URL = f"http://{TUNNEL}"
 #: /health through the tunnel: the front answers, from a worker, with some release (or with
 #: status ok alone, from workers that do not trust the front to name the deployment).
 HEALTH_SCRIPT = (
-    'import json, os, urllib.request; url = os.environ["APIPHANT_URL"] + "/health"; '
+    f'import json, os, urllib.request; url = os.environ["APIPHANT_URL"] + "{HEALTH_PATH}"; '
     "answer = json.load(urllib.request.urlopen(url, timeout=10)); "
     'assert answer["status"] == "ok", answer; '
     'print(url, "answers", "release " + answer["release"] if "release" in answer else "ok")'
