@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from apiphant import reporting
 from apiphant.context import (
     REQUEST_ID_HEADER,
     Http,
@@ -28,6 +27,7 @@ from apiphant.http.response import SERVER_ERROR, SERVER_ERROR_BODY, json_headers
 from apiphant.product import Product, locate
 from apiphant.request import DEFAULT_MAX_JSON_VALUES, parse
 from apiphant.routing import Hooks, Route, load, load_hooks
+from apiphant.runtime import reporting
 
 if TYPE_CHECKING:
     from apiphant.http.parser import Request as HttpRequest
