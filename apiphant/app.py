@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from apiphant import reporting
 from apiphant.context import (
     REQUEST_ID_HEADER,
     Http,
@@ -25,9 +24,11 @@ from apiphant.encoding import encode
 from apiphant.errors import ApiError, status_line
 from apiphant.http import response
 from apiphant.http.response import SERVER_ERROR, SERVER_ERROR_BODY, json_headers
+from apiphant.http.wsgi import Lines
 from apiphant.product import Product, locate
 from apiphant.request import DEFAULT_MAX_JSON_VALUES, NotJsonObject, form_error, parse
 from apiphant.routing import Hooks, Route, load, load_hooks
+from apiphant.runtime import reporting
 from apiphant.settings import schema
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class BodyError(ApiError):
     """The body could not be read in full; the connection is closed after the answer."""
 
 
-class _Limited:
+class _Limited(Lines):
     """A raw_environ handler's ``wsgi.input``: reading more than ``limit`` bytes is a 413.
     Content-Length is checked before the handler runs; a chunked body's length is known
     only as it arrives, and a handler reading it whole took any size."""
@@ -119,20 +120,6 @@ class _Limited:
     def readline(self, size: int | None = -1) -> bytes:
         wanted = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
         return self._count(self._stream.readline(wanted))
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        lines: list[bytes] = []
-        total = 0
-        while line := self.readline():
-            lines.append(line)
-            total += len(line)
-            if 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        while line := self.readline():
-            yield line
 
 
 class App:

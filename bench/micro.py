@@ -1,10 +1,10 @@
-"""Micro-benchmarks of the two choices issue 13 asked to measure in one run.
+"""Micro-benchmarks of two choices of the server, measured in one run.
 
     python -m bench.micro
 
 - The request parser: llhttp through httptools (apiphant.http.parser, what the
   server uses) against the pywsgi-based parsing it replaced (copied below from
-  apiphant/server.py before issue 13) and against h11, on the echo request.
+  apiphant/server.py before its own HTTP parser) and against h11, on the echo request.
 - JSON: the standard library (what apiphant uses) against orjson, decoding the
   echo body into AttrDicts and encoding the answer. orjson cannot keep the
   seed's output bytes (``", "`` and ``": "`` separators, ASCII escapes), so only
@@ -33,7 +33,7 @@ NESTED = json.dumps(
      "items": [{"id": i, "qty": i * 2, "note": "x" * 20} for i in range(20)]}
 ).encode()  # fmt: skip
 
-# --- the parser apiphant/server.py had before issue 13 (its fast path, on pywsgi) ---------
+# --- the parser apiphant/server.py had on pywsgi (its fast path) -------------------------
 
 _PLAIN_HEADERS = re.compile(r"(?:[!-9;-~]+:[^\r\n]*\r?\n)*\r?\n")
 _HEADER_FIELD = re.compile(r"([!-9;-~]+):[ \t]*([^\r\n]*)\r?\n")
@@ -100,7 +100,7 @@ def main() -> int:
     rows = [
         ("parse the echo request: llhttp (httptools), apiphant's",
          measure(lambda: llhttp(REQUEST))),
-        ("parse the echo request: pywsgi-era parser (before issue 13)",
+        ("parse the echo request: pywsgi-era parser (apiphant's before llhttp)",
          measure(lambda: pywsgi_era(REQUEST))),
         ("parse the echo request: h11", measure(lambda: h11_parse(REQUEST))),
         ("decode the echo body into AttrDicts: stdlib json, apiphant's",

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from apiphant.deploy import agent, commands
+from apiphant.deploy import agent
 from apiphant.deploy import layout as layout_module
+from apiphant.deploy.host.nginx import in_rotation
+from apiphant.deploy.host.releases import cleanup
 from apiphant.deploy.layout import Layout
 
 AGENT = Path(agent.__file__)
@@ -64,7 +66,7 @@ def test_cleanup_keeps_the_newest_good_releases_the_current_one_and_their_virtua
     Path(shop.releases, "notes").mkdir()  # not a release: left alone
     Path(shop.venvs, "unused").mkdir()
     Path(shop.venvs, "README").write_text("not a virtualenv\n")
-    done = sh(commands.cleanup(shop, 2))
+    done = sh(cleanup(shop, 2))
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
         f"removing release {ids[0]}\nremoving release {ids[1]}\nremoving release {ids[2]}\n"
@@ -73,12 +75,12 @@ def test_cleanup_keeps_the_newest_good_releases_the_current_one_and_their_virtua
     )
     assert sorted(os.listdir(shop.releases)) == [ids[3], ids[4], ids[5], "notes"]
     assert sorted(os.listdir(shop.venvs)) == ["README", "a"]
-    again = sh(commands.cleanup(shop, 2))
+    again = sh(cleanup(shop, 2))
     assert (again.returncode, again.stdout) == (0, f"kept: {ids[5]} {ids[3]} \n")
 
 
 def test_cleanup_of_a_deployment_with_nothing_yet(shop: Layout) -> None:
-    done = sh(commands.cleanup(shop, 5))
+    done = sh(cleanup(shop, 5))
     assert (done.returncode, done.stdout, done.stderr) == (0, "kept: \n", "")
 
 
@@ -95,7 +97,7 @@ def test_cleanup_keeps_the_virtualenvs_in_use_when_opt_is_a_link(tmp_path: Path,
     shutil.copy(AGENT, layout.agent)
     release(layout, "20250101000000", good=True, venv="a")
     Path(layout.current).symlink_to(layout.release("20250101000000").dir)
-    done = sh(commands.cleanup(layout, 5))
+    done = sh(cleanup(layout, 5))
     assert (done.returncode, done.stdout) == (0, "kept: 20250101000000 \n"), done.stderr
     assert os.listdir(layout.venvs) == ["a"]
 
@@ -106,8 +108,8 @@ def test_the_rotation_check_gives_up_on_a_front_that_does_not_answer(shop: Layou
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    command = commands.in_rotation(shop, f"http://127.0.0.1:{port}/main", "rotation.invalid",
-                                   "X-Upstream", "10.0.0.1:8001", 0.1, slack=0.4)  # fmt: skip
+    command = in_rotation(shop, f"http://127.0.0.1:{port}/main", "rotation.invalid",
+                          "X-Upstream", "10.0.0.1:8001", 0.1, slack=0.4)  # fmt: skip
     assert command == (
         f"/usr/bin/python3 {shop.agent} rotation http://127.0.0.1:{port}/main "
         "--host rotation.invalid --header X-Upstream --address 10.0.0.1:8001 --back-within 0.1 "

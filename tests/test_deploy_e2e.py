@@ -370,7 +370,7 @@ def test_the_account_check_tells_the_deploys_own_accounts_from_others() -> None:
     """``account_check`` on this machine's real accounts: none yet, or one the deploy made
     (marked), passes; a service's or a person's account is refused in one line; one an
     earlier kit made (no comment, the deployment's folder as home) passes and gets marked."""
-    from apiphant.deploy import commands
+    from apiphant.deploy.host.system import account_check, system_user
     from apiphant.deploy.layout import Layout
 
     layout = Layout(ALIEN)
@@ -378,12 +378,12 @@ def test_the_account_check_tells_the_deploys_own_accounts_from_others() -> None:
         pytest.skip(f"user {ALIEN} exists, not touched")
 
     def check() -> subprocess.CompletedProcess:
-        return run(commands.account_check(layout))
+        return run(account_check(layout))
 
     refusal = (f"user {ALIEN} exists and the deploy did not make it: its programs would run as "
                "that account; choose another product (or environment) name, or remove the "
                "account\n")  # fmt: skip
-    root = run(commands.account_check(Layout("root")))
+    root = run(account_check(Layout("root")))
     assert root.returncode == 1 and root.stderr.startswith("user root exists and the deploy")
     try:
         assert check().returncode == 0  # none: the deploy makes it
@@ -392,13 +392,13 @@ def test_the_account_check_tells_the_deploys_own_accounts_from_others() -> None:
         refused = check()
         assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", refusal)
         # A deploy's useradd step refuses it as well, and leaves it as it was.
-        again = run(commands.system_user(layout))
+        again = run(system_user(layout))
         assert again.returncode == 1 and again.stderr == refusal
         assert pwd.getpwnam(ALIEN).pw_gecos == "Alien service"
         # As an earlier version of the kit made its users: no comment, its folder as home.
         _account(f"usermod --comment '' --home /opt/{ALIEN}", ALIEN)
         assert check().returncode == 0
-        assert run(commands.system_user(layout)).returncode == 0
+        assert run(system_user(layout)).returncode == 0
         assert pwd.getpwnam(ALIEN).pw_gecos == f"apiphant deployment {ALIEN}"
         assert check().returncode == 0
         _account(f"usermod --comment 'apiphant deployment {ALIEN}x'", ALIEN)
@@ -408,11 +408,11 @@ def test_the_account_check_tells_the_deploys_own_accounts_from_others() -> None:
         run(f"groupdel {ALIEN}")
     # Made by the deploy: marked, and accepted by the next deploy.
     try:
-        assert run(commands.system_user(layout)).returncode == 0
+        assert run(system_user(layout)).returncode == 0
         entry = pwd.getpwnam(ALIEN)
         assert (entry.pw_gecos, entry.pw_dir, entry.pw_shell) == (
             f"apiphant deployment {ALIEN}", f"/opt/{ALIEN}", "/usr/sbin/nologin")
-        assert run(commands.system_user(layout)).returncode == 0 and check().returncode == 0
+        assert run(system_user(layout)).returncode == 0 and check().returncode == 0
     finally:
         run(f"userdel {ALIEN}")
         run(f"groupdel {ALIEN}")

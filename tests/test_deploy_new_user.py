@@ -398,12 +398,14 @@ def test_a_new_user_deploys_their_own_repository_as_a_sudo_user(deployer: Deploy
 def test_a_sudo_user_downloads_what_a_root_step_made_readable(deployer: Deployer) -> None:
     """The copy of a virtualenv travels through the deployer (deploy.toml's venv = "copy"):
     packed by root on the host that built it, fetched over SFTP as the login user, who is
-    not root. A file root made readable (0644, as commands.pack_venv does) comes down
+    not root. A file root made readable (0644, as host.venv.pack_venv does) comes down
     whole; one it did not is a one-line failure naming the host, the step and the file."""
     from fabric import Config as FabricConfig
 
-    from apiphant.deploy import plan, runner
+    from apiphant.deploy import plan
     from apiphant.deploy.config import load
+    from apiphant.deploy.errors import StepFailed
+    from apiphant.deploy.ssh import Remote
 
     allow_sudo()  # as the fixture did: the test before takes it away at its end
     config = load(deployer.repo / "deploy.toml")
@@ -411,7 +413,7 @@ def test_a_sudo_user_downloads_what_a_root_step_made_readable(deployer: Deployer
     folder = Path(f"/var/tmp/apiphant-download-{os.getpid()}")
     lines: list[str] = []
     fabric = FabricConfig(overrides={"connect_kwargs": {"key_filename": [str(deployer.key)]}})
-    executor = runner.Remote(config, fabric, lines.append)
+    executor = Remote(config, fabric, lines.append)
     try:
         made = plan.Step("web1", "make two files as root", (
             f"install -d -m 0755 {folder} && head -c 300000 /dev/urandom > {folder}/open && "
@@ -423,7 +425,7 @@ def test_a_sudo_user_downloads_what_a_root_step_made_readable(deployer: Deployer
         executor.run(plan.Step("web1", "download it", download=plan.Download(
             f"{folder}/open", local, "a file")))  # fmt: skip
         assert local.read_bytes() == (folder / "open").read_bytes()
-        with pytest.raises(runner.StepFailed) as failed:
+        with pytest.raises(StepFailed) as failed:
             executor.run(plan.Step("web1", "download the other", download=plan.Download(
                 f"{folder}/closed", deployer.folder / "closed", "a file")))  # fmt: skip
         message = str(failed.value)

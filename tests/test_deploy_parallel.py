@@ -16,29 +16,27 @@ from fabric import Config as FabricConfig
 
 from apiphant.deploy import tasks
 from apiphant.deploy.config import parse
-from apiphant.deploy.plan import Plan, Step
-from apiphant.deploy.runner import (
+from apiphant.deploy.console import DryRun
+from apiphant.deploy.errors import DeployError, StepFailed
+from apiphant.deploy.orchestrate import (
     CONVERGE,
-    DeployError,
-    Executor,
-    Remote,
-    StepFailed,
     current_releases,
     each_at_once,
     execute,
     locked,
-    lost_line,
     run_every_host,
     run_side_by_side,
     run_staged,
     serving_lines,
 )
+from apiphant.deploy.plan import Plan, Step
+from apiphant.deploy.ssh import Remote, lost_line
 from apiphant.deploy.tasks import UsageError
 from tests.deploy_helpers import CHECKOUT, Sshd, fab
 from tests.test_deploy_config import THREE_HOSTS, parsed
 
 
-class Recording(Executor):
+class Recording(DryRun):
     """Runs nothing; records which steps ran, and makes chosen steps wait or fail."""
 
     def __init__(self, barrier: threading.Barrier | None = None, failing: set[str] = frozenset()):
@@ -184,7 +182,7 @@ def test_a_failed_release_of_a_lock_is_reported_and_the_others_released() -> Non
     assert "[a] could not release the deploy lock: a: release failed (exit 1)" in lines
 
 
-class Answering(Executor):
+class Answering(DryRun):
     """Answers the current-release query from a table, each host only once all have asked."""
 
     def __init__(self, answers: dict[str, str]) -> None:
@@ -251,7 +249,7 @@ def test_many_hosts_connect_at_once_from_the_one_fabric_config(tmp_path: Path) -
             sys.setswitchinterval(interval)
 
 
-class Fleet(Executor):
+class Fleet(DryRun):
     """Hosts that each serve a release: a step ``serve R`` switches its host to R, ``lose``
     takes its host away for good (every later step there fails as a lost connection), and
     the release queries answer from that state. Orchestration only: the real hosts are
@@ -276,7 +274,7 @@ class Fleet(Executor):
     def query(self, host: str, command: str, why: str) -> str:
         assert host not in self.lost, f"{host} asked again after it was lost"
         release = self.serving[host]
-        if command.startswith("basename"):  # commands.current_release
+        if command.startswith("basename"):  # host.releases.current_release
             return release + "\n"
         return f"{release} failed current\nR1 good\n" if release != "R1" else "R1 good current\n"
 

@@ -12,10 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from apiphant.deploy import commands, plan, render, runner
+from apiphant.deploy import plan, render
 from apiphant.deploy.argv import flag_names, hosts_as_flags
 from apiphant.deploy.config import check_secrets, load, parse
+from apiphant.deploy.console import DryRun, _Prefixed
+from apiphant.deploy.host import releases
+from apiphant.deploy.host.configs import unless_live
+from apiphant.deploy.host.nginx import in_rotation
+from apiphant.deploy.host.releases import record
+from apiphant.deploy.host.supervisor import supervisor_sync
+from apiphant.deploy.host.venv import pack_venv, virtualenv, virtualenv_from_archive
 from apiphant.deploy.layout import Layout
+from apiphant.deploy.ssh import local_environment
 from tests.deploy_helpers import CHECKOUT, fab
 from tests.test_deploy_config import THREE_HOSTS
 
@@ -93,13 +101,12 @@ def test_a_host_that_has_the_releases_virtualenv_gets_the_code_alone(tmp_path: P
 def test_a_virtualenv_gone_since_the_host_was_asked_stops_the_prepare(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from apiphant.deploy import commands
     from apiphant.deploy import layout as layout_module
     from apiphant.deploy.layout import Layout
 
     monkeypatch.setattr(layout_module, "ROOT", str(tmp_path))
     paths = Layout("p").release(RELEASE)
-    command = commands.virtualenv(paths, "/nonexistent/python3", "p", "k3y", wheels=False)
+    command = virtualenv(paths, "/nonexistent/python3", "p", "k3y", wheels=False)
     done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert done.stderr.strip() == (
@@ -210,11 +217,11 @@ def test_an_nginx_only_fronts_smoke_test_runs_from_the_deployer_through_a_tunnel
     assert local.argv == (sys.executable, "myproduct/test.py")
     assert local.cwd == str(MYPRODUCT.parent) and local.port == config.nginx.local_port
     assert dict(local.env) == {"APIPHANT_URL": "http://{tunnel}"}
-    env = runner.local_environment(local, "127.0.0.1:40000")
+    env = local_environment(local, "127.0.0.1:40000")
     assert env["APIPHANT_URL"] == "http://127.0.0.1:40000"
     # Printed as it runs, and where the tunnel goes.
     shown: list[str] = []
-    runner.Executor(config, shown.append).run(smoke)
+    DryRun(config, shown.append).run(smoke)
     assert shown[1] == (
         "[front] $ (on the deployer; {tunnel}: an SSH tunnel to front's 127.0.0.1:8000) "
         f"cd {MYPRODUCT.parent} && APIPHANT_URL='http://{{tunnel}}' {sys.executable} "
@@ -276,7 +283,7 @@ def test_workers_restart_one_at_a_time_without_nginx_reloads() -> None:
     assert "supervisorctl" not in restart.command
     upload = steps[whys.index("the kit's Supervisor client")]
     assert upload.upload.remote == "/opt/myproduct/supervise.py" and upload.upload.mode == 0o644
-    assert upload.upload.content == Path(commands.__file__).with_name("supervise.py").read_bytes()
+    assert upload.upload.content == Path(render.__file__).with_name("supervise.py").read_bytes()
     assert whys.index("the kit's Supervisor client") < whys.index(
         "supervisord: start if not running"
     )
@@ -506,10 +513,9 @@ def test_supervisor_sync_names_only_the_deployments_programs() -> None:
     """Its own names and pattern go to the client (tests/test_supervise.py runs it against
     a real supervisord), never a bare update of every program; a failure lets the deploy
     go on."""
-    from apiphant.deploy import commands
     from apiphant.deploy.layout import Layout
 
-    command = commands.supervisor_sync(Layout("p"), ["p-api-1", "p-background"])
+    command = supervisor_sync(Layout("p"), ["p-api-1", "p-background"])
     assert command.startswith("if [ -x /usr/bin/python3 ]; then /usr/bin/python3 /opt/p/supervise")
     assert (" sync '^p-(api-[0-9]+|background|certbot|logrotate)$' p-api-1 p-background; "
             "fi; true") in command
@@ -519,7 +525,6 @@ def test_supervisor_sync_names_only_the_deployments_programs() -> None:
 def test_a_hosts_output_is_shown_in_whole_lines() -> None:
     """Invoke flushes after every chunk it reads; a line cut across two chunks is still one
     line on the deployer's screen (the history's lines are read back from it)."""
-    from apiphant.deploy.runner import _Prefixed
 
     shown: list[str] = []
     stream = _Prefixed("[web1]   ", shown.append)
@@ -532,7 +537,7 @@ def test_a_hosts_output_is_shown_in_whole_lines() -> None:
 
 
 #: The kit's host agent, which runs the rotation check and the cleanup on a host.
-AGENT = Path(commands.__file__).with_name("agent.py")
+AGENT = Path(render.__file__).with_name("agent.py")
 
 
 @pytest.fixture
@@ -593,7 +598,7 @@ def test_rotation_check(
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/default"
-        command = commands.in_rotation(
+        command = in_rotation(
             host_agent, url, "rotation.apiphant.invalid", "X-Apiphant-Upstream", address, 0.1,
             slack=1,
         )
@@ -630,9 +635,9 @@ def test_rotation_check_tries_a_whole_round_of_the_pool_on_one_connection(
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/default"
-        command = commands.in_rotation(host_agent, url, "rotation.apiphant.invalid",
-                                       "X-Apiphant-Upstream", "10.0.0.3:8001", 0.1, slack=1,
-                                       rounds=3)  # fmt: skip
+        command = in_rotation(host_agent, url, "rotation.apiphant.invalid",
+                              "X-Apiphant-Upstream", "10.0.0.3:8001", 0.1, slack=1,
+                              rounds=3)  # fmt: skip
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     finally:
         server.shutdown()
@@ -680,14 +685,13 @@ def test_a_config_the_same_as_the_live_releases_is_not_checked_again(
     """A code-only deploy renders the same Supervisor and logrotate configs: the live
     release's were checked before they went live, so the check (a Python start of
     Supervisor's parser per host) runs only for a config that changed, or on a first deploy."""
-    from apiphant.deploy import commands
     from apiphant.deploy import layout as layout_module
     from apiphant.deploy.layout import Layout
 
     monkeypatch.setattr(layout_module, "ROOT", str(tmp_path))
     layout = Layout("p")
     paths = layout.release("20260102030405")
-    command = commands.unless_live(paths, "logrotate", "logrotate", "echo checked")
+    command = unless_live(paths, "logrotate", "logrotate", "echo checked")
 
     def run() -> str:
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
@@ -756,7 +760,7 @@ def test_hosts_of_one_platform_share_one_virtualenv_build(tmp_path: Path) -> Non
     # The dry run prints every stage, the download too.
     lines: list[str] = []
     for step in prepare:
-        runner.Executor(config, lines.append).run(step)
+        DryRun(config, lines.append).run(step)
     assert f"[a] download the virtualenv {archive} -> {tmp_path}/a-venv.tar.zst (on the " \
            "deployer)" in lines  # fmt: skip
 
@@ -781,9 +785,9 @@ def test_a_packed_virtualenv_unpacks_whole_or_not_at_all(tmp_path: Path, monkeyp
     def sh(command: str) -> subprocess.CompletedProcess:
         return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
 
-    gone = sh(commands.pack_venv(paths, "n0ne"))  # tar's failure is the step's, not zstd's
+    gone = sh(pack_venv(paths, "n0ne"))  # tar's failure is the step's, not zstd's
     assert gone.returncode != 0 and "n0ne" in gone.stderr
-    packed = sh(commands.pack_venv(paths, "k3y"))
+    packed = sh(pack_venv(paths, "k3y"))
     assert packed.returncode == 0, packed.stderr
     archive = Path(paths.venv_archive)
     assert archive.stat().st_mode & 0o777 == 0o644
@@ -797,7 +801,7 @@ def test_a_packed_virtualenv_unpacks_whole_or_not_at_all(tmp_path: Path, monkeyp
     import shutil
 
     shutil.rmtree(venv)
-    done = sh(commands.virtualenv_from_archive(paths, "p", "k3y"))
+    done = sh(virtualenv_from_archive(paths, "p", "k3y"))
     assert done.returncode == 0, done.stderr
     assert (venv / "lib.txt").read_text() == "a package\n" and (venv / ".complete").exists()
     assert Path(paths.venv).resolve() == venv and not archive.exists()
@@ -806,7 +810,7 @@ def test_a_packed_virtualenv_unpacks_whole_or_not_at_all(tmp_path: Path, monkeyp
     # A broken archive: no virtualenv marked complete, the archive gone, the step failed.
     shutil.rmtree(venv)
     archive.write_bytes(kept[: len(kept) // 2])
-    broken = sh(commands.virtualenv_from_archive(paths, "p", "k3y"))
+    broken = sh(virtualenv_from_archive(paths, "p", "k3y"))
     assert broken.returncode != 0
     assert not (venv / ".complete").exists() and not archive.exists()
 
@@ -844,7 +848,7 @@ def test_secrets_an_earlier_kit_shared_last_as_long_as_a_release_that_reads_them
     shutil.copy(AGENT, root / "agent.py")  # as each activation uploads it
 
     def cleanup(keep: int) -> str:
-        command = commands.cleanup(layout, keep).replace("/opt/shop", str(root))
+        command = releases.cleanup(layout, keep).replace("/opt/shop", str(root))
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -893,7 +897,7 @@ def test_the_history_is_root_and_the_deployments_group_only(tmp_path: Path, monk
         if older:
             history.write_text("an older kit's line\n")
             history.chmod(0o644)
-        done = subprocess.run(["sh", "-c", commands.record(layout, "a line")],
+        done = subprocess.run(["sh", "-c", record(layout, "a line")],
                               capture_output=True, text=True)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert history.read_text().endswith("a line\n")

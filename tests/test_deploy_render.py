@@ -18,9 +18,10 @@ import jinja2
 import pytest
 
 from apiphant.app import DEFAULT_MAX_BODY
-from apiphant.deploy import commands, render
 from apiphant.deploy import layout as layout_module
+from apiphant.deploy import render
 from apiphant.deploy.config import ConfigError, load, parse, parse_secrets, secrets_lines
+from apiphant.deploy.host.agents import SUPERVISOR_PYTHON
 from apiphant.deploy.layout import LOGROTATE
 from tests.deploy_helpers import CHECKOUT, fab, private_nginx
 from tests.test_deploy_config import ONE_HOST, THREE_HOSTS
@@ -379,7 +380,7 @@ def test_nginx_accepts_the_sites(tmp_path: Path) -> None:
 
 
 def test_supervisor_parser_accepts_the_programs(tmp_path: Path) -> None:
-    python = commands.SUPERVISOR_PYTHON
+    python = SUPERVISOR_PYTHON
     if subprocess.run([python, "-c", "import supervisor"], capture_output=True).returncode:
         pytest.skip("needs Debian's supervisor")
     for name, files in {"web1": one_host(), **three_hosts()}.items():

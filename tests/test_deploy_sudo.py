@@ -20,8 +20,9 @@ from fabric import Config as FabricConfig
 
 from apiphant.deploy import ssh, tasks
 from apiphant.deploy.config import SUDO_PASSWORD_ENV, parse
+from apiphant.deploy.errors import DeployError
 from apiphant.deploy.plan import Step
-from apiphant.deploy.runner import DeployError, Remote
+from apiphant.deploy.ssh import Remote
 from tests.deploy_helpers import Sshd, run
 
 LOGIN = "apiphantsudopw"

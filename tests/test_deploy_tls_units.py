@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from apiphant.deploy import commands, plan, render, runner, tls
+from apiphant.deploy import plan, render, tls
 from apiphant.deploy.config import (
     LETSENCRYPT,
     LETSENCRYPT_STAGING,
@@ -19,7 +19,18 @@ from apiphant.deploy.config import (
     parse_secrets,
     secrets_lines,
 )
+from apiphant.deploy.console import describe_upload
+from apiphant.deploy.host.certbot import (
+    RENEW_EVERY,
+    certbot_certonly,
+    certbot_renew,
+    certificates,
+    https_check,
+    obtain_certificate,
+    tls_dirs,
+)
 from apiphant.deploy.layout import Layout
+from apiphant.deploy.ssh import Remote
 from tests.deploy_helpers import CHECKOUT
 from tests.test_deploy_config import ONE_HOST, THREE_HOSTS, error_of, parsed
 from tests.test_deploy_plan import PACKAGES
@@ -161,8 +172,8 @@ def test_acme_site_redirects_port_80_and_serves_tls_on_443() -> None:
     assert "[program:myproduct-certbot]\n" in supervisor
     assert "command=/opt/myproduct/current/config/renew --loop\n" in supervisor
     assert files.mode("renew") == 0o755
-    assert commands.certbot_renew(config.layout, config.tls) in files.files["renew"]
-    assert f"sleep {commands.RENEW_EVERY}" in files.files["renew"] and commands.RENEW_EVERY == 43200
+    assert certbot_renew(config.layout, config.tls) in files.files["renew"]
+    assert f"sleep {RENEW_EVERY}" in files.files["renew"] and RENEW_EVERY == 43200
 
 
 def test_tls_off_renders_as_before() -> None:
@@ -297,7 +308,7 @@ def test_a_certificate_without_a_chain_is_served_and_smoke_tested(tmp_path: Path
         thread.start()
         try:
             t = Tls("files", ("api.example.com",), listen_host="127.0.0.1", listen_port=port)
-            check = commands.https_check(t, "api.example.com", str(here / "issuer.pem"), RELEASE)
+            check = https_check(t, "api.example.com", str(here / "issuer.pem"), RELEASE)
             done = subprocess.run(["sh", "-c", check], capture_output=True, text=True, timeout=30)
         finally:
             server.shutdown()
@@ -341,29 +352,29 @@ def test_certbot_commands() -> None:
     base = ("REQUESTS_CA_BUNDLE=/etc/ssl/private-ca.pem /usr/bin/certbot --non-interactive "
             "--config-dir /opt/shop/shared/tls/letsencrypt --work-dir /opt/shop/shared/tls/work "
             "--logs-dir /var/log/shop/certbot")  # fmt: skip
-    assert commands.certbot_certonly(layout, t) == (
+    assert certbot_certonly(layout, t) == (
         f"{base} certonly --agree-tos --email ops@example.com --no-eff-email "
         "--server https://ca.example/dir --cert-name shop --webroot -w /opt/shop/shared/acme "
         "-d api.example.com -d www.example.com --keep-until-expiring"
     )
-    renew = commands.certbot_renew(layout, t)
+    renew = certbot_renew(layout, t)
     assert renew.startswith(f"{base} renew --cert-name shop --no-random-sleep-on-renew "
                             "--deploy-hook 'nginx -t -q && ")  # fmt: skip
-    without = commands.certbot_certonly(layout, Tls("acme", ("a.example.com",), "o@example.com"))
+    without = certbot_certonly(layout, Tls("acme", ("a.example.com",), "o@example.com"))
     assert without.startswith("/usr/bin/certbot ") and f"--server {LETSENCRYPT} " in without
-    for command in (renew, commands.obtain_certificate(
+    for command in (renew, obtain_certificate(
             layout, t, {"nginx-http.conf": layout.site}, [layout.site + ".x"], ["/a", "/b"]),
-            commands.https_check(t, "api.example.com", layout.acme_chain, RELEASE),
-            commands.certificates([("api.example.com", layout.acme_fullchain)])):  # fmt: skip
+            https_check(t, "api.example.com", layout.acme_chain, RELEASE),
+            certificates([("api.example.com", layout.acme_fullchain)])):  # fmt: skip
         assert subprocess.run(["bash", "-n", "-c", command]).returncode == 0, command
 
 
 def test_obtain_serves_the_challenge_over_http_only_without_a_certificate() -> None:
     layout = Layout("shop")
     t = Tls("acme", ("api.example.com",), "ops@example.com")
-    command = commands.obtain_certificate(
+    command = obtain_certificate(
         layout, t, {"nginx-http.conf": layout.site}, [], ["/m", "/h"])
-    head, _, tail = command.partition(commands.certbot_certonly(layout, t))
+    head, _, tail = command.partition(certbot_certonly(layout, t))
     assert f"if [ ! -s {layout.acme_fullchain} ]; then" in head
     assert f"ln -sfn {layout.current_config}/nginx-http.conf" in head and "nginx -t -q" in head
     assert "Detail:" in tail and f"(log: {layout.certbot_log})" in tail
@@ -371,7 +382,7 @@ def test_obtain_serves_the_challenge_over_http_only_without_a_certificate() -> N
 
 def test_https_check_by_name_against_the_issuer() -> None:
     t = Tls("files", ("api.example.com",), listen_host="127.0.0.1", listen_port=8443)
-    command = commands.https_check(t, "api.example.com", "/r/tls/issuer.pem", RELEASE)
+    command = https_check(t, "api.example.com", "/r/tls/issuer.pem", RELEASE)
     assert "--resolve api.example.com:8443:127.0.0.1 https://api.example.com:8443/health" in command
     assert "if [ -s /r/tls/issuer.pem ]; then answer=$(curl" in command
     assert "--cacert /r/tls/issuer.pem https://api.example.com:8443/health" in command
@@ -383,7 +394,7 @@ def test_https_check_asks_from_loopback_even_on_a_public_address() -> None:
     so Nginx's X-Forwarded-For tells the worker that the host itself asks."""
     for host, source in (("203.0.113.5", "127.0.0.1"), ("", "127.0.0.1"), ("2001:db8::5", "::1")):
         t = Tls("files", ("api.example.com",), listen_host=host, listen_port=443)
-        command = commands.https_check(t, "api.example.com", "", RELEASE)
+        command = https_check(t, "api.example.com", "", RELEASE)
         assert f"curl -fsS --max-time 5 --interface {source} --resolve" in command, host
 
 
@@ -394,7 +405,7 @@ def test_https_check_takes_the_release_or_status_alone_never_another_release() -
     import shlex
 
     t = Tls("files", ("api.example.com",), listen_host="127.0.0.1", listen_port=8443)
-    _, _, check = commands.https_check(t, "api.example.com", "", RELEASE).partition(" && ")
+    _, _, check = https_check(t, "api.example.com", "", RELEASE).partition(" && ")
     for answer, passes in (
         ({"status": "ok", "product": "myproduct", "release": RELEASE}, True),
         ({"status": "ok"}, True),
@@ -409,7 +420,7 @@ def test_https_check_takes_the_release_or_status_alone_never_another_release() -
 
 def test_a_reason_steps_failure_ends_with_its_last_stderr_line() -> None:
     config = acme_config()
-    remote = runner.Remote(config)
+    remote = Remote(config)
     step = plan.Step("web1", "certificate", "certbot", kind="reason")
     result = SimpleNamespace(exited=1, stdout="", stderr="noise\ncertbot: refused (log: /l)\n\n")
     assert remote._failure(step, result) == (
@@ -438,7 +449,7 @@ def test_acme_plan_gets_the_certificate_between_switch_and_link() -> None:
     assert whys[cert + 2] == "check: nginx -t, with the certificate"
     setup = the_plan.prepare[0]
     assert setup.why.endswith("; release folder; certbot's folders and the ACME webroot")
-    assert setup.command.endswith(commands.tls_dirs(config.layout))
+    assert setup.command.endswith(tls_dirs(config.layout))
     check = next(s for s in the_plan.prepare if "check: nginx -t, full config" in s.why)
     assert f"[ -s {config.layout.acme_fullchain} ] || own=" in check.command
     assert [s.why for s in the_plan.verify][-1].startswith("smoke test over HTTPS: api.example.com")
@@ -465,7 +476,7 @@ def test_files_plan_uploads_the_key_private_and_never_shows_it(tmp_path: Path) -
     assert uploads[f"{tls_dir}/issuer.pem"].content == b"ISSUER"
     secrets = uploads[f"/opt/myproduct/releases/{RELEASE}/config/secrets.env"]
     assert secrets.content == b"TOKEN=x\n" and secrets.local is None and secrets.secret
-    shown = [runner.describe_upload(u) for u in uploads.values()]
+    shown = [describe_upload(u) for u in uploads.values()]
     assert "private key /k.pem" in "\n".join(shown) and "KEY" not in "".join(
         s for s in shown if "private key" not in s)
     assert not any("KEY-MATERIAL" in s for s in shown)

@@ -171,14 +171,15 @@ def test_only_hosts_that_get_a_virtualenv_are_asked_for_their_platform() -> None
     on this machine, as it would on the host."""
     import tomllib
 
-    from apiphant.deploy import runner, tasks
+    from apiphant.deploy import tasks
     from apiphant.deploy.config import parse
+    from apiphant.deploy.console import DryRun
     from tests.test_deploy_config import MYPRODUCT, THREE_HOSTS
 
     config = parse(tomllib.loads(THREE_HOSTS), Path("deploy.toml"), MYPRODUCT)
     asked: list[str] = []
 
-    class Here(runner.Executor):
+    class Here(DryRun):
         def query(self, host: str, command: str, why: str) -> str:
             if "Python" in why:
                 asked.append(host)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from apiphant.deploy import layout as layout_module
-from apiphant.deploy import plan, runner
+from apiphant.deploy import plan, ssh
 from apiphant.deploy.host import lock, nginx, releases, supervisor, uploads
 from apiphant.deploy.layout import Layout
 
@@ -57,13 +57,13 @@ def test_a_held_lock_names_its_holder_and_how_to_free_it(opt: Path) -> None:
     said = lock.held_message("web1", holder, "shop")
     assert said == ("web1: the deploy lock is held by ann since 2026-01-02T03:04:05Z; wait for "
                     "that deploy, or if it died: fab unlock --product=shop web1")  # fmt: skip
-    # What the runner says today, until it asks the lock for it.
+    # What a deploy says when its lock step finds the lock held: the lock's own words.
     from types import SimpleNamespace
 
     config = SimpleNamespace(product="shop")
     step = plan.Step("web1", "take the deploy lock", "", kind="lock")
     result = SimpleNamespace(exited=lock.LOCKED, stdout=held.stdout, stderr="")
-    assert runner.Remote._failure(SimpleNamespace(config=config), step, result) == said
+    assert ssh.Remote._failure(SimpleNamespace(config=config), step, result) == said
     assert sh(lock.unlock(layout)).stdout == (
         "removed the lock of ann since 2026-01-02T03:04:05Z\n")
     assert sh(lock.state(layout)).stdout == "lock: free\n"
@@ -94,7 +94,6 @@ def test_the_release_listing_and_its_parser(opt: Path) -> None:
     rows = [("20250103000000", True, False), ("20250102000000", False, False),
             ("20250101000000", True, True)]  # fmt: skip
     assert releases.parse_releases(listed) == rows
-    assert runner.parse_releases(listed) == rows  # the runner's copy, until it asks here
 
 
 # Uploads
@@ -109,7 +108,6 @@ def test_the_release_listing_and_its_parser(opt: Path) -> None:
 def test_an_upload_is_staged_then_installed_as_root(upload: plan.Upload) -> None:
     stage, install = uploads.upload_commands(upload, "/tmp/apiphant-upload.x")
     assert stage == "mktemp /tmp/apiphant-upload.XXXXXXXX"
-    assert (stage, install) == runner.upload_commands(upload, "/tmp/apiphant-upload.x")
     if upload.unpack:
         assert install.startswith("tar -xzf /tmp/apiphant-upload.x -C /opt/shop/releases/R ")
     else:

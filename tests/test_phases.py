@@ -51,9 +51,9 @@ class Hosts(DryRun):
     def query(self, host: str, command: str, why: str) -> str:
         with self.lock:
             self.ran.append(f"{host}? {why}")
-        if command.startswith("basename"):  # commands.current_release
+        if command.startswith("basename"):  # host.releases.current_release
             return self.serving[host] + "\n"
-        return f"{self.serving[host]} good current\n"  # commands.releases
+        return f"{self.serving[host]} good current\n"  # host.releases.releases
 
 
 def on_both(why: str, command: str, **kw) -> tuple[Step, ...]:

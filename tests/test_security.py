@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from apiphant.deploy import commands, plan, render
 from apiphant.deploy import layout as layout_module
+from apiphant.deploy import plan, render
 from apiphant.deploy.artifacts import build_tarball
 from apiphant.deploy.config import Config, ConfigError, load, parse
 from apiphant.deploy.host import agents as host_agents
-from apiphant.deploy.runner import upload_commands
+from apiphant.deploy.host.releases import current_release, releases
+from apiphant.deploy.host.uploads import upload_commands
 from tests.deploy_helpers import CHECKOUT, fab
 from tests.servers import serving
 from tests.test_deploy_config import ONE_HOST, THREE_HOSTS
@@ -350,7 +351,7 @@ def _hostile_plan(canary: Path) -> tuple[Config, list[str]]:
         else:
             found.append(step.command)
     layout = config.layout
-    found += [commands.current_release(layout), commands.releases(layout)]
+    found += [current_release(layout), releases(layout)]
     return config, found
 
 

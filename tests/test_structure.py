@@ -163,7 +163,7 @@ def test_protocol_code_is_pure() -> None:
 #: context.LOCAL_ADDRESS (the environ key /health reads: context.py's to move), and
 #: connection.py's reporting (the report of an application's 500).
 HTTP_MAY_IMPORT = {"apiphant.errors", "apiphant.settings.schema", "apiphant.context",
-                   "apiphant.reporting", "apiphant.runtime.reporting"}  # fmt: skip
+                   "apiphant.runtime.reporting"}  # fmt: skip
 
 
 def test_the_http_server_stands_alone() -> None:
@@ -187,3 +187,37 @@ def test_the_command_line_loads_no_gevent_until_it_serves() -> None:
                           cwd=REPO, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def _only_reexports(path: Path) -> bool:
+    """A module with nothing of its own: imports, ``__all__`` and the like, aliases of
+    imported names, and at most a ``__main__`` block."""
+    body = ast.parse(path.read_text()).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.Assign) and all(
+            isinstance(t, ast.Name) and (t.id.startswith("__") or isinstance(node.value, ast.Name))
+            for t in node.targets
+        ):
+            continue
+        main = ast.Compare(ast.Name("__name__"), [ast.Eq()], [ast.Constant("__main__")])
+        if isinstance(node, ast.If) and ast.dump(node.test) == ast.dump(main):
+            continue
+        return False
+    return True
+
+
+def test_no_module_only_reexports_unless_products_import_it_there() -> None:
+    """A module that only passes on names from elsewhere is a path to keep for products
+    (``compat.OLD_PATHS``, each tested by test_upgrade_from_02), or one to delete once its
+    importers name the real home. A package's ``__init__`` is its API, and may."""
+    from apiphant.compat import OLD_PATHS
+
+    facades = sorted(name for name, path in modules().items()
+                     if path.name != "__init__.py" and _only_reexports(path))  # fmt: skip
+    assert facades, "the check finds none: apiphant.server is one"
+    unlisted = [name for name in facades if name not in OLD_PATHS]
+    assert not unlisted, f"only re-exports, no product's path: import from the home: {unlisted}"

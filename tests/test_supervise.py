@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from apiphant.deploy import commands, supervise
+from apiphant.deploy import supervise
+from apiphant.deploy.host.agents import SUPERVISOR_PYTHON
 
 SUPERVISORD = shutil.which("supervisord") or "/usr/bin/supervisord"
 pytestmark = pytest.mark.skipif(not os.path.exists(SUPERVISORD), reason="no supervisord")
@@ -77,7 +78,7 @@ class Supervisord:
             time.sleep(0.05)
 
     def program(self, name: str, extra: str = "") -> str:
-        python = commands.SUPERVISOR_PYTHON
+        python = SUPERVISOR_PYTHON
         if name.startswith("p-api-"):
             command = (
                 f"{python} {self.folder}/health.py 127.0.0.1:{self.ports[name]} {self.release}"
@@ -97,7 +98,7 @@ class Supervisord:
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [commands.SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(self.conf), *args],
+            [SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(self.conf), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -340,7 +341,7 @@ def test_sync_where_supervisord_does_not_run_does_nothing(tmp_path: Path) -> Non
     conf = tmp_path / "supervisord.conf"
     conf.write_text(f"[supervisorctl]\nserverurl=unix://{tmp_path}/none.sock\n")
     done = subprocess.run(
-        [commands.SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(conf), "sync", "^p-", "p-api-1"],
+        [SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(conf), "sync", "^p-", "p-api-1"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -350,7 +351,7 @@ def test_sync_where_supervisord_does_not_run_does_nothing(tmp_path: Path) -> Non
 
 def test_an_unreadable_config_is_named_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [commands.SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(tmp_path / "no.conf"), "ping"],
+        [SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(tmp_path / "no.conf"), "ping"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -416,7 +417,7 @@ def test_an_inet_server_with_credentials_and_a_path(tmp_path: Path) -> None:
 
     def ping(config: Path) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [commands.SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(config), "ping"],
+            [SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(config), "ping"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -471,7 +472,7 @@ def test_ready_starts_supervisord_when_it_does_not_run(tmp_path: Path) -> None:
 
     def ready() -> subprocess.CompletedProcess:
         return subprocess.run(
-            [commands.SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(conf), "ready", "--service",
+            [SUPERVISOR_PYTHON, str(SCRIPT), "-c", str(conf), "ready", "--service",
              "supervisor"], capture_output=True, text=True, timeout=60)  # fmt: skip
 
     try:

@@ -134,6 +134,25 @@ def test_body_reads_lines_and_chunks():
     assert json.loads(body_of(answer)) == ["ab\n", "cde", "fg", "\n", "hij\n"]
 
 
+def test_body_readlines_stops_past_its_hint():
+    """``readlines(hint)`` as io's: whole lines, until they hold at least ``hint`` bytes."""
+
+    def app(environ, start_response):
+        body = environ["wsgi.input"]
+        parts = [body.readlines(3), body.readlines(4), body.readlines()]
+        start_response("200 OK", [])
+        return [json.dumps([[line.decode() for line in p] for p in parts]).encode()]
+
+    data = b"ab\ncd\nef\ng\nh"
+    with server_in_thread(app) as server:
+        answer = exchange(
+            server.server_port,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (len(data), data),
+        )
+    assert json.loads(body_of(answer)) == [["ab\n"], ["cd\n", "ef\n"], ["g\n", "h"]]
+
+
 def test_100_continue_is_sent_on_the_first_read_only():
     def app(environ, start_response):
         reads = environ["PATH_INFO"] == "/reads"

@@ -346,7 +346,7 @@ def tarball_path(workdir: Path, config: Config, release: str, kind: str = "") ->
 
 
 #: A file that is not readable by all where it comes from: on the hosts, root's and readable
-#: by the deployment's group only (``commands.unpack_upload``), never by all.
+#: by the deployment's group only (``host.uploads.unpack_upload``), never by all.
 PRIVATE = 0o004
 
 

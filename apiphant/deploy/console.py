@@ -9,8 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from apiphant.deploy import commands
 from apiphant.deploy.config import Config
+from apiphant.deploy.host.uploads import upload_commands
 from apiphant.deploy.plan import Phase, Plan, Step, Upload, by_host, stages
 
 Print = Callable[[str], None]
@@ -67,15 +67,6 @@ def describe_upload(upload: Upload) -> str:
                 f"kept{private})")  # fmt: skip
     owner = f"{upload.owner}:{upload.group}"
     return f"upload {what} -> {upload.remote} (mode {upload.mode:04o}, owner {owner})"
-
-
-def upload_commands(upload: Upload, staged: str = "$STAGED") -> tuple[str, str]:
-    """Stage the file as the SSH user (who may not be root), then install (or unpack) it as
-    root."""
-    u = upload
-    if u.unpack:
-        return commands.STAGE, commands.unpack_upload(staged, u.remote, u.group)
-    return commands.STAGE, commands.upload_install(staged, u.remote, u.mode, u.owner, u.group)
 
 
 class Hosts(Protocol):

@@ -5,10 +5,12 @@ whose answer refuses the deploy, stops it with nothing touched."""
 
 from functools import partial
 
-from apiphant.deploy import commands, hostwide, wheelhouse
+from apiphant.deploy import hostwide, wheelhouse
 from apiphant.deploy.config import Config, ConfigError, Host
 from apiphant.deploy.console import Hosts
 from apiphant.deploy.errors import DeployError
+from apiphant.deploy.host.shell import join
+from apiphant.deploy.host.system import account_check
 from apiphant.deploy.orchestrate import each_at_once
 
 
@@ -44,8 +46,8 @@ def host_facts(
     deployment's user name that the deploy did not make, stops the deploy here, with
     nothing touched."""
     python = {h.name for h in hosts if config.runs_python(h)}
-    account = commands.account_check(config.layout)
-    facts = commands.join(account, wheelhouse.facts_command(config.python, config.layout.venvs))
+    account = account_check(config.layout)
+    facts = join(account, wheelhouse.facts_command(config.python, config.layout.venvs))
     user = f"its system user {config.layout.user}"
 
     def ask(name: str) -> str:

@@ -356,7 +356,7 @@ class Paths:
     @property
     def venv_archive(self) -> str:
         """The virtualenv as one archive, while it travels from the host that built it to
-        the hosts of its platform (``commands.pack_venv``); gone once it has."""
+        the hosts of its platform (``host.venv.pack_venv``); gone once it has."""
         return f"{self.dir}/{VENV_ARCHIVE}"
 
     @property

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.console import Hosts, heading, say
 from apiphant.deploy.errors import DeployError
+from apiphant.deploy.host import releases
+from apiphant.deploy.host.releases import Releases
 from apiphant.deploy.plan import Phase, Plan, Step, StepKind, by_host, stages
 from apiphant.deploy.target import UsageError
 
@@ -112,7 +113,7 @@ def run_staged(
 
 def current_releases(executor: Hosts, config: Config, hosts: list[Host]) -> dict[str, str]:
     """The release each host serves (asked of all at once), "" where none is."""
-    command = commands.current_release(config.layout)
+    command = releases.current_release(config.layout)
     answers = each_at_once([
         (h.name, lambda name=h.name: executor.query(name, command, "which release is current"))
         for h in hosts
@@ -121,29 +122,14 @@ def current_releases(executor: Hosts, config: Config, hosts: list[Host]) -> dict
     for host, answer in answers.items():
         if isinstance(answer, DeployError):
             raise answer
-        answer = answer.strip()
-        found[host] = answer if answer and answer != "current" else ""
+        found[host] = releases.parse_current(answer)
     return found
-
-
-#: A host's releases, newest first: (release, good, current).
-Releases = list[tuple[str, bool, bool]]
-
-
-def parse_releases(text: str) -> Releases:
-    """``commands.releases``' answer: ``ID good|failed [current]`` lines."""
-    rows = []
-    for line in text.splitlines():
-        parts = line.split()
-        if parts:
-            rows.append((parts[0], parts[1:2] == ["good"], "current" in parts[2:]))
-    return rows
 
 
 def good_releases(executor: Hosts, config: Config, host: Host) -> Releases:
     """(release, good, current) on one host, newest first."""
-    return parse_releases(
-        executor.query(host.name, commands.releases(config.layout), "list releases")
+    return releases.parse_releases(
+        executor.query(host.name, releases.releases(config.layout), "list releases")
     )
 
 
@@ -153,10 +139,10 @@ def all_releases(
     """Every host's releases, asked of all at once; a host that cannot answer, its error.
     A host lost earlier in this run is not asked again (that would wait out a connect
     timeout to learn what is known): its error says it was lost."""
-    command = commands.releases(config.layout)
+    command = releases.releases(config.layout)
     asked = [h.name for h in hosts if h.name not in executor.lost]
     answers = each_at_once([
-        (name, lambda name=name: parse_releases(executor.query(name, command, why)))
+        (name, lambda name=name: releases.parse_releases(executor.query(name, command, why)))
         for name in asked
     ])  # fmt: skip
     return {

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import jinja2
 
-from apiphant.deploy import commands, hostwide, kit, roles
+from apiphant.deploy import hostwide, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
+from apiphant.deploy.host.certbot import RENEW_EVERY, certbot_renew
+from apiphant.deploy.host.configs import logrotate
 from apiphant.deploy.layout import (
     ACME_CHALLENGE,
     HEALTH_PATH,
@@ -205,11 +207,11 @@ def context(
         "tls_ciphers": TLS_CIPHERS,
         "hsts_max_age": HSTS_MAX_AGE,
         "renewer_program": layout.renewer if config.renews(host) else "",
-        "renew_every": commands.RENEW_EVERY,
+        "renew_every": RENEW_EVERY,
         "rotator_program": layout.rotator,
-        "logrotate_run": commands.logrotate(layout),
+        "logrotate_run": logrotate(layout),
         "logs": config.logs,
-        "certbot_renew": commands.certbot_renew(layout, config.tls) if config.tls.acme else "",
+        "certbot_renew": certbot_renew(layout, config.tls) if config.tls.acme else "",
         "nginx_errors": [(code, status_line(code)) for code in NGINX_ERRORS],
         "not_found": status_line(404),
         "pools": pools,

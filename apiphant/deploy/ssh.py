@@ -13,10 +13,11 @@ from contextlib import contextmanager
 from shlex import quote as q
 from typing import IO, Any
 
-from apiphant.deploy import commands
 from apiphant.deploy.config import SUDO_PASSWORD_ENV, Config
-from apiphant.deploy.console import DryRun, Print, _Prefixed, _print, upload_commands
+from apiphant.deploy.console import DryRun, Print, _Prefixed, _print
 from apiphant.deploy.errors import DeployError, Lost, StepFailed, Unreachable
+from apiphant.deploy.host import lock
+from apiphant.deploy.host.uploads import upload_commands
 from apiphant.deploy.plan import TUNNEL, Local, Step, StepKind
 
 #: A host that stops answering mid-deploy (its link or its power gone) sends no reset: the
@@ -228,12 +229,8 @@ class Remote:
         return result.stdout
 
     def _failure(self, step: Step, result: Any) -> str:
-        if step.kind is StepKind.LOCK and result.exited == commands.LOCKED:
-            holder = result.stdout.strip().removeprefix("held by ")
-            return (
-                f"{step.host}: the deploy lock is held by {holder}; wait for that deploy, or if "
-                f"it died: fab unlock --product={self.config.product} {step.host}"
-            )
+        if step.kind is StepKind.LOCK and result.exited == lock.LOCKED:
+            return lock.held_message(step.host, lock.parse_held(result.stdout), self.config.product)
         failed = f"{step.host}: {step.why} failed (exit {result.exited})"
         if step.kind is StepKind.REASON:  # the command's own last word says why, in one line
             lines = [line for line in result.stderr.splitlines() if line.strip()]

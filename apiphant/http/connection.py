@@ -50,10 +50,10 @@ from typing import Any
 
 import gevent
 
-from apiphant import reporting
 from apiphant.http import response, wsgi
 from apiphant.http.parser import ProtocolError, Request, RequestParser
 from apiphant.http.protocol import ConnectionOwner
+from apiphant.runtime import reporting
 
 log = logging.getLogger("apiphant.server")
 access_log = logging.getLogger("apiphant.access")

@@ -95,7 +95,32 @@ def environ(base: dict[str, Any], request: Request, body: Any, remote: Any) -> d
     return env
 
 
-class Body:
+class Lines:
+    """``readlines`` and iteration by line, from a stream's own ``readline``: what
+    io.IOBase gives a file, for the WSGI inputs that are not files (``Body``, and the
+    App's size-limited stream)."""
+
+    __slots__ = ()
+
+    def readline(self, size: int | None = -1) -> bytes:
+        raise NotImplementedError
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class Body(Lines):
     """``wsgi.input``: the request body, read from the connection as the application asks.
 
     Reads wait at most until the body deadline (a TimeoutError past it); a body
@@ -137,20 +162,6 @@ class Body:
             if request.complete or len(buffer) >= limit:
                 return self.read(limit)
             self._connection.fill(request, len(buffer) + 1)
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        lines: list[bytes] = []
-        total = 0
-        while line := self.readline():
-            lines.append(line)
-            total += len(line)
-            if 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        while line := self.readline():
-            yield line
 
 
 class StartResponse:

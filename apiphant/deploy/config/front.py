@@ -3,9 +3,9 @@ top-level ``tls`` keys and ``[nginx] tls_listen``)."""
 
 from dataclasses import dataclass
 
-from apiphant.address import format_address
 from apiphant.deploy.config.keys import key
 from apiphant.settings.schema import env_name
+from apiphant.settings.values import format_address
 
 # HTTPS: where Nginx's certificate comes from (apiphant.deploy.tls)
 TLS_MODES = ("off", "acme", "files")

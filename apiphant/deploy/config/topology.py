@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from apiphant import settings
-from apiphant.address import format_address
 from apiphant.deploy.config.errors import ConfigError
 from apiphant.deploy.config.patterns import SSH
 from apiphant.deploy.layout import Layout
+from apiphant.settings.values import format_address
 
 if TYPE_CHECKING:
     from pathlib import Path

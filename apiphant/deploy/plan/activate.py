@@ -2,8 +2,13 @@
 
 from importlib import resources
 
-from apiphant.deploy import commands, roles
+from apiphant.deploy import roles
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.host.certbot import obtain_certificate
+from apiphant.deploy.host.configs import link
+from apiphant.deploy.host.nginx import nginx_check_live, nginx_ready
+from apiphant.deploy.host.releases import in_release, switch
+from apiphant.deploy.host.supervisor import supervisor_ready, supervisor_sync
 from apiphant.deploy.plan.rolling import agent_step, rolling_restart
 from apiphant.deploy.plan.steps import Step, StepKind, Upload, staged
 
@@ -23,7 +28,7 @@ def release_phase_steps(config: Config, hosts: list[Host], release: str) -> tupl
         Step(
             first_api.name,
             f"release command, once, in release {release}: {config.release_command}",
-            commands.in_release(paths.dir, config.layout.user, config.release_command),
+            in_release(paths.dir, config.layout.user, config.release_command),
             timeout=3600,
         ),
     )
@@ -66,7 +71,7 @@ def activate_steps(
             Step(
                 host.name,
                 f"make release {paths.release_id} current",
-                commands.switch(paths),
+                switch(paths),
                 switch=True,
             )
         )
@@ -76,33 +81,33 @@ def activate_steps(
             Step(
                 host.name,
                 "link configs into /etc",
-                commands.link(used, unused, layout.current_config),
+                link(used, unused, layout.current_config),
             )
         )
         if config.tls.on and host.has("nginx"):
             steps.append(Step(host.name, "check: nginx -t, with the certificate",
-                              commands.nginx_check_live()))  # fmt: skip
+                              nginx_check_live()))  # fmt: skip
         # Every host: one that lost its programs' roles has them removed by it (the sync).
         steps.append(Step(host.name, "the kit's Supervisor client", upload=Upload(
             layout.supervise, 0o644, "supervise.py", content=SUPERVISE)))  # fmt: skip
         steps.append(agent_step(layout, host.name))
         if "supervisor" in services:
             steps.append(Step(host.name, "supervisord: start if not running",
-                              commands.supervisor_ready(layout)))  # fmt: skip
+                              supervisor_ready(layout)))  # fmt: skip
         if "nginx" in services:
             nginx_files = [f"{layout.current_config}/{n}" for n in NGINX_FILES]
             steps.append(
                 Step(
                     host.name,
                     "nginx: reload if its config changed, or start",
-                    commands.nginx_ready(nginx_files, layout.nginx_loaded),
+                    nginx_ready(nginx_files, layout.nginx_loaded),
                 )
             )
     sync = [
         Step(
             host.name,
             "supervisor: add and remove programs to match the config",
-            commands.supervisor_sync(layout, config.programs(host)),
+            supervisor_sync(layout, config.programs(host)),
         )
         for host in hosts
     ]
@@ -124,7 +129,7 @@ def obtain_step(
         host.name,
         f"certificate for {', '.join(config.tls.domains)} from {config.tls.acme_server} "
         "(certbot, HTTP-01 through Nginx)",
-        commands.obtain_certificate(layout, config.tls, http_site, unlinks, first),
+        obtain_certificate(layout, config.tls, http_site, unlinks, first),
         timeout=600,
         kind=StepKind.REASON,
     )

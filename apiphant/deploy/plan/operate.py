@@ -1,8 +1,11 @@
 """The deploy lock's steps, and the operator's tasks as plans: status, logs, unlock, run,
 maintenance, history, and the line each task records in a host's history."""
 
-from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.host.lock import lock, unlock
+from apiphant.deploy.host.nginx import maintenance
+from apiphant.deploy.host.releases import history, in_release, record
+from apiphant.deploy.host.status import status, tail_logs
 from apiphant.deploy.plan.steps import Step, StepKind
 
 
@@ -10,7 +13,7 @@ def lock_steps(config: Config, hosts: list[Host], holder: str) -> tuple[Step, ..
     """Each host's deploy lock, taken for ``holder``: a held one fails as StepKind.LOCK."""
     layout = config.layout
     return tuple(
-        Step(h.name, "take the deploy lock", commands.lock(layout, holder), timeout=60,
+        Step(h.name, "take the deploy lock", lock(layout, holder), timeout=60,
              kind=StepKind.LOCK)
         for h in hosts
     )  # fmt: skip
@@ -21,7 +24,7 @@ def unlock_steps(
 ) -> tuple[Step, ...]:
     """Each host's deploy lock removed: after a deploy, or ``fab unlock``'s (``why``)."""
     return tuple(
-        Step(h.name, why, commands.unlock(config.layout), timeout=60) for h in hosts
+        Step(h.name, why, unlock(config.layout), timeout=60) for h in hosts
     )
 
 
@@ -43,8 +46,8 @@ def status_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
         Step(
             h.name,
             "status",
-            commands.status(config.layout, [(w.program, w.address) for w in config.workers(h)],
-                            certificates(config, h)),  # fmt: skip
+            status(config.layout, [(w.program, w.address) for w in config.workers(h)],
+                   certificates(config, h)),  # fmt: skip
             timeout=60,
             kind=StepKind.PASSTHROUGH,
         )
@@ -58,7 +61,7 @@ def logs_plan(config: Config, hosts: list[Host], lines: int, follow: bool) -> tu
         Step(
             h.name,
             f"logs in {layout.logs}",
-            commands.tail_logs(layout, lines, follow),
+            tail_logs(layout, lines, follow),
             timeout=24 * 3600 if follow else 120,
             kind=StepKind.PASSTHROUGH,
         )
@@ -78,7 +81,7 @@ def run_plan(config: Config, hosts: list[Host], command: str) -> tuple[Step, ...
         Step(
             h.name,
             f"run in the current release as {layout.user}: {command}",
-            commands.in_release(layout.current, layout.user, command),
+            in_release(layout.current, layout.user, command),
             timeout=24 * 3600,
             kind=StepKind.PASSTHROUGH,
         )
@@ -91,7 +94,7 @@ def maintenance_plan(config: Config, hosts: list[Host], on: bool) -> tuple[Step,
         Step(
             h.name,
             f"maintenance {'on' if on else 'off'}",
-            commands.maintenance(config.layout, on),
+            maintenance(config.layout, on),
             timeout=60,
         )
         for h in hosts
@@ -101,7 +104,7 @@ def maintenance_plan(config: Config, hosts: list[Host], on: bool) -> tuple[Step,
 
 def history_plan(config: Config, hosts: list[Host], lines: int) -> tuple[Step, ...]:
     return tuple(
-        Step(h.name, "history", commands.history(config.layout, lines), timeout=60,
+        Step(h.name, "history", history(config.layout, lines), timeout=60,
              kind=StepKind.PASSTHROUGH)
         for h in hosts
     )  # fmt: skip
@@ -110,7 +113,7 @@ def history_plan(config: Config, hosts: list[Host], lines: int) -> tuple[Step, .
 def record_steps(config: Config, hosts: list[Host], line: str) -> tuple[Step, ...]:
     """One line in each host's audit log (never fails the task it records)."""
     return tuple(
-        Step(h.name, "record in the host's history", commands.record(config.layout, line),
+        Step(h.name, "record in the host's history", record(config.layout, line),
              timeout=60, kind=StepKind.REPORT)
         for h in hosts
     )  # fmt: skip

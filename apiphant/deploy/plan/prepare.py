@@ -5,8 +5,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote as q
 
-from apiphant.deploy import artifacts, commands
+from apiphant.deploy import artifacts
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.host.certbot import tls_dirs
+from apiphant.deploy.host.configs import check_logrotate
+from apiphant.deploy.host.nginx import check_nginx
+from apiphant.deploy.host.releases import make_release_dirs
+from apiphant.deploy.host.shell import join
+from apiphant.deploy.host.supervisor import check_supervisor
+from apiphant.deploy.host.system import apt_install, private_dir, system_user
+from apiphant.deploy.host.venv import pack_venv, virtualenv, virtualenv_from_archive
 from apiphant.deploy.layout import VENV_ARCHIVE, Paths
 from apiphant.deploy.plan.steps import Download, Step, Upload, merged, staged
 from apiphant.deploy.render import HostFiles
@@ -85,15 +93,15 @@ def prepare_steps(
         name = host.name
         python = config.runs_python(host)
         setup = [
-            ("apt packages", commands.apt_install(files.apt)),
-            (f"system user {layout.user}", commands.system_user(layout)),
-            ("release folder", commands.make_release_dirs(paths, host.has("nginx"))),
+            ("apt packages", apt_install(files.apt)),
+            (f"system user {layout.user}", system_user(layout)),
+            ("release folder", make_release_dirs(paths, host.has("nginx"))),
         ]
         if tls_files is not None and host.has("nginx"):
             setup.append(("folder for the certificate, root's only",
-                          commands.private_dir(paths.tls)))  # fmt: skip
+                          private_dir(paths.tls)))  # fmt: skip
         if config.renews(host):
-            setup.append(("certbot's folders and the ACME webroot", commands.tls_dirs(layout)))
+            setup.append(("certbot's folders and the ACME webroot", tls_dirs(layout)))
         steps.append(merged(name, setup, timeout=1800))
         has_venv = name in code_only[1]
         builder = copies.source(name)
@@ -149,27 +157,27 @@ def prepare_steps(
             steps += tls_file_steps(paths, tls_files, name)
         receivers = copies.builders.get(name, ())
         if python and not builder:
-            venv = commands.virtualenv(paths, config.python, config.product, packages,
-                                       wheels=not has_venv)  # fmt: skip
+            venv = virtualenv(paths, config.python, config.product, packages,
+                              wheels=not has_venv)  # fmt: skip
             why = "virtualenv with apiphant and the product's requirements"
             if receivers:
-                venv = commands.join(venv, commands.pack_venv(paths, packages))
+                venv = join(venv, pack_venv(paths, packages))
                 why += f"; packed for {', '.join(receivers)}"
             steps.append(Step(name, why, venv, timeout=1800))
         checks = []
         if "supervisor" in files.services:
-            checks.append(("check: Supervisor config", commands.check_supervisor(paths)))
+            checks.append(("check: Supervisor config", check_supervisor(paths)))
         if "nginx" in files.services:
             checks.append((
                 "check: nginx -t, full config",
-                commands.check_nginx(
+                check_nginx(
                     paths,
                     files.unlinks,
                     config.nginx.worker_rlimit_nofile,
                     layout.acme_fullchain if config.tls.acme else "",
                 ),
             ))  # fmt: skip
-        checks.append(("check: logrotate config", commands.check_logrotate(paths)))
+        checks.append(("check: logrotate config", check_logrotate(paths)))
         steps.append(merged(name, checks))
     fetch, receive = [], []
     for builder, receivers in copies.builders.items():
@@ -183,7 +191,7 @@ def prepare_steps(
                                 upload=Upload(paths.venv_archive, 0o600, f"{builder}'s virtualenv",
                                               local=local)))  # fmt: skip
             receive.append(Step(name, f"virtualenv: unpack {builder}'s",
-                                commands.virtualenv_from_archive(paths, config.product, packages),
+                                virtualenv_from_archive(paths, config.product, packages),
                                 timeout=1800))  # fmt: skip
     return tuple(staged([steps, fetch, receive]))
 

@@ -2,8 +2,10 @@
 
 from importlib import resources
 
-from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host, Pool, Worker
+from apiphant.deploy.host.nginx import in_rotation
+from apiphant.deploy.host.shell import join
+from apiphant.deploy.host.supervisor import restart_background, restart_workers
 from apiphant.deploy.layout import Layout
 from apiphant.deploy.plan.steps import Step, Upload
 
@@ -48,7 +50,7 @@ def rolling_restart(
 
     A batch's workers restart together, each host's in one step, and each is checked on
     its own /health until it answers the new release; then every front's Nginx must send
-    it requests again (``commands.in_rotation``) before the pool's next batch restarts.
+    it requests again (``host.nginx.in_rotation``) before the pool's next batch restarts.
     Nginx is not reloaded for this: a reload makes its old workers close busy client
     connections, which a client reusing them sees as an error. Instead a restarting worker
     drains (it stops accepting, so Nginx's connects are refused and tried on the next
@@ -74,11 +76,11 @@ def rolling_restart(
     if background is not None and background.name in {h.name for h in hosts}:
         program, release = layout.background, releases[background.name]
         beside[background.name] = (f"restart {program} (checked after the batches)",
-                               commands.restart_background(layout, program, release,
-                                                           layout.log(program), wait=False))
+                               restart_background(layout, program, release,
+                                                  layout.log(program), wait=False))
         checks.append(Step(background.name, f"{program} runs release {release}",
-                           commands.restart_background(layout, program, release,
-                                                       layout.log(program))))  # fmt: skip
+                           restart_background(layout, program, release,
+                                              layout.log(program))))  # fmt: skip
     stages: list[list[Step]] = []
     # A front outside this deploy checks the rotation too: with the agent of this deploy.
     outside = [front for front in fronts if front.name not in releases]
@@ -96,7 +98,7 @@ def rolling_restart(
             restarts.append(Step(
                 host.name,
                 f"{why}; {also[0]}" if also else why,
-                commands.restart_workers(
+                restart_workers(
                     layout, [(w.program, w.address, layout.log(w.program)) for w in mine], release,
                     [also[1]] if also else []),
             ))  # fmt: skip
@@ -107,10 +109,10 @@ def rolling_restart(
                 front.name,
                 f"Nginx sends requests to {', '.join(w.address for w in batch)} again "
                 f"(at most {nginx.back_within}s after a refusal)",
-                commands.join(*[
-                    commands.in_rotation(layout, nginx.rotation_url(pool), nginx.rotation_host,
-                                         nginx.rotation_header, w.address, nginx.back_within,
-                                         rounds=len(workers_of[pool]))
+                join(*[
+                    in_rotation(layout, nginx.rotation_url(pool), nginx.rotation_host,
+                                nginx.rotation_header, w.address, nginx.back_within,
+                                rounds=len(workers_of[pool]))
                     for w in batch for pool in pools_of[w.address]
                 ]),
                 timeout=(nginx.back_within + 10) * len(batch) * len(config.pools) + 60,

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from shlex import quote as q
 
-from apiphant.deploy import commands
+from apiphant.deploy.host.shell import join
 
 
 @dataclass(frozen=True)
@@ -224,6 +224,6 @@ def merged(host: str, parts: list[tuple[str, str]], timeout: int = 900) -> Step:
     """Small commands with no decision between them as one step: one round trip instead of
     one each. Its why names every part, in order; the first that fails stops the rest."""
     return Step(
-        host, "; ".join(why for why, _ in parts), commands.join(*(c for _, c in parts)),
+        host, "; ".join(why for why, _ in parts), join(*(c for _, c in parts)),
         timeout=timeout,
     )  # fmt: skip

@@ -2,8 +2,10 @@
 
 import sys
 
-from apiphant.deploy import commands
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.host.certbot import https_check
+from apiphant.deploy.host.releases import cleanup, in_release, mark_good, smoke_test
+from apiphant.deploy.layout import HEALTH_PATH
 from apiphant.deploy.plan.steps import TUNNEL, Local, Step, StepKind, staged
 from apiphant.settings.schema import env_name
 
@@ -34,7 +36,7 @@ def verify_steps(
         if config.runs_python(host):
             url, why = config.nginx.local_url, "smoke test through Nginx"
             steps.append(Step(host.name, f"{why}: {config.product}/test.py {url}",
-                              commands.smoke_test(paths, config.product, url)))  # fmt: skip
+                              smoke_test(paths, config.product, url)))  # fmt: skip
         elif rollback:
             steps.append(tunnel_health(config, host))
         else:
@@ -45,7 +47,7 @@ def verify_steps(
                 steps.append(Step(
                     host.name,
                     f"smoke test over HTTPS: {domain}, its chain verified against its issuer",
-                    commands.https_check(config.tls, domain, issuer, releases[host.name]),
+                    https_check(config.tls, domain, issuer, releases[host.name]),
                 ))  # fmt: skip
     for host in backends:
         paths = config.layout.release(releases[host.name])
@@ -54,7 +56,7 @@ def verify_steps(
                else "smoke test of the release gone back to, on the first worker" if rollback
                else "smoke test of this API host, on its first worker")  # fmt: skip
         steps.append(Step(host.name, f"{why}: {config.product}/test.py {url}",
-                          commands.smoke_test(paths, config.product, url)))  # fmt: skip
+                          smoke_test(paths, config.product, url)))  # fmt: skip
     return tuple(steps)
 
 
@@ -63,7 +65,7 @@ TUNNEL_URL = f"http://{TUNNEL}"
 #: /health through the tunnel: the front answers, from a worker, with some release (or with
 #: status ok alone, from workers that do not trust the front to name the deployment).
 HEALTH_SCRIPT = (
-    'import json, os, urllib.request; url = os.environ["APIPHANT_URL"] + "/health"; '
+    f'import json, os, urllib.request; url = os.environ["APIPHANT_URL"] + "{HEALTH_PATH}"; '
     "answer = json.load(urllib.request.urlopen(url, timeout=10)); "
     'assert answer["status"] == "ok", answer; '
     'print(url, "answers", "release " + answer["release"] if "release" in answer else "ok")'
@@ -100,12 +102,12 @@ def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step,
     paths = layout.release(release)
     steps = []
     for host in hosts:
-        steps.append(Step(host.name, f"mark release {release} good", commands.mark_good(paths)))
+        steps.append(Step(host.name, f"mark release {release} good", mark_good(paths)))
         steps.append(
             Step(
                 host.name,
                 f"keep the {config.keep_releases} newest good releases; failed ones go",
-                commands.cleanup(layout, config.keep_releases),
+                cleanup(layout, config.keep_releases),
             )
         )
     after = []
@@ -115,7 +117,7 @@ def finish_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step,
             Step(
                 first_api.name,
                 f"after_deploy, once: {config.after_deploy}",
-                commands.in_release(paths.dir, layout.user, config.after_deploy),
+                in_release(paths.dir, layout.user, config.after_deploy),
                 timeout=3600,
                 kind=StepKind.REPORT,
             )
