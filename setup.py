@@ -42,6 +42,10 @@ BENCH_PEERS = [
     "granian>=2.8,<3",
 ]
 
+#: PostgreSQL (apiphant.db), tested with psycopg 3.3 and psycopg_pool 3.3: gevent is
+#: supported from psycopg 3.1.14, ConnectionPool.check_connection from psycopg_pool 3.2.
+POSTGRES = ["psycopg[binary]>=3.3,<4", "psycopg_pool>=3.3,<4"]
+
 setup(
     name="apiphant",
     version=VERSION,
@@ -67,6 +71,7 @@ setup(
     ],
     extras_require={
         "deploy": ["fabric>=3.2,<4", "jinja2>=3.1,<4"],
+        "postgres": POSTGRES,
         "bench": [*BENCH_PEERS, "h11>=0.16,<1", "orjson>=3.8,<4"],  # the last two: bench.micro
         "test": [
             "pytest>=8",
@@ -76,6 +81,7 @@ setup(
             "jinja2>=3.1,<4",
             "h11>=0.16,<1",  # the parser's differential tests
             *BENCH_PEERS,  # the bench smoke test runs every peer
+            *POSTGRES,  # apiphant.db's tests, against a real PostgreSQL
         ],
     },
     entry_points={

@@ -97,6 +97,7 @@ def _import_failed(error: Exception, debug: bool) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
+    from apiphant import db
     from apiphant.app import create_app
     from apiphant.routing import RouteError
     from apiphant.runtime.lifecycle import serving
@@ -107,6 +108,7 @@ def serve(args: argparse.Namespace) -> int:
     found = options.resolve(args, "serve")
     cors, trusted = _cors(found), _trusted(found)
     value = {name: resolved.value for name, resolved in found.items()}
+    db.for_product(args.product, value)
     try:
         app = create_app(args.product, max_body=value["max_body"], cors=cors,
                          trusted_proxies=trusted,
