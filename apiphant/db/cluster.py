@@ -91,6 +91,16 @@ def _run(argv: list[str], what: str, log: Path | None = None) -> None:
         raise ClusterError(f"{what} failed: {reason}{where}")
 
 
+def _zombie(pid: int) -> bool:
+    """A postmaster killed but not reaped (its parent, often the init of a container, does
+    not wait for it) still answers kill 0: dead all the same."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A cluster in ``folder``: its data in ``folder/data``, its socket and log in ``folder``;
@@ -128,7 +138,7 @@ class Cluster:
             return None
         except PermissionError:  # alive, another user's
             pass
-        return pid
+        return None if _zombie(pid) else pid
 
     def running(self) -> bool:
         return self.pid() is not None and (self.folder / SOCKET).exists()
