@@ -46,6 +46,10 @@ BENCH_PEERS = [
 #: pytest for its own unit tests (`pytest tests`, which `apiphant new` suggests).
 DEPLOY = ["fabric>=3.2,<4", "jinja2>=3.1,<4", "pytest>=8,<10"]
 
+#: PostgreSQL (apiphant.db), tested with psycopg 3.3 and psycopg_pool 3.3: gevent is
+#: supported from psycopg 3.1.14, ConnectionPool.check_connection from psycopg_pool 3.2.
+POSTGRES = ["psycopg[binary]>=3.3,<4", "psycopg_pool>=3.3,<4"]
+
 setup(
     name="apiphant",
     version=VERSION,
@@ -73,6 +77,7 @@ setup(
     ],
     extras_require={
         "deploy": DEPLOY,
+        "postgres": POSTGRES,
         "bench": [*BENCH_PEERS, "h11>=0.16,<1", "orjson>=3.8,<4"],  # the last two: bench.micro
         # apiphant's own suite (bash .ci/test); a product needs only the deploy extra.
         "test": [
@@ -81,6 +86,7 @@ setup(
             "ruff>=0.5",
             "h11>=0.16,<1",  # the parser's differential tests
             *BENCH_PEERS,  # the bench smoke test runs every peer
+            *POSTGRES,  # apiphant.db's tests, against a real PostgreSQL
         ],
     },
     entry_points={

@@ -6,6 +6,7 @@ apiphant's gevent server, gunicorn, or any other WSGI server.
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,10 @@ HEALTH_PATH = "/health"
 RELEASE_ENV = schema.env_name("release")
 #: Where the App leaves the request's Http context for handlers, hooks and middleware.
 HTTP_KEY = "apiphant.http"
+#: The answer when the database has no connection free in time: the server's own 503.
+UNAVAILABLE = status_line(503)
+UNAVAILABLE_BODY = response.error_body(503)
+RETRY_AFTER = ("Retry-After", "1")
 
 #: The methods a (JSON) route takes, for a 405's ``Allow``: POST, and OPTIONS with CORS on.
 ALLOW = "POST"
@@ -287,7 +292,12 @@ class App:
             body = encode(error.body).encode()
             return status_line(error.status), body, isinstance(error, BodyError), None
         except (Exception, SystemExit, KeyboardInterrupt) as error:  # sys.exit() kills no worker
-            self._report(route, error, http.scheme)
+            if _unavailable(error):  # no database connection free in time: wait, then retry
+                log.warning("%s: no database connection within the pool timeout: 503",
+                            route.path if route else "?")  # fmt: skip
+                http.response_headers.append(RETRY_AFTER)
+                return UNAVAILABLE, UNAVAILABLE_BODY, False, None
+            self._report(route, error, http.scheme)  # a database error too: a 500, reported
             return SERVER_ERROR, SERVER_ERROR_BODY, False, None
 
     def _not_post(self, method: str, http: Http) -> Answer:
@@ -351,6 +361,14 @@ class App:
         log.error("%s failed", where, exc_info=error)
         # the client's scheme: https behind a TLS-terminating Nginx (X-Forwarded-Proto)
         reporting.capture(error, route=where, scheme=scheme)
+
+
+def _unavailable(error: BaseException) -> bool:
+    """psycopg_pool's PoolTimeout: the pool had no connection free within its timeout (all in
+    use, or the database unreachable). Looked up only once something imported psycopg_pool,
+    so a product without a database never loads it."""
+    pool = sys.modules.get("psycopg_pool")
+    return pool is not None and isinstance(error, pool.PoolTimeout)
 
 
 def _checked(start_response: StartResponse | None) -> StartResponse:

@@ -131,6 +131,16 @@ def load(product_path: str | Path) -> tuple[ModuleType, list[Task], OnError | No
 # The command
 
 
+def _database(args: argparse.Namespace) -> None:
+    """The pool's size and timeout from the options, and the development database when
+    DATABASE_URL is unset (psycopg is loaded only when a task first connects)."""
+    from apiphant import db
+    from apiphant.settings.options import resolve
+
+    found = resolve(args, "background")
+    db.for_product(args.product, {name: found[name].value for name in found})
+
+
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
     from apiphant.runtime.usage import Parser
     from apiphant.settings.options import add_options
@@ -165,6 +175,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     with exit_codes(prog, (ProductError, BackgroundError, SettingError)):
         args = parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
         logs.configure()
+        _database(args)
         module, found, on_error = load(args.product)
 
         def run(task: Task, slot: Slot) -> None:

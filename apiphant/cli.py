@@ -4,6 +4,7 @@ apiphant serve PRODUCT [HOST:PORT] [options]   serve on gevent (default 127.0.0.
 apiphant routes PRODUCT                        list the routes
 apiphant new NAME [DIR]                        create a product from the template
 apiphant background PRODUCT                    run PRODUCT/api/background.py's tasks
+apiphant db start|url|stop|reset|migrate PRODUCT  the development database, the migrations
 apiphant PRODUCT HOST:PORT                     apiphant 0.2's form of serve, still working
 
 Every mistake in an argument or an environment value is one line naming it, exit status 2.
@@ -45,6 +46,9 @@ def parser() -> Parser:
                            description="Create a product from the template.")  # fmt: skip
     new_p.add_argument("name", help="the product's name: lowercase ASCII identifier, like shop")
     new_p.add_argument("dir", nargs="?", default=".", help="where to create it (default: here)")
+    # Parsed by apiphant.db.commands itself (run() hands it over first); listed for -h.
+    sub.add_parser("db", add_help=False, help="the development database (start, url, stop, "
+                   "reset) and the migrations (migrate): apiphant db -h")  # fmt: skip
     # Parsed by apiphant.background itself (run() hands it over first); listed for -h.
     sub.add_parser(
         "background", add_help=False,
@@ -98,6 +102,7 @@ def _import_failed(error: Exception, debug: bool) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
+    from apiphant import db
     from apiphant.app import HEALTH_PATH, create_app
     from apiphant.routing import RouteError
     from apiphant.runtime.lifecycle import serving
@@ -108,6 +113,7 @@ def serve(args: argparse.Namespace) -> int:
     found = options.resolve(args, "serve")
     cors, trusted = _cors(found), _trusted(found)
     value = {name: resolved.value for name, resolved in found.items()}
+    db.for_product(args.product, value)
     try:
         app = create_app(args.product, max_body=value["max_body"], cors=cors,
                          trusted_proxies=trusted,
@@ -178,7 +184,17 @@ def new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_db(argv: list[str]) -> bool:
+    """``apiphant db ACTION ...``; ``apiphant db HOST:PORT`` (an address has a colon, an
+    action none) stays apiphant 0.2's serve of a product folder named db."""
+    return argv[:1] == ["db"] and not (len(argv) > 1 and ":" in argv[1])
+
+
 def run(argv: list[str]) -> int:
+    if _is_db(argv):
+        from apiphant.db import commands
+
+        return commands.main(argv[1:], prog=f"{PROG} db")
     argv = with_command(argv)
     if argv[:1] == ["background"]:
         from apiphant import background

@@ -88,3 +88,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
                 terminalreporter.write_line(f"{scenario}: {shown}")
         else:
             terminalreporter.write_line(", ".join(f"{k}: {v}" for k, v in figures.items()))
+
+
+# A real PostgreSQL for the session (apiphant.db's tests): the fixture products use too.
+from apiphant.testing.postgres import postgres  # noqa: E402, F401

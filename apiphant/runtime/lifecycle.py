@@ -63,4 +63,20 @@ def serving(component: str) -> Iterator[Stop]:
     finally:
         for handler in handlers:
             handler.cancel()
+        _close_database()
         reporting.flush()
+
+
+def _close_database() -> None:
+    """Close the process's PostgreSQL pool, after the last request or task: only if
+    ``apiphant.db`` was loaded (nothing is imported for a product without a database)."""
+    import logging
+    import sys
+
+    db = sys.modules.get("apiphant.db")
+    if db is None:
+        return
+    try:
+        db.close()
+    except Exception:  # a pool that fails to close must not keep the process from exiting
+        logging.getLogger(__name__).exception("Closing the database pool failed")

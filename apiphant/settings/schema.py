@@ -82,7 +82,7 @@ class Kind:
 TEXT = Kind("text", env=values.text)
 ADDRESS = Kind("HOST:PORT")  # checked by values.parse_address when the server starts
 SIZE = Kind("size", cli=values.size, toml=values.toml_size, shown=_shown_size)
-COUNT = Kind("count", cli=values.count, toml=values.toml_integer())
+COUNT = Kind("count", cli=values.count, env=values.count, toml=values.toml_integer())
 SECONDS = Kind("seconds", cli=values.cli_seconds, env=values.seconds, toml=values.toml_seconds,
                format=_g, shown=_g)  # fmt: skip
 GRACE = Kind("seconds or 0", cli=values.grace_seconds, format=_g, shown=_g)
@@ -128,11 +128,13 @@ class Setting:
 
 SERVE_COMMANDS = ("serve",)
 BOTH = ("serve", "background")
+#: ``apiphant db ACTION PRODUCT``: each action's parser is the command ``db ACTION``.
+DB_COMMANDS = ("db start", "db stop", "db reset", "db url", "db migrate")
 
 #: ``apiphant serve``: the server's knobs, in the order of ``apiphant serve -h``.
 SERVE: tuple[Setting, ...] = (
     Setting("product", TEXT, None, "the product folder, e.g. myproduct",
-            commands=("serve", "routes", "background"), positional=True),
+            commands=("serve", "routes", "background", *DB_COMMANDS), positional=True),
     Setting("address", ADDRESS, DEFAULT_ADDRESS, "HOST:PORT or [IPv6]:PORT (default {default})",
             commands=SERVE_COMMANDS, positional=True, optional=True,
             derived="hosts.*.first_port, workers and bind"),
@@ -288,9 +290,34 @@ KIT: tuple[Setting, ...] = (
             env="APIPHANT_TLS_KEY", default_doc="none"),
 )  # fmt: skip
 
+#: PostgreSQL: where the database is, and each process's pool of connections to it
+#: (``apiphant.db``). A pool of 10 with a 5 s wait suits one gevent worker: its requests
+#: share the 10 in turn, so a burst past them waits (briefly: a query takes milliseconds)
+#: instead of failing, while 10 per worker keeps a host's workers under PostgreSQL's
+#: default max_connections of 100; 5 s is past any healthy wait and well inside Nginx's
+#: and a client's patience, so a database that is gone answers 503 before they give up.
+DATABASE: tuple[Setting, ...] = (
+    Setting("database_url", TEXT, "",
+            "the PostgreSQL database, in libpq's form: postgresql://USER:PASSWORD@HOST/NAME "
+            "or host=... dbname=...; never on a command line (it holds the password)",
+            env="DATABASE_URL",
+            default_doc="none: apiphant serve uses the running development database "
+                        "(apiphant db start), if any"),
+    Setting("db_pool_size", COUNT, 10,
+            "connections to PostgreSQL each worker process keeps, opened on first use "
+            "(default {default})",
+            commands=BOTH, flag="--db-pool-size", env="APIPHANT_DB_POOL_SIZE"),
+    Setting("db_pool_timeout", SECONDS, 5.0,
+            "seconds a request waits for a free connection; then 503 with Retry-After "
+            "(default {default})",
+            commands=BOTH, flag="--db-pool-timeout", env="APIPHANT_DB_POOL_TIMEOUT"),
+    Setting("yes", FLAG, False, "reset without asking: every row of the development "
+            "database is deleted", commands=("db reset",), flag="--yes"),
+)  # fmt: skip
+
 GROUPS: dict[str, tuple[Setting, ...]] = {
     "serve": SERVE, "background": BACKGROUND, "process": PROCESS, "testing": TESTING,
-    "kit": KIT,
+    "kit": KIT, "database": DATABASE,
 }  # fmt: skip
 ALL: tuple[Setting, ...] = tuple(s for group in GROUPS.values() for s in group)
 BY_NAME: dict[str, Setting] = {s.name: s for s in ALL}

@@ -1,0 +1,166 @@
+"""PostgreSQL for handlers and background tasks: one pool of connections per process.
+
+    from apiphant import db
+
+    def create(request):
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO notes (text) VALUES (%s)", (request.text,))
+
+The pool is psycopg_pool's, opened on first use from DATABASE_URL (or the development
+database ``apiphant serve`` found), with ``--db-pool-size`` connections; a request that finds
+none free waits in line up to ``--db-pool-timeout`` seconds, then gets 503 (the App maps
+psycopg_pool's PoolTimeout). The server and the background runner close it when they stop.
+
+psycopg is imported on first use only: a product that never calls ``connection()`` runs
+without it installed (``pip install 'apiphant[postgres]'``), and a process that does imports
+it after gevent's monkey patching, so the driver waits cooperatively.
+"""
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from apiphant.db.url import host_of, masked
+from apiphant.settings import env_value, schema
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["NotConfigured", "close", "configure", "connection", "pool", "transaction"]
+
+log = logging.getLogger(__name__)
+
+#: What ``pip`` needs for the database: apiphant's ``postgres`` extra.
+EXTRA = "pip install 'apiphant[postgres]'"
+
+
+class NotConfigured(RuntimeError):
+    """No database to connect to, or no driver to connect with: a 500 in a handler, whose
+    log line says what to set or install."""
+
+
+class _Config:
+    """The process's database: its URL and pool settings, and the pool once opened."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None  # None: DATABASE_URL, read when the pool opens
+        self.size: int = schema.BY_NAME["db_pool_size"].default
+        self.timeout: float = schema.BY_NAME["db_pool_timeout"].default
+        self.pool: ConnectionPool | None = None
+        self.opened = False
+        self.pid = 0
+
+
+_config = _Config()
+#: The connection this greenlet (or thread) holds, so nested blocks share it.
+_held: ContextVar["Connection | None"] = ContextVar("apiphant_db_connection", default=None)
+
+
+def configure(url: str | None = None, pool_size: int | None = None,
+              pool_timeout: float | None = None) -> None:  # fmt: skip
+    """Set the process's database before its first use (the commands do, from their options);
+    what is not given keeps its value. ``url`` None reads DATABASE_URL when the pool opens."""
+    if url is not None:
+        _config.url = url
+    if pool_size is not None:
+        _config.size = pool_size
+    if pool_timeout is not None:
+        _config.timeout = pool_timeout
+
+
+def url() -> str:
+    """The URL the pool connects to: the configured one, else DATABASE_URL."""
+    found = _config.url or env_value("database_url")
+    if not found:
+        raise NotConfigured(
+            "DATABASE_URL is not set: set it, or run apiphant db start PRODUCT "
+            "for a development database"
+        )
+    return found
+
+
+def pool() -> "ConnectionPool":
+    """The process's pool, created and opened on first use (a forked child opens its own)."""
+    config = _config
+    if config.pool is None or config.pid != os.getpid():
+        # No I/O and no greenlet switch from the test to the assignment: one pool per process.
+        config.pool, config.opened, config.pid = _new_pool(url()), False, os.getpid()
+    if not config.opened:
+        config.pool.open()  # safe to call again while another greenlet opens it
+        config.opened = True
+    return config.pool
+
+
+def _new_pool(conninfo: str) -> "ConnectionPool":
+    try:
+        from psycopg_pool import ConnectionPool
+    except ImportError:
+        raise NotConfigured(f"psycopg is not installed: {EXTRA}") from None
+    log.info("PostgreSQL: a pool of %d connections to %s", _config.size, host_of(conninfo))
+    return ConnectionPool(
+        conninfo,
+        min_size=_config.size,  # a fixed size, as psycopg_pool advises: no growth under a burst
+        max_size=_config.size,
+        open=False,
+        timeout=_config.timeout,
+        check=ConnectionPool.check_connection,  # a connection broken since its last use is
+        name="apiphant",  # replaced, not handed out (a database restart costs no request)
+    )
+
+
+@contextmanager
+def connection() -> Iterator["Connection"]:
+    """A connection from the pool for the block: committed when it ends, rolled back when it
+    raises. Nested in another ``connection()`` or ``transaction()`` of the same greenlet, it
+    is that one's (one connection per request, whatever the helpers it calls).
+
+    Waits up to the pool timeout for a free connection, then raises psycopg_pool's
+    PoolTimeout, which a request answers 503.
+    """
+    held = _held.get()
+    if held is not None:
+        yield held
+        return
+    with pool().connection() as conn:
+        token = _held.set(conn)
+        try:
+            yield conn
+        finally:
+            _held.reset(token)
+
+
+@contextmanager
+def transaction() -> Iterator["Connection"]:
+    """``connection()`` in a transaction: all of the block or none of it. Nested, a savepoint:
+    the inner block's error undoes only the inner block's work, if the outer one catches it."""
+    with connection() as conn, conn.transaction():
+        yield conn
+
+
+def close(timeout: float = 5.0) -> None:
+    """Close the process's pool, if it was opened: on drain, after the last request. Imports
+    nothing when the database was never used."""
+    config = _config
+    if config.pool is not None and config.pid == os.getpid():
+        config.pool.close(timeout=timeout)
+    config.pool, config.opened = None, False
+
+
+def for_product(product: str | Path, found: dict[str, Any]) -> None:
+    """Configure the process from a command's resolved options: the pool's size and timeout,
+    and, when DATABASE_URL is unset, the product's running development database (one log
+    line says so)."""
+    configure(pool_size=found["db_pool_size"], pool_timeout=found["db_pool_timeout"])
+    if env_value("database_url"):
+        return
+    from apiphant.db import cluster
+
+    running = cluster.running_url(Path(product))
+    if running:
+        configure(url=running)
+        log.info("DATABASE_URL is unset: using the development database %s", masked(running))
