@@ -16,7 +16,7 @@ __version__ = "1.0.0"
 if TYPE_CHECKING:
     from apiphant.app import create_app
     from apiphant.context import Http
-    from apiphant.errors import ApiError
+    from apiphant.errors import ApiError, status
     from apiphant.hatches import raw_environ, raw_response
     from apiphant.periodic import seconds
     from apiphant.request import Request
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 #: The handler API: each name and the module that defines it. No name is a submodule's.
 API = {
     "ApiError": "apiphant.errors",
+    "status": "apiphant.errors",
     "BadRequest": "apiphant.validation",
     "Missing": "apiphant.validation",
     "Invalid": "apiphant.validation",
@@ -38,8 +39,8 @@ API = {
 }
 
 __all__ = [
-    "ApiError", "BadRequest", "Missing", "Invalid", "field", "Request", "Http", "raw_environ",
-    "raw_response", "seconds", "create_app",
+    "ApiError", "status", "BadRequest", "Missing", "Invalid", "field", "Request", "Http",
+    "raw_environ", "raw_response", "seconds", "create_app",
 ]  # fmt: skip
 
 

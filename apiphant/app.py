@@ -22,7 +22,7 @@ from apiphant.context import (
 )
 from apiphant.cors import VARY, Cors, CorsMiddleware
 from apiphant.encoding import encode
-from apiphant.errors import ApiError, status_line
+from apiphant.errors import ApiError, status_line, success_status
 from apiphant.http import response
 from apiphant.http.response import SERVER_ERROR, SERVER_ERROR_BODY, json_headers
 from apiphant.http.wsgi import Lines
@@ -287,7 +287,8 @@ class App:
                     f"{route.module}.{route.action} returned {type(result).__name__}, "
                     "expected a dict or None"
                 )
-            return "200 OK", encode(result).encode(), False, None
+            line = route.status if http.status is None else success_status(http.status)
+            return line, encode(result).encode(), False, None
         except ApiError as error:
             body = encode(error.body).encode()
             return status_line(error.status), body, isinstance(error, BodyError), None
