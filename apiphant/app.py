@@ -298,6 +298,10 @@ class App:
                             route.path if route else "?")  # fmt: skip
                 http.response_headers.append(RETRY_AFTER)
                 return UNAVAILABLE, UNAVAILABLE_BODY, False, None
+            missing = _no_database(error)
+            if missing is not None:  # the process has no database: say what to set
+                log.warning("%s: %s: 503", route.path if route else "?", error)
+                return UNAVAILABLE, missing, False, None
             self._report(route, error, http.scheme)  # a database error too: a 500, reported
             return SERVER_ERROR, SERVER_ERROR_BODY, False, None
 
@@ -370,6 +374,15 @@ def _unavailable(error: BaseException) -> bool:
     so a product without a database never loads it."""
     pool = sys.modules.get("psycopg_pool")
     return pool is not None and isinstance(error, pool.PoolTimeout)
+
+
+def _no_database(error: BaseException) -> bytes | None:
+    """apiphant.db's NotConfigured (no DATABASE_URL, or no psycopg): the 503 body saying what
+    to set, else None. Looked up only once something imported apiphant.db."""
+    db = sys.modules.get("apiphant.db")
+    if db is None or not isinstance(error, db.NotConfigured):
+        return None
+    return encode({"error": error.answer}).encode()
 
 
 def _checked(start_response: StartResponse | None) -> StartResponse:

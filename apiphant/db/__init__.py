@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from psycopg import Connection
     from psycopg_pool import ConnectionPool
 
-__all__ = ["NotConfigured", "close", "configure", "connection", "pool", "transaction"]
+__all__ = [
+    "NO_DATABASE", "NotConfigured", "close", "configure", "connection", "pool", "transaction",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,19 @@ log = logging.getLogger(__name__)
 EXTRA = "pip install 'apiphant[postgres]'"
 
 
+#: What a client is told when the process has no database (the log line says more).
+NO_DATABASE = "no database: set DATABASE_URL or run apiphant db start"
+NO_DRIVER = f"no database driver: {EXTRA}"
+
+
 class NotConfigured(RuntimeError):
-    """No database to connect to, or no driver to connect with: a 500 in a handler, whose
-    log line says what to set or install."""
+    """No database to connect to, or no driver to connect with: a request answers 503 with
+    ``answer`` (what to set or install; never the URL), and the log line says the same. Not
+    a bug to report: the product's code is fine, the process lacks its database."""
+
+    def __init__(self, message: str, answer: str = NO_DATABASE) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class _Config:
@@ -100,7 +112,7 @@ def _new_pool(conninfo: str) -> "ConnectionPool":
     try:
         from psycopg_pool import ConnectionPool
     except ImportError:
-        raise NotConfigured(f"psycopg is not installed: {EXTRA}") from None
+        raise NotConfigured(f"psycopg is not installed: {EXTRA}", NO_DRIVER) from None
     log.info("PostgreSQL: a pool of %d connections to %s", _config.size, host_of(conninfo))
     return ConnectionPool(
         conninfo,
