@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 __all__ = [
-    "NO_DATABASE", "NotConfigured", "close", "configure", "connection", "pool", "transaction",
+    "NO_DATABASE", "NotConfigured", "UniqueViolation", "close", "configure", "connection", "pool",
+    "transaction",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,23 @@ def transaction() -> Iterator["Connection"]:
     the inner block's error undoes only the inner block's work, if the outer one catches it."""
     with connection() as conn, conn.transaction():
         yield conn
+
+
+class _NeverRaised(Exception):
+    """What ``UniqueViolation`` is without psycopg: no query ran, so none was violated."""
+
+
+def __getattr__(name: str) -> Any:
+    """``db.UniqueViolation``: psycopg's, for ``except db.UniqueViolation:`` in a handler
+    that must import without psycopg (a product's targets are all imported at start-up);
+    psycopg is imported only when the clause is reached, once an error is on its way."""
+    if name != "UniqueViolation":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from psycopg.errors import UniqueViolation
+    except ImportError:
+        return _NeverRaised
+    return UniqueViolation
 
 
 def close(timeout: float = 5.0) -> None:
