@@ -16,6 +16,7 @@ __version__ = "1.0.0"
 if TYPE_CHECKING:
     from apiphant.app import create_app
     from apiphant.context import Http
+    from apiphant.db.idempotency import idempotent
     from apiphant.errors import ApiError, status
     from apiphant.hatches import raw_environ, raw_response
     from apiphant.periodic import seconds
@@ -35,12 +36,13 @@ API = {
     "raw_environ": "apiphant.hatches",
     "raw_response": "apiphant.hatches",
     "seconds": "apiphant.periodic",
+    "idempotent": "apiphant.db.idempotency",
     "create_app": "apiphant.app",
 }
 
 __all__ = [
     "ApiError", "status", "BadRequest", "Missing", "Invalid", "field", "Request", "Http",
-    "raw_environ", "raw_response", "seconds", "create_app",
+    "raw_environ", "raw_response", "seconds", "idempotent", "create_app",
 ]  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apiphant.db import idempotency
 from apiphant.errors import OK
 from apiphant.product import Product
 from apiphant.runtime import imports
@@ -54,6 +55,8 @@ class Route:
     wants_http: bool = False
     #: The status line of its success: 200, or what ``@status(...)`` said.
     status: str = OK
+    #: It honours an Idempotency-Key (``apiphant.db.idempotency``): a write, unless marked.
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,9 @@ def load(product: Product) -> dict[str, Route]:
                 raw_response=bool(getattr(handler, "raw_response", False)),
                 wants_http=_positional(handler) >= 2,
                 status=getattr(handler, "success_status", OK),
+                idempotent=not (getattr(handler, "raw_environ", False)
+                                or getattr(handler, "raw_response", False))
+                and idempotency.applies(action, getattr(handler, "idempotent", None)),
             )
     return routes
 

@@ -64,6 +64,8 @@ class _Config:
         self.url: str | None = None  # None: DATABASE_URL, read when the pool opens
         self.size: int = schema.BY_NAME["db_pool_size"].default
         self.timeout: float = schema.BY_NAME["db_pool_timeout"].default
+        #: How long an Idempotency-Key's first answer is kept (apiphant.db.idempotency).
+        self.idempotency_ttl: float = schema.BY_NAME["idempotency_ttl"].default
         self.pool: ConnectionPool | None = None
         self.opened = False
         self.pid = 0
@@ -75,9 +77,12 @@ _held: ContextVar["Connection | None"] = ContextVar("apiphant_db_connection", de
 
 
 def configure(url: str | None = None, pool_size: int | None = None,
-              pool_timeout: float | None = None) -> None:  # fmt: skip
+              pool_timeout: float | None = None,
+              idempotency_ttl: float | None = None) -> None:  # fmt: skip
     """Set the process's database before its first use (the commands do, from their options);
     what is not given keeps its value. ``url`` None reads DATABASE_URL when the pool opens."""
+    if idempotency_ttl is not None:
+        _config.idempotency_ttl = idempotency_ttl
     if url is not None:
         _config.url = url
     if pool_size is not None:
@@ -185,7 +190,8 @@ def for_product(product: str | Path, found: dict[str, Any]) -> None:
     """Configure the process from a command's resolved options: the pool's size and timeout,
     and, when DATABASE_URL is unset, the product's running development database (one log
     line says so)."""
-    configure(pool_size=found["db_pool_size"], pool_timeout=found["db_pool_timeout"])
+    configure(pool_size=found["db_pool_size"], pool_timeout=found["db_pool_timeout"],
+              idempotency_ttl=env_value("idempotency_ttl"))  # a bad value: exit 2, at start
     if env_value("database_url"):
         return
     from apiphant.db import cluster
