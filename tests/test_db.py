@@ -101,6 +101,41 @@ def test_the_pool_has_the_configured_size_and_waits_then_times_out(database) -> 
         assert conn in held
 
 
+def test_a_healthy_idle_connection_is_lent_without_a_round_trip(database, monkeypatch):
+    """The pool's check asks the server only when the idle socket has something to read:
+    lending a healthy connection costs no query (it did on every loan: a quarter of the
+    round trips of a one-query request)."""
+    from psycopg_pool import ConnectionPool
+
+    asked = []
+    original = ConnectionPool.check_connection
+
+    def counted(conn) -> None:
+        asked.append(conn)
+        original(conn)
+
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counted))
+    db.configure(pool_size=1)
+    for _ in range(3):
+        with db.connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert asked == []
+
+
+def test_a_connection_whose_backend_ended_is_replaced_not_lent(database, monkeypatch):
+    """A session the server ended while it sat in the pool (a restart, an idle timeout,
+    pg_terminate_backend) is checked with a round trip, fails it, and is replaced: the
+    request gets a working connection, not an error."""
+    db.configure(pool_size=1)
+    with db.connection() as conn:
+        first = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(database, autocommit=True) as other:  # waits until it has ended
+        assert other.execute("SELECT pg_terminate_backend(%s, 10000)", (first,)).fetchone()[0]
+    with db.connection() as conn:
+        second = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    assert second != first
+
+
 def test_close_closes_the_pool_and_the_next_use_opens_a_new_one(database) -> None:
     first = db.pool()
     db.close()
