@@ -11,6 +11,7 @@ and ratios to the bare gevent.pywsgi server, the limit of this stack.
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import string
@@ -62,8 +63,17 @@ from bench.servers import (  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NGINX_TEMPLATE = HERE / "nginx.conf.template"
-BEGIN = "<!-- bench:results:begin -->"
-END = "<!-- bench:results:end -->"
+
+
+def markers(kind: str, label: str = "") -> tuple[str, str]:
+    """The comments around a generated section of RESULTS.md: ``bench:KIND`` or, with a
+    label, ``bench:KIND-LABEL``, so that a labelled run gets a section of its own."""
+    key = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    name = f"bench:{kind}{'-' + key if key else ''}"
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+BEGIN, END = markers("results")
 
 
 @dataclass(frozen=True)
@@ -574,6 +584,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
     p.add_argument("--write", type=Path, metavar="MD", help="update the results in this file")
+    p.add_argument(
+        "--label", default="", help="--write updates the section of this label, not the main one"
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also save raw results as JSON")
     args = p.parse_args(argv)
     args.argv = argv
@@ -669,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, probes, systems, args)
     print(text)
     if args.write:
-        write_results(args.write, text)
+        write_results(args.write, text, *markers("results", args.label))
         log(f"wrote {args.write}")
     if args.json:
         args.json.write_text(json.dumps(raw_results(argv, results, probes), indent=2))

@@ -18,7 +18,7 @@ import pytest
 
 from apiphant.app import create_app
 from apiphant.http.parser import Request
-from bench.run import BEGIN, END, write_results
+from bench.run import BEGIN, END, markers, write_results
 from tests.servers import MYPRODUCT, REPO, server_in_thread
 
 SYSTEMS = {"apiphant", "bare", "flask", "falcon", "starlette", "fastapi", "granian"}
@@ -157,19 +157,21 @@ def db_run(tmp_path_factory):
     """One quick run of the database scenarios: 1 s per system, each at 50 and 512
     connections, against one PostgreSQL the bench starts and removes."""
     _needs_postgres()
-    raw = tmp_path_factory.mktemp("bench-db") / "raw.json"
+    out = tmp_path_factory.mktemp("bench-db")
+    raw, results = out / "raw.json", out / "RESULTS.md"
+    results.write_text(f"# Results\n\n{BEGIN}\nthe echo's run\n{END}\n")
     command = [sys.executable, "-m", "bench", "--quick", "--scenarios", "db,queries",
-               "--json", str(raw)]  # fmt: skip
+               "--json", str(raw), "--write", str(results), "--label", "Database"]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return done.stdout, done.stderr, json.loads(raw.read_text())
+    return done.stdout, done.stderr, json.loads(raw.read_text()), results.read_text()
 
 
 def test_database_scenarios_every_system_answers_every_request(db_run):
     """Each system's answers were checked against the table's rows before its load (a wrong
     row or shape stops the run, exit 1); under wrk every answer must then be a 2xx: no
     error, no 503 from a pool of the default size at 512 connections."""
-    _, _, raw = db_run
+    _, _, raw, _ = db_run
     for scenario in DB_SCENARIOS:
         runs = raw["results"][scenario]
         assert set(runs) == DB_SYSTEMS, scenario
@@ -180,7 +182,7 @@ def test_database_scenarios_every_system_answers_every_request(db_run):
 
 
 def test_database_scenarios_report_ratios_and_targets(db_run):
-    stdout, _, raw = db_run
+    stdout, _, raw, _ = db_run
     assert "### Database: TechEmpower's single query and 20 queries" in stdout
     row = next(line for line in stdout.splitlines() if line.startswith("| apiphant + apiphant.db"))
     assert "× fastapi" in row and "× flask" in row and "p99" in row, row
@@ -193,11 +195,20 @@ def test_database_scenarios_report_ratios_and_targets(db_run):
 
 
 def test_database_scenarios_remove_their_cluster(db_run):
-    _, stderr, _ = db_run
+    _, stderr, _, _ = db_run
     line = next(line for line in stderr.splitlines() if line.startswith("PostgreSQL: "))
     folder = line.rsplit("host=", 1)[1]
     assert folder.startswith(tempfile.gettempdir()) and "bench-pg-" in folder, line
     assert not os.path.exists(folder)
+
+
+def test_a_labelled_run_is_written_beside_the_main_one(db_run):
+    stdout, _, _, written = db_run
+    begin, end = markers("results", "Database")
+    assert begin == "<!-- bench:results-database:begin -->"
+    assert written.startswith(f"# Results\n\n{BEGIN}\nthe echo's run\n{END}\n\n{begin}\n")
+    assert written.endswith(f"{end}\n")
+    assert stdout.strip().splitlines()[0] in written
 
 
 def _alive(pid: int) -> bool:
