@@ -9,7 +9,7 @@ HERE = Path(__file__).parent
 
 
 #: The template product's files that are not Python modules.
-TEMPLATE_DATA = ["*.toml", "*.txt", "*.md", "*.sh", "*.example", ".gitignore", "*.j2"]
+TEMPLATE_DATA = ["*.toml", "*.txt", "*.md", "*.sh", "*.example", ".gitignore", "*.j2", "*.sql"]
 
 
 def template_packages() -> dict[str, str]:

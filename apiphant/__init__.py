@@ -16,7 +16,8 @@ __version__ = "1.0.0"
 if TYPE_CHECKING:
     from apiphant.app import create_app
     from apiphant.context import Http
-    from apiphant.errors import ApiError
+    from apiphant.db.idempotency import idempotent
+    from apiphant.errors import ApiError, status
     from apiphant.hatches import raw_environ, raw_response
     from apiphant.periodic import seconds
     from apiphant.request import Request
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 #: The handler API: each name and the module that defines it. No name is a submodule's.
 API = {
     "ApiError": "apiphant.errors",
+    "status": "apiphant.errors",
     "BadRequest": "apiphant.validation",
     "Missing": "apiphant.validation",
     "Invalid": "apiphant.validation",
@@ -34,12 +36,13 @@ API = {
     "raw_environ": "apiphant.hatches",
     "raw_response": "apiphant.hatches",
     "seconds": "apiphant.periodic",
+    "idempotent": "apiphant.db.idempotency",
     "create_app": "apiphant.app",
 }
 
 __all__ = [
-    "ApiError", "BadRequest", "Missing", "Invalid", "field", "Request", "Http", "raw_environ",
-    "raw_response", "seconds", "create_app",
+    "ApiError", "status", "BadRequest", "Missing", "Invalid", "field", "Request", "Http",
+    "raw_environ", "raw_response", "seconds", "idempotent", "create_app",
 ]  # fmt: skip
 
 

@@ -21,8 +21,9 @@ from apiphant.context import (
     request_id_var,
 )
 from apiphant.cors import VARY, Cors, CorsMiddleware
+from apiphant.db import idempotency
 from apiphant.encoding import encode
-from apiphant.errors import ApiError, status_line
+from apiphant.errors import ApiError, status_line, success_status
 from apiphant.http import response
 from apiphant.http.response import SERVER_ERROR, SERVER_ERROR_BODY, json_headers
 from apiphant.http.wsgi import Lines
@@ -202,8 +203,9 @@ class App:
         request_id_var.set(rid)
         http = Http(_Later(environ), self.trusted_proxies, rid)
         length, chunked = request.content_length, request.chunked
+        key = _key_of(request.headers) if route.idempotent else None
         status, body, close, _ = self._act(
-            route, request.method, http, lambda: self._read_body(length, chunked, stream)
+            route, request.method, http, lambda: self._read_body(length, chunked, stream), key=key
         )
         extra = http.response_headers
         if close or extra:
@@ -230,7 +232,8 @@ class App:
             return self._read_body(environ.get("CONTENT_LENGTH"), chunked, environ["wsgi.input"])
 
         status, body, close, raw = self._act(
-            route, environ["REQUEST_METHOD"], http, read, environ, start_response
+            route, environ["REQUEST_METHOD"], http, read, environ, start_response,
+            environ.get(idempotency.ENVIRON_KEY) if route and route.idempotent else None,
         )
         if not status:  # a raw_response handler answered itself
             return raw  # type: ignore[return-value]
@@ -244,12 +247,14 @@ class App:
         read: Callable[[], bytes],
         environ: dict | None = None,
         start_response: StartResponse | None = None,
+        key: str | None = None,
     ) -> Answer:
         """Run one action, hooks around it, and turn its result or error into JSON.
 
-        ``environ`` and ``start_response`` are for the escape hatches only (the WSGI path).
+        ``environ`` and ``start_response`` are for the escape hatches only (the WSGI path);
+        ``key`` is the request's Idempotency-Key, for an action that honours it.
         """
-        before, after = self.hooks.before, self.hooks.after
+        before = self.hooks.before
         try:
             if route is None:
                 raise ApiError(404)
@@ -275,19 +280,17 @@ class App:
                 if route.raw_response:
                     return "", b"", False, route.handler(request, _checked(start_response))
                 args = (request, http) if route.wants_http else (request,)
+                if key is not None:  # the first answer to this key, or the one stored
+
+                    def run() -> tuple[str, bytes]:
+                        try:
+                            return self._answer(route, request, http, route.handler(*args))
+                        except ApiError as error:
+                            return status_line(error.status), encode(error.body).encode()
+
+                    return *idempotency.answer(key, route.path, request, http, run), False, None
                 result = route.handler(*args)
-            if result is None:
-                result = {}
-            if after:
-                replaced = after(request, http, result)
-                if replaced is not None:
-                    result = replaced
-            if not isinstance(result, dict):
-                raise TypeError(
-                    f"{route.module}.{route.action} returned {type(result).__name__}, "
-                    "expected a dict or None"
-                )
-            return "200 OK", encode(result).encode(), False, None
+            return *self._answer(route, request, http, result), False, None
         except ApiError as error:
             body = encode(error.body).encode()
             return status_line(error.status), body, isinstance(error, BodyError), None
@@ -297,8 +300,26 @@ class App:
                             route.path if route else "?")  # fmt: skip
                 http.response_headers.append(RETRY_AFTER)
                 return UNAVAILABLE, UNAVAILABLE_BODY, False, None
+            missing = _no_database(error)
+            if missing is not None:  # the process has no database: say what to set
+                log.warning("%s: %s: 503", route.path if route else "?", error)
+                return UNAVAILABLE, missing, False, None
             self._report(route, error, http.scheme)  # a database error too: a 500, reported
             return SERVER_ERROR, SERVER_ERROR_BODY, False, None
+
+    def _answer(self, route: Route, request: Any, http: Http, result: Any) -> tuple[str, bytes]:
+        """A handler's result, through ``after``, as its status line and JSON body."""
+        if result is None:
+            result = {}
+        if self.hooks.after:
+            replaced = self.hooks.after(request, http, result)
+            if replaced is not None:
+                result = replaced
+        if not isinstance(result, dict):
+            raise TypeError(f"{route.module}.{route.action} returned {type(result).__name__}, "
+                            "expected a dict or None")  # fmt: skip
+        line = route.status if http.status is None else success_status(http.status)
+        return line, encode(result).encode()
 
     def _not_post(self, method: str, http: Http) -> Answer:
         """Another method on a route: 405 naming the one it takes (a browser's visit, a
@@ -369,6 +390,24 @@ def _unavailable(error: BaseException) -> bool:
     so a product without a database never loads it."""
     pool = sys.modules.get("psycopg_pool")
     return pool is not None and isinstance(error, pool.PoolTimeout)
+
+
+def _key_of(headers: list[tuple[str, str]]) -> str | None:
+    """The Idempotency-Key among a parsed request's headers (asked only of the actions that
+    honour it, so other requests pay nothing)."""
+    for name, value in headers:
+        if name.lower() == idempotency.HEADER_LOWER:
+            return value
+    return None
+
+
+def _no_database(error: BaseException) -> bytes | None:
+    """apiphant.db's NotConfigured (no DATABASE_URL, or no psycopg): the 503 body saying what
+    to set, else None. Looked up only once something imported apiphant.db."""
+    db = sys.modules.get("apiphant.db")
+    if db is None or not isinstance(error, db.NotConfigured):
+        return None
+    return encode({"error": error.answer}).encode()
 
 
 def _checked(start_response: StartResponse | None) -> StartResponse:

@@ -159,17 +159,21 @@ class Http:
     """One request's HTTP side, for a handler or hook that declares a second parameter.
 
     Read-only: ``headers``, ``client`` (address), ``scheme``, ``request_id``, ``method``,
-    ``path``; and ``set_header(name, value)`` for the answer, errors included. Computed
-    when asked for, so a handler that never looks costs nothing.
+    ``path``; ``set_header(name, value)`` for the answer, errors included; and ``status``,
+    set to answer a success other than the action's (``http.status = 201``). Computed when
+    asked for, so a handler that never looks costs nothing.
     """
 
-    __slots__ = ("_environ", "_trusted", "request_id", "_out")
+    __slots__ = ("_environ", "_trusted", "request_id", "_out", "status")
 
     def __init__(self, environ: Mapping[str, str], trusted: frozenset[str], request_id: str):
         self._environ = environ
         self._trusted = trusted
         self.request_id: str = request_id
         self._out: list[tuple[str, str]] = []
+        #: The success status this answer gets, when the handler or a hook sets it: a 2xx
+        #: with a body (``errors.success_status``); None keeps the action's (200, or @status).
+        self.status: int | None = None
 
     @property
     def headers(self) -> Mapping[str, str]:

@@ -1,7 +1,10 @@
 """ApiError and HTTP status lines: how a handler answers with something other than 200."""
 
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable)
 
 
 def status_line(code: int) -> str:
@@ -11,6 +14,37 @@ def status_line(code: int) -> str:
     except ValueError:
         phrase = "Unknown"
     return f"{code} {phrase}"
+
+
+#: What a handler answers when it says nothing else (apiphant 0.2's only success).
+OK = "200 OK"
+#: Success statuses that carry no body: a handler's answer is a JSON object, so never these.
+_NO_BODY = (204, 205)
+
+
+def success_status(code: int) -> str:
+    """The status line of a handler's success, ``@status(201)`` or ``http.status = 201``:
+    a 2xx that carries a body. The one home of that rule; ValueError names a bad code (at
+    import for the decorator, a 500 for the request that set it)."""
+    if isinstance(code, bool) or not isinstance(code, int) or not 200 <= code <= 299:
+        raise ValueError(f"a success status is an int from 200 to 299, got {code!r}; "
+                         "raise ApiError for an error")  # fmt: skip
+    if code in _NO_BODY:
+        raise ValueError(f"status {code} has no body, and a handler answers JSON")
+    return status_line(code)
+
+
+def status(code: int) -> Callable[[F], F]:
+    """``@status(201)`` over an action: its success answers ``code`` instead of 200 (a
+    create's 201 Created), as FastAPI's ``status_code=``; errors keep theirs. A handler that
+    decides per request sets ``http.status`` instead, which wins."""
+    line = success_status(code)
+
+    def mark(handler: F) -> F:
+        handler.success_status = line  # type: ignore[attr-defined]
+        return handler
+
+    return mark
 
 
 #: 0.2's ``apiphant.validation.status_by_code``: the status lines 0.2 answered with.

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apiphant.db import idempotency
+from apiphant.errors import OK
 from apiphant.product import Product
 from apiphant.runtime import imports
 
@@ -51,6 +53,10 @@ class Route:
     raw_response: bool
     #: ``def read(request, http)``: the handler declared a second parameter for the Http context.
     wants_http: bool = False
+    #: The status line of its success: 200, or what ``@status(...)`` said.
+    status: str = OK
+    #: It honours an Idempotency-Key (``apiphant.db.idempotency``): a write, unless marked.
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,10 @@ def load(product: Product) -> dict[str, Route]:
                 raw_environ=bool(getattr(handler, "raw_environ", False)),
                 raw_response=bool(getattr(handler, "raw_response", False)),
                 wants_http=_positional(handler) >= 2,
+                status=getattr(handler, "success_status", OK),
+                idempotent=not (getattr(handler, "raw_environ", False)
+                                or getattr(handler, "raw_response", False))
+                and idempotency.applies(action, getattr(handler, "idempotent", None)),
             )
     return routes
 

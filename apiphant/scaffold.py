@@ -12,7 +12,8 @@ from apiphant.product import name_problem
 
 TEMPLATE_NAME = "myproduct"
 SKIP = {"__pycache__", ".pytest_cache"}
-TEXT_SUFFIXES = {".py", ".toml", ".txt", ".md", ".sh", ".cfg", ".ini", ".json", ".example"}
+TEXT_SUFFIXES = {".py", ".toml", ".txt", ".md", ".sh", ".cfg", ".ini", ".json", ".example",
+                 ".sql"}  # fmt: skip
 
 
 class ScaffoldError(Exception):

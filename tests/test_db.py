@@ -116,6 +116,48 @@ def test_without_a_url_a_connection_says_what_to_set(monkeypatch) -> None:
             pass
 
 
+NOTES = {"api/v0/notes.py": """
+    from apiphant import db
+
+    def read(request):
+        with db.connection() as conn:
+            return {"one": conn.execute("SELECT 1").fetchone()[0]}
+"""}
+
+
+def test_without_a_database_a_request_answers_503_saying_what_to_set(monkeypatch, make_product,
+                                                                       caplog) -> None:  # fmt: skip
+    """No DATABASE_URL: not a bug to report but a process without its database; the client
+    is told what to set, the log line says the same, and the worker goes on."""
+    from apiphant.testing import Client
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db.close()
+    client = Client(make_product(NOTES, name="nodb"))
+    with caplog.at_level("WARNING"):
+        answer = client.post("notes", "read", {})
+    assert (answer.status, answer.json) == (
+        503, {"error": "no database: set DATABASE_URL or run apiphant db start"})
+    assert "Retry-After" not in answer.headers  # retrying changes nothing until it is set
+    assert "/api/v0/notes/read: DATABASE_URL is not set" in caplog.text
+    assert "failed" not in caplog.text  # no traceback, no report
+
+
+def test_without_psycopg_a_request_answers_503_naming_the_extra(monkeypatch, make_product,
+                                                                 caplog) -> None:  # fmt: skip
+    from apiphant.testing import Client
+
+    db.close()
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)  # import psycopg_pool fails
+    db.configure(url="postgresql://nobody@/nothing?host=/nonexistent")
+    try:
+        answer = Client(make_product(NOTES, name="nodriver")).post("notes", "read", {})
+    finally:
+        db._config.url = None
+    assert (answer.status, answer.json) == (
+        503, {"error": "no database driver: pip install 'apiphant[postgres]'"})
+
+
 # psycopg stays unloaded when unused
 
 #: Serve the template product's echo in process, the way the server does (patched, through

@@ -137,6 +137,9 @@ def test_shop_test_sh_with_no_activation(workspace):
     own = workspace.run(workspace.shop / "test.sh", APIPHANT_PORT=str(free_port()))
     assert own.returncode == 0, own.stdout + own.stderr
     assert "OK: 7 passed" in own.stdout
+    # No DATABASE_URL, no development database: the users part says so and is skipped
+    assert "SKIPPED users: the server has no database (no database: set" in own.stdout
+    assert (workspace.shop / "migrations" / "0001_create_users.sql").is_file()  # in the wheel
     running = workspace.run(workspace.shop / "test.sh", workspace.url)
     assert running.returncode == 0, running.stdout + running.stderr
     assert f"POST {workspace.url}/api/v0/echo/read" in running.stdout

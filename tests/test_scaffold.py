@@ -17,6 +17,7 @@ def test_template_is_the_checkouts_myproduct():
 def test_plan_renames_paths_and_skips_caches():
     targets = [str(target) for _, target, _ in plan("shop", MYPRODUCT)]
     assert "api/v0/echo.py" in targets and "test.py" in targets
+    assert "migrations/0001_create_users.sql" in targets  # the users example's table
     assert not any("__pycache__" in target or "myproduct" in target for target in targets)
 
 

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from psycopg import Connection
     from psycopg_pool import ConnectionPool
 
-__all__ = ["NotConfigured", "close", "configure", "connection", "pool", "transaction"]
+__all__ = [
+    "NO_DATABASE", "NotConfigured", "UniqueViolation", "close", "configure", "connection", "pool",
+    "transaction",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,19 @@ log = logging.getLogger(__name__)
 EXTRA = "pip install 'apiphant[postgres]'"
 
 
+#: What a client is told when the process has no database (the log line says more).
+NO_DATABASE = "no database: set DATABASE_URL or run apiphant db start"
+NO_DRIVER = f"no database driver: {EXTRA}"
+
+
 class NotConfigured(RuntimeError):
-    """No database to connect to, or no driver to connect with: a 500 in a handler, whose
-    log line says what to set or install."""
+    """No database to connect to, or no driver to connect with: a request answers 503 with
+    ``answer`` (what to set or install; never the URL), and the log line says the same. Not
+    a bug to report: the product's code is fine, the process lacks its database."""
+
+    def __init__(self, message: str, answer: str = NO_DATABASE) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class _Config:
@@ -51,6 +64,8 @@ class _Config:
         self.url: str | None = None  # None: DATABASE_URL, read when the pool opens
         self.size: int = schema.BY_NAME["db_pool_size"].default
         self.timeout: float = schema.BY_NAME["db_pool_timeout"].default
+        #: How long an Idempotency-Key's first answer is kept (apiphant.db.idempotency).
+        self.idempotency_ttl: float = schema.BY_NAME["idempotency_ttl"].default
         self.pool: ConnectionPool | None = None
         self.opened = False
         self.pid = 0
@@ -62,9 +77,12 @@ _held: ContextVar["Connection | None"] = ContextVar("apiphant_db_connection", de
 
 
 def configure(url: str | None = None, pool_size: int | None = None,
-              pool_timeout: float | None = None) -> None:  # fmt: skip
+              pool_timeout: float | None = None,
+              idempotency_ttl: float | None = None) -> None:  # fmt: skip
     """Set the process's database before its first use (the commands do, from their options);
     what is not given keeps its value. ``url`` None reads DATABASE_URL when the pool opens."""
+    if idempotency_ttl is not None:
+        _config.idempotency_ttl = idempotency_ttl
     if url is not None:
         _config.url = url
     if pool_size is not None:
@@ -100,7 +118,7 @@ def _new_pool(conninfo: str) -> "ConnectionPool":
     try:
         from psycopg_pool import ConnectionPool
     except ImportError:
-        raise NotConfigured(f"psycopg is not installed: {EXTRA}") from None
+        raise NotConfigured(f"psycopg is not installed: {EXTRA}", NO_DRIVER) from None
     log.info("PostgreSQL: a pool of %d connections to %s", _config.size, host_of(conninfo))
     return ConnectionPool(
         conninfo,
@@ -142,6 +160,23 @@ def transaction() -> Iterator["Connection"]:
         yield conn
 
 
+class _NeverRaised(Exception):
+    """What ``UniqueViolation`` is without psycopg: no query ran, so none was violated."""
+
+
+def __getattr__(name: str) -> Any:
+    """``db.UniqueViolation``: psycopg's, for ``except db.UniqueViolation:`` in a handler
+    that must import without psycopg (a product's targets are all imported at start-up);
+    psycopg is imported only when the clause is reached, once an error is on its way."""
+    if name != "UniqueViolation":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from psycopg.errors import UniqueViolation
+    except ImportError:
+        return _NeverRaised
+    return UniqueViolation
+
+
 def close(timeout: float = 5.0) -> None:
     """Close the process's pool, if it was opened: on drain, after the last request. Imports
     nothing when the database was never used."""
@@ -155,7 +190,8 @@ def for_product(product: str | Path, found: dict[str, Any]) -> None:
     """Configure the process from a command's resolved options: the pool's size and timeout,
     and, when DATABASE_URL is unset, the product's running development database (one log
     line says so)."""
-    configure(pool_size=found["db_pool_size"], pool_timeout=found["db_pool_timeout"])
+    configure(pool_size=found["db_pool_size"], pool_timeout=found["db_pool_timeout"],
+              idempotency_ttl=env_value("idempotency_ttl"))  # a bad value: exit 2, at start
     if env_value("database_url"):
         return
     from apiphant.db import cluster

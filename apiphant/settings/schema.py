@@ -311,6 +311,10 @@ DATABASE: tuple[Setting, ...] = (
             "seconds a request waits for a free connection; then 503 with Retry-After "
             "(default {default})",
             commands=BOTH, flag="--db-pool-timeout", env="APIPHANT_DB_POOL_TIMEOUT"),
+    Setting("idempotency_ttl", SECONDS, 86400.0,
+            "seconds the first answer to a write with an Idempotency-Key is kept, to be "
+            "answered again to a retry with that key (default {default}: a day)",
+            env="APIPHANT_IDEMPOTENCY_TTL"),
     Setting("yes", FLAG, False, "reset without asking: every row of the development "
             "database is deleted", commands=("db reset",), flag="--yes"),
 )  # fmt: skip
