@@ -41,7 +41,7 @@ def test_every_setting_is_complete() -> None:
         if s.supervisor is Render.ENVIRONMENT:
             assert s.env, f"{s.name}: in the environment with no variable"
         if s.deploy:
-            assert s.deploy.partition(".")[0] in ("api", "background"), s.name
+            assert s.deploy.partition(".")[0] in ("api", "background", "database"), s.name
             assert s.kind.toml is not None, f"{s.name}: a deploy.toml key its kind cannot read"
         options.help_text(s)  # its {placeholders} fill in
 
