@@ -525,7 +525,7 @@ def test_marked_tables_are_rewritten_and_checked(tmp_path: Path) -> None:
 DOC_TABLES = {
     "docs/server.md": ["options serve"],
     "docs/background.md": ["options background"],
-    "docs/deploy-toml.md": ["deploy api", "deploy background"],
+    "docs/deploy-toml.md": ["deploy api", "deploy background", "deploy database"],
     "docs/settings.md": [f"settings {group}" for group in schema.GROUPS],
 }
 

@@ -307,12 +307,14 @@ DATABASE: tuple[Setting, ...] = (
             "connections to PostgreSQL each worker process keeps, opened on first use "
             "(default {default})",
             commands=BOTH, flag="--db-pool-size", env="APIPHANT_DB_POOL_SIZE",
-            deploy="database.pool_size", supervisor=Render.IF_NOT_DEFAULT),
+            deploy="database.pool_size", deploy_help="the background runner's too",
+            supervisor=Render.IF_NOT_DEFAULT),
     Setting("db_pool_timeout", SECONDS, 5.0,
             "seconds a request waits for a free connection; then 503 with Retry-After "
             "(default {default})",
             commands=BOTH, flag="--db-pool-timeout", env="APIPHANT_DB_POOL_TIMEOUT",
-            deploy="database.pool_timeout", supervisor=Render.IF_NOT_DEFAULT),
+            deploy="database.pool_timeout", deploy_help="the background runner's too",
+            supervisor=Render.IF_NOT_DEFAULT),
     Setting("yes", FLAG, False, "reset without asking: every row of the development "
             "database is deleted", commands=("db reset",), flag="--yes"),
 )  # fmt: skip
