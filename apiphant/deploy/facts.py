@@ -7,8 +7,9 @@ from functools import partial
 
 from apiphant.deploy import hostwide, wheelhouse
 from apiphant.deploy.config import Config, ConfigError, Host
-from apiphant.deploy.console import Hosts
+from apiphant.deploy.console import DryRun, Hosts
 from apiphant.deploy.errors import DeployError
+from apiphant.deploy.host import postgres
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.system import account_check
 from apiphant.deploy.orchestrate import each_at_once
@@ -63,3 +64,25 @@ def host_facts(
     answers = {name: answer for name, answer in answers.items() if name in python}
     platforms = {name: wheelhouse.parse_facts(name, str(a)) for name, a in answers.items()}
     return platforms, {name: wheelhouse.complete_venvs(str(a)) for name, a in answers.items()}
+
+
+#: What a dry run (which asks no host) puts where the database's password would be.
+PASSWORD_UNKNOWN = "<password>"
+
+
+def database_password(executor: Hosts, config: Config) -> str:
+    """The password of the product's role, from the postgres host (made there the first
+    time, root's, 0600): read into memory for the releases' secrets files, never shown. The
+    answer is not printed (``query``); a dry run shows the question alone."""
+    server = config.database_host()
+    if server is None:
+        return ""
+    answer = executor.query(server.name, postgres.password(config.layout),
+                            "the database's password (made there once; not shown)")  # fmt: skip
+    if isinstance(executor, DryRun):
+        return PASSWORD_UNKNOWN
+    found = postgres.parse_password(answer)
+    if not found:
+        raise DeployError(f"{server.name}: the database's password in "
+                          f"{config.layout.db_password} is not what the deploy made")  # fmt: skip
+    return found

@@ -22,6 +22,8 @@ from apiphant.deploy.layout import (
     HEALTH_PATH,
     NGINX_PIDFILE,
     NGINX_USER,
+    POSTGRES_BIN,
+    POSTGRES_USER,
     RELEASE_ENV,
     SECRETS,
     SUPERVISOR_PIDFILE,
@@ -127,15 +129,50 @@ NGINX_ERRORS = (400, 413, 414, 429, 500, 502, 503, 504)
 
 def api_args(config: Config) -> str:
     """The options every API worker's Supervisor line passes to ``apiphant serve``: the
-    schema's command line (``settings.options``) of ``[api]`` and the grace the front's
-    Nginx needs."""
-    values = {**asdict(config.api), "drain_idle_grace": config.nginx.drain_idle_grace}
+    schema's command line (``settings.options``) of ``[api]``, the pool of ``[database]``
+    and the grace the front's Nginx needs."""
+    values = {**asdict(config.api), **asdict(config.database),
+              "drain_idle_grace": config.nginx.drain_idle_grace}  # fmt: skip
     return shlex.join(options.command_line(values, "serve"))
 
 
 def background_args(config: Config) -> str:
-    """The background runner's options on its Supervisor line, from ``[background]``."""
-    return shlex.join(options.command_line(asdict(config.background), "background"))
+    """The background runner's options on its Supervisor line, from ``[background]`` and
+    the pool of ``[database]``."""
+    values = {**asdict(config.background), **asdict(config.database)}
+    return shlex.join(options.command_line(values, "background"))
+
+
+#: Connections PostgreSQL keeps beyond the programs' pools: the release phase's migrations,
+#: ``fab run``, the deploy's own, a person's psql.
+DB_SPARE_CONNECTIONS = 20
+
+
+def database(config: Config) -> dict:
+    """What the postgres role's files say: the cluster's paths, who it listens for and whom
+    it admits (each API and background host elsewhere, by its private address alone)."""
+    layout = config.layout
+    programs = sum(len(config.workers(h)) + h.has("background") for h in config.hosts)
+    clients = [h.private_address for h in config.database_remote_clients()
+               if h.private_address]  # fmt: skip
+    return {
+        "name": layout.db_name,
+        "os_user": POSTGRES_USER,
+        "bin": POSTGRES_BIN,
+        "program": layout.database_program,
+        "root": layout.db_root,
+        "data": layout.db_data,
+        "socket": layout.db_socket,
+        "conf": layout.db_conf,
+        "hba": layout.db_hba,
+        "program_conf": layout.db_program_conf,
+        "include": layout.db_supervisor_include,
+        "port": config.database.port,
+        "listen": config.database_listen(),
+        "clients": [f"{a}/{128 if ':' in a else 32}" for a in clients],
+        "max_connections": max(100, programs * config.database.db_pool_size
+                               + DB_SPARE_CONNECTIONS),
+    }
 
 
 def _pool_about(config: Config, pool: Pool) -> str:
@@ -230,6 +267,7 @@ def context(
         "supervisor_pidfile": SUPERVISOR_PIDFILE,
         "nginx_pidfile": NGINX_PIDFILE,
         "nginx_user": NGINX_USER,
+        "database": database(config),
     }
 
 

@@ -16,9 +16,10 @@ from apiphant.deploy import artifacts, hostwide, plan, render, roles, tls, wheel
 from apiphant.deploy import config as configuration
 from apiphant.deploy.audit import _record, audit_line, command_name
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
+from apiphant.deploy.config.secrets import host_secrets
 from apiphant.deploy.console import DryRun, Hosts, print_plan, say
 from apiphant.deploy.errors import DeployError, StepFailed
-from apiphant.deploy.facts import host_facts, nginx_neighbours
+from apiphant.deploy.facts import database_password, host_facts, nginx_neighbours
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
 from apiphant.deploy.orchestrate import (
     _current,
@@ -166,10 +167,13 @@ def deploy(
                            if set(need) - receive else None)  # fmt: skip
                 code_only = (artifacts.build_tarball(config, release, [], workdir, "code")
                              if have or receive else None), have  # fmt: skip
+            # The postgres host's password into memory, for each host's DATABASE_URL.
+            password = database_password(executor, config)
+            host_files = host_secrets(config, chosen, secrets, password)
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
-                tls_files=tls_files, code_only=code_only, copies=copies, secrets=secrets,
+                tls_files=tls_files, code_only=code_only, copies=copies, secrets=host_files,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:

@@ -26,7 +26,7 @@ def deploy_plan(
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
     copies: VenvCopies | None = None,
-    secrets: bytes | None = None,
+    secrets: bytes | dict[str, bytes] | None = None,
 ) -> Plan:
     """Lock, prepare, the release command (when deploy.toml has one: else no such phase),
     activate, verify, finish, unlock. How each phase runs is its own (``plan.steps``)."""

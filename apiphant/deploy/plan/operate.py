@@ -2,9 +2,11 @@
 maintenance, history, and the line each task records in a host's history."""
 
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.host import postgres
 from apiphant.deploy.host.lock import lock, unlock
 from apiphant.deploy.host.nginx import maintenance
 from apiphant.deploy.host.releases import history, in_release, record
+from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.status import status, tail_logs
 from apiphant.deploy.plan.steps import Step, StepKind
 
@@ -42,12 +44,16 @@ def certificates(config: Config, host: Host) -> list[tuple[str, str]]:
 
 
 def status_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
+    """Each host's status; the postgres host's says how its database runs, too."""
+    layout = config.layout
     return tuple(
         Step(
             h.name,
             "status",
-            status(config.layout, [(w.program, w.address) for w in config.workers(h)],
-                   certificates(config, h)),  # fmt: skip
+            join(status(layout, [(w.program, w.address) for w in config.workers(h)],
+                        certificates(config, h)),
+                 *([postgres.status(layout, config.database.port)]
+                   if h.has("postgres") else [])),  # fmt: skip
             timeout=60,
             kind=StepKind.PASSTHROUGH,
         )

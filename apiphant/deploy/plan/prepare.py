@@ -7,6 +7,7 @@ from shlex import quote as q
 
 from apiphant.deploy import artifacts
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.host import postgres
 from apiphant.deploy.host.certbot import tls_dirs
 from apiphant.deploy.host.configs import check_logrotate
 from apiphant.deploy.host.nginx import check_nginx
@@ -16,6 +17,7 @@ from apiphant.deploy.host.supervisor import check_supervisor
 from apiphant.deploy.host.system import apt_install, private_dir, system_user
 from apiphant.deploy.host.venv import pack_venv, virtualenv, virtualenv_from_archive
 from apiphant.deploy.layout import VENV_ARCHIVE, Paths
+from apiphant.deploy.plan.activate import SUPERVISE
 from apiphant.deploy.plan.steps import Download, Step, Upload, merged, staged
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
@@ -71,7 +73,7 @@ def prepare_steps(
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
     copies: VenvCopies | None = None,
-    secrets: bytes | None = None,
+    secrets: bytes | dict[str, bytes] | None = None,
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched. Per host: one
     script for the folders (apt, user, release folder), the code and the host's rendered
@@ -83,7 +85,9 @@ def prepare_steps(
     wheels. Of the hosts of one platform that lack it, one builds it and the others receive
     its copy (``copies``): they get no wheels either, and unpack it once the builder's is
     on the deploying machine (two stages after the first). A host that runs no program
-    (Nginx only) gets no code, no virtualenv, no secrets."""
+    (Nginx only) gets no code, no virtualenv, no secrets. ``secrets`` may differ by host
+    (a dict by name): each has its own DATABASE_URL. The postgres host's last step makes or
+    updates the database, which then runs before the release phase migrates it."""
     layout = config.layout
     paths = layout.release(release)
     copies = copies or VenvCopies({}, Path())
@@ -133,9 +137,13 @@ def prepare_steps(
                 ),
             )
         )
-        if config.secrets and python:
-            if secrets is None:
+        own = secrets.get(name) if isinstance(secrets, dict) else secrets
+        if (config.secrets or config.has_database()) and python:
+            if own is None:
                 raise ValueError(f"{name}: no secrets for it")  # the deploy read none
+            label = f"secrets {config.secrets}" if config.secrets else "secrets"
+            if config.has_database():
+                label += " and DATABASE_URL"
             steps.append(
                 Step(
                     name,
@@ -146,9 +154,9 @@ def prepare_steps(
                     upload=Upload(
                         paths.secrets,
                         0o640,
-                        f"secrets {config.secrets}",
+                        label,
                         group=layout.user,
-                        content=secrets,
+                        content=own,
                         secret=True,
                     ),
                 )
@@ -179,6 +187,8 @@ def prepare_steps(
             ))  # fmt: skip
         checks.append(("check: logrotate config", check_logrotate(paths)))
         steps.append(merged(name, checks))
+        if host.has("postgres"):
+            steps += database_steps(config, host, paths)
     fetch, receive = [], []
     for builder, receivers in copies.builders.items():
         local = copies.archive(builder)
@@ -208,4 +218,27 @@ def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
         Step(host, "private key, mode 0600, root's", upload=Upload(
             paths.tls_key, 0o600, f"private key {files.key_path}", content=files.key,
             secret=True)),
+    ]  # fmt: skip
+
+
+def database_steps(config: Config, host: Host, paths: Paths) -> list[Step]:
+    """The postgres host, last in its prepare: the cluster made once (initdb only into an
+    empty folder), the release's configs copied to the database's own folder, its program
+    started or left running and told to read them again, the product's role and database
+    made once. Before the release phase, which migrates it; never a DROP, never the data."""
+    layout = config.layout
+    port = config.database.port
+    return [
+        Step(host.name, "the kit's Supervisor client", upload=Upload(
+            layout.supervise, 0o644, "supervise.py", content=SUPERVISE)),
+        merged(host.name, [
+            (f"postgres: the cluster in {layout.db_data}, made once",
+             postgres.make_cluster(layout)),
+            ("postgres: its configs and program from this release",
+             postgres.install_configs(layout, paths)),
+            (f"postgres: {layout.database_program} running, its configs read again",
+             postgres.run_cluster(layout, port)),
+            (f"postgres: role and database {layout.db_name}, made once; its password from "
+             f"{layout.db_password}", postgres.database_and_role(layout, port)),
+        ], timeout=600),
     ]  # fmt: skip

@@ -1,0 +1,150 @@
+"""The deployment's PostgreSQL on its host (the postgres role): its password made once, the
+cluster made once and kept up to date, its state for ``fab status``.
+
+No command here holds the password: it is made on the host, read by the deploy into memory
+(``password``) and written only into releases' secrets files (secret uploads); on the host
+the shell reads it from its file into a variable that only ``printf`` (a shell builtin, so
+no process's arguments) passes to psql's standard input.
+"""
+
+from shlex import quote as q
+
+from apiphant.deploy.host.agents import supervise
+from apiphant.deploy.host.shell import join
+from apiphant.deploy.layout import POSTGRES_BIN, POSTGRES_USER, Layout, Paths
+
+#: The password's bytes of randomness (written as hex: 48 characters, nothing to quote in
+#: a URL or in SQL).
+PASSWORD_BYTES = 24
+#: The rendered files of the postgres role, and where each is copied (``Layout``'s).
+FILES = ("postgresql.conf", "pg_hba.conf", "postgres-program.conf")
+#: How long the database may take to answer after a start (tries of half a second).
+READY_TRIES = 120
+
+
+def password(layout: Layout) -> str:
+    """Make the product role's password on the database host unless it is there (root's,
+    0600), and print it: the deploy reads the answer into memory and never shows it. Two
+    deploys at once keep the one that came first (``mv -n``)."""
+    pw, new = q(layout.db_password), q(layout.db_password + ".new")
+    return join(
+        f"install -d -m 0755 {q(layout.db_root)}",
+        f"{{ [ -s {pw} ] || {{ umask 077 && head -c {PASSWORD_BYTES} /dev/urandom | od -An -tx1 "
+        f"| tr -d ' \\n' > {new} && mv -n {new} {pw}; rm -f {new}; }}; }}",
+        f"chmod 0600 {pw}",
+        f"cat {pw}",
+    )
+
+
+def parse_password(answer: str) -> str:
+    """``password``'s answer: the password alone (hex), or "" for anything else."""
+    found = answer.strip()
+    return found if found and all(c in "0123456789abcdef" for c in found) else ""
+
+
+def _bin(layout: Layout) -> str:
+    """The binaries of the version that made the cluster, in shell."""
+    return f'{POSTGRES_BIN}/"$(cat {q(layout.db_data + "/PG_VERSION")})"/bin'
+
+
+def _psql(layout: Layout, port: int, *args: str) -> str:
+    return (f"runuser -u {POSTGRES_USER} -- {_bin(layout)}/psql -h {q(layout.db_socket)} "
+            f"-p {int(port)} -d postgres -X -v ON_ERROR_STOP=1 -v VERBOSITY=terse -qAt "
+            + " ".join(q(a) for a in args)).rstrip()  # fmt: skip
+
+
+def _ident(name: str) -> str:
+    """An SQL identifier in double quotes (the deployment's name may hold a hyphen)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(name: str) -> str:
+    return "'" + name.replace("'", "''") + "'"
+
+
+def make_cluster(layout: Layout) -> str:
+    """The cluster's folders, and the cluster itself by initdb when its folder is empty,
+    never otherwise: a folder that holds anything but a cluster is refused, untouched."""
+    data, marker = q(layout.db_data), q(layout.db_data + "/PG_VERSION")
+    refused = q(f"{layout.db_data} is not empty and holds no cluster: left as it is")
+    initdb = (
+        f"bin=$(ls -d {POSTGRES_BIN}/*/bin | sort -V | tail -n 1) && "
+        f'runuser -u {POSTGRES_USER} -- "$bin/initdb" -D {data} --auth-local=peer '
+        "--auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 "
+        f"--username={POSTGRES_USER} >/dev/null && "
+        f'echo "postgres: cluster made in {layout.db_data} by $bin/initdb"'
+    )
+    return join(
+        f"cd {q(layout.db_root)}",
+        f"install -d -m 0700 -o {POSTGRES_USER} -g {POSTGRES_USER} {data}",
+        f"install -d -m 0755 -o {POSTGRES_USER} -g {POSTGRES_USER} {q(layout.db_socket)}",
+        f"if [ -s {marker} ]; then echo \"postgres: cluster in {layout.db_data} "
+        f'(PostgreSQL $(cat {marker}))"; '
+        f'elif [ -z "$(ls -A {data})" ]; then {initdb}; '
+        f"else echo {refused} >&2; false; fi",
+    )
+
+
+def install_configs(layout: Layout, paths: Paths) -> str:
+    """The release's rendered configs and Supervisor program copied to the database's own
+    folder (root's, 0644: no secret in them), the program linked into Supervisor's."""
+    targets = (layout.db_conf, layout.db_hba, layout.db_program_conf)
+    return join(
+        *(f"install -m 0644 {q(paths.file(name))} {q(target)}"
+          for name, target in zip(FILES, targets, strict=True)),
+        f"ln -sfn {q(layout.db_program_conf)} {q(layout.db_supervisor_include)}",
+    )  # fmt: skip
+
+
+def run_cluster(layout: Layout, port: int) -> str:
+    """supervisord started if it is not; the database's program added, or restarted when its
+    program changed (never otherwise: a deploy does not restart the database); then waited
+    for, bounded, and told to read its configs again."""
+    program = layout.database_program
+    ready = _psql(layout, port, "-c", "SELECT 1")
+    return join(
+        supervise(layout, "ready", "--service", "supervisor"),
+        supervise(layout, "sync", f"^{program}$", program),
+        f"n=0; until {ready} >/dev/null 2>&1; do n=$((n+1)); "
+        f"if [ $n -ge {READY_TRIES} ]; then echo 'postgres: {program} does not answer on "
+        f"{layout.db_socket}' >&2; tail -n 20 {q(layout.log(program))} >&2; exit 1; fi; "
+        "sleep 0.5; done",
+        _psql(layout, port, "-c", "SELECT pg_reload_conf()") + " >/dev/null",
+        f"echo 'postgres: {program} answers, its configs read again'",
+    )
+
+
+def database_and_role(layout: Layout, port: int) -> str:
+    """The product's login role and its database, each made once; the role's password set
+    from its file each time (the same one, unless someone changed it by hand). Never DROP,
+    never anything to the data. The statement that holds the password is kept out of the
+    server's log should it fail (``log_min_error_statement``), and psql's terse errors
+    quote no statement."""
+    name = layout.db_name
+    role = (f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {_literal(name)}) "
+            f"THEN CREATE ROLE {_ident(name)} LOGIN; END IF; END $$;")  # fmt: skip
+    set_password = f"ALTER ROLE {_ident(name)} WITH LOGIN PASSWORD '%s';\\n"
+    exists = _psql(layout, port, "-c",
+                   f"SELECT 1 FROM pg_database WHERE datname = {_literal(name)}")  # fmt: skip
+    createdb = (f"runuser -u {POSTGRES_USER} -- {_bin(layout)}/createdb -h {q(layout.db_socket)} "
+                f"-p {int(port)} -O {q(name)} {q(name)}")  # fmt: skip
+    return join(
+        f'pw=$(cat {q(layout.db_password)}) && [ -n "$pw" ]',
+        f"{{ printf '%s\\n' {q('SET log_min_error_statement = panic;')} {q(role)}; "
+        f'printf {q(set_password)} "$pw"; }} | {_psql(layout, port)}',
+        "unset pw",
+        f'if [ "$({exists})" = 1 ]; then echo "postgres: database {name} and its role"; '
+        f'else {createdb} && echo "postgres: database {name} made, owned by its role"; fi',
+    )
+
+
+def status(layout: Layout, port: int) -> str:
+    """The database's program and the size of its data, for ``fab status``."""
+    program = layout.database_program
+    return (
+        "echo 'database:'; if supervisorctl pid >/dev/null 2>&1; then "
+        f"supervisorctl status {q(program)} | sed 's/^/  /'; "
+        "else echo '  supervisord is not running'; fi; "
+        f"printf '  data: %s\\n' \"$(du -sh {q(layout.db_data)} 2>/dev/null | cut -f1)\"; "
+        f"printf '  port: %s\\n' {int(port)}"
+    )
