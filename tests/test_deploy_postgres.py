@@ -196,21 +196,50 @@ def test_the_database_is_prepared_last_on_its_host_and_its_data_never_dropped(pr
     assert on_db[-1].why.startswith("postgres: the cluster in /var/lib/apiphant/notebook/data")
     script = on_db[-1].command
     assert script.index("initdb") > script.index('elif [ -z "$(ls -A ')
-    everything = " ".join(s.command for s in steps) + postgres.password(config.layout)
+    everything = " ".join(s.command for s in steps) + postgres.make_password(config.layout)
     assert not re.search(r"\bDROP\b|rm -rf? [^ ]*/var/lib/apiphant", everything)
     assert "$pw" in script and "ab12" not in script
     uploads = [s.upload for s in steps if s.upload and s.upload.remote.endswith("secrets.env")]
     assert [(u.secret, u.mode, u.group) for u in uploads] == [(True, 0o640, "notebook")]
 
 
-def test_the_password_is_made_once_on_the_host_and_read_back_alone() -> None:
+def test_the_password_is_asked_for_without_a_change_and_made_once_under_the_lock() -> None:
+    """The question (before the lock) only reads; the step that makes it prints nothing."""
     from apiphant.deploy.layout import Layout
 
-    command = postgres.password(Layout("notebook"))
-    assert "[ -s /var/lib/apiphant/notebook/password ] ||" in command
-    assert "umask 077" in command and command.endswith("cat /var/lib/apiphant/notebook/password")
+    asked = postgres.password(Layout("notebook"))
+    assert asked == ("if [ -s /var/lib/apiphant/notebook/password ]; "
+                     "then cat /var/lib/apiphant/notebook/password; fi")  # fmt: skip
+    made = postgres.make_password(Layout("notebook"))
+    assert "[ -s /var/lib/apiphant/notebook/password ] ||" in made
+    assert "umask 077" in made and "cat " not in made
     assert postgres.parse_password("0af3\n") == "0af3"
     assert postgres.parse_password("sh: no such file\n") == ""
+
+
+def test_a_new_password_is_made_first_and_the_secrets_read_it_when_uploaded(product) -> None:
+    """A host with no password yet: the prepare phase's first stage makes it on the database
+    host alone; each secrets file is made when its upload runs, from one read of it."""
+    config = config_of(THREE, product)
+    rendered = render.render_all(config, config.hosts, RELEASE, "apiphant.whl")
+    asked = []
+
+    def password() -> str:
+        asked.append(1)
+        return "ab12"
+
+    secrets = host_secrets(config, config.hosts, b"A=1\n", password)
+    steps = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
+                               "KEY", secrets=secrets, new_password=True)  # fmt: skip
+    first = [s for s in steps if s.stage == 0]
+    assert [(s.host, s.command) for s in first] == [
+        ("db", postgres.make_password(config.layout))]
+    upload = next(s.upload for s in steps if s.upload and s.upload.remote.endswith("secrets.env"))
+    assert asked == [] and upload.size == 0
+    assert upload.data() == b"A=1\nDATABASE_URL=postgresql://notebook:ab12@10.0.0.12:5432/notebook\n"
+    known = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
+                               "KEY", secrets={"api": b"A=1\n"})  # fmt: skip
+    assert "/dev/urandom" not in " ".join(s.command for s in known)
 
 
 def test_status_shows_the_database_program(product) -> None:
@@ -222,14 +251,21 @@ def test_status_shows_the_database_program(product) -> None:
 
 def test_the_dry_run_shows_no_password_and_no_database_url(product, tmp_path) -> None:
     """The dry run asks the database host for nothing it would show: the question is
-    printed, the secrets' upload says "content not shown"."""
+    printed, the secrets' upload says "content not shown". What comes before the lock only
+    reads: the password is made in the prepare phase."""
     (product / "deploy.toml").write_text(THREE)
     done = subprocess.run([sys.executable, "-m", "fabric", "deploy", f"--product={product}",
                            "--dry-run"], cwd=CHECKOUT, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     out = done.stdout
-    assert "[db] the database's password (made there once; not shown)" in out
+    assert "[db] the database's password, if it has one (not shown)" in out
     assert "[api] upload secrets and DATABASE_URL (content not shown)" in out
     assert "postgresql://" not in out and "<password>" not in out
     assert "[api] migrations, once, in release" in out
+    before, locked = out.split("==> lock", 1)
+    asked = [line for line in before.splitlines() if line.startswith("[db] $ ")]
+    assert asked == ["[db] $ " + postgres.password(config_of(THREE, product).layout)]
+    assert "urandom" not in before and "install " not in before
+    prepare = locked.split("==> prepare", 1)[1]
+    assert prepare.index("[db] postgres: its password, made once") < prepare.index("[api] ")

@@ -113,6 +113,27 @@ def _no_secret(site: Site, *texts: str) -> None:
         assert password not in text
 
 
+def test_a_dry_run_or_a_deploy_that_cannot_lock_changes_no_host(site: Site) -> None:
+    """Before the first deploy: its dry run, and a deploy that finds the API host's lock held,
+    leave no database folder (the password is made under the lock, not by the question
+    asked before it)."""
+    dry = site.fab("deploy", "--dry-run")
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    absent = "test ! -e /var/lib/apiphant"
+    assert all(site.hosts[n].exec(absent).returncode == 0 for n in NAMES)
+    api = site.hosts["api"]
+    taken = api.exec("mkdir -p /opt/notebook/deploy.lock && "
+                     "echo 'another deploy' > /opt/notebook/deploy.lock/holder")  # fmt: skip
+    assert taken.returncode == 0, taken.stderr
+    try:
+        held = site.fab("deploy")
+    finally:
+        api.exec("rm -rf /opt/notebook/deploy.lock")
+    assert held.returncode == 1
+    assert "api: the deploy lock is held by another deploy" in held.stdout
+    assert [n for n in NAMES if site.hosts[n].exec(absent).returncode != 0] == []
+
+
 def test_a_deploy_makes_the_database_migrates_it_and_serves_from_it(site: Site) -> None:
     done = site.fab("deploy")
     assert done.returncode == 0, done.stdout[-5000:]

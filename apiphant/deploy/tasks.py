@@ -19,7 +19,12 @@ from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
 from apiphant.deploy.config.secrets import host_secrets
 from apiphant.deploy.console import DryRun, Hosts, print_plan, say
 from apiphant.deploy.errors import DeployError, StepFailed
-from apiphant.deploy.facts import database_password, host_facts, nginx_neighbours
+from apiphant.deploy.facts import (
+    database_password,
+    host_facts,
+    nginx_neighbours,
+    password_after_lock,
+)
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
 from apiphant.deploy.orchestrate import (
     _current,
@@ -167,13 +172,19 @@ def deploy(
                            if set(need) - receive else None)  # fmt: skip
                 code_only = (artifacts.build_tarball(config, release, [], workdir, "code")
                              if have or receive else None), have  # fmt: skip
-            # The postgres host's password into memory, for each host's DATABASE_URL.
-            password = database_password(executor, config)
-            host_files = host_secrets(config, chosen, secrets, password)
+            # The postgres host's password into memory, for each host's DATABASE_URL; a
+            # question only: a host that has none yet makes it under the lock, and the
+            # secrets that hold it are made when they are uploaded.
+            password = database_password(executor, config, chosen)
+            new_password = password is None
+            host_files = host_secrets(config, chosen, secrets,
+                                      password_after_lock(executor, config) if password is None
+                                      else password)  # fmt: skip
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
                 tls_files=tls_files, code_only=code_only, copies=copies, secrets=host_files,
+                new_password=new_password,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:

@@ -1,10 +1,11 @@
 """The deployment's PostgreSQL on its host (the postgres role): its password made once, the
 cluster made once and kept up to date, its state for ``fab status``.
 
-No command here holds the password: it is made on the host, read by the deploy into memory
-(``password``) and written only into releases' secrets files (secret uploads); on the host
-the shell reads it from its file into a variable that only ``printf`` (a shell builtin, so
-no process's arguments) passes to psql's standard input.
+No command here holds the password: it is made on the host under the deploy lock
+(``make_password``), read by the deploy into memory (``password``) and written only into
+releases' secrets files (secret uploads); on the host the shell reads it from its file into
+a variable that only ``printf`` (a shell builtin, so no process's arguments) passes to
+psql's standard input.
 """
 
 from shlex import quote as q
@@ -23,16 +24,23 @@ READY_TRIES = 120
 
 
 def password(layout: Layout) -> str:
+    """Print the product role's password if the database host has it, nothing if not: a
+    question, asked before the deploy lock, that changes nothing (``make_password`` makes
+    it, under the lock). The deploy reads the answer into memory and never shows it."""
+    pw = q(layout.db_password)
+    return f"if [ -s {pw} ]; then cat {pw}; fi"
+
+
+def make_password(layout: Layout) -> str:
     """Make the product role's password on the database host unless it is there (root's,
-    0600), and print it: the deploy reads the answer into memory and never shows it. Two
-    deploys at once keep the one that came first (``mv -n``)."""
+    0600), printing nothing: a step of the locked prepare phase. Should two deploys ever
+    race past the lock, the one that came first is kept (``mv -n``)."""
     pw, new = q(layout.db_password), q(layout.db_password + ".new")
     return join(
         f"install -d -m 0755 {q(layout.db_root)}",
         f"{{ [ -s {pw} ] || {{ umask 077 && head -c {PASSWORD_BYTES} /dev/urandom | od -An -tx1 "
         f"| tr -d ' \\n' > {new} && mv -n {new} {pw}; rm -f {new}; }}; }}",
         f"chmod 0600 {pw}",
-        f"cat {pw}",
     )
 
 
