@@ -141,6 +141,27 @@ def test_postgres_runs_in_the_foreground_as_postgres_under_supervisor(product) -
     assert "pg_ctl" not in command and "\nstopsignal=INT\n" in program
 
 
+def test_the_release_installs_apiphants_postgres_extra_when_the_programs_have_a_database(
+    product, tmp_path
+) -> None:
+    """The product lists no driver: the deploy adds apiphant's postgres extra (psycopg and
+    its pool at apiphant's pinned ranges) to the release's requirements, for a postgres host
+    and for a database elsewhere; without a database, apiphant alone."""
+    assert "psycopg" not in (NOTEBOOK / "requirements.txt").read_text()
+    wheels = "/opt/notebook/releases/20260101000000/wheels"
+    for config, host in [(config_of(THREE, product), "api"), (config_of(ONE, product), "web1")]:
+        assert f"\n{wheels}/apiphant.whl[postgres]\n" in files(config, host)["requirements.txt"]
+    secrets = tmp_path / "s.env"
+    secrets.write_text("MANAGED_URL=postgresql://u:secret@db.example/x\n")
+    managed = config_of(f'secrets = "{secrets}"\n' + ONE.replace(', "postgres"', ""), product,
+                        '[database]\nurl_env = "MANAGED_URL"\n')  # fmt: skip
+    assert managed.apiphant_extras() == ("postgres",)
+    assert f"\n{wheels}/apiphant.whl[postgres]\n" in files(managed, "web1")["requirements.txt"]
+    none = config_of(ONE.replace(', "postgres"', ""), product)
+    assert none.apiphant_extras() == ()
+    assert f"\n{wheels}/apiphant.whl\n" in files(none, "web1")["requirements.txt"]
+
+
 # The secrets each host gets
 
 

@@ -213,6 +213,7 @@ def context(
         "release_env": RELEASE_ENV,
         "secrets_file": SECRETS,
         "wheel": wheel,
+        "wheel_extras": "".join(f"[{e}]" for e in config.apiphant_extras()),
         "host": host,
         "paths": {
             "root": layout.root,

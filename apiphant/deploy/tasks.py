@@ -144,7 +144,8 @@ def deploy(
             if dry_run:
                 wheel_name = artifacts.wheel_name()
                 print(artifacts.describe_build(workdir))
-                print(wheelhouse.describe(["apiphant's dependencies", *pip]))
+                extras = "".join(f" and its {e} extra" for e in config.apiphant_extras())
+                print(wheelhouse.describe([f"apiphant's dependencies{extras}", *pip]))
                 tarball = artifacts.tarball_path(workdir, config, release)
                 print(f"local: would build {tarball}: {config.product}/, wheels/ "
                       f"(for hosts that have its virtualenv: {config.product}/ alone); the "
@@ -158,7 +159,7 @@ def deploy(
                 platforms, venvs = host_facts(executor, config, chosen)
                 wheel = artifacts.build_wheel(workdir)
                 wheel_name = wheel.name
-                requirements = wheelhouse.wheel_requirements(wheel) + pip
+                requirements = wheelhouse.wheel_requirements(wheel, config.apiphant_extras()) + pip
                 wheels = wheelhouse.build(platforms.values(), requirements, workdir / "wheelhouse")
                 packages = wheelhouse.packages_key(config.python, [wheel, *wheels], pip)
                 # Hosts that have this release's virtualenv get the code alone, not the wheels;
