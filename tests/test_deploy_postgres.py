@@ -224,6 +224,41 @@ def test_the_database_is_prepared_last_on_its_host_and_its_data_never_dropped(pr
     assert [(u.secret, u.mode, u.group) for u in uploads] == [(True, 0o640, "notebook")]
 
 
+def test_a_setting_that_takes_a_restart_restarts_the_database_only_when_it_changed(product):
+    """listen_addresses, port and max_connections (through pool_size) are compared with the
+    running server's; the restart is in the branch taken when one differs."""
+    config = config_of(THREE, product)
+    wanted = render.restart_only(config)
+    assert wanted == {"listen_addresses": "10.0.0.12", "port": "5432", "max_connections": "100"}
+    bigger = config_of(THREE, product, "[database]\nport = 5433\npool_size = 50\n")
+    assert render.restart_only(bigger) == {"listen_addresses": "10.0.0.12", "port": "5433",
+                                           "max_connections": "170"}  # fmt: skip
+    rendered = render.render_all(config, config.hosts, RELEASE, "apiphant.whl")
+    steps = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
+                               "KEY", secrets={"api": b"A=1\n"})  # fmt: skip
+    script = [s for s in steps if s.host == "db"][-1].command
+    assert postgres.changed_settings(wanted) in script.replace("'\"'\"'", "'")
+    compare = script.index('if [ -n "$changed" ]; then ')
+    restart = script.index("supervisorctl restart notebook-postgres")
+    same = script.index("else echo 'postgres: notebook-postgres answers, its configs read again'")
+    assert compare < restart < same
+
+
+def test_the_comparison_names_the_settings_the_running_server_differs_in(postgres) -> None:
+    """The comparison's SQL against a real PostgreSQL (the test cluster)."""
+    import psycopg
+
+    from apiphant.deploy.host.postgres import changed_settings
+
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        running = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in render.RESTART_ONLY}
+        same = conn.execute(changed_settings(running)).fetchone()[0]
+        changed = dict(running, port=str(int(running["port"]) + 1), max_connections="999")
+        differ = conn.execute(changed_settings(changed)).fetchone()[0]
+    assert same is None
+    assert differ == "max_connections, port"
+
+
 def test_the_password_is_asked_for_without_a_change_and_made_once_under_the_lock() -> None:
     """The question (before the lock) only reads; the step that makes it prints nothing."""
     from apiphant.deploy.layout import Layout

@@ -87,6 +87,11 @@ roles = ["postgres"]
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    def database_pid(self) -> str:
+        done = self.hosts["db"].exec("supervisorctl pid notebook-postgres")
+        assert done.returncode == 0 and done.stdout.strip().isdigit(), done.stdout
+        return done.stdout.strip()
+
     @property
     def password(self) -> str:
         return self.hosts["db"].read(f"{DATA}/password").strip()
@@ -174,6 +179,7 @@ def test_only_the_deployments_hosts_are_admitted_by_address(site: Site) -> None:
 def test_a_redeploy_with_a_migration_under_writes_loses_nothing(site: Site) -> None:
     (site.product / "migrations" / "0002_notes_created.sql").write_text(SECOND)
     before = site.sql("SELECT count(*) FROM notes").strip()
+    pid = site.database_pid()
     acknowledged: list[str] = []
     failed: list[str] = []
     stop = threading.Event()
@@ -214,5 +220,26 @@ def test_a_redeploy_with_a_migration_under_writes_loses_nothing(site: Site) -> N
     assert int(before) >= 20
     assert site.sql("SELECT count(*) FROM notes WHERE created IS NULL").strip() == "0"
     assert "cluster in /var/lib/apiphant/notebook/data (PostgreSQL" in done.stdout
+    # No setting that takes a restart changed: the database was not restarted.
+    assert "postgres: notebook-postgres answers, its configs read again" in done.stdout
+    assert "restarting notebook-postgres" not in done.stdout and site.database_pid() == pid
     _no_secret(site, done.stdout, done.stderr,
                site.hosts["db"].read("/var/log/notebook/notebook-postgres.log"))  # fmt: skip
+
+
+def test_a_deploy_that_changes_max_connections_restarts_the_database_and_says_so(site) -> None:
+    """pool_size 50 for two workers: max_connections 120, which takes a restart."""
+    pid = site.database_pid()
+    toml = site.product / "deploy.toml"
+    toml.write_text(toml.read_text() + "\n[database]\npool_size = 50\n")
+    done = site.fab("deploy")
+    assert done.returncode == 0, done.stdout[-5000:]
+    said = [line for line in done.stdout.splitlines() if "restarting notebook-postgres" in line]
+    assert said == ["[db]   postgres: restarting notebook-postgres: max_connections changed, "
+                    "which takes a restart (the programs' connections are cut and their pools "
+                    "reconnect)"]  # fmt: skip
+    assert site.database_pid() != pid
+    assert site.sql("SHOW max_connections").strip() == "120"
+    made = site.create("after-restart")
+    assert made.status_code == 200, made.text
+    assert "after-restart" in site.sql("SELECT token FROM notes").split()

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote as q
 
-from apiphant.deploy import artifacts
+from apiphant.deploy import artifacts, render
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.host import postgres
 from apiphant.deploy.host.certbot import tls_dirs
@@ -245,8 +245,9 @@ def database_steps(config: Config, host: Host, paths: Paths) -> list[Step]:
              postgres.make_cluster(layout)),
             ("postgres: its configs and program from this release",
              postgres.install_configs(layout, paths)),
-            (f"postgres: {layout.database_program} running, its configs read again",
-             postgres.run_cluster(layout, port)),
+            (f"postgres: {layout.database_program} running, its configs read again (restarted "
+             "when a setting that takes a restart changed)",
+             postgres.run_cluster(layout, port, render.restart_only(config))),
             (f"postgres: role and database {layout.db_name}, made once; its password from "
              f"{layout.db_password}", postgres.database_and_role(layout, port)),
         ], timeout=600),
