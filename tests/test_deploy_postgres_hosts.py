@@ -436,6 +436,11 @@ def test_kill_9_of_the_database_under_writes_answers_json_and_service_returns(si
                "writes succeed after (s)": back}  # fmt: skip
     FIGURES["kill -9 of PostgreSQL under writes"] = figures
     print(f"kill -9 of the database: {figures}")
+    # What the database and the workers said meanwhile, for the log of the run.
+    print(site.hosts["db"].exec("tail -n 40 /var/log/notebook/notebook-postgres.log").stdout)
+    pools = ("grep -h -E 'error connecting|reconnection|new connection' "
+             "/var/log/notebook/notebook-api-*.log | tail -n 60")
+    print(site.hosts["api"].exec(pools).stdout)
     assert back is not None, f"writes do not succeed again within {RETURN_WITHIN} s"
     assert others == []
     assert site.database_pid() != pid  # Supervisor started PostgreSQL again
