@@ -141,6 +141,27 @@ def test_postgres_runs_in_the_foreground_as_postgres_under_supervisor(product) -
     assert "pg_ctl" not in command and "\nstopsignal=INT\n" in program
 
 
+def test_the_release_installs_apiphants_postgres_extra_when_the_programs_have_a_database(
+    product, tmp_path
+) -> None:
+    """The product lists no driver: the deploy adds apiphant's postgres extra (psycopg and
+    its pool at apiphant's pinned ranges) to the release's requirements, for a postgres host
+    and for a database elsewhere; without a database, apiphant alone."""
+    assert "psycopg" not in (NOTEBOOK / "requirements.txt").read_text()
+    wheels = "/opt/notebook/releases/20260101000000/wheels"
+    for config, host in [(config_of(THREE, product), "api"), (config_of(ONE, product), "web1")]:
+        assert f"\n{wheels}/apiphant.whl[postgres]\n" in files(config, host)["requirements.txt"]
+    secrets = tmp_path / "s.env"
+    secrets.write_text("MANAGED_URL=postgresql://u:secret@db.example/x\n")
+    managed = config_of(f'secrets = "{secrets}"\n' + ONE.replace(', "postgres"', ""), product,
+                        '[database]\nurl_env = "MANAGED_URL"\n')  # fmt: skip
+    assert managed.apiphant_extras() == ("postgres",)
+    assert f"\n{wheels}/apiphant.whl[postgres]\n" in files(managed, "web1")["requirements.txt"]
+    none = config_of(ONE.replace(', "postgres"', ""), product)
+    assert none.apiphant_extras() == ()
+    assert f"\n{wheels}/apiphant.whl\n" in files(none, "web1")["requirements.txt"]
+
+
 # The secrets each host gets
 
 
@@ -196,21 +217,85 @@ def test_the_database_is_prepared_last_on_its_host_and_its_data_never_dropped(pr
     assert on_db[-1].why.startswith("postgres: the cluster in /var/lib/apiphant/notebook/data")
     script = on_db[-1].command
     assert script.index("initdb") > script.index('elif [ -z "$(ls -A ')
-    everything = " ".join(s.command for s in steps) + postgres.password(config.layout)
+    everything = " ".join(s.command for s in steps) + postgres.make_password(config.layout)
     assert not re.search(r"\bDROP\b|rm -rf? [^ ]*/var/lib/apiphant", everything)
     assert "$pw" in script and "ab12" not in script
     uploads = [s.upload for s in steps if s.upload and s.upload.remote.endswith("secrets.env")]
     assert [(u.secret, u.mode, u.group) for u in uploads] == [(True, 0o640, "notebook")]
 
 
-def test_the_password_is_made_once_on_the_host_and_read_back_alone() -> None:
+def test_a_setting_that_takes_a_restart_restarts_the_database_only_when_it_changed(product):
+    """listen_addresses, port and max_connections (through pool_size) are compared with the
+    running server's; the restart is in the branch taken when one differs."""
+    config = config_of(THREE, product)
+    wanted = render.restart_only(config)
+    assert wanted == {"listen_addresses": "10.0.0.12", "port": "5432", "max_connections": "100"}
+    bigger = config_of(THREE, product, "[database]\nport = 5433\npool_size = 50\n")
+    assert render.restart_only(bigger) == {"listen_addresses": "10.0.0.12", "port": "5433",
+                                           "max_connections": "170"}  # fmt: skip
+    rendered = render.render_all(config, config.hosts, RELEASE, "apiphant.whl")
+    steps = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
+                               "KEY", secrets={"api": b"A=1\n"})  # fmt: skip
+    script = [s for s in steps if s.host == "db"][-1].command
+    assert postgres.changed_settings(wanted) in script.replace("'\"'\"'", "'")
+    compare = script.index('if [ -n "$changed" ]; then ')
+    restart = script.index("supervisorctl restart notebook-postgres")
+    same = script.index("else echo 'postgres: notebook-postgres answers, its configs read again'")
+    assert compare < restart < same
+
+
+def test_the_comparison_names_the_settings_the_running_server_differs_in(postgres) -> None:
+    """The comparison's SQL against a real PostgreSQL (the test cluster)."""
+    import psycopg
+
+    from apiphant.deploy.host.postgres import changed_settings
+
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        running = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in render.RESTART_ONLY}
+        same = conn.execute(changed_settings(running)).fetchone()[0]
+        changed = dict(running, port=str(int(running["port"]) + 1), max_connections="999")
+        differ = conn.execute(changed_settings(changed)).fetchone()[0]
+    assert same is None
+    assert differ == "max_connections, port"
+
+
+def test_the_password_is_asked_for_without_a_change_and_made_once_under_the_lock() -> None:
+    """The question (before the lock) only reads; the step that makes it prints nothing."""
     from apiphant.deploy.layout import Layout
 
-    command = postgres.password(Layout("notebook"))
-    assert "[ -s /var/lib/apiphant/notebook/password ] ||" in command
-    assert "umask 077" in command and command.endswith("cat /var/lib/apiphant/notebook/password")
+    asked = postgres.password(Layout("notebook"))
+    assert asked == ("if [ -s /var/lib/apiphant/notebook/password ]; "
+                     "then cat /var/lib/apiphant/notebook/password; fi")  # fmt: skip
+    made = postgres.make_password(Layout("notebook"))
+    assert "[ -s /var/lib/apiphant/notebook/password ] ||" in made
+    assert "umask 077" in made and "cat " not in made
     assert postgres.parse_password("0af3\n") == "0af3"
     assert postgres.parse_password("sh: no such file\n") == ""
+
+
+def test_a_new_password_is_made_first_and_the_secrets_read_it_when_uploaded(product) -> None:
+    """A host with no password yet: the prepare phase's first stage makes it on the database
+    host alone; each secrets file is made when its upload runs, from one read of it."""
+    config = config_of(THREE, product)
+    rendered = render.render_all(config, config.hosts, RELEASE, "apiphant.whl")
+    asked = []
+
+    def password() -> str:
+        asked.append(1)
+        return "ab12"
+
+    secrets = host_secrets(config, config.hosts, b"A=1\n", password)
+    steps = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
+                               "KEY", secrets=secrets, new_password=True)  # fmt: skip
+    first = [s for s in steps if s.stage == 0]
+    assert [(s.host, s.command) for s in first] == [
+        ("db", postgres.make_password(config.layout))]
+    upload = next(s.upload for s in steps if s.upload and s.upload.remote.endswith("secrets.env"))
+    assert asked == [] and upload.size == 0
+    assert upload.data() == b"A=1\nDATABASE_URL=postgresql://notebook:ab12@10.0.0.12:5432/notebook\n"
+    known = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
+                               "KEY", secrets={"api": b"A=1\n"})  # fmt: skip
+    assert "/dev/urandom" not in " ".join(s.command for s in known)
 
 
 def test_status_shows_the_database_program(product) -> None:
@@ -222,14 +307,21 @@ def test_status_shows_the_database_program(product) -> None:
 
 def test_the_dry_run_shows_no_password_and_no_database_url(product, tmp_path) -> None:
     """The dry run asks the database host for nothing it would show: the question is
-    printed, the secrets' upload says "content not shown"."""
+    printed, the secrets' upload says "content not shown". What comes before the lock only
+    reads: the password is made in the prepare phase."""
     (product / "deploy.toml").write_text(THREE)
     done = subprocess.run([sys.executable, "-m", "fabric", "deploy", f"--product={product}",
                            "--dry-run"], cwd=CHECKOUT, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     out = done.stdout
-    assert "[db] the database's password (made there once; not shown)" in out
+    assert "[db] the database's password, if it has one (not shown)" in out
     assert "[api] upload secrets and DATABASE_URL (content not shown)" in out
     assert "postgresql://" not in out and "<password>" not in out
     assert "[api] migrations, once, in release" in out
+    before, locked = out.split("==> lock", 1)
+    asked = [line for line in before.splitlines() if line.startswith("[db] $ ")]
+    assert asked == ["[db] $ " + postgres.password(config_of(THREE, product).layout)]
+    assert "urandom" not in before and "install " not in before
+    prepare = locked.split("==> prepare", 1)[1]
+    assert prepare.index("[db] postgres: its password, made once") < prepare.index("[api] ")

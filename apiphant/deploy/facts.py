@@ -3,6 +3,8 @@ Python, platform and virtualenvs (which wheels to build, which host builds the r
 virtualenv), and the other deployments its Nginx serves. A host that cannot answer, or
 whose answer refuses the deploy, stops it with nothing touched."""
 
+import threading
+from collections.abc import Callable
 from functools import partial
 
 from apiphant.deploy import hostwide, wheelhouse
@@ -70,19 +72,54 @@ def host_facts(
 PASSWORD_UNKNOWN = "<password>"
 
 
-def database_password(executor: Hosts, config: Config) -> str:
-    """The password of the product's role, from the postgres host (made there the first
-    time, root's, 0600): read into memory for the releases' secrets files, never shown. The
-    answer is not printed (``query``); a dry run shows the question alone."""
+def database_password(executor: Hosts, config: Config, hosts: list[Host]) -> str | None:
+    """The password of the product's role, from the postgres host (root's, 0600), read into
+    memory for the releases' secrets files, never shown; "" without a postgres host. A
+    question that changes nothing (it comes before the lock): None when the host has no
+    password yet, which the locked prepare phase then makes (``password_after_lock``).
+    The answer is not printed (``query``); a dry run shows the question alone."""
     server = config.database_host()
     if server is None:
         return ""
+    chosen = server.name in {h.name for h in hosts}
     answer = executor.query(server.name, postgres.password(config.layout),
-                            "the database's password (made there once; not shown)")  # fmt: skip
+                            "the database's password, if it has one (not shown)")  # fmt: skip
     if isinstance(executor, DryRun):
-        return PASSWORD_UNKNOWN
+        return None if chosen else PASSWORD_UNKNOWN
+    if not answer.strip():
+        if chosen:
+            return None
+        raise DeployError(f"{server.name}: the database has no password yet, which its first "
+                          f"deploy makes: deploy {server.name} too; nothing was changed on "
+                          "any host")  # fmt: skip
+    return _parsed(config, answer)
+
+
+def password_after_lock(executor: Hosts, config: Config) -> Callable[[], str]:
+    """The password the locked prepare phase made on the postgres host, read back into
+    memory once, when the first secrets file that holds it is uploaded (hosts upload side
+    by side: one asks, the others wait for its answer)."""
+    server = config.database_host()
+    assert server is not None
+    lock = threading.Lock()
+    found: list[str] = []
+
+    def read() -> str:
+        with lock:
+            if not found:
+                why = "the database's password, made now (not shown)"
+                answer = executor.query(server.name, postgres.password(config.layout), why)
+                found.append(_parsed(config, answer))
+            return found[0]
+
+    return read
+
+
+def _parsed(config: Config, answer: str) -> str:
     found = postgres.parse_password(answer)
     if not found:
-        raise DeployError(f"{server.name}: the database's password in "
+        server = config.database_host()
+        name = server.name if server else "?"
+        raise DeployError(f"{name}: the database's password in "
                           f"{config.layout.db_password} is not what the deploy made")  # fmt: skip
     return found

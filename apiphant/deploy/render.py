@@ -175,6 +175,19 @@ def database(config: Config) -> dict:
     }
 
 
+#: The settings of the rendered postgresql.conf that take effect only when PostgreSQL restarts
+#: (context postmaster): a deploy that changes one restarts it (``postgres.run_cluster``).
+RESTART_ONLY = ("listen_addresses", "port", "max_connections")
+
+
+def restart_only(config: Config) -> dict[str, str]:
+    """The rendered values of ``RESTART_ONLY``, as PostgreSQL's SHOW writes them."""
+    values = database(config)
+    shown = {"listen_addresses": values["listen"], "port": values["port"],
+             "max_connections": values["max_connections"]}  # fmt: skip
+    return {name: str(shown[name]) for name in RESTART_ONLY}
+
+
 def _pool_about(config: Config, pool: Pool) -> str:
     if pool.is_default:
         return "every target no other pool routes"
@@ -213,6 +226,7 @@ def context(
         "release_env": RELEASE_ENV,
         "secrets_file": SECRETS,
         "wheel": wheel,
+        "wheel_extras": "".join(f"[{e}]" for e in config.apiphant_extras()),
         "host": host,
         "paths": {
             "root": layout.root,

@@ -243,6 +243,7 @@ class Remote:
         upload = step.upload
         assert upload is not None
         failed = f"{step.host}: {step.why} failed"
+        content = upload.data()  # before anything is staged: a Later may fail
         stage, _ = upload_commands(upload)
         try:
             staged = self._shell(step.host, stage, 60, quiet=True, as_root=False)
@@ -252,7 +253,7 @@ class Remote:
             raise StepFailed(step, f"{failed}: cannot make a file in /tmp")
         path = staged.stdout.strip()
         source: IO[bytes] | str
-        source = io.BytesIO(upload.content) if upload.content is not None else str(upload.local)
+        source = io.BytesIO(content) if content is not None else str(upload.local)
         conn = self.connection(step.host)
         try:
             conn.put(source, path, preserve_mode=False)

@@ -1,7 +1,8 @@
 """The secrets file: THE parser of its lines, what the hosts get of it, and the check before
 a deploy touches any host."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 from apiphant.deploy.config.errors import ConfigError
 from apiphant.deploy.config.front import TLS_CERT_KEY, TLS_KEY_KEY
@@ -106,13 +107,22 @@ def check_database_secrets(
 
 
 def host_secrets(
-    config: Config, hosts: Iterable[Host], shared: bytes | None, password: str
-) -> dict[str, bytes] | bytes | None:
+    config: Config, hosts: Iterable[Host], shared: bytes | None,
+    password: str | Callable[[], str],
+) -> dict[str, bytes | Callable[[], bytes]] | bytes | None:
     """What each host's releases get as their secrets: the checked file (``shared``), and,
     with a postgres host, each host's own DATABASE_URL (through the socket on the database
-    host, else its private address) with the password the deploy read from it."""
+    host, else its private address) with the password the deploy read from it; or, when the
+    deploy makes that password under the lock (``password`` a callable), each host's
+    content made when its upload runs."""
     if config.database_host() is None:
         return shared
-    return {h.name: (shared or b"")
-            + secrets_lines([(DATABASE_URL, config.database_url(h, password))])
-            for h in hosts if config.runs_python(h)}  # fmt: skip
+
+    def content(host: Host, password: str) -> bytes:
+        return (shared or b"") + secrets_lines(
+            [(DATABASE_URL, config.database_url(host, password))])
+
+    chosen = [h for h in hosts if config.runs_python(h)]
+    if callable(password):
+        return {h.name: partial(lambda h: content(h, password()), h) for h in chosen}
+    return {h.name: content(h, password) for h in chosen}

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from apiphant.deploy.config.front import Nginx, Tls
     from apiphant.deploy.config.model import Api, Background, Database, Host, Pool
 
+#: apiphant's extra (setup.py) with PostgreSQL's driver and pool (apiphant.db).
+DATABASE_EXTRA = "postgres"
+
 
 @dataclass(frozen=True)
 class Worker:
@@ -120,6 +123,12 @@ class Topology:
         """Whether the programs get a DATABASE_URL: the postgres host's, or the secrets
         file's line ``[database] url_env`` names."""
         return self.database_host() is not None or bool(self.database.url_env)
+
+    def apiphant_extras(self) -> tuple[str, ...]:
+        """apiphant's extras the release's virtualenv installs with it: ``postgres`` (the
+        driver and pool at apiphant's pinned ranges) when the programs get a database, so a
+        product need not list psycopg itself."""
+        return (DATABASE_EXTRA,) if self.has_database() else ()
 
     def database_remote_clients(self) -> list[Host]:
         """The hosts whose programs reach the postgres host over the network: pg_hba admits

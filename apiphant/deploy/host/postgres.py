@@ -1,10 +1,11 @@
 """The deployment's PostgreSQL on its host (the postgres role): its password made once, the
 cluster made once and kept up to date, its state for ``fab status``.
 
-No command here holds the password: it is made on the host, read by the deploy into memory
-(``password``) and written only into releases' secrets files (secret uploads); on the host
-the shell reads it from its file into a variable that only ``printf`` (a shell builtin, so
-no process's arguments) passes to psql's standard input.
+No command here holds the password: it is made on the host under the deploy lock
+(``make_password``), read by the deploy into memory (``password``) and written only into
+releases' secrets files (secret uploads); on the host the shell reads it from its file into
+a variable that only ``printf`` (a shell builtin, so no process's arguments) passes to
+psql's standard input.
 """
 
 from shlex import quote as q
@@ -23,16 +24,23 @@ READY_TRIES = 120
 
 
 def password(layout: Layout) -> str:
+    """Print the product role's password if the database host has it, nothing if not: a
+    question, asked before the deploy lock, that changes nothing (``make_password`` makes
+    it, under the lock). The deploy reads the answer into memory and never shows it."""
+    pw = q(layout.db_password)
+    return f"if [ -s {pw} ]; then cat {pw}; fi"
+
+
+def make_password(layout: Layout) -> str:
     """Make the product role's password on the database host unless it is there (root's,
-    0600), and print it: the deploy reads the answer into memory and never shows it. Two
-    deploys at once keep the one that came first (``mv -n``)."""
+    0600), printing nothing: a step of the locked prepare phase. Should two deploys ever
+    race past the lock, the one that came first is kept (``mv -n``)."""
     pw, new = q(layout.db_password), q(layout.db_password + ".new")
     return join(
         f"install -d -m 0755 {q(layout.db_root)}",
         f"{{ [ -s {pw} ] || {{ umask 077 && head -c {PASSWORD_BYTES} /dev/urandom | od -An -tx1 "
         f"| tr -d ' \\n' > {new} && mv -n {new} {pw}; rm -f {new}; }}; }}",
         f"chmod 0600 {pw}",
-        f"cat {pw}",
     )
 
 
@@ -47,9 +55,12 @@ def _bin(layout: Layout) -> str:
     return f'{POSTGRES_BIN}/"$(cat {q(layout.db_data + "/PG_VERSION")})"/bin'
 
 
-def _psql(layout: Layout, port: int, *args: str) -> str:
+def _psql(layout: Layout, port: int | None, *args: str) -> str:
+    """psql as the superuser, through the socket, on ``port`` (None: the running server's,
+    in the shell variable ``$port``)."""
+    shown = '"$port"' if port is None else str(int(port))
     return (f"runuser -u {POSTGRES_USER} -- {_bin(layout)}/psql -h {q(layout.db_socket)} "
-            f"-p {int(port)} -d postgres -X -v ON_ERROR_STOP=1 -v VERBOSITY=terse -qAt "
+            f"-p {shown} -d postgres -X -v ON_ERROR_STOP=1 -v VERBOSITY=terse -qAt "
             + " ".join(q(a) for a in args)).rstrip()  # fmt: skip
 
 
@@ -96,21 +107,54 @@ def install_configs(layout: Layout, paths: Paths) -> str:
     )  # fmt: skip
 
 
-def run_cluster(layout: Layout, port: int) -> str:
-    """supervisord started if it is not; the database's program added, or restarted when its
-    program changed (never otherwise: a deploy does not restart the database); then waited
-    for, bounded, and told to read its configs again."""
+def _wait(layout: Layout, port: int | None) -> str:
+    """Until the server answers, bounded: on ``port``, or (None) on the one the running
+    postmaster wrote in its pid file (a changed port is not in effect before a restart)."""
     program = layout.database_program
-    ready = _psql(layout, port, "-c", "SELECT 1")
+    found = (f"port=$(sed -n 4p {q(layout.db_data + '/postmaster.pid')} 2>/dev/null) && "
+             '[ -n "$port" ] && ' if port is None else "")  # fmt: skip
+    return (
+        f"{{ n=0; until {found}{_psql(layout, port, '-c', 'SELECT 1')} >/dev/null 2>&1; do "
+        f"n=$((n+1)); if [ $n -ge {READY_TRIES} ]; then echo 'postgres: {program} does not "
+        f"answer on {layout.db_socket}' >&2; tail -n 20 {q(layout.log(program))} >&2; exit 1; "
+        "fi; sleep 0.5; done; }"
+    )
+
+
+def changed_settings(wanted: dict[str, str]) -> str:
+    """SQL: the names of ``wanted``'s settings whose running value differs, comma-separated
+    (nothing when none does). Compared as SHOW writes them, which is how the rendered
+    postgresql.conf spells these."""
+    rows = ", ".join(f"({_literal(k)}, {_literal(v)})" for k, v in wanted.items())
+    return (f"SELECT string_agg(name, ', ' ORDER BY name) FROM (VALUES {rows}) AS wanted(name, "
+            "value) WHERE current_setting(name) <> value")  # fmt: skip
+
+
+def run_cluster(layout: Layout, port: int, restart_only: dict[str, str] | None = None) -> str:
+    """supervisord started if it is not; the database's program added, or restarted when its
+    program changed; then waited for, bounded, and told to read its configs again. The
+    settings that take effect only on a restart (``restart_only``: their rendered values)
+    are compared with the running server's: when one differs, the program restarts (SIGINT,
+    a fast shutdown: open transactions roll back, the workers' pools reconnect) and the
+    deploy says so in one line; when none does, the database is not restarted."""
+    program = layout.database_program
+    restart = (
+        f'echo "postgres: restarting {program}: $changed changed, which takes a restart '
+        "(the programs' connections are cut and their pools reconnect)\"; "
+        f"supervisorctl restart {q(program)} >/dev/null && {_wait(layout, port)}; "
+    )
+    compare = (
+        f"changed=$({_psql(layout, None, '-c', changed_settings(restart_only or {}))}) && "
+        f'if [ -n "$changed" ]; then {restart}'
+        f"else echo 'postgres: {program} answers, its configs read again'; fi"
+        if restart_only else f"echo 'postgres: {program} answers, its configs read again'"
+    )
     return join(
         supervise(layout, "ready", "--service", "supervisor"),
         supervise(layout, "sync", f"^{program}$", program),
-        f"n=0; until {ready} >/dev/null 2>&1; do n=$((n+1)); "
-        f"if [ $n -ge {READY_TRIES} ]; then echo 'postgres: {program} does not answer on "
-        f"{layout.db_socket}' >&2; tail -n 20 {q(layout.log(program))} >&2; exit 1; fi; "
-        "sleep 0.5; done",
-        _psql(layout, port, "-c", "SELECT pg_reload_conf()") + " >/dev/null",
-        f"echo 'postgres: {program} answers, its configs read again'",
+        _wait(layout, None),
+        _psql(layout, None, "-c", "SELECT pg_reload_conf()") + " >/dev/null",
+        compare,
     )
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote as q
 
-from apiphant.deploy import artifacts
+from apiphant.deploy import artifacts, render
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.host import postgres
 from apiphant.deploy.host.certbot import tls_dirs
@@ -18,7 +18,7 @@ from apiphant.deploy.host.system import apt_install, private_dir, system_user
 from apiphant.deploy.host.venv import pack_venv, virtualenv, virtualenv_from_archive
 from apiphant.deploy.layout import VENV_ARCHIVE, Paths
 from apiphant.deploy.plan.activate import SUPERVISE
-from apiphant.deploy.plan.steps import Download, Step, Upload, merged, staged
+from apiphant.deploy.plan.steps import Download, Later, Step, Upload, merged, staged
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
 from apiphant.deploy.wheelhouse import Platform
@@ -73,7 +73,8 @@ def prepare_steps(
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
     copies: VenvCopies | None = None,
-    secrets: bytes | dict[str, bytes] | None = None,
+    secrets: bytes | dict[str, bytes | Later] | None = None,
+    new_password: bool = False,
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched. Per host: one
     script for the folders (apt, user, release folder), the code and the host's rendered
@@ -87,7 +88,9 @@ def prepare_steps(
     on the deploying machine (two stages after the first). A host that runs no program
     (Nginx only) gets no code, no virtualenv, no secrets. ``secrets`` may differ by host
     (a dict by name): each has its own DATABASE_URL. The postgres host's last step makes or
-    updates the database, which then runs before the release phase migrates it."""
+    updates the database, which then runs before the release phase migrates it. When the
+    database host had no password yet (``new_password``), a first stage makes it there,
+    under the lock, before the secrets that hold it (``Later``) are uploaded."""
     layout = config.layout
     paths = layout.release(release)
     copies = copies or VenvCopies({}, Path())
@@ -203,7 +206,13 @@ def prepare_steps(
             receive.append(Step(name, f"virtualenv: unpack {builder}'s",
                                 virtualenv_from_archive(paths, config.product, packages),
                                 timeout=1800))  # fmt: skip
-    return tuple(staged([steps, fetch, receive]))
+    first = []
+    server = config.database_host()
+    if new_password and server is not None and server in hosts:
+        first.append(Step(server.name, f"postgres: its password, made once in "
+                          f"{layout.db_password} (not shown)",
+                          postgres.make_password(layout)))  # fmt: skip
+    return tuple(staged([first, steps, fetch, receive]))
 
 
 def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
@@ -236,8 +245,9 @@ def database_steps(config: Config, host: Host, paths: Paths) -> list[Step]:
              postgres.make_cluster(layout)),
             ("postgres: its configs and program from this release",
              postgres.install_configs(layout, paths)),
-            (f"postgres: {layout.database_program} running, its configs read again",
-             postgres.run_cluster(layout, port)),
+            (f"postgres: {layout.database_program} running, its configs read again (restarted "
+             "when a setting that takes a restart changed)",
+             postgres.run_cluster(layout, port, render.restart_only(config))),
             (f"postgres: role and database {layout.db_name}, made once; its password from "
              f"{layout.db_password}", postgres.database_and_role(layout, port)),
         ], timeout=600),
