@@ -9,6 +9,7 @@ no process's arguments) passes to psql's standard input.
 
 from shlex import quote as q
 
+from apiphant.deploy.host import backups
 from apiphant.deploy.host.agents import supervise
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.layout import POSTGRES_BIN, POSTGRES_USER, Layout, Paths
@@ -92,19 +93,20 @@ def install_configs(layout: Layout, paths: Paths) -> str:
     return join(
         *(f"install -m 0644 {q(paths.file(name))} {q(target)}"
           for name, target in zip(FILES, targets, strict=True)),
+        backups.install_script(layout, paths),
         f"ln -sfn {q(layout.db_program_conf)} {q(layout.db_supervisor_include)}",
     )  # fmt: skip
 
 
 def run_cluster(layout: Layout, port: int) -> str:
-    """supervisord started if it is not; the database's program added, or restarted when its
-    program changed (never otherwise: a deploy does not restart the database); then waited
-    for, bounded, and told to read its configs again."""
-    program = layout.database_program
+    """supervisord started if it is not; the database's program and its backups' added, or
+    restarted when the program changed (never otherwise: a deploy does not restart the
+    database); then waited for, bounded, and told to read its configs again."""
+    program, backup = layout.database_program, layout.backup_program
     ready = _psql(layout, port, "-c", "SELECT 1")
     return join(
         supervise(layout, "ready", "--service", "supervisor"),
-        supervise(layout, "sync", f"^{program}$", program),
+        supervise(layout, "sync", f"^({program}|{backup})$", program, backup),
         f"n=0; until {ready} >/dev/null 2>&1; do n=$((n+1)); "
         f"if [ $n -ge {READY_TRIES} ]; then echo 'postgres: {program} does not answer on "
         f"{layout.db_socket}' >&2; tail -n 20 {q(layout.log(program))} >&2; exit 1; fi; "
@@ -148,3 +150,30 @@ def status(layout: Layout, port: int) -> str:
         f"printf '  data: %s\\n' \"$(du -sh {q(layout.db_data)} 2>/dev/null | cut -f1)\"; "
         f"printf '  port: %s\\n' {int(port)}"
     )
+
+
+def restore(layout: Layout, port: int, name: str) -> str:
+    """``fab db restore NAME``: the backup's checksum checked, then pg_restore --clean
+    --if-exists into the product's database in one transaction: a restore that fails part
+    way changes nothing. As the postgres user, by the socket; objects keep their owners."""
+    folder, dump = q(layout.db_backups), q(f"{layout.db_backups}/{name}")
+    restore_cmd = (f"runuser -u {POSTGRES_USER} -- {_bin(layout)}/pg_restore -h "
+                   f"{q(layout.db_socket)} -p {int(port)} -d {q(layout.db_name)} --clean "
+                   "--if-exists --single-transaction --exit-on-error --no-password")  # fmt: skip
+    return join(
+        f"[ -f {dump} ] || {{ echo {q(f'no backup {name} in {layout.db_backups}')} >&2; exit 1; }}",
+        f"cd {folder} && sha256sum --quiet -c {q(name + '.sha256')}",
+        "cd /",
+        f"{restore_cmd} < {dump}",
+        f"echo {q(f'restored {name} into database {layout.db_name}')}",
+    )
+
+
+def psql(layout: Layout, port: int) -> str:
+    """``fab db psql``: psql on the product's database, by the socket as the postgres user
+    (peer: no password anywhere), in the product's role (``PGOPTIONS``), so what it makes is
+    the product's."""
+    role = q(f"-c role={layout.db_name}")
+    return (f"cd / && exec runuser -u {POSTGRES_USER} -- env PGOPTIONS={role} "
+            f"{_bin(layout)}/psql -h {q(layout.db_socket)} -p {int(port)} "
+            f"-d {q(layout.db_name)}")  # fmt: skip

@@ -6,7 +6,7 @@ from apiphant.deploy import roles
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.plan.activate import activate_steps, release_phase_steps
 from apiphant.deploy.plan.operate import lock_steps, unlock_steps
-from apiphant.deploy.plan.prepare import VenvCopies, prepare_steps
+from apiphant.deploy.plan.prepare import BackupKeys, VenvCopies, prepare_steps
 from apiphant.deploy.plan.steps import ACTIVATE, FINISH, PREPARE, RELEASE, VERIFY, Plan
 from apiphant.deploy.plan.verify import finish_steps, verify_steps
 from apiphant.deploy.render import HostFiles
@@ -27,6 +27,7 @@ def deploy_plan(
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
     copies: VenvCopies | None = None,
     secrets: bytes | dict[str, bytes] | None = None,
+    backup_keys: BackupKeys | None = None,
 ) -> Plan:
     """Lock, prepare, the release command (when deploy.toml has one: else no such phase),
     activate, verify, finish, unlock. How each phase runs is its own (``plan.steps``)."""
@@ -39,7 +40,7 @@ def deploy_plan(
         lock=lock_steps(config, hosts, holder),
         phases=(
             PREPARE.of(prepare_steps(config, hosts, release, tarball, rendered, packages,
-                                     tls_files, code_only, copies, secrets)),
+                                     tls_files, code_only, copies, secrets, backup_keys)),
             *([RELEASE.of(command)] if command else []),
             ACTIVATE.of(activate_steps(config, hosts, releases, all_roles)),
             VERIFY.of(verify_steps(config, hosts, releases)),
