@@ -46,7 +46,8 @@ def test_backup_every_and_keep_backups_have_defaults_and_say_what_is_wrong(produ
 def test_the_loop_is_a_supervisor_program_of_the_database_with_its_schedule(product) -> None:
     config = config_of(THREE, product, '\n[database]\nbackup_every = "6h"\nkeep_backups = 3\n')
     rendered = files(config, "db")
-    program = rendered["postgres-program.conf"]
+    program = rendered["backup-program.conf"]
+    assert "notebook-backup" not in rendered["postgres-program.conf"]
     assert "[program:notebook-backup]" in program
     assert "command=/var/lib/apiphant/notebook/backup --loop 21600 3\n" in program
     assert "user=root" in program.split("[program:notebook-backup]")[1]
@@ -83,9 +84,19 @@ def test_prepare_installs_the_script_and_the_restricted_key_on_the_copy_host(pro
     rendered = render.render_all(config, config.hosts, RELEASE, "apiphant.whl")
     steps = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
                                "KEY", secrets={"api": b"x\n"}, backup_keys=KEYS)  # fmt: skip
-    db = [s for s in steps if s.host == "db"][-1].command
+    loop = steps[-1]
+    assert loop.host == "db" and loop.command == (
+        "ln -sfn /var/lib/apiphant/notebook/backup.conf /etc/supervisor/conf.d/notebook-backup.conf"
+        " && /usr/bin/python3 /opt/notebook/supervise.py -c /etc/supervisor/supervisord.conf "
+        "sync '^notebook-backup$' notebook-backup")
+    assert loop.stage > max(s.stage for s in steps[:-1] if s.why.startswith("backups: db"))
+    db = [s for s in steps if s.host == "db"][-2].command
     assert "mv -f /var/lib/apiphant/notebook/backup.new /var/lib/apiphant/notebook/backup" in db
-    assert "'^(notebook-postgres|notebook-backup)$' notebook-postgres notebook-backup" in db
+    assert "backup-program.conf /var/lib/apiphant/notebook/backup.conf" in db
+    # the loop starts after the database, its role, the copies' known host and receiver
+    assert "notebook-backup$" not in db
+    assert db.index("sync '^notebook-postgres$' notebook-postgres") < db.index("CREATE ROLE")
+    assert db.index("CREATE ROLE") < db.index("/var/lib/apiphant/notebook/known_hosts")
     assert "10.0.0.11 'ssh-ed25519 AAAAC3host' > /var/lib/apiphant/notebook/known_hosts" in db
     receiver = [s for s in steps if s.host == "api" and s.why.startswith("backups:")]
     assert len(receiver) == 1

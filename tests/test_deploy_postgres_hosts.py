@@ -238,6 +238,8 @@ def test_the_loop_backs_up_by_itself_and_copies_each_to_the_api_host(site: Site)
     assert api.exec(f"cd {BACKUPS} && sha256sum -c {first}.sha256").returncode == 0
     log = db.read("/var/log/notebook/notebook-backup.log")
     assert f"backup: {first} " in log and f"backup: {first} copied to api" in log
+    # it started once the database and both ends of the copies were there
+    assert "FAILED" not in log and "NOT copied" not in log, log
     status = site.fab("status", "db")
     assert status.returncode == 0
     assert "  last backup: notebook-" in status.stdout and " bytes " in status.stdout

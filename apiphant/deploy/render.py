@@ -185,6 +185,8 @@ def backups_context(config: Config) -> dict:
         "backups": layout.db_backups,
         "backup_script": layout.db_backup_script,
         "backup_program": layout.backup_program,
+        "backup_program_conf": layout.db_backup_program_conf,
+        "backup_include": layout.backup_include,
         "backup_every": max(1, round(config.database.backup_every)),
         "keep_backups": config.database.keep_backups,
         "backup_name": backups.name_pattern(layout),

@@ -16,11 +16,14 @@ receiving host to hold a key into the database host, where the data is.
 
 from shlex import quote as q
 
+from apiphant.deploy.host.agents import supervise
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.layout import Layout, Paths
 
 #: The backup script's rendered file (the postgres role), copied to ``Layout.db_backup_script``.
 SCRIPT = "backup"
+#: Its Supervisor program's, copied to ``Layout.db_backup_program_conf``.
+PROGRAM = "backup-program.conf"
 #: The receiving host's key the postgres host trusts for it (``host_key``).
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 
@@ -32,10 +35,20 @@ def name_pattern(layout: Layout) -> str:
 
 def install_script(layout: Layout, paths: Paths) -> str:
     """The release's backup script to the database's folder, root's, 0755: by a rename, so
-    the loop that runs the one before reads on from its own (a shell reads as it goes)."""
+    the loop that runs the one before reads on from its own (a shell reads as it goes); and
+    its program (linked into Supervisor's by ``run_loop``)."""
     target = layout.db_backup_script
     return (f"install -m 0755 {q(paths.file(SCRIPT))} {q(target + '.new')} && "
-            f"mv -f {q(target + '.new')} {q(target)}")  # fmt: skip
+            f"mv -f {q(target + '.new')} {q(target)} && "
+            f"install -m 0644 {q(paths.file(PROGRAM))} {q(layout.db_backup_program_conf)}")
+
+
+def run_loop(layout: Layout) -> str:
+    """The backup loop's program added, or restarted when it changed: after the database,
+    its role and the copies' known host, so its first backup finds them."""
+    program = layout.backup_program
+    return join(f"ln -sfn {q(layout.db_backup_program_conf)} {q(layout.backup_include)}",
+                supervise(layout, "sync", f"^{program}$", program))  # fmt: skip
 
 
 def backup_now(layout: Layout) -> str:

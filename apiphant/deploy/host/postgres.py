@@ -99,14 +99,14 @@ def install_configs(layout: Layout, paths: Paths) -> str:
 
 
 def run_cluster(layout: Layout, port: int) -> str:
-    """supervisord started if it is not; the database's program and its backups' added, or
-    restarted when the program changed (never otherwise: a deploy does not restart the
-    database); then waited for, bounded, and told to read its configs again."""
-    program, backup = layout.database_program, layout.backup_program
+    """supervisord started if it is not; the database's program added, or restarted when its
+    program changed (never otherwise: a deploy does not restart the database); then waited
+    for, bounded, and told to read its configs again."""
+    program = layout.database_program
     ready = _psql(layout, port, "-c", "SELECT 1")
     return join(
         supervise(layout, "ready", "--service", "supervisor"),
-        supervise(layout, "sync", f"^({program}|{backup})$", program, backup),
+        supervise(layout, "sync", f"^{program}$", program),
         f"n=0; until {ready} >/dev/null 2>&1; do n=$((n+1)); "
         f"if [ $n -ge {READY_TRIES} ]; then echo 'postgres: {program} does not answer on "
         f"{layout.db_socket}' >&2; tail -n 20 {q(layout.log(program))} >&2; exit 1; fi; "

@@ -214,7 +214,10 @@ def prepare_steps(
                                 virtualenv_from_archive(paths, config.product, packages),
                                 timeout=1800))  # fmt: skip
     steps += backup_receiver_steps(config, hosts, backup_keys)
-    return tuple(staged([steps, fetch, receive]))
+    # The backup loop last, once the database, its role and both ends of the copies are set.
+    loop = [Step(h.name, f"backups: {layout.backup_program} running", backups.run_loop(layout),
+                 timeout=120) for h in hosts if h.has("postgres")]  # fmt: skip
+    return tuple(staged([steps, fetch, receive, loop]))
 
 
 def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
