@@ -106,6 +106,9 @@ def test_prepare_installs_the_script_and_the_restricted_key_on_the_copy_host(pro
     assert entry in command
     assert "--shell /bin/sh --password '*' notebook-backup" in command
     assert "install -d -m 0700 -o notebook-backup -g notebook-backup" in command
+    assert ("[ \"$(getent passwd notebook-backup | cut -d: -f5)\" = 'apiphant deployment "
+            "notebook backups' ] || { echo 'user notebook-backup exists and the deploy did not "
+            "make it: no backup copies here' >&2; exit 1; }") in command
     assert not [s for s in steps if s.host == "front" and s.why.startswith("backups:")]
 
 

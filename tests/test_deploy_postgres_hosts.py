@@ -315,6 +315,19 @@ def test_a_restore_of_a_broken_backup_leaves_maintenance_on_and_the_data_as_it_w
         assert site.fab("maintenance", "--off").returncode == 0
 
 
+def test_a_restore_leaves_maintenance_on_when_it_was_on_before(site: Site) -> None:
+    front = site.hosts["front"]
+    name = _dumps(site.hosts["db"])[-1]
+    assert site.fab("maintenance", "--on").returncode == 0
+    try:
+        done = site.fab("db", "restore", name, "--yes")
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert "maintenance was on already on front: it stays on" in done.stdout
+        assert front.exec("ls /opt/notebook/shared/maintenance").returncode == 0
+    finally:
+        assert site.fab("maintenance", "--off").returncode == 0
+
+
 def test_psql_opens_a_session_as_the_products_role(site: Site) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "fabric", "-i", str(site.key), "db", "psql",

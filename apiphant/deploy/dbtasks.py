@@ -18,7 +18,7 @@ from apiphant.deploy.audit import _record, audit_line
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.console import DryRun, say
 from apiphant.deploy.errors import StepFailed
-from apiphant.deploy.host import backups, postgres
+from apiphant.deploy.host import backups, nginx, postgres
 from apiphant.deploy.orchestrate import run_steps
 from apiphant.deploy.ssh import Remote
 from apiphant.deploy.target import Target, UsageError, find_product
@@ -91,11 +91,19 @@ def restore(
         raise UsageError(f"fab db restore: replaces every table of database "
                          f"{config.layout.db_name} with {name}: add --yes")  # fmt: skip
     on = plan.maintenance_plan(config, config.hosts, True)
-    off = plan.maintenance_plan(config, config.hosts, False)
     step = plan.db_restore_step(config, server, name)
     executor = _executor(config, dry_run, fabric_config)
     hosts = [config.host(n) for n in dict.fromkeys([server.name, *(s.host for s in on)])]
     try:
+        # A front already in maintenance (the operator's) stays in it after the restore.
+        already = {s.host for s in on if executor.query(
+            s.host, nginx.maintenance_state(config.layout), "is maintenance on already"
+        ).strip() == "maintenance: on"}  # fmt: skip
+        off = tuple(s for s in plan.maintenance_plan(config, config.hosts, False)
+                    if s.host not in already)  # fmt: skip
+        if already:
+            print(f"maintenance was on already on {', '.join(sorted(already))}: it stays on",
+                  flush=True)  # fmt: skip
         run_steps(executor, on, set())
         try:
             run_steps(executor, (step,), set())

@@ -160,8 +160,11 @@ def receiver(layout: Layout, keep: int, source: str, key: str) -> str:
     mark = q(layout.account_comment + " backups")
     return join(
         f"install -d -m 0755 {q(layout.db_root)} {q(home)} {q(home + '/.ssh')}",
-        f"id -u {q(user)} >/dev/null 2>&1 || useradd --system --user-group --comment {mark} "
-        f"--home-dir {q(home)} --no-create-home --shell /bin/sh --password '*' {q(user)}",
+        f"if id -u {q(user)} >/dev/null 2>&1; then "
+        f"[ \"$(getent passwd {q(user)} | cut -d: -f5)\" = {mark} ] || {{ echo "
+        f"{q(f'user {user} exists and the deploy did not make it: no backup copies here')} "
+        f">&2; exit 1; }}; else useradd --system --user-group --comment {mark} "
+        f"--home-dir {q(home)} --no-create-home --shell /bin/sh --password '*' {q(user)}; fi",
         f"install -d -m 0700 -o {q(user)} -g {q(user)} {q(layout.db_backups)}",
         f"printf '%s' {q(receive_script(layout, keep))} > {q(script + '.new')}",
         f"chmod 0755 {q(script + '.new')} && mv -f {q(script + '.new')} {q(script)}",
