@@ -37,7 +37,7 @@ TABLES = {
              "keepalive_timeout, upstream_keepalive, upstream_keepalive_timeout, fail_timeout, "
              "worker_connections, limit_conn, limit_req, limit_req_burst, local_port, tls_listen",
     "logs": "max_size, check_every",
-    "database": "port, url_env, pool_size, pool_timeout",
+    "database": "port, url_env, pool_size, pool_timeout, backup_every, keep_backups",
     "hosts.web1": "ssh, roles, workers, first_port, private_address",
     "pools.reports": "hosts, targets",
 }  # fmt: skip

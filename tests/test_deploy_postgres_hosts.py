@@ -1,6 +1,11 @@
 """The postgres role end to end, on separate test hosts (tests/testhosts.py): a front, an API
 host and a database host, plus an outsider in no deploy.toml.
 
+Then its backups: the loop takes one by itself and copies it to the API host, whose key for
+the copies refuses a shell (and anyone but the database host); ``fab db backup``, rows
+deleted, ``fab db restore`` refused without --yes (nothing changes) and done with it (the
+rows are back, maintenance off again); ``fab db backups``, ``fab db psql``, ``fab status``.
+
 tests/products/notebook is deployed (its migration applied in the release phase), notes are
 created through the front, a second deploy with a new migration runs under a bounded write
 load (no create fails, every acknowledged one is in the table), the database refuses the
@@ -11,8 +16,10 @@ others. Every host, namespace, link and mount is removed at the end, also on fai
 """
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -66,6 +73,12 @@ FIGURES: dict = {}
 #: How many creates the load sends at most, how many clients send them, and the pause
 #: between two of one client's (the load lasts as long as the deploy, within these).
 LOAD_MAX, CLIENTS, PAUSE = 30000, 3, 0.01
+#: The backup loop's test schedule: its first backup comes at its start, the next ones
+#: this many seconds apart; enough are kept that none a test takes goes meanwhile.
+BACKUP_EVERY, KEEP = 30, 20
+BACKUPS = f"{DATA}/backups"
+#: How long a test waits for what the loop does by itself (a generous bound, not a timing).
+LOOP_WAIT = 90
 
 
 class Site:
@@ -99,6 +112,10 @@ workers = 2
 ssh = "{h["db"].ssh}"
 private_address = "{h["db"].address}"
 roles = ["postgres"]
+
+[database]
+backup_every = {BACKUP_EVERY}
+keep_backups = {KEEP}
 """)
 
     def fab(self, *args: str) -> subprocess.CompletedProcess:
@@ -452,3 +469,127 @@ def test_kill_9_of_the_database_under_writes_answers_json_and_service_returns(si
 def test_figures() -> None:
     """What the scenarios measured, for RELIABILITY.md."""
     print(f"figures: {FIGURES}")
+
+
+def _dumps(host: testhosts.Host) -> list[str]:
+    done = host.exec(f"ls -1 {BACKUPS} 2>/dev/null | grep -E '[.]dump$' || true")
+    return sorted(done.stdout.split())
+
+
+def _wait_for(predicate, what: str) -> None:
+    deadline = time.monotonic() + LOOP_WAIT
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {LOOP_WAIT}s: {what}"
+        time.sleep(0.5)
+
+
+def test_the_loop_backs_up_by_itself_and_copies_each_to_the_api_host(site: Site) -> None:
+    db, api = site.hosts["db"], site.hosts["api"]
+    _wait_for(lambda: _dumps(db), "the loop's first backup")
+    first = _dumps(db)[0]
+    assert db.exec(f"stat -c '%U %a' {BACKUPS}").stdout == "root 700\n"
+    assert db.exec(f"cd {BACKUPS} && sha256sum -c {first}.sha256").returncode == 0
+    _wait_for(lambda: first in _dumps(api), "its copy on the API host")
+    assert api.exec(f"stat -c '%U %a' {BACKUPS}").stdout == "notebook-backup 700\n"
+    assert (api.read(f"{BACKUPS}/{first}.sha256") == db.read(f"{BACKUPS}/{first}.sha256"))
+    assert api.exec(f"cd {BACKUPS} && sha256sum -c {first}.sha256").returncode == 0
+    log = db.read("/var/log/notebook/notebook-backup.log")
+    assert f"backup: {first} " in log and f"backup: {first} copied to api" in log
+    # it started once the database and both ends of the copies were there
+    assert "FAILED" not in log and "NOT copied" not in log, log
+    status = site.fab("status", "db")
+    assert status.returncode == 0
+    assert "  last backup: notebook-" in status.stdout and " bytes " in status.stdout
+
+
+def test_the_copy_key_stores_backups_and_refuses_a_shell(site: Site) -> None:
+    """The database host's key, used by hand: a shell command, a pty, a name outside the
+    folder are refused; from another address (the outsider, with the same key) sshd refuses
+    it before anything runs."""
+    db, api = site.hosts["db"], site.hosts["api"]
+    ssh = (f"ssh -i {DATA}/backup_key -o IdentitiesOnly=yes -o BatchMode=yes "
+           f"-o UserKnownHostsFile={DATA}/known_hosts notebook-backup@{api.address}")
+    for command in ("id", "sh -c id", f"put ../../../tmp/x.dump {'0' * 64}",
+                    f"put notebook-20260101T000000Z.dump {'0' * 64}; id"):
+        done = db.exec(f"{ssh} {command!r} </dev/null")
+        assert done.returncode != 0 and "uid=" not in done.stdout, (command, done.stdout)
+        assert "refused: this key only stores notebook's backups" in done.stderr, done.stderr
+    tty = db.exec(f"{ssh} -tt id </dev/null")
+    assert tty.returncode != 0 and "uid=" not in tty.stdout
+    assert "/tmp/x.dump" not in api.exec("ls /tmp").stdout
+    outsider = site.hosts["outsider"]
+    outsider.exec("mkdir -p /tmp/k && chmod 700 /tmp/k")
+    outsider.path("/tmp/k/key").write_text(db.read(f"{DATA}/backup_key"))
+    outsider.exec("chmod 600 /tmp/k/key")
+    done = outsider.exec(f"ssh -i /tmp/k/key -o IdentitiesOnly=yes -o BatchMode=yes "
+                         f"-o StrictHostKeyChecking=no notebook-backup@{api.address} id")
+    assert done.returncode == 255 and "Permission denied" in done.stderr, done.stderr
+
+
+def test_backup_delete_and_restore_gives_the_rows_back(site: Site) -> None:
+    rows = "SELECT id, token FROM notes ORDER BY id"
+    before = site.sql(rows)
+    assert before.count("\n") >= 20
+    done = site.fab("db", "backup")
+    assert done.returncode == 0, done.stdout[-3000:]
+    name = next(w for w in done.stdout.split() if w.startswith("notebook-") and
+                w.endswith(".dump"))  # fmt: skip
+    assert f"backup: {name} " in done.stdout and " bytes" in done.stdout
+    site.sql("DELETE FROM notes WHERE id % 2 = 0")
+    deleted = site.sql(rows)
+    assert deleted != before
+    refused = site.fab("db", "restore", name)
+    assert refused.returncode == 2
+    assert refused.stdout.strip().splitlines() == [
+        f"error: fab db restore: replaces every table of database notebook with {name}: "
+        "add --yes"]
+    assert site.sql(rows) == deleted
+    assert not site.hosts["front"].exec("ls /opt/notebook/shared/maintenance").returncode == 0
+    restored = site.fab("db", "restore", name, "--yes")
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert "maintenance: on" in restored.stdout and "maintenance: off" in restored.stdout
+    assert site.sql(rows) == before
+    assert site.create("after-restore").status_code == 200
+    listed = site.fab("db", "backups")
+    assert listed.returncode == 0
+    assert listed.stdout.count(name) == 2  # on the database host, and its copy on api
+    _no_secret(site, done.stdout, restored.stdout, listed.stdout)
+
+
+def test_a_restore_of_a_broken_backup_leaves_maintenance_on_and_the_data_as_it_was(site: Site):
+    db = site.hosts["db"]
+    name = "notebook-20200101T000000Z.dump"
+    db.exec(f"cd {BACKUPS} && printf 'not a dump' > {name} && sha256sum {name} > {name}.sha256")
+    before = site.sql("SELECT count(*) FROM notes")
+    try:
+        done = site.fab("db", "restore", name, "--yes")
+        assert done.returncode == 1
+        assert "maintenance stays ON" in done.stdout
+        assert site.hosts["front"].exec("ls /opt/notebook/shared/maintenance").returncode == 0
+        assert site.sql("SELECT count(*) FROM notes") == before
+    finally:
+        db.exec(f"rm -f {BACKUPS}/{name} {BACKUPS}/{name}.sha256")
+        assert site.fab("maintenance", "--off").returncode == 0
+
+
+def test_a_restore_leaves_maintenance_on_when_it_was_on_before(site: Site) -> None:
+    front = site.hosts["front"]
+    name = _dumps(site.hosts["db"])[-1]
+    assert site.fab("maintenance", "--on").returncode == 0
+    try:
+        done = site.fab("db", "restore", name, "--yes")
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert "maintenance was on already on front: it stays on" in done.stdout
+        assert front.exec("ls /opt/notebook/shared/maintenance").returncode == 0
+    finally:
+        assert site.fab("maintenance", "--off").returncode == 0
+
+
+def test_psql_opens_a_session_as_the_products_role(site: Site) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fabric", "-i", str(site.key), "db", "psql",
+         f"--product={site.product}"], cwd=CHECKOUT, capture_output=True, text=True,
+        input="SELECT current_user, count(*) > 0 FROM notes;\n\\q\n", timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"\bnotebook +\| t\b", done.stdout), done.stdout[-2000:]

@@ -121,25 +121,11 @@ class Layout:
         of the same name without it is someone else's, and the deploy will not take it."""
         return f"apiphant deployment {self.name}"
 
-    @property
-    def root(self) -> str:
-        return f"{ROOT}/{self.name}"
-
-    @property
-    def logs(self) -> str:
-        return f"{LOG_ROOT}/{self.name}"
-
-    @property
-    def releases(self) -> str:
-        return f"{self.root}/releases"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
-
-    @property
-    def shared(self) -> str:
-        return f"{self.root}/shared"
+    root = property(lambda self: f"{ROOT}/{self.name}")
+    logs = property(lambda self: f"{LOG_ROOT}/{self.name}")
+    releases = property(lambda self: f"{self.root}/releases")
+    current = property(lambda self: f"{self.root}/current")
+    shared = property(lambda self: f"{self.root}/shared")
 
     @property
     def current_config(self) -> str:
@@ -295,6 +281,12 @@ class Layout:
         return f"{self.name}-postgres"
 
     @property
+    def backup_program(self) -> str:
+        """The Supervisor program that dumps the database on a schedule (the postgres role);
+        also the account that receives the copies on another host (``host.backups``)."""
+        return f"{self.name}-backup"
+
+    @property
     def programs_pattern(self) -> str:
         """An extended regex that matches exactly this deployment's program names."""
         return f"^{re.escape(self.name)}-(api-[0-9]+|background|certbot|logrotate)$"
@@ -336,6 +328,16 @@ class Layout:
     db_conf = property(lambda self: self._db("postgresql.conf"))
     db_hba = property(lambda self: self._db("pg_hba.conf"))
     db_program_conf = property(lambda self: self._db("supervisor.conf"))
+    # Backups (host.backups says whose each is): the dumps, the script, its key, the copy's
+    # known host key; on the host that holds the copies, its receive script and account's home.
+    db_backups = property(lambda self: self._db("backups"))
+    db_backup_script = property(lambda self: self._db("backup"))
+    db_backup_key = property(lambda self: self._db("backup_key"))
+    db_known_hosts = property(lambda self: self._db("known_hosts"))
+    db_receive_script = property(lambda self: self._db("receive"))
+    db_receiver_home = property(lambda self: self._db("receiver"))
+    db_backup_program_conf = property(lambda self: self._db("backup.conf"))
+    backup_include = property(lambda self: f"{SUPERVISOR_INCLUDE}/{self.backup_program}.conf")
 
     @property
     def db_supervisor_include(self) -> str:

@@ -15,6 +15,7 @@ import jinja2
 
 from apiphant.deploy import hostwide, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
+from apiphant.deploy.host import backups
 from apiphant.deploy.host.certbot import RENEW_EVERY, certbot_renew
 from apiphant.deploy.host.configs import logrotate
 from apiphant.deploy.layout import (
@@ -172,6 +173,28 @@ def database(config: Config) -> dict:
         "clients": [f"{a}/{128 if ':' in a else 32}" for a in clients],
         "max_connections": max(100, programs * config.database.db_pool_size
                                + DB_SPARE_CONNECTIONS),
+        **backups_context(config),
+    }
+
+
+def backups_context(config: Config) -> dict:
+    """What the backup script and its program say: where, how often, how many, and the
+    host that gets the copies (none with no other host, or no private addresses)."""
+    layout, copy = config.layout, config.backup_copy_host()
+    return {
+        "backups": layout.db_backups,
+        "backup_script": layout.db_backup_script,
+        "backup_program": layout.backup_program,
+        "backup_program_conf": layout.db_backup_program_conf,
+        "backup_include": layout.backup_include,
+        "backup_every": max(1, round(config.database.backup_every)),
+        "keep_backups": config.database.keep_backups,
+        "backup_name": backups.name_pattern(layout),
+        "backup_key": layout.db_backup_key,
+        "known_hosts": layout.db_known_hosts,
+        "copy_host": copy.name if copy else "",
+        "copy_to": f"{layout.backup_program}@{copy.private_address}" if copy else "",
+        "copy_port": config.ssh_port(copy) if copy else 22,
     }
 
 

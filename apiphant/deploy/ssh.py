@@ -310,6 +310,15 @@ class Remote:
                              + (f": {last}" if last else ""), done.returncode)  # fmt: skip
         return done.stdout
 
+    def interactive(self, host: str, command: str, why: str) -> int:
+        """A command with a pty, this terminal's keys in and its screen out (``fab db
+        psql``); as root (by sudo, which may ask on the pty, for another login). Its status."""
+        self.shown.query(host, command, why)
+        conn = self.connection(host)
+        if self.config.login_of(self.config.host(host)) != "root":
+            command = f"sudo -- sh -c {q(command)}"
+        return conn.run(command, pty=True, warn=True).exited
+
     def query(self, host: str, command: str, why: str) -> str:
         self.shown.query(host, command, why)
         result = self._shell(host, command, 60, quiet=True)

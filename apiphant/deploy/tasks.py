@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from apiphant.deploy import artifacts, hostwide, plan, render, roles, tls, wheelhouse
+from apiphant.deploy import artifacts, dbfacts, hostwide, plan, render, roles, tls, wheelhouse
 from apiphant.deploy import config as configuration
 from apiphant.deploy.audit import _record, audit_line, command_name
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
@@ -181,11 +181,13 @@ def deploy(
             host_files = host_secrets(config, chosen, secrets,
                                       password_after_lock(executor, config) if password is None
                                       else password)  # fmt: skip
+            keys = dbfacts.backup_keys(executor, config, chosen)
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
                 tls_files=tls_files, code_only=code_only, copies=copies, secrets=host_files,
                 new_password=new_password,
+                backup_keys=keys,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:

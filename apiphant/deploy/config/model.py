@@ -78,6 +78,17 @@ class Database:
     )
     db_pool_size: int = setting_key("db_pool_size", toml="pool_size")
     db_pool_timeout: float = setting_key("db_pool_timeout", toml="pool_timeout")
+    backup_every: float = key(
+        86400.0,
+        help=(
+            "how often the postgres host's `P-backup` dumps the database (`pg_dump -Fc`): "
+            'seconds, or `"30m"`, `"6h"`, `"1d"`'
+        ),
+        default_doc='`"1d"`',
+    )
+    keep_backups: int = key(
+        7, help="how many backups the postgres host, and the host that holds their copies, keep"
+    )
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,21 @@ class Topology:
             return ""
         return server.private_address or ""
 
+    def backup_copy_host(self) -> Host | None:
+        """The host that keeps a copy of each backup: the first of deploy.toml but the
+        postgres host, one that runs programs (and so reaches the data already) before a
+        front, when both have private addresses (the copy travels on the private network,
+        and the receiving key admits the postgres host's address alone)."""
+        server = self.database_host()
+        if server is None or not server.private_address:
+            return None
+        others = [h for h in self.hosts if h.name != server.name and h.private_address]
+        return next((h for h in others if self.runs_python(h)), others[0] if others else None)
+
+    def ssh_port(self, host: Host) -> int:
+        """The port of ``host``'s sshd (its ``ssh`` value's, else 22)."""
+        return int(SSH.fullmatch(host.ssh)["port"] or 22)  # type: ignore[index]
+
     def database_url(self, host: Host, password: str) -> str:
         """The DATABASE_URL of ``host``'s programs (libpq's URI form): through the socket on
         the postgres host itself, else its private address. Holds the password: only the

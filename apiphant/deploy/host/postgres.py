@@ -10,6 +10,7 @@ psql's standard input.
 
 from shlex import quote as q
 
+from apiphant.deploy.host import backups
 from apiphant.deploy.host.agents import supervise
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.layout import POSTGRES_BIN, POSTGRES_USER, Layout, Paths
@@ -103,6 +104,7 @@ def install_configs(layout: Layout, paths: Paths) -> str:
     return join(
         *(f"install -m 0644 {q(paths.file(name))} {q(target)}"
           for name, target in zip(FILES, targets, strict=True)),
+        backups.install_script(layout, paths),
         f"ln -sfn {q(layout.db_program_conf)} {q(layout.db_supervisor_include)}",
     )  # fmt: skip
 
@@ -192,3 +194,30 @@ def status(layout: Layout, port: int) -> str:
         f"printf '  data: %s\\n' \"$(du -sh {q(layout.db_data)} 2>/dev/null | cut -f1)\"; "
         f"printf '  port: %s\\n' {int(port)}"
     )
+
+
+def restore(layout: Layout, port: int, name: str) -> str:
+    """``fab db restore NAME``: the backup's checksum checked, then pg_restore --clean
+    --if-exists into the product's database in one transaction: a restore that fails part
+    way changes nothing. As the postgres user, by the socket; objects keep their owners."""
+    folder, dump = q(layout.db_backups), q(f"{layout.db_backups}/{name}")
+    restore_cmd = (f"runuser -u {POSTGRES_USER} -- {_bin(layout)}/pg_restore -h "
+                   f"{q(layout.db_socket)} -p {int(port)} -d {q(layout.db_name)} --clean "
+                   "--if-exists --single-transaction --exit-on-error --no-password")  # fmt: skip
+    return join(
+        f"[ -f {dump} ] || {{ echo {q(f'no backup {name} in {layout.db_backups}')} >&2; exit 1; }}",
+        f"cd {folder} && sha256sum --quiet -c {q(name + '.sha256')}",
+        "cd /",
+        f"{restore_cmd} < {dump}",
+        f"echo {q(f'restored {name} into database {layout.db_name}')}",
+    )
+
+
+def psql(layout: Layout, port: int) -> str:
+    """``fab db psql``: psql on the product's database, by the socket as the postgres user
+    (peer: no password anywhere), in the product's role (``PGOPTIONS``), so what it makes is
+    the product's."""
+    role = q(f"-c role={layout.db_name}")
+    return (f"cd / && exec runuser -u {POSTGRES_USER} -- env PGOPTIONS={role} "
+            f"{_bin(layout)}/psql -h {q(layout.db_socket)} -p {int(port)} "
+            f"-d {q(layout.db_name)}")  # fmt: skip

@@ -7,7 +7,7 @@ from shlex import quote as q
 
 from apiphant.deploy import artifacts, render
 from apiphant.deploy.config import Config, Host
-from apiphant.deploy.host import postgres
+from apiphant.deploy.host import backups, postgres
 from apiphant.deploy.host.certbot import tls_dirs
 from apiphant.deploy.host.configs import check_logrotate
 from apiphant.deploy.host.nginx import check_nginx
@@ -44,6 +44,15 @@ class VenvCopies:
         return self.folder / f"{builder}-{VENV_ARCHIVE}"
 
 
+@dataclass(frozen=True)
+class BackupKeys:
+    """What the deploy read for the backups' copies (``dbfacts.backup_keys``): the postgres
+    host's public key for pushing them, and the receiving host's SSH host key."""
+
+    push: str
+    host: str
+
+
 def venv_copies(
     need: list[str],
     platforms: dict[str, Platform],
@@ -75,6 +84,7 @@ def prepare_steps(
     copies: VenvCopies | None = None,
     secrets: bytes | dict[str, bytes | Later] | None = None,
     new_password: bool = False,
+    backup_keys: BackupKeys | None = None,
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched. Per host: one
     script for the folders (apt, user, release folder), the code and the host's rendered
@@ -191,7 +201,7 @@ def prepare_steps(
         checks.append(("check: logrotate config", check_logrotate(paths)))
         steps.append(merged(name, checks))
         if host.has("postgres"):
-            steps += database_steps(config, host, paths)
+            steps += database_steps(config, host, paths, backup_keys)
     fetch, receive = [], []
     for builder, receivers in copies.builders.items():
         local = copies.archive(builder)
@@ -212,7 +222,11 @@ def prepare_steps(
         first.append(Step(server.name, f"postgres: its password, made once in "
                           f"{layout.db_password} (not shown)",
                           postgres.make_password(layout)))  # fmt: skip
-    return tuple(staged([first, steps, fetch, receive]))
+    steps += backup_receiver_steps(config, hosts, backup_keys)
+    # The backup loop last, once the database, its role and both ends of the copies are set.
+    loop = [Step(h.name, f"backups: {layout.backup_program} running", backups.run_loop(layout),
+                 timeout=120) for h in hosts if h.has("postgres")]  # fmt: skip
+    return tuple(staged([first, steps, fetch, receive, loop]))
 
 
 def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
@@ -230,7 +244,9 @@ def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
     ]  # fmt: skip
 
 
-def database_steps(config: Config, host: Host, paths: Paths) -> list[Step]:
+def database_steps(
+    config: Config, host: Host, paths: Paths, keys: BackupKeys | None = None
+) -> list[Step]:
     """The postgres host, last in its prepare: the cluster made once (initdb only into an
     empty folder), the release's configs copied to the database's own folder, its program
     started or left running and told to read them again, the product's role and database
@@ -250,5 +266,28 @@ def database_steps(config: Config, host: Host, paths: Paths) -> list[Step]:
              postgres.run_cluster(layout, port, render.restart_only(config))),
             (f"postgres: role and database {layout.db_name}, made once; its password from "
              f"{layout.db_password}", postgres.database_and_role(layout, port)),
+            *backup_copy_setup(config, keys),
         ], timeout=600),
     ]  # fmt: skip
+
+
+def backup_copy_setup(config: Config, keys: BackupKeys | None) -> list[tuple[str, str]]:
+    """The postgres host's side of the copies: whose host key it trusts for them, or none."""
+    copy = config.backup_copy_host()
+    if copy is None or keys is None:
+        return [("backups: kept on this host only", backups.no_copies(config.layout))]
+    return [(f"backups: copies to {copy.name}, its host key known",
+             backups.known_host(config.layout, copy.private_address or "",
+                                config.ssh_port(copy), keys.host))]  # fmt: skip
+
+
+def backup_receiver_steps(config: Config, hosts: list[Host], keys: BackupKeys | None) -> list[Step]:
+    """The receiving host's side: its account, folder, receive script and restricted key."""
+    copy, server = config.backup_copy_host(), config.database_host()
+    if copy is None or server is None or keys is None or copy not in hosts:
+        return []
+    why = (f"backups: {server.name}'s copies kept here by {config.layout.backup_program}, "
+           "whose one key stores them and does nothing else")  # fmt: skip
+    command = backups.receiver(config.layout, config.database.keep_backups,
+                               server.private_address or "", keys.push)  # fmt: skip
+    return [Step(copy.name, why, command, timeout=120)]

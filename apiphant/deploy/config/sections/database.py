@@ -8,11 +8,12 @@ from apiphant.deploy.config.keys import KEY
 from apiphant.deploy.config.model import DEFAULT_DB_PORT, Database
 from apiphant.deploy.config.patterns import ENV_KEY
 from apiphant.deploy.config.reader import Reader
+from apiphant.settings import values
 from apiphant.settings.schema import BY_NAME
 
 
 def read_database(d: Reader) -> Database:
-    """The port, a managed database's secrets line, and the pools' settings."""
+    """The port, a managed database's secrets line, the pools' settings, the backups."""
     port = d.integer("port", DEFAULT_DB_PORT, low=1024, high=65535)
     url_env = d.text("url_env", ENV_KEY, "a secrets file line's name like DATABASE_URL",
                      "") if d.has("url_env") else ""  # fmt: skip
@@ -24,4 +25,6 @@ def read_database(d: Reader) -> Database:
             parse = setting.kind.toml
             assert parse is not None, each.name
             pools[each.name] = each.default if not d.has(toml) else d.parse(toml, parse, None)
-    return Database(port=port, url_env=url_env, **pools)
+    every = d.parse("backup_every", values.toml_every, Database.backup_every)
+    keep = d.integer("keep_backups", Database.keep_backups, low=1, high=1000)
+    return Database(port=port, url_env=url_env, backup_every=every, keep_backups=keep, **pools)
