@@ -236,7 +236,8 @@ def test_a_setting_that_takes_a_restart_restarts_the_database_only_when_it_chang
     rendered = render.render_all(config, config.hosts, RELEASE, "apiphant.whl")
     steps = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
                                "KEY", secrets={"api": b"A=1\n"})  # fmt: skip
-    script = [s for s in steps if s.host == "db"][-1].command
+    script, = [s.command for s in steps
+               if s.host == "db" and "supervisorctl restart notebook-postgres" in s.command]
     assert postgres.changed_settings(wanted) in script.replace("'\"'\"'", "'")
     compare = script.index('if [ -n "$changed" ]; then ')
     restart = script.index("supervisorctl restart notebook-postgres")
