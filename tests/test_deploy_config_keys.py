@@ -13,6 +13,7 @@ from apiphant.deploy.config import (
     Background,
     Config,
     ConfigError,
+    Database,
     Host,
     Logs,
     Nginx,
@@ -27,7 +28,7 @@ from tests.test_deploy_config import MYPRODUCT, ONE_HOST, THREE_HOSTS, error_of
 TABLES = {
     "": "product, tls, domains, acme_email, acme_server, acme_ca_bundle, hsts, user, release, "
         "after_deploy, server_names, keep_releases, batch, venv, python, secrets, environment, "
-        "api, background, nginx, logs, hosts, pools",
+        "api, background, nginx, logs, database, hosts, pools",
     "api": "max_body, max_json_values, keepalive_timeout, header_timeout, request_timeout, "
            "drain_timeout, max_connections, access_log, cors_origins, cors_headers, "
            "cors_credentials, max_active, queue_timeout, linger_timeout, linger_time",
@@ -36,6 +37,7 @@ TABLES = {
              "keepalive_timeout, upstream_keepalive, upstream_keepalive_timeout, fail_timeout, "
              "worker_connections, limit_conn, limit_req, limit_req_burst, local_port, tls_listen",
     "logs": "max_size, check_every",
+    "database": "port, url_env, pool_size, pool_timeout, backup_every, keep_backups",
     "hosts.web1": "ssh, roles, workers, first_port, private_address",
     "pools.reports": "hosts, targets",
 }  # fmt: skip
@@ -68,6 +70,7 @@ def declared(table: str) -> tuple[str, ...]:
         "background": keys_of(Background),
         "nginx": keys_of(Nginx) + keys_of(Config, "nginx"),
         "logs": keys_of(Logs),
+        "database": keys_of(Database),
         "hosts.web1": keys_of(Host),
         "pools.reports": keys_of(Pool),
     }
@@ -123,7 +126,8 @@ def test_every_declared_key_is_read(table: str, name: str) -> None:
 def test_the_reference_shows_every_key_once_in_order_with_its_help() -> None:
     """docs' table of deploy.toml comes from the same fields: a key added is documented."""
     tables = {"api": "api", "background": "background", "nginx": "nginx", "logs": "logs",
-              "hosts": "hosts.web1", "pools": "pools.reports"}  # fmt: skip
+              "database": "database", "hosts": "hosts.web1",
+              "pools": "pools.reports"}  # fmt: skip
     expected = []
     for name in TABLES[""].split(", "):
         if name in tables:

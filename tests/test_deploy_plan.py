@@ -453,14 +453,20 @@ def test_rollback_plan_restores_the_previous_release() -> None:
         (["render", "a", "status", "b"], ["render", "--host", "a", "status", "--host", "b"]),
         (["deploy", "--", "web1"], ["deploy", "--", "web1"]),
         (["nothing", "web1"], ["nothing", "web1"]),
+        (["status", "db"], ["status", "--host", "db"]),
+        (["render", "api", "db", "--out", "o"], ["render", "--host", "api", "--host", "db",
+                                                  "--out", "o"]),
+        (["db", "restore", "x.dump", "--yes"], ["db", "--host", "restore", "--host", "x.dump",
+                                                 "--yes"]),
     ],
 )
 def test_hosts_as_positional_arguments(tokens: list[str], expected: list[str]) -> None:
     tasks = {
         name: flag_names(["product", "host", "config", "out", "lines", "release"])
-        for name in ("deploy", "render", "status", "logs")
+        for name in ("deploy", "render", "status", "logs", "db")
     }
-    assert hosts_as_flags(tokens, tasks, flag_names(["i", "identity"])) == expected
+    leading = frozenset({"db"})
+    assert hosts_as_flags(tokens, tasks, flag_names(["i", "identity"]), None, leading) == expected
 
 
 def test_dry_run_prints_everything_and_connects_to_nothing(tmp_path: Path) -> None:

@@ -104,6 +104,24 @@ def test_a_wheels_requirements_leave_out_extras(tmp_path: Path) -> None:
     ]
 
 
+def test_a_wheels_requirements_with_an_extra_the_release_installs(tmp_path: Path) -> None:
+    """apiphant's postgres extra, for a deployment with a database: its packages fetched
+    on the deployer like the others, their marker dropped; other extras still left out."""
+    wheel = tmp_path / "x-1.0-py3-none-any.whl"
+    metadata = (
+        "Metadata-Version: 2.1\nName: x\nVersion: 1.0\n"
+        "Requires-Dist: gevent<27,>=24.2\n"
+        'Requires-Dist: psycopg[binary]<4,>=3.3; extra == "postgres"\n'
+        'Requires-Dist: psycopg_pool<4,>=3.3; extra == "postgres"\n'
+        'Requires-Dist: pytest>=8; extra == "test"\n'
+    )
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("x-1.0.dist-info/METADATA", metadata)
+    assert wheelhouse.wheel_requirements(wheel, ("postgres",)) == [
+        "gevent<27,>=24.2", "psycopg[binary]<4,>=3.3", "psycopg_pool<4,>=3.3"]
+    assert wheelhouse.wheel_requirements(wheel) == ["gevent<27,>=24.2"]
+
+
 def test_the_cache_key_follows_platform_and_requirements() -> None:
     key = wheelhouse.cache_key(BOOKWORM, ["gevent<27"])
     assert key == wheelhouse.cache_key(BOOKWORM, ["gevent<27"])

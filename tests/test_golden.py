@@ -33,9 +33,10 @@ def normalise(text: str, home: Path) -> str:
     python = re.escape(str(Path(sys.executable).parent))
     for pattern, replacement in (
         (r"[0-9]{14}", "RELEASE"),
+        # before CHECKOUT, which holds it: `python` or `python3`, as pip wrote fab's shebang
+        (python + r"/python3?\b", "PYTHON"),
         (re.escape(str(REPO)), "CHECKOUT"),
         (re.escape(str(home)), "HOME"),
-        (python + r"/python3?", "PYTHON"),
         (r"/tmp/apiphant-deploy-[A-Za-z0-9_]+", "WORKDIR"),
         (r"/tmp/tmp[A-Za-z0-9_.]+", "TMP"),
         (r"'[^' ]+ since [0-9T:-]+Z \(release RELEASE\)'", "'HOLDER'"),

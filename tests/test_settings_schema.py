@@ -41,7 +41,7 @@ def test_every_setting_is_complete() -> None:
         if s.supervisor is Render.ENVIRONMENT:
             assert s.env, f"{s.name}: in the environment with no variable"
         if s.deploy:
-            assert s.deploy.partition(".")[0] in ("api", "background"), s.name
+            assert s.deploy.partition(".")[0] in ("api", "background", "database"), s.name
             assert s.kind.toml is not None, f"{s.name}: a deploy.toml key its kind cannot read"
         options.help_text(s)  # its {placeholders} fill in
 
@@ -525,7 +525,7 @@ def test_marked_tables_are_rewritten_and_checked(tmp_path: Path) -> None:
 DOC_TABLES = {
     "docs/server.md": ["options serve"],
     "docs/background.md": ["options background"],
-    "docs/deploy-toml.md": ["deploy api", "deploy background"],
+    "docs/deploy-toml.md": ["deploy api", "deploy background", "deploy database"],
     "docs/settings.md": [f"settings {group}" for group in schema.GROUPS],
 }
 

@@ -367,8 +367,17 @@ def pick_network(pid: int) -> ipaddress.IPv4Network:
 class Hosts:
     """N test hosts on one bridge. ``with Hosts(names, key) as hosts:`` or call close()."""
 
-    def __init__(self, names: list[str], public_key: str, folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        public_key: str,
+        folder: Path | None = None,
+        packages: tuple[str, ...] = PACKAGES,
+    ) -> None:
+        """``packages``: the base tree's (a test that needs more, such as ``postgresql``,
+        gets a tree of its own, cached by its list: the hosts have no route to a mirror)."""
         pid = os.getpid()
+        self.packages = packages
         self.tag = f"{PREFIX}{pid}"  # short: Linux link names are at most 15 bytes
         self.bridge = f"{self.tag}br"
         self.network = pick_network(pid)
@@ -390,7 +399,7 @@ class Hosts:
 
     def start(self, attempts: int = 3) -> "Hosts":
         sweep_stale()
-        base = base_tree()
+        base = base_tree(self.packages)
         self.folder.mkdir(parents=True, exist_ok=True)
         run("ip", "link", "add", self.bridge, "type", "bridge", "forward_delay", "0")
         self.bridge_made = True

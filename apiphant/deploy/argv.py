@@ -19,13 +19,16 @@ def hosts_as_flags(
     tasks: dict[str, set[str]],
     value_flags: set[str],
     aliases: dict[str, str] | None = None,
+    leading: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Rewrite ``tokens`` (the command line after the core flags).
 
     ``tasks`` maps each task that takes hosts to its flags that take a value;
     ``value_flags`` are the core flags taking a value, allowed after a task
     too; ``aliases`` spells short flags long (``-e`` is ``--env``). A word that
-    is a task name starts that task; anything after ``--`` is left alone.
+    is a task name starts that task, but a task in ``leading`` only as the first
+    (``db``, also a host's usual name: ``fab status db`` is the host); anything
+    after ``--`` is left alone.
     """
     aliases = aliases or {}
     result: list[str] = []
@@ -38,7 +41,7 @@ def hosts_as_flags(
         if expecting_value:
             result.append(token)
             expecting_value = False
-        elif token in tasks:
+        elif token in tasks and (current is None or token not in leading):
             current = token
             result.append(token)
         elif token.startswith("-") and len(token) > 1:
@@ -51,6 +54,11 @@ def hosts_as_flags(
         else:
             result.append(token)
     return result
+
+
+#: Tasks whose bare words are an action (``fab db backup``), and whose name is a host's usual
+#: one: a task only as the command line's first.
+LEADING = frozenset({"db"})
 
 
 def flag_names(names: Iterable[str]) -> set[str]:
@@ -106,5 +114,5 @@ def rewrite_fabric_command_line(tasks: Iterable[Any]) -> str:
         if a.takes_value
         for name in flag_names(a.names)
     }
-    unparsed[:] = hosts_as_flags(unparsed, ours, core_values, {"-e": "--env"})
+    unparsed[:] = hosts_as_flags(unparsed, ours, core_values, {"-e": "--env"}, LEADING)
     return remainder

@@ -9,6 +9,7 @@
     fab run      HOST -- COMMAND ...     a one-off command in the current release
     fab maintenance [HOST ...] --on|--off             fab history [HOST ...]
     fab unlock   [HOST ...]              a lock left by a dead deploy
+    fab db backup | backups | restore BACKUP --yes | psql    the postgres role's database
 
 Inside a product's repository the product is the repository's own; from a
 folder holding several products, ``--product NAME`` says which. HOST is a
@@ -22,10 +23,10 @@ import inspect
 
 from invoke import Exit, task
 
-from apiphant.deploy import argv, tasks
+from apiphant.deploy import argv, dbtasks, tasks
 
 __all__ = ["render", "deploy", "rollback", "status", "logs", "run", "maintenance", "history",
-           "unlock"]  # fmt: skip
+           "unlock", "db"]  # fmt: skip
 
 
 def _done(status: int) -> None:
@@ -129,8 +130,22 @@ def unlock(c, product="", host=None, dry_run=False, config="", env=""):
     _done(tasks.unlock(_where(product, config, env), host or [], dry_run, c.config))
 
 
+@host_task(
+    host="the action, and for restore the backup's name (bare words: fab db restore NAME)",
+    yes="restore: yes, replace the database's tables with the backup",
+)
+def db(c, product="", host=None, yes=False, dry_run=False, config="", env=""):
+    """The postgres role's database: backup, backups, restore BACKUP --yes, psql.
+
+    ``fab db backup`` takes one now; ``fab db backups`` lists them on each host that holds
+    them; ``fab db restore NAME --yes`` restores one under maintenance; ``fab db psql``
+    opens psql on the database as the product's role."""
+    where = _where(product, config, env)
+    _done(dbtasks.db(where, host or [], yes, dry_run, c.config))
+
+
 #: What followed ``--`` on the command line: ``fab run``'s command. Fabric has parsed its
 #: core flags and is loading this fabfile: the tasks' arguments are rewritten now, before
 #: Invoke parses them, and only here.
 _REMAINDER = [argv.rewrite_fabric_command_line(
-    (render, deploy, rollback, status, logs, run, maintenance, history, unlock))]  # fmt: skip
+    (render, deploy, rollback, status, logs, run, maintenance, history, unlock, db))]  # fmt: skip

@@ -3,12 +3,15 @@ Python, platform and virtualenvs (which wheels to build, which host builds the r
 virtualenv), and the other deployments its Nginx serves. A host that cannot answer, or
 whose answer refuses the deploy, stops it with nothing touched."""
 
+import threading
+from collections.abc import Callable
 from functools import partial
 
 from apiphant.deploy import hostwide, wheelhouse
 from apiphant.deploy.config import Config, ConfigError, Host
-from apiphant.deploy.console import Hosts
+from apiphant.deploy.console import DryRun, Hosts
 from apiphant.deploy.errors import DeployError
+from apiphant.deploy.host import postgres
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.system import account_check
 from apiphant.deploy.orchestrate import each_at_once
@@ -63,3 +66,60 @@ def host_facts(
     answers = {name: answer for name, answer in answers.items() if name in python}
     platforms = {name: wheelhouse.parse_facts(name, str(a)) for name, a in answers.items()}
     return platforms, {name: wheelhouse.complete_venvs(str(a)) for name, a in answers.items()}
+
+
+#: What a dry run (which asks no host) puts where the database's password would be.
+PASSWORD_UNKNOWN = "<password>"
+
+
+def database_password(executor: Hosts, config: Config, hosts: list[Host]) -> str | None:
+    """The password of the product's role, from the postgres host (root's, 0600), read into
+    memory for the releases' secrets files, never shown; "" without a postgres host. A
+    question that changes nothing (it comes before the lock): None when the host has no
+    password yet, which the locked prepare phase then makes (``password_after_lock``).
+    The answer is not printed (``query``); a dry run shows the question alone."""
+    server = config.database_host()
+    if server is None:
+        return ""
+    chosen = server.name in {h.name for h in hosts}
+    answer = executor.query(server.name, postgres.password(config.layout),
+                            "the database's password, if it has one (not shown)")  # fmt: skip
+    if isinstance(executor, DryRun):
+        return None if chosen else PASSWORD_UNKNOWN
+    if not answer.strip():
+        if chosen:
+            return None
+        raise DeployError(f"{server.name}: the database has no password yet, which its first "
+                          f"deploy makes: deploy {server.name} too; nothing was changed on "
+                          "any host")  # fmt: skip
+    return _parsed(config, answer)
+
+
+def password_after_lock(executor: Hosts, config: Config) -> Callable[[], str]:
+    """The password the locked prepare phase made on the postgres host, read back into
+    memory once, when the first secrets file that holds it is uploaded (hosts upload side
+    by side: one asks, the others wait for its answer)."""
+    server = config.database_host()
+    assert server is not None
+    lock = threading.Lock()
+    found: list[str] = []
+
+    def read() -> str:
+        with lock:
+            if not found:
+                why = "the database's password, made now (not shown)"
+                answer = executor.query(server.name, postgres.password(config.layout), why)
+                found.append(_parsed(config, answer))
+            return found[0]
+
+    return read
+
+
+def _parsed(config: Config, answer: str) -> str:
+    found = postgres.parse_password(answer)
+    if not found:
+        server = config.database_host()
+        name = server.name if server else "?"
+        raise DeployError(f"{name}: the database's password in "
+                          f"{config.layout.db_password} is not what the deploy made")  # fmt: skip
+    return found

@@ -64,6 +64,15 @@ TLS_DIR = "tls"
 TLS_FULLCHAIN = "fullchain.pem"
 #: Where an ACME server looks for an HTTP-01 answer, below the webroot.
 ACME_CHALLENGE = "/.well-known/acme-challenge/"
+#: The database's state (the postgres role): outside /opt, where releases come and go, in the
+#: FHS's place for a program's variable state; one folder per deployment, so staging's
+#: cluster is not production's. Not Debian's default cluster (/var/lib/postgresql/VERSION/main):
+#: postgresql-common manages that one by version and starts it with systemd.
+DB_ROOT = "/var/lib/apiphant"
+#: The system user PostgreSQL's binaries run as (Debian's): they refuse root.
+POSTGRES_USER = "postgres"
+#: Debian's PostgreSQL binaries, one folder per major version (``PG_VERSION`` in a cluster).
+POSTGRES_BIN = "/usr/lib/postgresql"
 #: A system file the deploy replaces with a link is kept beside it under this suffix, and
 #: put back when the link goes.
 BEFORE = ".before-apiphant"
@@ -112,25 +121,11 @@ class Layout:
         of the same name without it is someone else's, and the deploy will not take it."""
         return f"apiphant deployment {self.name}"
 
-    @property
-    def root(self) -> str:
-        return f"{ROOT}/{self.name}"
-
-    @property
-    def logs(self) -> str:
-        return f"{LOG_ROOT}/{self.name}"
-
-    @property
-    def releases(self) -> str:
-        return f"{self.root}/releases"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
-
-    @property
-    def shared(self) -> str:
-        return f"{self.root}/shared"
+    root = property(lambda self: f"{ROOT}/{self.name}")
+    logs = property(lambda self: f"{LOG_ROOT}/{self.name}")
+    releases = property(lambda self: f"{self.root}/releases")
+    current = property(lambda self: f"{self.root}/current")
+    shared = property(lambda self: f"{self.root}/shared")
 
     @property
     def current_config(self) -> str:
@@ -281,6 +276,17 @@ class Layout:
         return f"{self.name}-logrotate"
 
     @property
+    def database_program(self) -> str:
+        """The Supervisor program that runs the deployment's PostgreSQL (the postgres role)."""
+        return f"{self.name}-postgres"
+
+    @property
+    def backup_program(self) -> str:
+        """The Supervisor program that dumps the database on a schedule (the postgres role);
+        also the account that receives the copies on another host (``host.backups``)."""
+        return f"{self.name}-backup"
+
+    @property
     def programs_pattern(self) -> str:
         """An extended regex that matches exactly this deployment's program names."""
         return f"^{re.escape(self.name)}-(api-[0-9]+|background|certbot|logrotate)$"
@@ -301,6 +307,46 @@ class Layout:
         """Where the kit once linked the logrotate config; the deploy removes the link, as the
         deployment's own program rotates its logs (``rotator``)."""
         return f"{LOGROTATE_DIR}/{self.name}"
+
+    # The database (the postgres role): state that no deploy, rollback or cleanup removes.
+    # db_root is root's (0755); data, the cluster, the postgres user's (0700); socket, its
+    # Unix socket's folder; password, the role's, root's (0600): the deploy reads it into
+    # memory and writes it only into releases' secrets. The configs and the Supervisor
+    # program are the database's own, not a release's: it runs before the first switch (the
+    # release phase migrates it) and no switch restarts it.
+
+    @property
+    def db_root(self) -> str:
+        return f"{DB_ROOT}/{self.name}"
+
+    def _db(self, name: str) -> str:
+        return f"{self.db_root}/{name}"
+
+    db_data = property(lambda self: self._db("data"))
+    db_socket = property(lambda self: self._db("socket"))
+    db_password = property(lambda self: self._db("password"))
+    db_conf = property(lambda self: self._db("postgresql.conf"))
+    db_hba = property(lambda self: self._db("pg_hba.conf"))
+    db_program_conf = property(lambda self: self._db("supervisor.conf"))
+    # Backups (host.backups says whose each is): the dumps, the script, its key, the copy's
+    # known host key; on the host that holds the copies, its receive script and account's home.
+    db_backups = property(lambda self: self._db("backups"))
+    db_backup_script = property(lambda self: self._db("backup"))
+    db_backup_key = property(lambda self: self._db("backup_key"))
+    db_known_hosts = property(lambda self: self._db("known_hosts"))
+    db_receive_script = property(lambda self: self._db("receive"))
+    db_receiver_home = property(lambda self: self._db("receiver"))
+    db_backup_program_conf = property(lambda self: self._db("backup.conf"))
+    backup_include = property(lambda self: f"{SUPERVISOR_INCLUDE}/{self.backup_program}.conf")
+
+    @property
+    def db_supervisor_include(self) -> str:
+        return f"{SUPERVISOR_INCLUDE}/{self.database_program}.conf"
+
+    @property
+    def db_name(self) -> str:
+        """The product's database and its login role: the deployment's name."""
+        return self.name
 
     def system_paths(self) -> dict[str, str]:
         """The names a role's links may use: ``"{site}"``, ``"{nginx_conf}"``..."""

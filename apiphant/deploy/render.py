@@ -15,6 +15,7 @@ import jinja2
 
 from apiphant.deploy import hostwide, kit, roles
 from apiphant.deploy.config import Config, Host, Pool
+from apiphant.deploy.host import backups
 from apiphant.deploy.host.certbot import RENEW_EVERY, certbot_renew
 from apiphant.deploy.host.configs import logrotate
 from apiphant.deploy.layout import (
@@ -22,6 +23,8 @@ from apiphant.deploy.layout import (
     HEALTH_PATH,
     NGINX_PIDFILE,
     NGINX_USER,
+    POSTGRES_BIN,
+    POSTGRES_USER,
     RELEASE_ENV,
     SECRETS,
     SUPERVISOR_PIDFILE,
@@ -127,15 +130,85 @@ NGINX_ERRORS = (400, 413, 414, 429, 500, 502, 503, 504)
 
 def api_args(config: Config) -> str:
     """The options every API worker's Supervisor line passes to ``apiphant serve``: the
-    schema's command line (``settings.options``) of ``[api]`` and the grace the front's
-    Nginx needs."""
-    values = {**asdict(config.api), "drain_idle_grace": config.nginx.drain_idle_grace}
+    schema's command line (``settings.options``) of ``[api]``, the pool of ``[database]``
+    and the grace the front's Nginx needs."""
+    values = {**asdict(config.api), **asdict(config.database),
+              "drain_idle_grace": config.nginx.drain_idle_grace}  # fmt: skip
     return shlex.join(options.command_line(values, "serve"))
 
 
 def background_args(config: Config) -> str:
-    """The background runner's options on its Supervisor line, from ``[background]``."""
-    return shlex.join(options.command_line(asdict(config.background), "background"))
+    """The background runner's options on its Supervisor line, from ``[background]`` and
+    the pool of ``[database]``."""
+    values = {**asdict(config.background), **asdict(config.database)}
+    return shlex.join(options.command_line(values, "background"))
+
+
+#: Connections PostgreSQL keeps beyond the programs' pools: the release phase's migrations,
+#: ``fab run``, the deploy's own, a person's psql.
+DB_SPARE_CONNECTIONS = 20
+
+
+def database(config: Config) -> dict:
+    """What the postgres role's files say: the cluster's paths, who it listens for and whom
+    it admits (each API and background host elsewhere, by its private address alone)."""
+    layout = config.layout
+    programs = sum(len(config.workers(h)) + h.has("background") for h in config.hosts)
+    clients = [h.private_address for h in config.database_remote_clients()
+               if h.private_address]  # fmt: skip
+    return {
+        "name": layout.db_name,
+        "os_user": POSTGRES_USER,
+        "bin": POSTGRES_BIN,
+        "program": layout.database_program,
+        "root": layout.db_root,
+        "data": layout.db_data,
+        "socket": layout.db_socket,
+        "conf": layout.db_conf,
+        "hba": layout.db_hba,
+        "program_conf": layout.db_program_conf,
+        "include": layout.db_supervisor_include,
+        "port": config.database.port,
+        "listen": config.database_listen(),
+        "clients": [f"{a}/{128 if ':' in a else 32}" for a in clients],
+        "max_connections": max(100, programs * config.database.db_pool_size
+                               + DB_SPARE_CONNECTIONS),
+        **backups_context(config),
+    }
+
+
+def backups_context(config: Config) -> dict:
+    """What the backup script and its program say: where, how often, how many, and the
+    host that gets the copies (none with no other host, or no private addresses)."""
+    layout, copy = config.layout, config.backup_copy_host()
+    return {
+        "backups": layout.db_backups,
+        "backup_script": layout.db_backup_script,
+        "backup_program": layout.backup_program,
+        "backup_program_conf": layout.db_backup_program_conf,
+        "backup_include": layout.backup_include,
+        "backup_every": max(1, round(config.database.backup_every)),
+        "keep_backups": config.database.keep_backups,
+        "backup_name": backups.name_pattern(layout),
+        "backup_key": layout.db_backup_key,
+        "known_hosts": layout.db_known_hosts,
+        "copy_host": copy.name if copy else "",
+        "copy_to": f"{layout.backup_program}@{copy.private_address}" if copy else "",
+        "copy_port": config.ssh_port(copy) if copy else 22,
+    }
+
+
+#: The settings of the rendered postgresql.conf that take effect only when PostgreSQL restarts
+#: (context postmaster): a deploy that changes one restarts it (``postgres.run_cluster``).
+RESTART_ONLY = ("listen_addresses", "port", "max_connections")
+
+
+def restart_only(config: Config) -> dict[str, str]:
+    """The rendered values of ``RESTART_ONLY``, as PostgreSQL's SHOW writes them."""
+    values = database(config)
+    shown = {"listen_addresses": values["listen"], "port": values["port"],
+             "max_connections": values["max_connections"]}  # fmt: skip
+    return {name: str(shown[name]) for name in RESTART_ONLY}
 
 
 def _pool_about(config: Config, pool: Pool) -> str:
@@ -176,6 +249,7 @@ def context(
         "release_env": RELEASE_ENV,
         "secrets_file": SECRETS,
         "wheel": wheel,
+        "wheel_extras": "".join(f"[{e}]" for e in config.apiphant_extras()),
         "host": host,
         "paths": {
             "root": layout.root,
@@ -230,6 +304,7 @@ def context(
         "supervisor_pidfile": SUPERVISOR_PIDFILE,
         "nginx_pidfile": NGINX_PIDFILE,
         "nginx_user": NGINX_USER,
+        "database": database(config),
     }
 
 

@@ -243,6 +243,7 @@ class Remote:
         upload = step.upload
         assert upload is not None
         failed = f"{step.host}: {step.why} failed"
+        content = upload.data()  # before anything is staged: a Later may fail
         stage, _ = upload_commands(upload)
         try:
             staged = self._shell(step.host, stage, 60, quiet=True, as_root=False)
@@ -252,7 +253,7 @@ class Remote:
             raise StepFailed(step, f"{failed}: cannot make a file in /tmp")
         path = staged.stdout.strip()
         source: IO[bytes] | str
-        source = io.BytesIO(upload.content) if upload.content is not None else str(upload.local)
+        source = io.BytesIO(content) if content is not None else str(upload.local)
         conn = self.connection(step.host)
         try:
             conn.put(source, path, preserve_mode=False)
@@ -308,6 +309,15 @@ class Remote:
             raise StepFailed(step, f"{failed} (exit {done.returncode})"
                              + (f": {last}" if last else ""), done.returncode)  # fmt: skip
         return done.stdout
+
+    def interactive(self, host: str, command: str, why: str) -> int:
+        """A command with a pty, this terminal's keys in and its screen out (``fab db
+        psql``); as root (by sudo, which may ask on the pty, for another login). Its status."""
+        self.shown.query(host, command, why)
+        conn = self.connection(host)
+        if self.config.login_of(self.config.host(host)) != "root":
+            command = f"sudo -- sh -c {q(command)}"
+        return conn.run(command, pty=True, warn=True).exited
 
     def query(self, host: str, command: str, why: str) -> str:
         self.shown.query(host, command, why)

@@ -7,10 +7,7 @@ from pathlib import Path
 from apiphant.deploy import config as configuration
 from apiphant.deploy.config import Config
 from apiphant.deploy.layout import PRODUCTION
-
-
-class UsageError(Exception):
-    """A command line that names something that does not exist; one line."""
+from apiphant.runtime.usage import UsageError
 
 
 @dataclass(frozen=True)

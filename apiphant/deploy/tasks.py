@@ -12,13 +12,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from apiphant.deploy import artifacts, hostwide, plan, render, roles, tls, wheelhouse
+from apiphant.deploy import artifacts, dbfacts, hostwide, plan, render, roles, tls, wheelhouse
 from apiphant.deploy import config as configuration
 from apiphant.deploy.audit import _record, audit_line, command_name
 from apiphant.deploy.config import Config, ConfigError, Host, check_secrets
+from apiphant.deploy.config.secrets import host_secrets
 from apiphant.deploy.console import DryRun, Hosts, print_plan, say
 from apiphant.deploy.errors import DeployError, StepFailed
-from apiphant.deploy.facts import host_facts, nginx_neighbours
+from apiphant.deploy.facts import (
+    database_password,
+    host_facts,
+    nginx_neighbours,
+    password_after_lock,
+)
 from apiphant.deploy.layout import PRODUCTION, RELEASE_ID
 from apiphant.deploy.orchestrate import (
     _current,
@@ -138,7 +144,8 @@ def deploy(
             if dry_run:
                 wheel_name = artifacts.wheel_name()
                 print(artifacts.describe_build(workdir))
-                print(wheelhouse.describe(["apiphant's dependencies", *pip]))
+                extras = "".join(f" and its {e} extra" for e in config.apiphant_extras())
+                print(wheelhouse.describe([f"apiphant's dependencies{extras}", *pip]))
                 tarball = artifacts.tarball_path(workdir, config, release)
                 print(f"local: would build {tarball}: {config.product}/, wheels/ "
                       f"(for hosts that have its virtualenv: {config.product}/ alone); the "
@@ -152,7 +159,7 @@ def deploy(
                 platforms, venvs = host_facts(executor, config, chosen)
                 wheel = artifacts.build_wheel(workdir)
                 wheel_name = wheel.name
-                requirements = wheelhouse.wheel_requirements(wheel) + pip
+                requirements = wheelhouse.wheel_requirements(wheel, config.apiphant_extras()) + pip
                 wheels = wheelhouse.build(platforms.values(), requirements, workdir / "wheelhouse")
                 packages = wheelhouse.packages_key(config.python, [wheel, *wheels], pip)
                 # Hosts that have this release's virtualenv get the code alone, not the wheels;
@@ -166,10 +173,21 @@ def deploy(
                            if set(need) - receive else None)  # fmt: skip
                 code_only = (artifacts.build_tarball(config, release, [], workdir, "code")
                              if have or receive else None), have  # fmt: skip
+            # The postgres host's password into memory, for each host's DATABASE_URL; a
+            # question only: a host that has none yet makes it under the lock, and the
+            # secrets that hold it are made when they are uploaded.
+            password = database_password(executor, config, chosen)
+            new_password = password is None
+            host_files = host_secrets(config, chosen, secrets,
+                                      password_after_lock(executor, config) if password is None
+                                      else password)  # fmt: skip
+            keys = dbfacts.backup_keys(executor, config, chosen)
             holder = artifacts.holder(release)
             the_plan = plan.deploy_plan(
                 config, chosen, release, tarball, rendered, holder, all_roles, packages=packages,
-                tls_files=tls_files, code_only=code_only, copies=copies, secrets=secrets,
+                tls_files=tls_files, code_only=code_only, copies=copies, secrets=host_files,
+                new_password=new_password,
+                backup_keys=keys,
             )
 
             def rollback(targets: dict[str, str]) -> plan.Plan:

@@ -170,20 +170,25 @@ def runs_here_built(platform: Platform, local: Platform | None) -> bool:
             and local.machine == platform.machine and platform.glibc >= local.glibc)  # fmt: skip
 
 
-def wheel_requirements(wheel: Path) -> list[str]:
-    """A wheel's own dependencies (Requires-Dist without extras), read from its metadata:
-    the same for a wheel built from a checkout and one packed from an installation."""
+def wheel_requirements(wheel: Path, extras: Iterable[str] = ()) -> list[str]:
+    """A wheel's own dependencies (Requires-Dist), read from its metadata: those of no
+    extra, and those of each of ``extras`` (their ``extra == "..."`` marker dropped); the
+    same for a wheel built from a checkout and one packed from an installation."""
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         text = archive.read(name).decode()
+    wanted = {f'extra == "{extra}"' for extra in extras}
     found = []
     for line in text.splitlines():
         if not line.strip():
             break  # the headers end; the long description follows
         if line.startswith("Requires-Dist:"):
             value = line.partition(":")[2].strip()
-            if "extra" not in value.partition(";")[2]:
+            requirement, _, marker = (part.strip() for part in value.partition(";"))
+            if "extra" not in marker:
                 found.append(value)
+            elif marker in wanted:
+                found.append(requirement)
     return found
 
 

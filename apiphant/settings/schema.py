@@ -306,11 +306,15 @@ DATABASE: tuple[Setting, ...] = (
     Setting("db_pool_size", COUNT, 10,
             "connections to PostgreSQL each worker process keeps, opened on first use "
             "(default {default})",
-            commands=BOTH, flag="--db-pool-size", env="APIPHANT_DB_POOL_SIZE"),
+            commands=BOTH, flag="--db-pool-size", env="APIPHANT_DB_POOL_SIZE",
+            deploy="database.pool_size", deploy_help="the background runner's too",
+            supervisor=Render.IF_NOT_DEFAULT),
     Setting("db_pool_timeout", SECONDS, 5.0,
             "seconds a request waits for a free connection; then 503 with Retry-After "
             "(default {default})",
-            commands=BOTH, flag="--db-pool-timeout", env="APIPHANT_DB_POOL_TIMEOUT"),
+            commands=BOTH, flag="--db-pool-timeout", env="APIPHANT_DB_POOL_TIMEOUT",
+            deploy="database.pool_timeout", deploy_help="the background runner's too",
+            supervisor=Render.IF_NOT_DEFAULT),
     Setting("idempotency_ttl", SECONDS, 86400.0,
             "seconds the first answer to a write with an Idempotency-Key is kept, to be "
             "answered again to a retry with that key (default {default}: a day)",

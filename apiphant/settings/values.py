@@ -13,6 +13,7 @@ bounds differ per surface, as they always have (the messages are pinned by tests
 """
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,21 @@ def toml_seconds(value: Any) -> float:
     """Seconds in deploy.toml: a number above 0 and below a day."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
         raise ValueError(f"expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+#: ``toml_every``'s units: "90s", "30m", "6h", "1d".
+EVERY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def toml_every(value: Any) -> float:
+    """How often, in deploy.toml: seconds (a number above 0), or a number and a unit
+    (``"30m"``, ``"6h"``, ``"1d"``), at most 30 days."""
+    found = isinstance(value, str) and re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([smhd])", value)
+    if found:
+        value = float(found[1]) * EVERY_UNITS[found[2]]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 30 * 86400:
+        raise ValueError(f'expected seconds or "30m", "6h", "1d" (at most 30 days), got {value!r}')
     return float(value)
 
 

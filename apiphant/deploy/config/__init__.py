@@ -30,6 +30,7 @@ from apiphant.deploy.config.front import (
 )
 from apiphant.deploy.config.loading import differences, layers, load, merge
 from apiphant.deploy.config.model import (
+    DEFAULT_DB_PORT,
     DEFAULT_PORT,
     DEFAULT_PYTHON,
     DEFAULT_STOP_TIMEOUT,
@@ -42,6 +43,7 @@ from apiphant.deploy.config.model import (
     Background,
     Batch,
     Config,
+    Database,
     Host,
     Logs,
     Pool,
@@ -68,12 +70,14 @@ from apiphant.deploy.config.sections.environment import RESERVED_ENV
 from apiphant.deploy.config.topology import Worker
 
 __all__ = [
-    "ABS_PATH", "ACME_URL", "ANY_TEXT", "DEFAULT_PORT", "DEFAULT_PYTHON", "DEFAULT_STOP_TIMEOUT",
+    "ABS_PATH", "ACME_URL", "ANY_TEXT", "DEFAULT_DB_PORT", "DEFAULT_PORT", "DEFAULT_PYTHON",
+    "DEFAULT_STOP_TIMEOUT",
     "DEFAULT_TLS_LISTEN", "DEFAULT_WORKERS", "DOMAIN", "EMAIL", "ENV_KEY", "ENV_NAME",
     "HOST_NAME", "KEEP_RELEASES", "KNOWN_ROLES", "LETSENCRYPT", "LETSENCRYPT_STAGING", "LOGIN",
     "POOL", "RATE", "RESERVED_ENV", "SERVER_NAME", "SSH", "SUDO_PASSWORD_ENV", "TARGET",
     "TLS_CERT_KEY", "TLS_KEY_KEY", "TLS_MODES", "VENV_MODES",
-    "Api", "Background", "Batch", "Config", "ConfigError", "Host", "Logs", "Nginx", "Pool", "Tls",
+    "Api", "Background", "Batch", "Config", "ConfigError", "Database", "Host", "Logs", "Nginx",
+    "Pool", "Tls",
     "Worker",
     "check_secrets", "differences", "layers", "listen_address", "load", "merge", "parse",
     "parse_secrets", "read_secrets", "rlimit_nofile", "secrets_lines",

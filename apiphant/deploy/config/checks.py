@@ -4,6 +4,7 @@ from pathlib import Path
 
 from apiphant.deploy.config.errors import ConfigError
 from apiphant.deploy.config.model import Config
+from apiphant.settings.schema import env_name
 
 
 def check_deployment(config: Config, shown: str) -> None:
@@ -19,6 +20,7 @@ def check_deployment(config: Config, shown: str) -> None:
             f"{shown}: hosts.{runners[0]}.roles: background needs "
             f"{config.product}/api/background.py with @seconds(N) tasks (or take the role out)"
         )
+    _check_database(config, shown)
     api_hosts = [h for h in config.hosts if h.has("api")]
     if api_hosts and not config.fronts():
         raise ConfigError(f"{shown}: hosts: no host has the nginx role, so no one serves the API")
@@ -47,3 +49,34 @@ def check_deployment(config: Config, shown: str) -> None:
 def _has_background_module(product_dir: Path) -> bool:
     api = product_dir / "api"
     return (api / "background.py").is_file() or (api / "background" / "__init__.py").is_file()
+
+
+def _check_database(config: Config, shown: str) -> None:
+    """One postgres host at most, or a database elsewhere, not both; the hosts that reach
+    it over the network have private addresses (it listens on its own, and admits theirs)."""
+    databases = [h.name for h in config.hosts if h.has("postgres")]
+    if len(databases) > 1:
+        raise ConfigError(f"{shown}: hosts.{databases[1]}.roles: postgres runs on exactly one "
+                          f"host, already on {databases[0]}")  # fmt: skip
+    if databases and config.database.url_env:
+        raise ConfigError(f"{shown}: database.url_env: hosts.{databases[0]} has the postgres "
+                          "role: a database elsewhere or its own, not both")  # fmt: skip
+    url = env_name("database_url")
+    if url in dict(config.environment):
+        raise ConfigError(f"{shown}: environment.{url}: it holds a password: put it in the "
+                          f'secrets file, and [database] url_env = "{url}"')  # fmt: skip
+    server = config.database_host()
+    remote = config.database_remote_clients()
+    if server is None or not remote:
+        return
+    if not server.private_address:
+        raise ConfigError(
+            f"{shown}: hosts.{server.name}.private_address: missing, expected the address "
+            f"{remote[0].name}'s programs reach PostgreSQL at, like 10.0.0.7"
+        )
+    for host in remote:
+        if not host.private_address:
+            raise ConfigError(
+                f"{shown}: hosts.{host.name}.private_address: missing, expected the address "
+                f"PostgreSQL on {server.name} admits this host's programs from, like 10.0.0.5"
+            )

@@ -56,13 +56,14 @@ def key(
     return field(default=default, default_factory=factory, metadata={KEY: spec})
 
 
-def setting_key(name: str) -> Any:
+def setting_key(name: str, toml: str = "") -> Any:
     """A field that is the schema's setting ``name`` (its ``deploy`` key names the field):
     its default, the reference's help and its value's parser (``Reader.setting``) all come
-    from that one entry (apiphant.settings.schema)."""
+    from that one entry (apiphant.settings.schema). ``toml``: the key's name in its table,
+    when it is not the setting's (``[database] pool_size`` is ``db_pool_size``)."""
     setting = BY_NAME[name]
     shown = f'`"{setting.kind.shown(setting.default)}"`' if setting.kind is SIZE else None
-    return key(setting.default, help=deploy_help(setting),
+    return key(setting.default, toml=toml, help=deploy_help(setting),
                default_doc=setting.default_doc or shown)  # fmt: skip
 
 

@@ -16,7 +16,9 @@ DEFAULT_PYTHON = "/usr/bin/python3"
 DEFAULT_STOP_TIMEOUT: float = default("stop_timeout")
 DEFAULT_WORKERS = 2
 KEEP_RELEASES = 5
-KNOWN_ROLES = ("nginx", "api", "background")
+KNOWN_ROLES = ("nginx", "api", "background", "postgres")
+#: PostgreSQL's own port: the one a cluster of the postgres role listens on unless told.
+DEFAULT_DB_PORT = 5432
 #: Where a non-root SSH user's sudo password comes from, if it needs one: never a file.
 SUDO_PASSWORD_ENV = env_name("sudo_password")
 
@@ -54,6 +56,39 @@ class Background:
     """What the background runner is started with (apiphant-background's options), as Api."""
 
     stop_timeout: float = setting_key("stop_timeout")
+
+
+@dataclass(frozen=True)
+class Database:
+    """``[database]``: the deployment's PostgreSQL (a host with the postgres role, or one
+    elsewhere whose URL is a line of the secrets file), and each program's pool of
+    connections to it."""
+
+    port: int = key(
+        DEFAULT_DB_PORT,
+        help="the postgres host's PostgreSQL port (its private address, when other hosts use it)",
+    )
+    url_env: str = key(
+        "",
+        help=(
+            "a database elsewhere (a managed one) instead of a postgres host: the name of the "
+            "secrets file's line that holds its URL, which the programs get as `DATABASE_URL`"
+        ),
+        default_doc="none",
+    )
+    db_pool_size: int = setting_key("db_pool_size", toml="pool_size")
+    db_pool_timeout: float = setting_key("db_pool_timeout", toml="pool_timeout")
+    backup_every: float = key(
+        86400.0,
+        help=(
+            "how often the postgres host's `P-backup` dumps the database (`pg_dump -Fc`): "
+            'seconds, or `"30m"`, `"6h"`, `"1d"`'
+        ),
+        default_doc='`"1d"`',
+    )
+    keep_backups: int = key(
+        7, help="how many backups the postgres host, and the host that holds their copies, keep"
+    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +131,9 @@ class Host:
     ssh: str = key(
         help="`HOST`, `HOST:PORT`, `USER@HOST` or `USER@HOST:PORT`", default_doc="`NAME`"
     )
-    roles: tuple[str, ...] = key(help="`nginx`, `api` and `background` (on one host only)")
+    roles: tuple[str, ...] = key(
+        help="`nginx`, `api`, `background` (on one host only) and `postgres` (on one host only)"
+    )
     workers: int = key(0, help="API workers on consecutive ports (api hosts only)", default_doc="2")
     first_port: int = key(DEFAULT_PORT, help="the first API worker's port")
     private_address: str | None = key(
@@ -187,6 +224,7 @@ class Config(Topology):
     background: Background = key(factory=Background, table=Background)
     nginx: Nginx = key(factory=Nginx, table=Nginx)
     logs: Logs = key(factory=Logs, table=Logs)
+    database: Database = key(factory=Database, table=Database)
     hosts: tuple[Host, ...] = key(table=Host, named=True)
     pools: tuple[Pool, ...] = key(table=Pool, named=True)
     product_dir: Path

@@ -6,9 +6,10 @@ from pathlib import Path
 from apiphant.deploy.config.checks import check_deployment
 from apiphant.deploy.config.front import Nginx
 from apiphant.deploy.config.keys import keys_of
-from apiphant.deploy.config.model import Api, Background, Config, Logs
+from apiphant.deploy.config.model import Api, Background, Config, Database, Logs
 from apiphant.deploy.config.reader import Reader
 from apiphant.deploy.config.sections.api import check_credentials, read_api, read_background
+from apiphant.deploy.config.sections.database import read_database
 from apiphant.deploy.config.sections.hosts import read_hosts, read_pools
 from apiphant.deploy.config.sections.logs import read_logs
 from apiphant.deploy.config.sections.nginx import check_drain, read_nginx
@@ -40,6 +41,9 @@ def parse(
     lg = Reader(shown, "logs", data.get("logs", {}), keys_of(Logs))
     logs = read_logs(lg)
 
+    d = Reader(shown, "database", data.get("database", {}), keys_of(Database))
+    database = read_database(d)
+
     tls = read_tls(top, n, nginx, values["secrets"])
     hosts = read_hosts(shown, data.get("hosts"), nginx)
     pools = read_pools(shown, data.get("pools"), hosts)
@@ -55,6 +59,7 @@ def parse(
         env=env,
         tls=tls,
         logs=logs,
+        database=database,
     )
     check_deployment(config, shown)
     return config

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from apiphant import settings
 from apiphant.deploy.config.errors import ConfigError
@@ -17,7 +18,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from apiphant.deploy.config.front import Nginx, Tls
-    from apiphant.deploy.config.model import Api, Background, Host, Pool
+    from apiphant.deploy.config.model import Api, Background, Database, Host, Pool
+
+#: apiphant's extra (setup.py) with PostgreSQL's driver and pool (apiphant.db).
+DATABASE_EXTRA = "postgres"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Topology:
         background: Background
         nginx: Nginx
         tls: Tls
+        database: Database
 
     @property
     def background_stop_timeout(self) -> float:
@@ -109,6 +114,66 @@ class Topology:
 
     def background_host(self) -> Host | None:
         return next((h for h in self.hosts if h.has("background")), None)
+
+    def database_host(self) -> Host | None:
+        """The host with the postgres role, if the deployment has its own database."""
+        return next((h for h in self.hosts if h.has("postgres")), None)
+
+    def has_database(self) -> bool:
+        """Whether the programs get a DATABASE_URL: the postgres host's, or the secrets
+        file's line ``[database] url_env`` names."""
+        return self.database_host() is not None or bool(self.database.url_env)
+
+    def apiphant_extras(self) -> tuple[str, ...]:
+        """apiphant's extras the release's virtualenv installs with it: ``postgres`` (the
+        driver and pool at apiphant's pinned ranges) when the programs get a database, so a
+        product need not list psycopg itself."""
+        return (DATABASE_EXTRA,) if self.has_database() else ()
+
+    def database_remote_clients(self) -> list[Host]:
+        """The hosts whose programs reach the postgres host over the network: pg_hba admits
+        each by its private address, and nothing else from the network."""
+        server = self.database_host()
+        if server is None:
+            return []
+        return [h for h in self.hosts if self.runs_python(h) and h.name != server.name]
+
+    def database_listen(self) -> str:
+        """PostgreSQL's listen_addresses: its private address when other hosts use it, else
+        none (the Unix socket alone)."""
+        server = self.database_host()
+        if server is None or not self.database_remote_clients():
+            return ""
+        return server.private_address or ""
+
+    def backup_copy_host(self) -> Host | None:
+        """The host that keeps a copy of each backup: the first of deploy.toml but the
+        postgres host, one that runs programs (and so reaches the data already) before a
+        front, when both have private addresses (the copy travels on the private network,
+        and the receiving key admits the postgres host's address alone)."""
+        server = self.database_host()
+        if server is None or not server.private_address:
+            return None
+        others = [h for h in self.hosts if h.name != server.name and h.private_address]
+        return next((h for h in others if self.runs_python(h)), others[0] if others else None)
+
+    def ssh_port(self, host: Host) -> int:
+        """The port of ``host``'s sshd (its ``ssh`` value's, else 22)."""
+        return int(SSH.fullmatch(host.ssh)["port"] or 22)  # type: ignore[index]
+
+    def database_url(self, host: Host, password: str) -> str:
+        """The DATABASE_URL of ``host``'s programs (libpq's URI form): through the socket on
+        the postgres host itself, else its private address. Holds the password: only the
+        releases' secrets files get it."""
+        server = self.database_host()
+        assert server is not None
+        layout = self.layout
+        who = f"{quote(layout.db_name, safe='')}:{quote(password, safe='')}"
+        name = quote(layout.db_name, safe="")
+        port = self.database.port
+        if host.name == server.name:
+            return f"postgresql://{who}@/{name}?host={quote(layout.db_socket)}&port={port}"
+        return f"postgresql://{who}@{format_address(server.private_address or '', port)}/{name}"
 
     def programs(self, host: Host) -> list[str]:
         """The deployment's Supervisor programs on ``host``: every host rotates its logs."""

@@ -33,6 +33,9 @@ from apiphant.deploy.plan.activate import (
 from apiphant.deploy.plan.build import deploy_plan, rollback_plan
 from apiphant.deploy.plan.operate import (
     certificates,
+    db_backup_plan,
+    db_backups_plan,
+    db_restore_step,
     history_plan,
     lock_steps,
     logs_plan,
@@ -79,7 +82,8 @@ __all__ = [
     "by_host",
     "HEALTH_SCRIPT", "NGINX_FILES", "SUPERVISE", "TUNNEL", "TUNNEL_URL", "Download", "Local",
     "Plan", "Step", "Upload", "VenvCopies", "_links", "activate_steps", "batches",
-    "certificates", "deploy_plan", "finish_steps", "history_plan", "lock_steps", "logs_plan",
+    "certificates", "db_backup_plan", "db_backups_plan", "db_restore_step", "deploy_plan",
+    "finish_steps", "history_plan", "lock_steps", "logs_plan",
     "maintenance_plan", "merged", "obtain_step", "prepare_steps", "record_steps",
     "release_phase_steps", "rollback_plan", "rolling_restart", "run_plan", "staged", "stages",
     "status_plan", "tls_file_steps", "tunnel_health", "tunnel_smoke_test", "unlock_plan",

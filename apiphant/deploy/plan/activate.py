@@ -1,6 +1,7 @@
 """The release command, and the activation: switch, link, reload, the rolling restart."""
 
 from importlib import resources
+from shlex import quote as q
 
 from apiphant.deploy import roles
 from apiphant.deploy.config import Config, Host
@@ -18,20 +19,37 @@ SUPERVISE = (resources.files("apiphant.deploy") / "supervise.py").read_bytes()
 NGINX_FILES = ("nginx-main.conf", "nginx.conf")
 
 
+#: Where a product keeps its migrations (apiphant db migrate reads them).
+MIGRATIONS = "migrations"
+
+
+def migrates(config: Config) -> bool:
+    """Whether a deploy migrates the database: the product has migrations and a database."""
+    return config.has_database() and (config.product_dir / MIGRATIONS).is_dir()
+
+
 def release_phase_steps(config: Config, hosts: list[Host], release: str) -> tuple[Step, ...]:
-    """deploy.toml's ``release`` command, once, on the first API host, in the new release."""
+    """Once, on the first API host, in the new release, before any worker switches: the
+    product's migrations (``apiphant db migrate``, when it has them and a database), then
+    deploy.toml's ``release`` command. A failure leaves the live release serving."""
     first_api = next((h for h in hosts if h.has("api")), None)
-    if not config.release_command or first_api is None:
+    if first_api is None:
         return ()
     paths = config.layout.release(release)
-    return (
-        Step(
+    steps = []
+    if migrates(config):
+        migrate = f"apiphant db migrate {q(config.product)}"
+        steps.append(Step(first_api.name, f"migrations, once, in release {release}: {migrate}",
+                          in_release(paths.dir, config.layout.user, migrate), timeout=3600,
+                          kind=StepKind.REASON))  # fmt: skip
+    if config.release_command:
+        steps.append(Step(
             first_api.name,
             f"release command, once, in release {release}: {config.release_command}",
             in_release(paths.dir, config.layout.user, config.release_command),
             timeout=3600,
-        ),
-    )
+        ))  # fmt: skip
+    return tuple(steps)
 
 
 def _links(config: Config, host: Host, all_roles: dict[str, roles.Role]) -> tuple[dict, list]:

@@ -6,8 +6,8 @@ from apiphant.deploy import roles
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.plan.activate import activate_steps, release_phase_steps
 from apiphant.deploy.plan.operate import lock_steps, unlock_steps
-from apiphant.deploy.plan.prepare import VenvCopies, prepare_steps
-from apiphant.deploy.plan.steps import ACTIVATE, FINISH, PREPARE, RELEASE, VERIFY, Plan
+from apiphant.deploy.plan.prepare import BackupKeys, VenvCopies, prepare_steps
+from apiphant.deploy.plan.steps import ACTIVATE, FINISH, PREPARE, RELEASE, VERIFY, Later, Plan
 from apiphant.deploy.plan.verify import finish_steps, verify_steps
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
@@ -26,7 +26,9 @@ def deploy_plan(
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
     copies: VenvCopies | None = None,
-    secrets: bytes | None = None,
+    secrets: bytes | dict[str, bytes | Later] | None = None,
+    new_password: bool = False,
+    backup_keys: BackupKeys | None = None,
 ) -> Plan:
     """Lock, prepare, the release command (when deploy.toml has one: else no such phase),
     activate, verify, finish, unlock. How each phase runs is its own (``plan.steps``)."""
@@ -39,7 +41,8 @@ def deploy_plan(
         lock=lock_steps(config, hosts, holder),
         phases=(
             PREPARE.of(prepare_steps(config, hosts, release, tarball, rendered, packages,
-                                     tls_files, code_only, copies, secrets)),
+                                     tls_files, code_only, copies, secrets,
+                                     new_password, backup_keys)),
             *([RELEASE.of(command)] if command else []),
             ACTIVATE.of(activate_steps(config, hosts, releases, all_roles)),
             VERIFY.of(verify_steps(config, hosts, releases)),

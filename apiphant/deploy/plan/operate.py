@@ -1,10 +1,13 @@
 """The deploy lock's steps, and the operator's tasks as plans: status, logs, unlock, run,
-maintenance, history, and the line each task records in a host's history."""
+maintenance, history, the database's (``fab db``), and the line each task records in a
+host's history."""
 
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.host import backups, postgres
 from apiphant.deploy.host.lock import lock, unlock
 from apiphant.deploy.host.nginx import maintenance
 from apiphant.deploy.host.releases import history, in_release, record
+from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.status import status, tail_logs
 from apiphant.deploy.plan.steps import Step, StepKind
 
@@ -42,12 +45,16 @@ def certificates(config: Config, host: Host) -> list[tuple[str, str]]:
 
 
 def status_plan(config: Config, hosts: list[Host]) -> tuple[Step, ...]:
+    """Each host's status; the postgres host's says how its database runs, too."""
+    layout = config.layout
     return tuple(
         Step(
             h.name,
             "status",
-            status(config.layout, [(w.program, w.address) for w in config.workers(h)],
-                   certificates(config, h)),  # fmt: skip
+            join(status(layout, [(w.program, w.address) for w in config.workers(h)],
+                        certificates(config, h)),
+                 *([postgres.status(layout, config.database.port), backups.last_backup(layout)]
+                   if h.has("postgres") else [])),  # fmt: skip
             timeout=60,
             kind=StepKind.PASSTHROUGH,
         )
@@ -117,3 +124,29 @@ def record_steps(config: Config, hosts: list[Host], line: str) -> tuple[Step, ..
              timeout=60, kind=StepKind.REPORT)
         for h in hosts
     )  # fmt: skip
+
+
+# fab db: the postgres host's backups, a restore, psql.
+
+
+def db_backup_plan(config: Config, server: Host) -> tuple[Step, ...]:
+    """One backup now, on the postgres host (copied on, as the loop's are)."""
+    return (Step(server.name, "a backup now (pg_dump -Fc)", backups.backup_now(config.layout),
+                 timeout=24 * 3600, kind=StepKind.PASSTHROUGH),)  # fmt: skip
+
+
+def db_backups_plan(config: Config) -> tuple[Step, ...]:
+    """The backups on the postgres host, and the copies on the host that keeps them."""
+    holders = [config.database_host(), config.backup_copy_host()]
+    return tuple(
+        Step(h.name, "backups", backups.list_backups(config.layout), timeout=60,
+             kind=StepKind.PASSTHROUGH)
+        for h in holders if h is not None
+    )  # fmt: skip
+
+
+def db_restore_step(config: Config, server: Host, name: str) -> Step:
+    """``name`` restored into the product's database (checked first; all or nothing)."""
+    return Step(server.name, f"restore {name} into database {config.layout.db_name}",
+                postgres.restore(config.layout, config.database.port, name),
+                timeout=24 * 3600, kind=StepKind.REASON)  # fmt: skip

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote as q
 
-from apiphant.deploy import artifacts
+from apiphant.deploy import artifacts, render
 from apiphant.deploy.config import Config, Host
+from apiphant.deploy.host import backups, postgres
 from apiphant.deploy.host.certbot import tls_dirs
 from apiphant.deploy.host.configs import check_logrotate
 from apiphant.deploy.host.nginx import check_nginx
@@ -16,7 +17,8 @@ from apiphant.deploy.host.supervisor import check_supervisor
 from apiphant.deploy.host.system import apt_install, private_dir, system_user
 from apiphant.deploy.host.venv import pack_venv, virtualenv, virtualenv_from_archive
 from apiphant.deploy.layout import VENV_ARCHIVE, Paths
-from apiphant.deploy.plan.steps import Download, Step, Upload, merged, staged
+from apiphant.deploy.plan.activate import SUPERVISE
+from apiphant.deploy.plan.steps import Download, Later, Step, Upload, merged, staged
 from apiphant.deploy.render import HostFiles
 from apiphant.deploy.tls import Files
 from apiphant.deploy.wheelhouse import Platform
@@ -40,6 +42,15 @@ class VenvCopies:
 
     def archive(self, builder: str) -> Path:
         return self.folder / f"{builder}-{VENV_ARCHIVE}"
+
+
+@dataclass(frozen=True)
+class BackupKeys:
+    """What the deploy read for the backups' copies (``dbfacts.backup_keys``): the postgres
+    host's public key for pushing them, and the receiving host's SSH host key."""
+
+    push: str
+    host: str
 
 
 def venv_copies(
@@ -71,7 +82,9 @@ def prepare_steps(
     tls_files: Files | None = None,
     code_only: tuple[Path | None, frozenset[str]] = (None, frozenset()),
     copies: VenvCopies | None = None,
-    secrets: bytes | None = None,
+    secrets: bytes | dict[str, bytes | Later] | None = None,
+    new_password: bool = False,
+    backup_keys: BackupKeys | None = None,
 ) -> tuple[Step, ...]:
     """Everything before the switch: nothing a live service reads is touched. Per host: one
     script for the folders (apt, user, release folder), the code and the host's rendered
@@ -83,7 +96,11 @@ def prepare_steps(
     wheels. Of the hosts of one platform that lack it, one builds it and the others receive
     its copy (``copies``): they get no wheels either, and unpack it once the builder's is
     on the deploying machine (two stages after the first). A host that runs no program
-    (Nginx only) gets no code, no virtualenv, no secrets."""
+    (Nginx only) gets no code, no virtualenv, no secrets. ``secrets`` may differ by host
+    (a dict by name): each has its own DATABASE_URL. The postgres host's last step makes or
+    updates the database, which then runs before the release phase migrates it. When the
+    database host had no password yet (``new_password``), a first stage makes it there,
+    under the lock, before the secrets that hold it (``Later``) are uploaded."""
     layout = config.layout
     paths = layout.release(release)
     copies = copies or VenvCopies({}, Path())
@@ -133,9 +150,13 @@ def prepare_steps(
                 ),
             )
         )
-        if config.secrets and python:
-            if secrets is None:
+        own = secrets.get(name) if isinstance(secrets, dict) else secrets
+        if (config.secrets or config.has_database()) and python:
+            if own is None:
                 raise ValueError(f"{name}: no secrets for it")  # the deploy read none
+            label = f"secrets {config.secrets}" if config.secrets else "secrets"
+            if config.has_database():
+                label += " and DATABASE_URL"
             steps.append(
                 Step(
                     name,
@@ -146,9 +167,9 @@ def prepare_steps(
                     upload=Upload(
                         paths.secrets,
                         0o640,
-                        f"secrets {config.secrets}",
+                        label,
                         group=layout.user,
-                        content=secrets,
+                        content=own,
                         secret=True,
                     ),
                 )
@@ -179,6 +200,8 @@ def prepare_steps(
             ))  # fmt: skip
         checks.append(("check: logrotate config", check_logrotate(paths)))
         steps.append(merged(name, checks))
+        if host.has("postgres"):
+            steps += database_steps(config, host, paths, backup_keys)
     fetch, receive = [], []
     for builder, receivers in copies.builders.items():
         local = copies.archive(builder)
@@ -193,7 +216,17 @@ def prepare_steps(
             receive.append(Step(name, f"virtualenv: unpack {builder}'s",
                                 virtualenv_from_archive(paths, config.product, packages),
                                 timeout=1800))  # fmt: skip
-    return tuple(staged([steps, fetch, receive]))
+    first = []
+    server = config.database_host()
+    if new_password and server is not None and server in hosts:
+        first.append(Step(server.name, f"postgres: its password, made once in "
+                          f"{layout.db_password} (not shown)",
+                          postgres.make_password(layout)))  # fmt: skip
+    steps += backup_receiver_steps(config, hosts, backup_keys)
+    # The backup loop last, once the database, its role and both ends of the copies are set.
+    loop = [Step(h.name, f"backups: {layout.backup_program} running", backups.run_loop(layout),
+                 timeout=120) for h in hosts if h.has("postgres")]  # fmt: skip
+    return tuple(staged([first, steps, fetch, receive, loop]))
 
 
 def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
@@ -209,3 +242,52 @@ def tls_file_steps(paths: Paths, files: Files, host: str) -> list[Step]:
             paths.tls_key, 0o600, f"private key {files.key_path}", content=files.key,
             secret=True)),
     ]  # fmt: skip
+
+
+def database_steps(
+    config: Config, host: Host, paths: Paths, keys: BackupKeys | None = None
+) -> list[Step]:
+    """The postgres host, last in its prepare: the cluster made once (initdb only into an
+    empty folder), the release's configs copied to the database's own folder, its program
+    started or left running and told to read them again, the product's role and database
+    made once. Before the release phase, which migrates it; never a DROP, never the data."""
+    layout = config.layout
+    port = config.database.port
+    return [
+        Step(host.name, "the kit's Supervisor client", upload=Upload(
+            layout.supervise, 0o644, "supervise.py", content=SUPERVISE)),
+        merged(host.name, [
+            (f"postgres: the cluster in {layout.db_data}, made once",
+             postgres.make_cluster(layout)),
+            ("postgres: its configs and program from this release",
+             postgres.install_configs(layout, paths)),
+            (f"postgres: {layout.database_program} running, its configs read again (restarted "
+             "when a setting that takes a restart changed)",
+             postgres.run_cluster(layout, port, render.restart_only(config))),
+            (f"postgres: role and database {layout.db_name}, made once; its password from "
+             f"{layout.db_password}", postgres.database_and_role(layout, port)),
+            *backup_copy_setup(config, keys),
+        ], timeout=600),
+    ]  # fmt: skip
+
+
+def backup_copy_setup(config: Config, keys: BackupKeys | None) -> list[tuple[str, str]]:
+    """The postgres host's side of the copies: whose host key it trusts for them, or none."""
+    copy = config.backup_copy_host()
+    if copy is None or keys is None:
+        return [("backups: kept on this host only", backups.no_copies(config.layout))]
+    return [(f"backups: copies to {copy.name}, its host key known",
+             backups.known_host(config.layout, copy.private_address or "",
+                                config.ssh_port(copy), keys.host))]  # fmt: skip
+
+
+def backup_receiver_steps(config: Config, hosts: list[Host], keys: BackupKeys | None) -> list[Step]:
+    """The receiving host's side: its account, folder, receive script and restricted key."""
+    copy, server = config.backup_copy_host(), config.database_host()
+    if copy is None or server is None or keys is None or copy not in hosts:
+        return []
+    why = (f"backups: {server.name}'s copies kept here by {config.layout.backup_program}, "
+           "whose one key stores them and does nothing else")  # fmt: skip
+    command = backups.receiver(config.layout, config.database.keep_backups,
+                               server.private_address or "", keys.push)  # fmt: skip
+    return [Step(copy.name, why, command, timeout=120)]

@@ -2,13 +2,17 @@
 deployer through a tunnel), their stages, the phases that hold them and how each runs, and
 the plan. Pure data: ``orchestrate`` reads a phase's flags, never its name."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from shlex import quote as q
 
 from apiphant.deploy.host.shell import join
+
+#: An upload's content known only while the plan runs (a secret read from another host
+#: under the deploy lock): called once, when the upload runs; a dry run never calls it.
+Later = Callable[[], bytes]
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,7 @@ class Upload:
     label: str
     owner: str = "root"
     group: str = "root"
-    content: bytes | None = None
+    content: bytes | Later | None = None
     local: Path | None = None
     secret: bool = False
     #: An archive unpacked into the folder ``remote`` (its files root's, with their modes).
@@ -28,9 +32,16 @@ class Upload:
 
     @property
     def size(self) -> int:
+        """0 for content not known yet (``Later``)."""
+        if callable(self.content):
+            return 0
         if self.content is not None:
             return len(self.content)
         return self.local.stat().st_size if self.local and self.local.exists() else 0
+
+    def data(self) -> bytes | None:
+        """The content from memory, made now if it is ``Later``; None for a local file."""
+        return self.content() if callable(self.content) else self.content
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,4 @@
+CREATE TABLE notes (
+    id bigserial PRIMARY KEY,
+    token text NOT NULL UNIQUE
+);
