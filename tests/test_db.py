@@ -69,6 +69,22 @@ def test_a_transaction_commits_and_an_error_rolls_it_back(database) -> None:
         assert conn.execute("SELECT text FROM notes").fetchall() == [("kept",)]
 
 
+def test_a_connection_block_commits_each_statement_and_sends_no_begin(database) -> None:
+    """A read is one round trip (no BEGIN, no COMMIT); writes that belong together go in a
+    transaction(), so an error after the first write of a connection() block keeps it."""
+    from psycopg import pq
+
+    with db.transaction() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS own (text text)")
+        conn.execute("TRUNCATE own")
+    with pytest.raises(ZeroDivisionError), db.connection() as conn:
+        conn.execute("INSERT INTO own VALUES ('committed by itself')")
+        assert conn.info.transaction_status == pq.TransactionStatus.IDLE  # no BEGIN was sent
+        raise ZeroDivisionError
+    with db.connection() as conn:
+        assert conn.execute("SELECT text FROM own").fetchall() == [("committed by itself",)]
+
+
 def test_nested_blocks_share_one_connection_and_a_nested_transaction_is_a_savepoint(database):
     with db.transaction() as outer:
         outer.execute("CREATE TABLE IF NOT EXISTS nested (n int)")

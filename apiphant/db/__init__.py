@@ -130,6 +130,7 @@ def _new_pool(conninfo: str) -> "ConnectionPool":
         timeout=_config.timeout,
         check=check,  # a connection broken since its last use is replaced, not handed out
         name="apiphant",  # (a database restart costs no request)
+        kwargs={"autocommit": True},  # a statement is one round trip; transaction() groups
     )
 
 
@@ -165,9 +166,11 @@ def check(conn: "Connection") -> None:
 
 @contextmanager
 def connection() -> Iterator["Connection"]:
-    """A connection from the pool for the block: committed when it ends, rolled back when it
-    raises. Nested in another ``connection()`` or ``transaction()`` of the same greenlet, it
-    is that one's (one connection per request, whatever the helpers it calls).
+    """A connection from the pool for the block, in autocommit: each statement is its own
+    transaction and one round trip, as psycopg's authors advise for its transaction blocks
+    (and Django's default); ``transaction()`` is the block that is all or nothing. Nested in
+    another ``connection()`` or ``transaction()`` of the same greenlet, it is that one's (one
+    connection per request, whatever the helpers it calls), inside its transaction if any.
 
     Waits up to the pool timeout for a free connection, then raises psycopg_pool's
     PoolTimeout, which a request answers 503.
@@ -186,7 +189,8 @@ def connection() -> Iterator["Connection"]:
 
 @contextmanager
 def transaction() -> Iterator["Connection"]:
-    """``connection()`` in a transaction: all of the block or none of it. Nested, a savepoint:
+    """``connection()`` in a transaction: all of the block or none of it, committed when it
+    ends, rolled back when it raises. Nested, a savepoint:
     the inner block's error undoes only the inner block's work, if the outer one catches it."""
     with connection() as conn, conn.transaction():
         yield conn
