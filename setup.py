@@ -40,6 +40,7 @@ BENCH_PEERS = [
     "uvicorn>=0.54,<1",
     "uvloop>=0.23,<1",
     "granian>=2.8,<3",
+    "asyncpg>=0.30,<1",  # FastAPI's driver in the database scenarios; tested with 0.32
 ]
 
 #: What a product's repository uses beside apiphant: fab (deploy, render, rollback) and
@@ -78,7 +79,8 @@ setup(
     extras_require={
         "deploy": DEPLOY,
         "postgres": POSTGRES,
-        "bench": [*BENCH_PEERS, "h11>=0.16,<1", "orjson>=3.8,<4"],  # the last two: bench.micro
+        # h11 and orjson: bench.micro; psycopg: the database scenarios (apiphant and Flask).
+        "bench": [*BENCH_PEERS, *POSTGRES, "h11>=0.16,<1", "orjson>=3.8,<4"],
         # apiphant's own suite (bash .ci/test); a product needs only the deploy extra.
         "test": [
             *DEPLOY,

@@ -1,6 +1,7 @@
--- wrk script: keep-alive POST of the echo request; prints a JSON summary at the end.
+-- wrk script: keep-alive POST of the echo request (or of BENCH_BODY, the database
+-- scenarios' request); prints a JSON summary at the end.
 wrk.method = "POST"
-wrk.body = '{"hello": "world"}'
+wrk.body = os.getenv("BENCH_BODY") or '{"hello": "world"}'
 wrk.headers["Content-Type"] = "application/json"
 
 function done(summary, latency, requests)

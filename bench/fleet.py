@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: python bench/fleet.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import machine  # noqa: E402
+from bench.run import markers as section_markers  # noqa: E402
 from bench.run import write_results  # noqa: E402
 from bench.servers import REPO  # noqa: E402
 from tests import testhosts  # noqa: E402
@@ -565,9 +566,7 @@ def report(results: list[dict], command: str, label: str, when: str, cores: int)
 
 
 def markers(label: str) -> tuple[str, str]:
-    key = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-    name = f"bench:fleet{'-' + key if key else ''}"
-    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    return section_markers("fleet", label)
 
 
 # The command

@@ -1,6 +1,7 @@
 """wrk as the load generator: keep-alive POSTs of the echo request, one summary per run."""
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -40,15 +41,23 @@ def require_wrk() -> str:
 
 
 def wrk(
-    port: int, connections: int, seconds: float, cpu: str | None, timeout: float = 2.0
+    port: int,
+    connections: int,
+    seconds: float,
+    cpu: str | None,
+    timeout: float = 2.0,
+    path: str = ECHO_PATH,
+    body: bytes | None = None,
 ) -> LoadResult:
-    """Run wrk with one thread (it has one core) against the echo on ``port``."""
+    """Run wrk with one thread (it has one core) against the echo on ``port``, or POST
+    ``body`` to ``path``; p50 and p99 come from wrk's latency distribution (``--latency``)."""
     command = [
         require_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-        f"--timeout={timeout:g}s", "-s", str(SCRIPT), f"http://{HOST}:{port}{ECHO_PATH}",
+        f"--timeout={timeout:g}s", "--latency", "-s", str(SCRIPT), f"http://{HOST}:{port}{path}",
     ]  # fmt: skip
+    env = None if body is None else {**os.environ, "BENCH_BODY": body.decode()}
     done = subprocess.run(
-        pinned(command, cpu), capture_output=True, text=True, timeout=seconds + 60
+        pinned(command, cpu), capture_output=True, text=True, timeout=seconds + 60, env=env
     )
     for line in done.stdout.splitlines():
         if line.startswith(MARK):

@@ -11,7 +11,8 @@ from bench.servers import REPO
 
 PACKAGES = (
     "gevent", "greenlet", "httptools", "flask", "werkzeug", "gunicorn", "falcon",
-    "starlette", "fastapi", "uvicorn", "uvloop", "granian",
+    "starlette", "fastapi", "uvicorn", "uvloop", "granian", "psycopg", "psycopg-pool",
+    "asyncpg",
 )  # fmt: skip
 
 
@@ -60,6 +61,16 @@ def _commit() -> str:
     return commit + (" (with uncommitted changes)" if dirty else "")
 
 
+def _postgres() -> str:
+    """The PostgreSQL the database scenarios start: the one apiphant.db.cluster finds."""
+    from apiphant.db.cluster import ClusterError, find_bindir
+
+    try:
+        return _first_line([str(find_bindir() / "postgres"), "--version"])
+    except ClusterError:
+        return "not installed"
+
+
 def describe() -> list[tuple[str, str]]:
     """(what, value) pairs for the results header."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -71,6 +82,7 @@ def describe() -> list[tuple[str, str]]:
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("Libraries", libs),
         ("Load and proxy", f"{_first_line(['wrk', '-v'])}; {_first_line(['nginx', '-v'])}"),
+        ("Database", _postgres()),
         ("Open files", f"soft {soft}, hard {hard}"),
         ("apiphant", f"commit {_commit()}"),
     ]

@@ -11,6 +11,7 @@ and ratios to the bare gevent.pywsgi server, the limit of this stack.
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import string
@@ -29,10 +30,23 @@ if __package__ in (None, ""):  # run as a script: python bench/run.py
 
 from bench import machine  # noqa: E402
 from bench.concurrency import ProbeResult, probe  # noqa: E402
+from bench.database import (  # noqa: E402
+    DB_BODY,
+    DB_PATH,
+    QUERIES,
+    QUERIES_BODY,
+    QUERIES_PATH,
+    available,
+    check_answer,
+    database,
+)
 from bench.load import LoadResult, require_wrk, wrk  # noqa: E402
 from bench.servers import (  # noqa: E402
     BASELINE,
     CLIENT_CPU,
+    DB_POOL,
+    DB_SYSTEMS,
+    ECHO_PATH,
     HOST,
     IO_WAIT,
     SERVER_CPU,
@@ -49,8 +63,17 @@ from bench.servers import (  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NGINX_TEMPLATE = HERE / "nginx.conf.template"
-BEGIN = "<!-- bench:results:begin -->"
-END = "<!-- bench:results:end -->"
+
+
+def markers(kind: str, label: str = "") -> tuple[str, str]:
+    """The comments around a generated section of RESULTS.md: ``bench:KIND`` or, with a
+    label, ``bench:KIND-LABEL``, so that a labelled run gets a section of its own."""
+    key = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    name = f"bench:{kind}{'-' + key if key else ''}"
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+BEGIN, END = markers("results")
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,9 @@ class Scenario:
     title: str
     connections: int
     io: bool = False  # each request waits IO_WAIT in its handler
+    db: bool = False  # a database scenario: PostgreSQL's world table, DB_SYSTEMS only
+    path: str = ECHO_PATH
+    body: bytes | None = None  # None: the echo's request
 
 
 SCENARIOS = {
@@ -70,6 +96,22 @@ SCENARIOS = {
     "nginx": Scenario("nginx", "nginx + 2 workers, 100 connections", 100),
     "io500": Scenario("io500", "I/O-bound, 500 connections", 500, io=True),
     "io2000": Scenario("io2000", "I/O-bound, 2,000 connections", 2000, io=True),
+    "db50": Scenario("db50", "single query, 50 connections", 50, db=True, path=DB_PATH,
+                     body=DB_BODY),  # fmt: skip
+    "db512": Scenario("db512", "single query, 512 connections", 512, db=True, path=DB_PATH,
+                      body=DB_BODY),  # fmt: skip
+    "queries50": Scenario("queries50", f"{QUERIES} queries, 50 connections", 50, db=True,
+                          path=QUERIES_PATH, body=QUERIES_BODY),  # fmt: skip
+    "queries512": Scenario("queries512", f"{QUERIES} queries, 512 connections", 512, db=True,
+                           path=QUERIES_PATH, body=QUERIES_BODY),  # fmt: skip
+}
+#: What ``--scenarios db,queries`` stands for: each at 50 and 512 connections.
+GROUPS = {"db": ("db50", "db512"), "queries": ("queries50", "queries512")}
+#: How the database scenarios' table names each system: with its driver.
+DB_LABELS = {
+    "apiphant": "apiphant + apiphant.db (psycopg pool)",
+    "fastapi": "FastAPI + asyncpg on uvicorn (uvloop, httptools)",
+    "flask": "Flask + psycopg_pool on gunicorn -k gevent -w 1",
 }
 #: Only apiphant and its baseline sit behind nginx: the deploy runs apiphant, not the peers.
 NGINX_SYSTEMS = ("apiphant", "bare")
@@ -105,11 +147,13 @@ def take_turns(
     if args.warmup > 0:
         for key in keys:
             settle(pids)
-            wrk(ports[key], scenario.connections, args.warmup, cpu)
+            wrk(ports[key], scenario.connections, args.warmup, cpu, path=scenario.path,
+                body=scenario.body)  # fmt: skip
     for round_index in range(args.rounds):
         for key in rotate(keys, round_index):
             settle(pids)
-            result = wrk(ports[key], scenario.connections, args.seconds, cpu)
+            result = wrk(ports[key], scenario.connections, args.seconds, cpu,
+                         path=scenario.path, body=scenario.body)  # fmt: skip
             results.setdefault(scenario.key, {}).setdefault(key, []).append(result)
             errors = f", {result.error_count} errors" if result.error_count else ""
             log(
@@ -135,6 +179,34 @@ def run_direct(
             suffix = "-io" if io else ""
             proc, ports[key] = stack.enter_context(
                 serving(SYSTEMS[key], logs, server_cpu, suffix=suffix, io=io)
+            )
+            pids.append(proc.pid)
+        for scenario in scenarios:
+            log(f"{scenario.title}:")
+            take_turns(scenario, ports, args, client_cpu, results, pids)
+    return results
+
+
+def run_db(
+    scenarios: list[Scenario], systems: list[str], args: argparse.Namespace, logs: Path
+) -> Results:
+    """The database scenarios: one PostgreSQL for all (on the load generator's core), each
+    system pinned to the server core with its pool of DB_POOL connections to it."""
+    results: Results = {}
+    server_cpu = SERVER_CPU if args.pin else None
+    client_cpu = CLIENT_CPU if args.pin else None
+    with ExitStack() as stack:
+        found = stack.enter_context(database(client_cpu))
+        log(f"PostgreSQL: the world table in {found.url}")
+
+        def check(port: int, name: str) -> None:
+            for path, body in ((DB_PATH, DB_BODY), (QUERIES_PATH, QUERIES_BODY)):
+                check_answer(port, path, body, found.world, name)
+
+        ports, pids = {}, [found.pid]
+        for key in systems:
+            proc, ports[key] = stack.enter_context(
+                serving(SYSTEMS[key], logs, server_cpu, "-db", db_url=found.url, check=check)
             )
             pids.append(proc.pid)
         for scenario in scenarios:
@@ -234,7 +306,7 @@ def _by_system_header(scenarios: list) -> list[str]:
 
 
 def summary_table(results: Results, systems: list[str]) -> list[str]:
-    scenarios = [s for s in SCENARIOS.values() if s.key in results and not s.io]
+    scenarios = [s for s in SCENARIOS.values() if s.key in results and not s.io and not s.db]
     lines = _by_system_header(scenarios)
     for key in systems:
         cells = []
@@ -284,6 +356,33 @@ def io_table(results: Results, systems: list[str]) -> list[str]:
                 f"{timeouts} timeouts, errors {_errors(runs)}"
             )
         lines.append(f"| {SYSTEMS[key].label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def db_table(results: Results, systems: list[str]) -> list[str]:
+    """The database scenarios: req/s, p99 and errors of each system; apiphant's ratios to
+    each peer (the median of per-round ratios)."""
+    scenarios = [s for s in SCENARIOS.values() if s.db and s.key in results]
+    lines = _by_system_header(scenarios)
+    for key in systems:
+        cells = []
+        for s in scenarios:
+            runs = results[s.key].get(key)
+            if not runs:
+                cells.append("—")
+                continue
+            p99 = statistics.median(r.p99_us for r in runs)
+            cell = f"{median_rps(results, s.key, key):,.0f} req/s"
+            if SYSTEMS[key].kind == "apiphant":
+                ratios = [
+                    f"{r:.2f}× {peer}"
+                    for peer in ("fastapi", "flask")
+                    if (r := ratio(results, s.key, key, peer)) is not None
+                ]
+                cell += f" (**{', '.join(ratios)}**)" if ratios else ""
+            cells.append(f"{cell}, p99 {_ms(p99)} ms, errors {_errors(runs)}")
+        label = DB_LABELS.get(key, SYSTEMS[key].label)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -340,6 +439,17 @@ def targets(results: Results, probes: dict[str, ProbeResult]) -> list[tuple[str,
                 lambda r: r >= 1.0)  # fmt: skip
     against("behind nginx, 2 workers: ≥ 1.5 × 2 bare pywsgi workers", "nginx", BASELINE,
             lambda r: r >= 1.5)  # fmt: skip
+    for key in ("db50", "db512"):
+        title = SCENARIOS[key].title
+        against(f"{title}: apiphant ≥ 1.0 × FastAPI + asyncpg", key, "fastapi",
+                lambda r: r >= 1.0)  # fmt: skip
+        against(f"{title}: apiphant ≥ 1.5 × Flask + gevent (psycopg)", key, "flask",
+                lambda r: r >= 1.5)  # fmt: skip
+    for key in ("db512", "queries512"):
+        runs = results.get(key, {}).get("apiphant")
+        if runs:
+            rows.append((f"{SCENARIOS[key].title}, pool of {DB_POOL}: no error, no 503",
+                         _errors(runs), all(r.error_count == 0 for r in runs)))  # fmt: skip
     runs = results.get("c1000", {}).get("apiphant")
     if runs:
         rows.append(("apiphant, 1,000 connections: no error, no timeout", _errors(runs),
@@ -381,17 +491,26 @@ def report(
         "",
     ]
     if results:
-        out += [
-            "### Requests per second: median, and ratio to the bare gevent.pywsgi server",
-            "",
-            *summary_table(results, systems),
-            "",
-        ]
+        if any(not s.io and not s.db for s in SCENARIOS.values() if s.key in results):
+            out += [
+                "### Requests per second: median, and ratio to the bare gevent.pywsgi server",
+                "",
+                *summary_table(results, systems),
+                "",
+            ]
         if any(s.io for s in SCENARIOS.values() if s.key in results):
             out += [
                 f"### I/O-bound: each request waits {IO_WAIT * 1000:g} ms in its handler",
                 "",
                 *io_table(results, [k for k in systems if k in IO_SYSTEMS]),
+                "",
+            ]
+        if any(s.db for s in SCENARIOS.values() if s.key in results):
+            out += [
+                f"### Database: TechEmpower's single query and {QUERIES} queries a request, "
+                f"one PostgreSQL, a pool of {DB_POOL} connections a worker",
+                "",
+                *db_table(results, [k for k in systems if k in results_systems(results)]),
                 "",
             ]
         out += [*details_table(results), ""]
@@ -409,6 +528,10 @@ def report(
         out += [f"| {label} | {measured} | {marks[met]} |" for label, measured, met in rows]
         out.append("")
     return "\n".join(out)
+
+
+def results_systems(results: Results) -> set[str]:
+    return {key for by in results.values() for key in by}
 
 
 def write_results(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
@@ -438,7 +561,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--scenarios",
         default=",".join(ALL_SCENARIOS),
-        help=f"comma-separated, of {', '.join(ALL_SCENARIOS)} (default: all)",
+        help=f"comma-separated, of {', '.join(ALL_SCENARIOS)}; db and queries stand for "
+        "both of theirs (default: all; the database ones when PostgreSQL is installed)",
     )
     p.add_argument(
         "--systems",
@@ -460,6 +584,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
     p.add_argument("--write", type=Path, metavar="MD", help="update the results in this file")
+    p.add_argument(
+        "--label", default="", help="--write updates the section of this label, not the main one"
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also save raw results as JSON")
     args = p.parse_args(argv)
     args.argv = argv
@@ -467,7 +594,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.rounds, args.seconds, args.warmup = 1, 1, 0
         if "--concurrency" not in " ".join(argv):
             args.concurrency = 200
-    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    named = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.scenario_list = [k for name in named for k in GROUPS.get(name, (name,))]
+    args.all_scenarios = "--scenarios" not in argv
     args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.scenario_list) - set(ALL_SCENARIOS) | set(args.system_list) - set(SYSTEMS)
     if unknown:
@@ -497,13 +626,22 @@ def measure(args: argparse.Namespace, logs: Path) -> tuple[list[str], Results, d
     systems = choose(args, older)
     results: Results = {}
     chosen = [SCENARIOS[k] for k in SCENARIOS if k in args.scenario_list and k != "nginx"]
-    direct = [s for s in chosen if not s.io]
+    direct = [s for s in chosen if not s.io and not s.db]
     if direct:
         results.update(run_direct(direct, systems, args, logs))
     io = [s for s in chosen if s.io]
     if io:
         io_systems = [k for k in systems if k in IO_SYSTEMS or k == older]
         results.update(run_direct(io, io_systems, args, logs, io=True))
+    db = [s for s in chosen if s.db]
+    missing = available() if db else None
+    if missing and args.all_scenarios:
+        log(f"the database scenarios are left out: {missing}")
+    elif missing:
+        raise BenchError(missing)
+    elif db:
+        db_systems = [k for k in systems if k in DB_SYSTEMS or k == older]
+        results.update(run_db(db, db_systems, args, logs))
     if "nginx" in args.scenario_list:
         results.update(run_nginx([k for k in systems if k in NGINX_SYSTEMS], args, logs))
     probes = {}
@@ -544,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, probes, systems, args)
     print(text)
     if args.write:
-        write_results(args.write, text)
+        write_results(args.write, text, *markers("results", args.label))
         log(f"wrote {args.write}")
     if args.json:
         args.json.write_text(json.dumps(raw_results(argv, results, probes), indent=2))

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from apiphant.settings import schema
 from tests.support.ports import free_port  # bench.run imports it from here
 from tests.support.processes import stop
 
@@ -36,6 +37,10 @@ CLIENT_CPU = "1"
 IO_WAIT = 0.05
 #: apiphant's product for that scenario: the echo after a gevent sleep of IO_WAIT.
 SLEEPY = REPO / "bench" / "sleepy"
+#: apiphant's product for the database scenarios: TechEmpower's single and multiple queries.
+WORLD = REPO / "bench" / "world"
+#: Every system's pool in the database scenarios: apiphant's default size, the one measured.
+DB_POOL = schema.BY_NAME["db_pool_size"].default
 
 
 class BenchError(Exception):
@@ -56,12 +61,14 @@ class System:
     exact_body: bool
     tree: Path | None = None
 
-    def command(self, port: int, io: bool = False) -> list[str]:
-        """How to start it; ``io``: the I/O-bound variant, each request waiting IO_WAIT."""
+    def command(self, port: int, io: bool = False, db: bool = False) -> list[str]:
+        """How to start it; ``io``: the I/O-bound variant, each request waiting IO_WAIT;
+        ``db``: the database scenarios' app instead of the echo."""
         address = f"{HOST}:{port}"
         python = sys.executable
+        app = "db" if db else "app"
         if self.kind == "apiphant":
-            product = SLEEPY if io else (self.tree or REPO) / "myproduct"
+            product = WORLD if db else SLEEPY if io else (self.tree or REPO) / "myproduct"
             if self.tree is not None:
                 return [python, "-m", "apiphant", str(product), address]
             return [*apiphant_command(), str(product), address]
@@ -73,11 +80,11 @@ class System:
             # One worker, like one apiphant process; gunicorn's defaults otherwise
             # (1,000 worker connections, backlog 2048, TCP_NODELAY, no access log).
             return [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", address,
-                    "bench.peers.flask_app:app"]  # fmt: skip
+                    f"bench.peers.flask_{app}:app"]  # fmt: skip
         if self.kind in ("starlette", "fastapi"):
             # One worker, uvloop and httptools (uvicorn's fastest), no access log: apiphant
             # logs no request by default either.
-            return [python, "-m", "uvicorn", f"bench.peers.{self.kind}_app:app", "--host", HOST,
+            return [python, "-m", "uvicorn", f"bench.peers.{self.kind}_{app}:app", "--host", HOST,
                     "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                     "--no-access-log", "--log-level", "warning"]  # fmt: skip
         if self.kind == "granian":
@@ -87,8 +94,11 @@ class System:
                     "bench.peers.granian_app:app"]  # fmt: skip
         raise ValueError(self.kind)
 
-    def env(self, io: bool = False) -> dict[str, str]:
-        """Extra environment: the peers' I/O-bound variant waits in their handler."""
+    def env(self, io: bool = False, db_url: str | None = None) -> dict[str, str]:
+        """Extra environment: the peers' I/O-bound variant waits in their handler; the
+        database scenarios' systems get the database (and the peers apiphant's pool size)."""
+        if db_url is not None:
+            return {"DATABASE_URL": db_url, "BENCH_DB_POOL": str(DB_POOL)}
         if not io:
             return {}
         if self.kind == "granian":
@@ -118,6 +128,8 @@ SYSTEMS = {
                       exact_body=True),  # fmt: skip
 }
 BASELINE = "bare"
+#: Who runs the database scenarios: apiphant, and the peers each with its usual driver.
+DB_SYSTEMS = ("apiphant", "fastapi", "flask")
 
 
 def export_ref(ref: str, into: Path) -> System:
@@ -290,13 +302,24 @@ def check_echo(port: int, exact: bool, name: str) -> None:
 
 @contextmanager
 def serving(
-    system: System, log_dir: Path, cpu: str | None, suffix: str = "", io: bool = False
+    system: System,
+    log_dir: Path,
+    cpu: str | None,
+    suffix: str = "",
+    io: bool = False,
+    db_url: str | None = None,
+    check: Callable[[int, str], None] | None = None,
 ) -> Iterator[tuple[Process, int]]:
-    """Start ``system`` on a free port, check its echo, yield (process, port), stop it."""
+    """Start ``system`` on a free port, check its echo (or ``check(port, name)`` its other
+    answers), yield (process, port), stop it. ``db_url``: its database scenarios' app."""
     port = free_port()
     name = f"{system.key}{suffix}"
-    command = pinned(system.command(port, io), cpu)
-    with Process(name, command, log_dir, system.stop_signal, system.cwd, system.env(io)) as proc:
+    command = pinned(system.command(port, io, db=db_url is not None), cpu)
+    env = system.env(io, db_url)
+    with Process(name, command, log_dir, system.stop_signal, system.cwd, env) as proc:
         proc.wait_listening(port)
-        check_echo(port, system.exact_body, name)
+        if check is None:
+            check_echo(port, system.exact_body, name)
+        else:
+            check(port, name)
         yield proc, port

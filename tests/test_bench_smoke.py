@@ -7,16 +7,18 @@ server that the 15,000-connection target depends on.
 """
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from apiphant.app import create_app
 from apiphant.http.parser import Request
-from bench.run import BEGIN, END, write_results
+from bench.run import BEGIN, END, markers, write_results
 from tests.servers import MYPRODUCT, REPO, server_in_thread
 
 SYSTEMS = {"apiphant", "bare", "flask", "falcon", "starlette", "fastapi", "granian"}
@@ -134,3 +136,118 @@ def test_idle_connections_have_slots_and_no_instance_dict():
             for client in clients:
                 client.close()
     assert not hasattr(Request(), "__dict__")
+
+
+# --- the database scenarios ----------------------------------------------------------------
+
+DB_SYSTEMS = {"apiphant", "fastapi", "flask"}
+DB_SCENARIOS = ("db50", "db512", "queries50", "queries512")
+
+
+def _needs_postgres():
+    from bench.database import available
+
+    missing = available() or (None if shutil.which("wrk") else "wrk is not installed")
+    if missing:
+        pytest.skip(missing)
+
+
+@pytest.fixture(scope="module")
+def db_run(tmp_path_factory):
+    """One quick run of the database scenarios: 1 s per system, each at 50 and 512
+    connections, against one PostgreSQL the bench starts and removes."""
+    _needs_postgres()
+    out = tmp_path_factory.mktemp("bench-db")
+    raw, results = out / "raw.json", out / "RESULTS.md"
+    results.write_text(f"# Results\n\n{BEGIN}\nthe echo's run\n{END}\n")
+    command = [sys.executable, "-m", "bench", "--quick", "--scenarios", "db,queries",
+               "--json", str(raw), "--write", str(results), "--label", "Database"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout, done.stderr, json.loads(raw.read_text()), results.read_text()
+
+
+def test_database_scenarios_every_system_answers_every_request(db_run):
+    """Each system's answers were checked against the table's rows before its load (a wrong
+    row or shape stops the run, exit 1); under wrk every answer must then be a 2xx: no
+    error, no 503 from a pool of the default size at 512 connections."""
+    _, _, raw, _ = db_run
+    for scenario in DB_SCENARIOS:
+        runs = raw["results"][scenario]
+        assert set(runs) == DB_SYSTEMS, scenario
+        for system, (run,) in runs.items():
+            assert run["requests"] > 0, (scenario, system)
+            assert run["errors"] == dict.fromkeys(run["errors"], 0), (scenario, system)
+            assert run["p99_us"] > 0, (scenario, system)
+
+
+def test_database_scenarios_report_ratios_and_targets(db_run):
+    stdout, _, raw, _ = db_run
+    assert "### Database: TechEmpower's single query and 20 queries" in stdout
+    row = next(line for line in stdout.splitlines() if line.startswith("| apiphant + apiphant.db"))
+    assert "× fastapi" in row and "× flask" in row and "p99" in row, row
+    for label in ("FastAPI + asyncpg on uvicorn", "Flask + psycopg_pool on gunicorn"):
+        assert any(line.startswith(f"| {label}") for line in stdout.splitlines()), label
+    targets = {t["target"] for t in raw["targets"]}
+    assert "single query, 512 connections: apiphant ≥ 1.0 × FastAPI + asyncpg" in targets
+    assert "single query, 512 connections, pool of 10: no error, no 503" in targets
+    assert "bare gevent.pywsgi" not in stdout  # the echo's systems do not run
+
+
+def test_database_scenarios_remove_their_cluster(db_run):
+    _, stderr, _, _ = db_run
+    line = next(line for line in stderr.splitlines() if line.startswith("PostgreSQL: "))
+    folder = line.rsplit("host=", 1)[1]
+    assert folder.startswith(tempfile.gettempdir()) and "bench-pg-" in folder, line
+    assert not os.path.exists(folder)
+
+
+def test_a_labelled_run_is_written_beside_the_main_one(db_run):
+    stdout, _, _, written = db_run
+    begin, end = markers("results", "Database")
+    assert begin == "<!-- bench:results-database:begin -->"
+    assert written.startswith(f"# Results\n\n{BEGIN}\nthe echo's run\n{END}\n\n{begin}\n")
+    assert written.endswith(f"{end}\n")
+    assert stdout.strip().splitlines()[0] in written
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_database_is_stopped_and_removed_on_error():
+    """The harness's cluster goes however the run ends: here a failure inside it."""
+    _needs_postgres()
+    from bench.database import ROWS, database, valid
+
+    with pytest.raises(RuntimeError, match="a system failed"):
+        with database() as found:
+            folder, pid = found.folder, found.pid
+            assert len(found.world) == ROWS and _alive(pid)
+            assert valid("/api/v0/db/read", {"id": 1, "randomNumber": found.world[1]},
+                         found.world)  # fmt: skip
+            raise RuntimeError("a system failed")
+    assert not folder.exists()
+    assert not _alive(pid)
+
+
+def test_an_answer_is_held_to_the_tables_rows():
+    from bench.database import DB_PATH, QUERIES, QUERIES_PATH, valid
+
+    world = {1: 10, 2: 20}
+    assert valid(DB_PATH, {"id": 2, "randomNumber": 20}, world)
+    assert not valid(DB_PATH, {"id": 2, "randomNumber": 10}, world)  # another row's number
+    assert not valid(DB_PATH, {"id": 3, "randomNumber": 20}, world)  # no such row
+    assert not valid(DB_PATH, {"id": "2", "randomNumber": 20}, world)
+    assert not valid(DB_PATH, {"id": 2, "randomnumber": 20}, world)  # the column's name
+    assert not valid(DB_PATH, {"id": 2, "randomNumber": 20, "x": 1}, world)
+    assert not valid(DB_PATH, [{"id": 2, "randomNumber": 20}], world)
+    rows = [{"id": 1, "randomNumber": 10}] * QUERIES
+    assert valid(QUERIES_PATH, {"worlds": rows}, world)
+    assert not valid(QUERIES_PATH, {"worlds": rows[1:]}, world)  # one short
+    assert not valid(QUERIES_PATH, rows, world)
+    assert not valid(QUERIES_PATH, {"worlds": [*rows[1:], {"id": 1, "randomNumber": 11}]}, world)

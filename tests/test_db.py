@@ -69,6 +69,22 @@ def test_a_transaction_commits_and_an_error_rolls_it_back(database) -> None:
         assert conn.execute("SELECT text FROM notes").fetchall() == [("kept",)]
 
 
+def test_a_connection_block_commits_each_statement_and_sends_no_begin(database) -> None:
+    """A read is one round trip (no BEGIN, no COMMIT); writes that belong together go in a
+    transaction(), so an error after the first write of a connection() block keeps it."""
+    from psycopg import pq
+
+    with db.transaction() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS own (text text)")
+        conn.execute("TRUNCATE own")
+    with pytest.raises(ZeroDivisionError), db.connection() as conn:
+        conn.execute("INSERT INTO own VALUES ('committed by itself')")
+        assert conn.info.transaction_status == pq.TransactionStatus.IDLE  # no BEGIN was sent
+        raise ZeroDivisionError
+    with db.connection() as conn:
+        assert conn.execute("SELECT text FROM own").fetchall() == [("committed by itself",)]
+
+
 def test_nested_blocks_share_one_connection_and_a_nested_transaction_is_a_savepoint(database):
     with db.transaction() as outer:
         outer.execute("CREATE TABLE IF NOT EXISTS nested (n int)")
@@ -99,6 +115,41 @@ def test_the_pool_has_the_configured_size_and_waits_then_times_out(database) -> 
     assert time.monotonic() - started >= 1  # it waited in line for the timeout first
     with db.connection() as conn:  # and the pool serves again once one is back
         assert conn in held
+
+
+def test_a_healthy_idle_connection_is_lent_without_a_round_trip(database, monkeypatch):
+    """The pool's check asks the server only when the idle socket has something to read:
+    lending a healthy connection costs no query (it did on every loan: a quarter of the
+    round trips of a one-query request)."""
+    from psycopg_pool import ConnectionPool
+
+    asked = []
+    original = ConnectionPool.check_connection
+
+    def counted(conn) -> None:
+        asked.append(conn)
+        original(conn)
+
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counted))
+    db.configure(pool_size=1)
+    for _ in range(3):
+        with db.connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert asked == []
+
+
+def test_a_connection_whose_backend_ended_is_replaced_not_lent(database, monkeypatch):
+    """A session the server ended while it sat in the pool (a restart, an idle timeout,
+    pg_terminate_backend) is checked with a round trip, fails it, and is replaced: the
+    request gets a working connection, not an error."""
+    db.configure(pool_size=1)
+    with db.connection() as conn:
+        first = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(database, autocommit=True) as other:  # waits until it has ended
+        assert other.execute("SELECT pg_terminate_backend(%s, 10000)", (first,)).fetchone()[0]
+    with db.connection() as conn:
+        second = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    assert second != first
 
 
 def test_close_closes_the_pool_and_the_next_use_opens_a_new_one(database) -> None:

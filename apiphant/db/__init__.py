@@ -16,8 +16,10 @@ without it installed (``pip install 'apiphant[postgres]'``), and a process that 
 it after gevent's monkey patching, so the driver waits cooperatively.
 """
 
+import functools
 import logging
 import os
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -126,16 +128,49 @@ def _new_pool(conninfo: str) -> "ConnectionPool":
         max_size=_config.size,
         open=False,
         timeout=_config.timeout,
-        check=ConnectionPool.check_connection,  # a connection broken since its last use is
-        name="apiphant",  # replaced, not handed out (a database restart costs no request)
+        check=check,  # a connection broken since its last use is replaced, not handed out
+        name="apiphant",  # (a database restart costs no request)
+        kwargs={"autocommit": True},  # a statement is one round trip; transaction() groups
     )
+
+
+@functools.cache
+def _system_poll() -> Any:
+    """The system's poll, even after gevent's patching: a zero timeout never waits, and
+    gevent's would switch greenlets for nothing (poll, not select: a socket's number may
+    pass 1,024). Looked up on first use: the command line loads no gevent until it serves."""
+    from gevent.monkey import get_original
+
+    return get_original("select", "poll")
+
+
+def check(conn: "Connection") -> None:
+    """The pool's check of a connection before it is lent: raise if it is broken, so the
+    pool replaces it. A server that ends a session (a restart, a terminated backend, an idle
+    timeout) says so on the socket and closes it, so a round trip is needed only when the
+    idle socket has something to read; a healthy one has nothing and is lent without one.
+    psycopg_pool's ``check_connection`` made that round trip on every loan: 14% of the time
+    of a one-query request (py-spy under bench's single query), one of its four round trips.
+    """
+    from psycopg import pq
+    from psycopg_pool import ConnectionPool
+
+    pgconn = conn.pgconn
+    if pgconn.status == pq.ConnStatus.OK and pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        poll = _system_poll()()
+        poll.register(pgconn.socket, select.POLLIN)
+        if not poll.poll(0):
+            return
+    ConnectionPool.check_connection(conn)  # psycopg raises if the server is gone
 
 
 @contextmanager
 def connection() -> Iterator["Connection"]:
-    """A connection from the pool for the block: committed when it ends, rolled back when it
-    raises. Nested in another ``connection()`` or ``transaction()`` of the same greenlet, it
-    is that one's (one connection per request, whatever the helpers it calls).
+    """A connection from the pool for the block, in autocommit: each statement is its own
+    transaction and one round trip, as psycopg's authors advise for its transaction blocks
+    (and Django's default); ``transaction()`` is the block that is all or nothing. Nested in
+    another ``connection()`` or ``transaction()`` of the same greenlet, it is that one's (one
+    connection per request, whatever the helpers it calls), inside its transaction if any.
 
     Waits up to the pool timeout for a free connection, then raises psycopg_pool's
     PoolTimeout, which a request answers 503.
@@ -154,7 +189,8 @@ def connection() -> Iterator["Connection"]:
 
 @contextmanager
 def transaction() -> Iterator["Connection"]:
-    """``connection()`` in a transaction: all of the block or none of it. Nested, a savepoint:
+    """``connection()`` in a transaction: all of the block or none of it, committed when it
+    ends, rolled back when it raises. Nested, a savepoint:
     the inner block's error undoes only the inner block's work, if the outer one catches it."""
     with connection() as conn, conn.transaction():
         yield conn
