@@ -200,6 +200,11 @@ def test_a_deploy_makes_the_database_migrates_it_and_serves_from_it(site: Site) 
     db = site.hosts["db"]
     assert db.exec(f"stat -c '%U %a' {DATA}/password").stdout == "root 600\n"
     assert db.exec(f"stat -c '%U %a' {DATA}/data").stdout == "postgres 700\n"
+    # the backups' key, made under the lock, and its public half in the copy host's one line
+    assert db.exec(f"stat -c '%U %a' {DATA}/backup_key").stdout == "root 600\n"
+    push = " ".join(db.read(f"{DATA}/backup_key.pub").split()[:2])
+    line = site.hosts["api"].read(f"{DATA}/receiver/.ssh/authorized_keys")
+    assert line == (f'restrict,from="{db.address}",command="{DATA}/receive" {push}\n')
     made = [site.create(f"first-{n}") for n in range(20)]
     assert [r.status_code for r in made] == [200] * 20
     ids = [r.json()["id"] for r in made]
