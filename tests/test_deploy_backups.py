@@ -201,6 +201,15 @@ def test_the_receive_script_takes_one_form_of_command_and_nothing_else() -> None
         assert not re.fullmatch(pattern, bad)
 
 
+def test_a_checksum_file_gives_the_sha256_of_its_one_backup() -> None:
+    digest = "0123456789abcdef" * 4
+    name = "notebook-20260102T030405Z.dump"
+    assert backups.parse_checksum(f"{digest}  {name}\n", name) == digest
+    for bad in (f"{digest}  other.dump\n", f"{digest[:-1]}  {name}\n", "", f"{digest}\n",
+                f"{digest.upper()}  {name}\n", f"{digest}  {name}\n{digest}  {name}\n"):
+        assert backups.parse_checksum(bad, name) == "", bad
+
+
 def test_keys_are_parsed_as_one_public_key_or_nothing() -> None:
     assert backups.parse_key(f"{PUSH} root@db\n") == PUSH
     assert backups.parse_key(HOST) == HOST
@@ -220,6 +229,24 @@ def test_fab_db_plans(product) -> None:
     assert "sha256sum --quiet -c notebook-20260102T030405Z.dump.sha256" in restore.command
     assert ("pg_restore -h /var/lib/apiphant/notebook/socket -p 5432 -d notebook --clean "
             "--if-exists --single-transaction") in restore.command
+    fetch = plan.db_fetch_steps(config, config.host("api"), "notebook-20260102T030405Z.dump",
+                                Path("/tmp/x"))  # fmt: skip
+    assert fetch[0].host == "api" and fetch[0].command == (
+        "rm -rf /var/lib/apiphant/notebook/outgoing && install -d -m 0700 -o root "
+        "/var/lib/apiphant/notebook/outgoing && install -m 0600 -o root "
+        "/var/lib/apiphant/notebook/backups/notebook-20260102T030405Z.dump "
+        "/var/lib/apiphant/notebook/backups/notebook-20260102T030405Z.dump.sha256 "
+        "/var/lib/apiphant/notebook/outgoing/")  # fmt: skip
+    assert [(s.download.remote, s.download.local) for s in fetch[1:]] == [
+        (f"/var/lib/apiphant/notebook/outgoing/{n}", Path("/tmp/x") / n)
+        for n in ("notebook-20260102T030405Z.dump.sha256", "notebook-20260102T030405Z.dump")]
+    done = plan.db_fetch_done(config, config.host("api"))
+    assert done.command == "rm -rf /var/lib/apiphant/notebook/outgoing"
+    put = plan.db_put_steps(config, config.host("db"), "notebook-20260102T030405Z.dump",
+                            Path("/tmp/x"))  # fmt: skip
+    assert [(s.host, s.upload.remote, s.upload.mode, s.upload.local) for s in put[1:]] == [
+        ("db", f"/var/lib/apiphant/notebook/backups/{n}", 0o600, Path("/tmp/x") / n)
+        for n in ("notebook-20260102T030405Z.dump.sha256", "notebook-20260102T030405Z.dump")]
     status = {s.host: s.command for s in plan.status_plan(config, list(config.hosts))}
     assert "last backup" in status["db"] and "last backup" not in status["api"]
     assert "PGOPTIONS='-c role=notebook'" in postgres.psql(config.layout, 5432)
@@ -255,6 +282,12 @@ def test_fab_db_refuses_bad_words_in_one_line_and_dry_runs_show_no_password(prod
     restore = _fab(product, "db", "restore", "notebook-20260102T030405Z.dump", "--dry-run")
     out = restore.stdout
     assert out.index("maintenance on") < out.index("pg_restore") < out.index("maintenance off")
+    # the copy is fetched (if the postgres host lacks it) and checked before maintenance
+    assert ("(dry run: what follows up to the maintenance runs when db lacks "
+            "notebook-20260102T030405Z.dump)") in out
+    assert (out.index("[db] does it hold") < out.index("[api] does it hold a copy")
+            < out.index("[api] download") < out.index("(on the deployer: ")
+            < out.index("[db] upload") < out.index("maintenance on"))  # fmt: skip
     status = _fab(product, "status", "db", "--dry-run")
     assert status.returncode == 0 and "last backup" in status.stdout
     deploy = _fab(product, "deploy", "--dry-run")

@@ -561,6 +561,59 @@ def test_backup_delete_and_restore_gives_the_rows_back(site: Site) -> None:
     _no_secret(site, done.stdout, restored.stdout, listed.stdout)
 
 
+def test_a_backup_the_database_host_lost_is_restored_from_its_copy(site: Site) -> None:
+    """The database host without the backup (as a new one after a loss would be): the restore
+    finds the copy on the API host, brings it over through the deployer, checks its sha256
+    and restores it. A copy that does not match its checksum is refused before maintenance
+    goes on; a name neither host holds is refused before anything changes."""
+    db, api, front = site.hosts["db"], site.hosts["api"], site.hosts["front"]
+    rows = "SELECT id, token FROM notes ORDER BY id"
+    done = site.fab("db", "backup")
+    assert done.returncode == 0, done.stdout[-3000:]
+    name = next(w for w in done.stdout.split() if w.startswith("notebook-") and
+                w.endswith(".dump"))  # fmt: skip
+    _wait_for(lambda: name in _dumps(api), "its copy on the API host")
+    before = site.sql(rows)
+    site.sql("DELETE FROM notes WHERE id % 3 = 0")
+    deleted = site.sql(rows)
+    assert deleted != before
+    assert db.exec(f"rm {BACKUPS}/{name} {BACKUPS}/{name}.sha256").returncode == 0
+    maintenance = "test -e /opt/notebook/shared/maintenance"
+    # a copy that is not what its checksum says: never restored, maintenance never on
+    bad = "notebook-20200101T000000Z.dump"
+    api.exec(f"cd {BACKUPS} && printf 'one' > {bad} && sha256sum {bad} > {bad}.sha256 && "
+             f"printf 'two' > {bad}")  # fmt: skip
+    try:
+        refused = site.fab("db", "restore", bad, "--yes")
+    finally:
+        api.exec(f"rm -f {BACKUPS}/{bad} {BACKUPS}/{bad}.sha256")
+    assert refused.returncode == 1, refused.stdout[-3000:]
+    assert (f"error: api: the copy of {bad} does not match its sha256: not used; the "
+            "database was not touched") in refused.stdout
+    assert "maintenance on" not in refused.stdout and front.exec(maintenance).returncode != 0
+    assert bad not in _dumps(db) and api.exec(f"test -e {DATA}/outgoing").returncode != 0
+    absent = site.fab("db", "restore", "notebook-20200102T000000Z.dump", "--yes")
+    assert absent.returncode == 2
+    assert absent.stdout.strip().splitlines()[-1] == (
+        "error: fab db restore: no backup notebook-20200102T000000Z.dump on db, nor a copy "
+        "on api (fab db backups lists them)")  # fmt: skip
+    assert site.sql(rows) == deleted
+    restored = site.fab("db", "restore", name, "--yes")
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert (f"restore: {name} is not on db: brought from the copy on api, its sha256 "
+            "checked\n") in restored.stdout
+    assert f"OK: {name} restored from the copy on api; maintenance off" in restored.stdout
+    assert site.sql(rows) == before
+    assert db.exec(f"cd {BACKUPS} && sha256sum --quiet -c {name}.sha256").returncode == 0
+    assert db.exec(f"stat -c '%U %a' {BACKUPS}/{name}").stdout == "root 600\n"
+    assert api.exec(f"test -e {DATA}/outgoing").returncode != 0
+    assert front.exec(maintenance).returncode != 0
+    assert site.create("after-restore-from-copy").status_code == 200
+    history = site.fab("history", "db")
+    assert f"db restore {name} from the copy on api" in history.stdout
+    _no_secret(site, restored.stdout, refused.stdout)
+
+
 def test_a_restore_of_a_broken_backup_leaves_maintenance_on_and_the_data_as_it_was(site: Site):
     db = site.hosts["db"]
     name = "notebook-20200101T000000Z.dump"

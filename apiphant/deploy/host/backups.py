@@ -82,6 +82,37 @@ def list_backups(layout: Layout) -> str:
             f"{_listing(layout, False)}; else echo 'backups: none on this host'; fi")  # fmt: skip
 
 
+def has_backup(layout: Layout, name: str) -> str:
+    """Whether this host holds backup ``name`` (``fab db restore`` asks the postgres host,
+    then the copies' host): prints "present", or nothing."""
+    return f"if [ -f {q(f'{layout.db_backups}/{name}')} ]; then echo present; fi"
+
+
+def hand_out(layout: Layout, name: str, login: str) -> str:
+    """On the copies' host: backup ``name`` and its checksum where the SSH user ``login``
+    (who may not be root) can fetch them: its own files (0600) in a folder of its own
+    (0700) in the database's root-owned one, never readable by another user."""
+    out, folder = q(layout.db_outgoing), q(layout.db_backups)
+    files = " ".join(f"{folder}/{q(n)}" for n in (name, name + ".sha256"))
+    return join(
+        f"rm -rf {out}",
+        f"install -d -m 0700 -o {q(login)} {out}",
+        f"install -m 0600 -o {q(login)} {files} {out}/",
+    )
+
+
+def hand_out_done(layout: Layout) -> str:
+    """The fetched copy removed from where ``hand_out`` put it."""
+    return f"rm -rf {q(layout.db_outgoing)}"
+
+
+def parse_checksum(text: str, name: str) -> str:
+    """The sha256 a ``.sha256`` file (sha256sum's format) gives for ``name``, or ""."""
+    words = text.split()
+    ok = len(words) == 2 and words[1] == name and re.fullmatch("[0-9a-f]{64}", words[0])
+    return words[0] if ok else ""
+
+
 def last_backup(layout: Layout) -> str:
     """``fab status``'s line on the postgres host: the newest backup's age and size."""
     newest = _listing(layout, True)
