@@ -289,7 +289,9 @@ def test_a_deploy_that_changes_max_connections_restarts_the_database_and_says_so
     """pool_size 50 for two workers: max_connections 120, which takes a restart."""
     pid = site.database_pid()
     toml = site.product / "deploy.toml"
-    toml.write_text(toml.read_text() + "\n[database]\npool_size = 50\n")
+    text = toml.read_text()
+    assert text.count("\n[database]\n") == 1
+    toml.write_text(text.replace("\n[database]\n", "\n[database]\npool_size = 50\n"))
     done = site.fab("deploy")
     assert done.returncode == 0, done.stdout[-5000:]
     said = [line for line in done.stdout.splitlines()
