@@ -125,6 +125,16 @@ def test_prepare_installs_the_script_and_the_restricted_key_on_the_copy_host(pro
             "notebook backups' ] || { echo 'user notebook-backup exists and the deploy did not "
             "make it: no backup copies here' >&2; exit 1; }") in command
     assert not [s for s in steps if s.host == "front" and s.why.startswith("backups:")]
+    # a host that keeps no copies (deploy.toml may have named another before) has no
+    # receiving account of the kit's: removed if one is there
+    first = {s.host: s for s in reversed(steps) if s.why.startswith("apt packages")}
+    gone = backups.no_receiver(config.layout)
+    assert gone in first["front"].command and gone in first["db"].command
+    assert gone not in first["api"].command
+    assert gone.startswith("if [ \"$(getent passwd notebook-backup | cut -d: -f5)\" = "
+                           "'apiphant deployment notebook backups' ]; then rm -f "
+                           "/var/lib/apiphant/notebook/receiver/.ssh/authorized_keys ")
+    assert "rm -r" not in gone and gone.index("authorized_keys") < gone.index("userdel -f")
 
 
 class Answers:

@@ -17,6 +17,7 @@ others. Every host, namespace, link and mount is removed at the end, also on fai
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from apiphant.deploy.host import backups
+from apiphant.deploy.host.shell import join
+from apiphant.deploy.layout import Layout
 from tests import testhosts
 from tests.deploy_helpers import CHECKOUT, fab
 
@@ -304,6 +308,29 @@ def test_a_deploy_that_changes_max_connections_restarts_the_database_and_says_so
     made = site.create("after-restart")
     assert made.status_code == 200, made.text
     assert "after-restart" in site.sql("SELECT token FROM notes").split()
+
+
+def test_a_host_that_keeps_no_copies_any_more_loses_the_receiving_account(site) -> None:
+    """The front as an earlier deploy.toml's copy host left it (the kit's receiving account,
+    the database host's key, a copy): deploying it removes the account and its key, and
+    keeps the copy, root's. The API host, which keeps the copies, keeps its account."""
+    front, db = site.hosts["front"], site.hosts["db"]
+    old = "notebook-20200101T000000Z.dump"
+    line = site.hosts["api"].read(f"{DATA}/receiver/.ssh/authorized_keys")
+    made = front.exec(join(
+        backups.receiver(Layout("notebook"), KEEP, db.address),
+        f"printf %s {shlex.quote(line)} > {DATA}/receiver/.ssh/authorized_keys",
+        f"printf dump > {BACKUPS}/{old} && chown notebook-backup {BACKUPS}/{old}"))
+    assert made.returncode == 0, made.stderr
+    done = site.fab("deploy", "front")
+    assert done.returncode == 0, done.stdout[-5000:]
+    assert ("[front]   backups: notebook-backup removed: this host keeps no copies any more "
+            f"(those it kept stay, root's, in {BACKUPS})") in done.stdout
+    assert front.exec("getent passwd notebook-backup").returncode == 2
+    assert front.exec(f"test -e {DATA}/receiver || test -e {DATA}/receive").returncode != 0
+    assert front.exec(f"stat -c '%U %a' {BACKUPS} {BACKUPS}/{old}").stdout == (
+        "root 700\nroot 644\n")  # fmt: skip
+    assert site.hosts["api"].exec("getent passwd notebook-backup").returncode == 0
 
 
 def test_a_cut_link_with_idempotency_keys_duplicates_and_loses_no_create(site: Site) -> None:

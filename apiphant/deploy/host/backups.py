@@ -217,6 +217,27 @@ def receiver(layout: Layout, keep: int, source: str) -> str:
     )
 
 
+def no_receiver(layout: Layout) -> str:
+    """On a host of the deployment that does not keep the copies (or no longer: deploy.toml
+    changed which host does): the receiving account the kit made here removed, its key
+    first, so the postgres host's key opens nothing here any more; the copies it kept stay,
+    root's. Nothing when the kit made no such account here."""
+    user, home = q(layout.backup_program), q(layout.db_receiver_home)
+    mark = q(layout.account_comment + " backups")
+    folder = q(layout.db_backups)
+    said = (f"backups: {layout.backup_program} removed: this host keeps no copies any more "
+            f"(those it kept stay, root's, in {layout.db_backups})")  # fmt: skip
+    remove = join(
+        f"rm -f {q(layout.db_receiver_keys)} {q(layout.db_receive_script)}",
+        f"{{ pkill -u {user} || true; }}",  # a copy on its way in: its temporary file stays
+        f"{{ [ ! -d {folder} ] || chown -R root:root {folder}; }}",
+        f"userdel -f {user}",
+        f"{{ rmdir {home}/.ssh {home} 2>/dev/null || true; }}",
+        f"echo {q(said)}",
+    )
+    return f'if [ "$(getent passwd {user} | cut -d: -f5)" = {mark} ]; then {remove}; fi'
+
+
 def receiver_key(layout: Layout, source: str, key: str) -> str:
     """Its one line: the postgres host's ``key``, restricted to running the receive script,
     from ``source`` (the postgres host's private address) only."""

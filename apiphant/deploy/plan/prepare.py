@@ -127,6 +127,9 @@ def prepare_steps(
                           private_dir(paths.tls)))  # fmt: skip
         if config.renews(host):
             setup.append(("certbot's folders and the ACME webroot", tls_dirs(layout)))
+        if config.database_host() is not None and host != config.backup_copy_host():
+            setup.append(("backups: no receiving account for copies here",
+                          backups.no_receiver(layout)))  # fmt: skip
         steps.append(merged(name, setup, timeout=1800))
         has_venv = name in code_only[1]
         builder = copies.source(name)
