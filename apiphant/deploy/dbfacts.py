@@ -29,15 +29,16 @@ def backup_keys(executor: Hosts, config: Config, hosts: list[Host]) -> BackupKey
                           f"the key that pushes backups to {copy.name}, if it has one")
     host = executor.query(copy.name, backups.host_key(), "its SSH host key, for the copies")
 
-    def parsed(name: str, answer: str, path: str) -> str:
+    def parsed(name: str, answer: str, path: str, after: str = "; nothing was changed") -> str:
         key = backups.parse_key(answer)
         if not key:
-            raise DeployError(f"{name}: {path} is not one public key; nothing was changed")
+            raise DeployError(f"{name}: {path} is not one public key{after}")
         return key
 
     later = read_after_lock(executor, server.name, backups.push_key(layout),
                             f"the key that pushes backups to {copy.name}, made now",
-                            lambda answer: parsed(server.name, answer, where))  # fmt: skip
+                            lambda answer: parsed(server.name, answer, where,
+                                                  " after the deploy made it"))  # fmt: skip
     if isinstance(executor, DryRun):
         return BackupKeys(later, HOST_KEY_UNKNOWN)  # never called: shown as a placeholder
     host_key = parsed(copy.name, host, backups.HOST_KEY)
