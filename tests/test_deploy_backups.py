@@ -2,8 +2,10 @@
 program, who gets the copies and how their key is restricted, the plans of ``fab db``. On
 test hosts: tests/test_deploy_postgres_hosts.py."""
 
+import base64
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,16 @@ from apiphant.deploy.plan.prepare import BackupKeys
 from tests.deploy_helpers import CHECKOUT
 from tests.test_deploy_postgres import ONE, RELEASE, THREE, config_of, error_of, files
 
-KEYS = BackupKeys("ssh-ed25519 AAAAC3push", "ssh-ed25519 AAAAC3host")
+
+def public_key(seed: bytes) -> str:
+    """An ed25519 public key line of OpenSSH's form (any 32 bytes make one)."""
+    kind = b"ssh-ed25519"
+    blob = struct.pack(">I", len(kind)) + kind + struct.pack(">I", 32) + seed * (32 // len(seed))
+    return "ssh-ed25519 " + base64.b64encode(blob).decode()
+
+
+PUSH, HOST, MADE = public_key(b"push"), public_key(b"host"), public_key(b"made")
+KEYS = BackupKeys(PUSH, HOST)
 
 
 @pytest.fixture
@@ -97,19 +108,94 @@ def test_prepare_installs_the_script_and_the_restricted_key_on_the_copy_host(pro
     assert "notebook-backup$" not in db
     assert db.index("sync '^notebook-postgres$' notebook-postgres") < db.index("CREATE ROLE")
     assert db.index("CREATE ROLE") < db.index("/var/lib/apiphant/notebook/known_hosts")
-    assert "10.0.0.11 'ssh-ed25519 AAAAC3host' > /var/lib/apiphant/notebook/known_hosts" in db
+    assert f"10.0.0.11 '{HOST}' > /var/lib/apiphant/notebook/known_hosts" in db
     receiver = [s for s in steps if s.host == "api" and s.why.startswith("backups:")]
-    assert len(receiver) == 1
-    command = receiver[0].command
-    entry = ('restrict,from="10.0.0.12",command="/var/lib/apiphant/notebook/receive" '
-             "ssh-ed25519 AAAAC3push")  # fmt: skip
-    assert entry in command
+    assert len(receiver) == 2
+    command, key = receiver[0].command, receiver[1].upload
+    assert key.remote == "/var/lib/apiphant/notebook/receiver/.ssh/authorized_keys"
+    assert (key.mode, key.owner, key.group) == (0o644, "root", "root")
+    assert key.data() == ('restrict,from="10.0.0.12",command="/var/lib/apiphant/notebook/'
+                          f'receive" {PUSH}\n').encode()  # fmt: skip
+    assert PUSH not in command and "> /var/lib/apiphant/notebook/receiver/.ssh/" not in command
+    # the key existed: nothing is made in a stage of its own before the rest
+    assert "ssh-keygen" not in " ".join(s.command for s in steps)
     assert "--shell /bin/sh --password '*' notebook-backup" in command
     assert "install -d -m 0700 -o notebook-backup -g notebook-backup" in command
     assert ("[ \"$(getent passwd notebook-backup | cut -d: -f5)\" = 'apiphant deployment "
             "notebook backups' ] || { echo 'user notebook-backup exists and the deploy did not "
             "make it: no backup copies here' >&2; exit 1; }") in command
     assert not [s for s in steps if s.host == "front" and s.why.startswith("backups:")]
+    # a host that keeps no copies (deploy.toml may have named another before) has no
+    # receiving account of the kit's: removed if one is there
+    first = {s.host: s for s in reversed(steps) if s.why.startswith("apt packages")}
+    gone = backups.no_receiver(config.layout)
+    assert gone in first["front"].command and gone in first["db"].command
+    assert gone not in first["api"].command
+    assert gone.startswith("if [ \"$(getent passwd notebook-backup | cut -d: -f5)\" = "
+                           "'apiphant deployment notebook backups' ]; then rm -f "
+                           "/var/lib/apiphant/notebook/receiver/.ssh/authorized_keys ")
+    assert "rm -r" not in gone and gone.index("authorized_keys") < gone.index("userdel -f")
+
+
+class Answers:
+    """The hosts' answers to the questions before the lock, from a table (a transport's
+    stand-in: the decisions are tested here, the real questions on test hosts in
+    tests/test_deploy_postgres_hosts.py); what was asked is kept."""
+
+    def __init__(self, config, answers: dict[str, str]) -> None:
+        self.config, self.answers, self.asked = config, answers, []
+        self.out, self.lost = (lambda line: None), {}
+
+    def query(self, host: str, command: str, why: str) -> str:
+        self.asked.append((host, command))
+        return self.answers[host]
+
+
+def test_the_key_is_asked_for_without_a_change_and_made_under_the_lock_when_missing(product):
+    """The question before the lock only reads; a postgres host with no key gets it in the
+    prepare phase's first stage, and the receiving account's line reads it once, when its
+    upload runs; a deploy that would need it from a postgres host it does not prepare is
+    refused before anything changes."""
+    from apiphant.deploy import dbfacts, render
+    from apiphant.deploy.errors import DeployError
+
+    config = config_of(THREE, product)
+    layout = config.layout
+    assert backups.push_key(layout) == (
+        "if [ -s /var/lib/apiphant/notebook/backup_key ]; "
+        "then cat /var/lib/apiphant/notebook/backup_key.pub; fi")  # fmt: skip
+    made = backups.make_push_key(layout)
+    assert "[ -s /var/lib/apiphant/notebook/backup_key ] || ssh-keygen" in made
+    assert "cat " not in made
+    host = f"{HOST} root@api\n"
+    known = Answers(config, {"db": f"{PUSH} notebook-backup@notebook\n", "api": host})
+    keys = dbfacts.backup_keys(known, config, list(config.hosts))
+    assert keys == BackupKeys(PUSH, HOST)
+    assert not keys.new and known.asked[0] == ("db", backups.push_key(layout))
+    fresh = Answers(config, {"db": "", "api": host})
+    keys = dbfacts.backup_keys(fresh, config, list(config.hosts))
+    assert keys.new and keys.host == HOST
+    assert all("ssh-keygen" not in command for _, command in fresh.asked)
+    rendered = render.render_all(config, config.hosts, RELEASE, "apiphant.whl")
+    steps = plan.prepare_steps(config, list(config.hosts), RELEASE, Path("r.tar.gz"), rendered,
+                               "KEY", secrets={"api": b"x\n"}, backup_keys=keys)  # fmt: skip
+    assert [(s.host, s.command) for s in steps if s.stage == 0] == [("db", made)]
+    upload = next(s.upload for s in steps if s.upload and s.upload.remote.endswith("_keys"))
+    assert upload.size == 0 and len(fresh.asked) == 2  # nothing read yet
+    fresh.answers["db"] = f"{MADE} notebook-backup@notebook\n"
+    line = f'command="/var/lib/apiphant/notebook/receive" {MADE}\n'.encode()
+    assert upload.data().endswith(line) and upload.data().endswith(line)
+    assert fresh.asked[2:] == [("db", backups.push_key(layout))]  # read once, after
+    broken = Answers(config, {"db": "", "api": host})
+    again = dbfacts.backup_keys(broken, config, list(config.hosts))
+    broken.answers["db"] = "ssh-keygen: not found\n"  # the step that made it did not
+    with pytest.raises(DeployError, match="db: .*backup_key.pub is not one public key"):
+        again.push()
+    refused = Answers(config, {"db": "", "api": host})
+    with pytest.raises(DeployError) as caught:
+        dbfacts.backup_keys(refused, config, [config.host("api")])
+    assert str(caught.value) == ("db: no key to push backups to api yet, which its deploy "
+                                 "makes: deploy db too; nothing was changed on any host")
 
 
 def test_the_receive_script_takes_one_form_of_command_and_nothing_else() -> None:
@@ -125,11 +211,23 @@ def test_the_receive_script_takes_one_form_of_command_and_nothing_else() -> None
         assert not re.fullmatch(pattern, bad)
 
 
+def test_a_checksum_file_gives_the_sha256_of_its_one_backup() -> None:
+    digest = "0123456789abcdef" * 4
+    name = "notebook-20260102T030405Z.dump"
+    assert backups.parse_checksum(f"{digest}  {name}\n", name) == digest
+    for bad in (f"{digest}  other.dump\n", f"{digest[:-1]}  {name}\n", "", f"{digest}\n",
+                f"{digest.upper()}  {name}\n", f"{digest}  {name}\n{digest}  {name}\n"):
+        assert backups.parse_checksum(bad, name) == "", bad
+
+
 def test_keys_are_parsed_as_one_public_key_or_nothing() -> None:
-    assert backups.parse_key("ssh-ed25519 AAAA+/= root@db\n") == "ssh-ed25519 AAAA+/="
-    assert backups.parse_key("") == "" and backups.parse_key("a\nb\n") == ""
-    assert backups.parse_key("ssh-ed25519 AAAA\"bad\n") == ""
-    assert backups.parse_key('command="x" ssh-ed25519 AAAA\n') == ""
+    assert backups.parse_key(f"{PUSH} root@db\n") == PUSH
+    assert backups.parse_key(HOST) == HOST
+    assert backups.parse_key("") == "" and backups.parse_key(f"{PUSH}\n{HOST}\n") == ""
+    assert backups.parse_key(PUSH + '"bad\n') == "" and backups.parse_key(f"x {PUSH}\n") == ""
+    assert backups.parse_key(f'command="x" {PUSH}\n') == ""
+    assert backups.parse_key("ssh-keygen: not found\n") == ""  # not a key, though it looks so
+    assert backups.parse_key("ssh-rsa " + PUSH.split()[1]) == ""  # the blob names its type
 
 
 def test_fab_db_plans(product) -> None:
@@ -141,6 +239,24 @@ def test_fab_db_plans(product) -> None:
     assert "sha256sum --quiet -c notebook-20260102T030405Z.dump.sha256" in restore.command
     assert ("pg_restore -h /var/lib/apiphant/notebook/socket -p 5432 -d notebook --clean "
             "--if-exists --single-transaction") in restore.command
+    fetch = plan.db_fetch_steps(config, config.host("api"), "notebook-20260102T030405Z.dump",
+                                Path("/tmp/x"))  # fmt: skip
+    assert fetch[0].host == "api" and fetch[0].command == (
+        "rm -rf /var/lib/apiphant/notebook/outgoing && install -d -m 0700 -o root "
+        "/var/lib/apiphant/notebook/outgoing && install -m 0600 -o root "
+        "/var/lib/apiphant/notebook/backups/notebook-20260102T030405Z.dump "
+        "/var/lib/apiphant/notebook/backups/notebook-20260102T030405Z.dump.sha256 "
+        "/var/lib/apiphant/notebook/outgoing/")  # fmt: skip
+    assert [(s.download.remote, s.download.local) for s in fetch[1:]] == [
+        (f"/var/lib/apiphant/notebook/outgoing/{n}", Path("/tmp/x") / n)
+        for n in ("notebook-20260102T030405Z.dump.sha256", "notebook-20260102T030405Z.dump")]
+    done = plan.db_fetch_done(config, config.host("api"))
+    assert done.command == "rm -rf /var/lib/apiphant/notebook/outgoing"
+    put = plan.db_put_steps(config, config.host("db"), "notebook-20260102T030405Z.dump",
+                            Path("/tmp/x"))  # fmt: skip
+    assert [(s.host, s.upload.remote, s.upload.mode, s.upload.local) for s in put[1:]] == [
+        ("db", f"/var/lib/apiphant/notebook/backups/{n}", 0o600, Path("/tmp/x") / n)
+        for n in ("notebook-20260102T030405Z.dump.sha256", "notebook-20260102T030405Z.dump")]
     status = {s.host: s.command for s in plan.status_plan(config, list(config.hosts))}
     assert "last backup" in status["db"] and "last backup" not in status["api"]
     assert "PGOPTIONS='-c role=notebook'" in postgres.psql(config.layout, 5432)
@@ -176,9 +292,15 @@ def test_fab_db_refuses_bad_words_in_one_line_and_dry_runs_show_no_password(prod
     restore = _fab(product, "db", "restore", "notebook-20260102T030405Z.dump", "--dry-run")
     out = restore.stdout
     assert out.index("maintenance on") < out.index("pg_restore") < out.index("maintenance off")
+    # the copy is fetched (if the postgres host lacks it) and checked before maintenance
+    assert ("(dry run: what follows up to the maintenance runs when db lacks "
+            "notebook-20260102T030405Z.dump)") in out
+    assert (out.index("[db] does it hold") < out.index("[api] does it hold a copy")
+            < out.index("[api] download") < out.index("(on the deployer: ")
+            < out.index("[db] upload") < out.index("maintenance on"))  # fmt: skip
     status = _fab(product, "status", "db", "--dry-run")
     assert status.returncode == 0 and "last backup" in status.stdout
     deploy = _fab(product, "deploy", "--dry-run")
     assert deploy.returncode == 0, deploy.stdout[-3000:]
-    assert "[db] the key that pushes backups to api (made there once)" in deploy.stdout
+    assert "[db] the key that pushes backups to api, if it has one" in deploy.stdout
     assert "[api] its SSH host key, for the copies" in deploy.stdout

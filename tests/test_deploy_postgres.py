@@ -13,7 +13,7 @@ import pytest
 from apiphant.deploy import plan, render
 from apiphant.deploy.config import ConfigError, parse
 from apiphant.deploy.config.secrets import check_secrets, host_secrets
-from apiphant.deploy.host import postgres
+from apiphant.deploy.host import backups, postgres
 from tests.deploy_helpers import CHECKOUT
 
 NOTEBOOK = CHECKOUT / "tests" / "products" / "notebook"
@@ -322,7 +322,15 @@ def test_the_dry_run_shows_no_password_and_no_database_url(product, tmp_path) ->
     assert "[api] migrations, once, in release" in out
     before, locked = out.split("==> lock", 1)
     asked = [line for line in before.splitlines() if line.startswith("[db] $ ")]
-    assert asked == ["[db] $ " + postgres.password(config_of(THREE, product).layout)]
-    assert "urandom" not in before and "install " not in before
+    layout = config_of(THREE, product).layout
+    # questions only: the password and the backups' key, each if it is there
+    assert asked == ["[db] $ " + postgres.password(layout), "[db] $ " + backups.push_key(layout)]
+    assert "urandom" not in before and "install " not in before and "ssh-keygen" not in before
     prepare = locked.split("==> prepare", 1)[1]
     assert prepare.index("[db] postgres: its password, made once") < prepare.index("[api] ")
+    assert prepare.index("[db] backups: the key that pushes copies, made once") < prepare.index(
+        "[api] ")
+    # the receiving account's key line shows where the key goes, never a key
+    assert ('upload notebook-backup\'s one key: restrict,from="10.0.0.12",command="/var/lib/'
+            'apiphant/notebook/receive" <db\'s key for copies> -> ') in prepare
+    assert "ssh-ed25519" not in out

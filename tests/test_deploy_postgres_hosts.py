@@ -17,6 +17,7 @@ others. Every host, namespace, link and mount is removed at the end, also on fai
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from apiphant.deploy.host import backups
+from apiphant.deploy.host.shell import join
+from apiphant.deploy.layout import Layout
 from tests import testhosts
 from tests.deploy_helpers import CHECKOUT, fab
 
@@ -200,6 +204,11 @@ def test_a_deploy_makes_the_database_migrates_it_and_serves_from_it(site: Site) 
     db = site.hosts["db"]
     assert db.exec(f"stat -c '%U %a' {DATA}/password").stdout == "root 600\n"
     assert db.exec(f"stat -c '%U %a' {DATA}/data").stdout == "postgres 700\n"
+    # the backups' key, made under the lock, and its public half in the copy host's one line
+    assert db.exec(f"stat -c '%U %a' {DATA}/backup_key").stdout == "root 600\n"
+    push = " ".join(db.read(f"{DATA}/backup_key.pub").split()[:2])
+    line = site.hosts["api"].read(f"{DATA}/receiver/.ssh/authorized_keys")
+    assert line == (f'restrict,from="{db.address}",command="{DATA}/receive" {push}\n')
     made = [site.create(f"first-{n}") for n in range(20)]
     assert [r.status_code for r in made] == [200] * 20
     ids = [r.json()["id"] for r in made]
@@ -284,7 +293,9 @@ def test_a_deploy_that_changes_max_connections_restarts_the_database_and_says_so
     """pool_size 50 for two workers: max_connections 120, which takes a restart."""
     pid = site.database_pid()
     toml = site.product / "deploy.toml"
-    toml.write_text(toml.read_text() + "\n[database]\npool_size = 50\n")
+    text = toml.read_text()
+    assert text.count("\n[database]\n") == 1
+    toml.write_text(text.replace("\n[database]\n", "\n[database]\npool_size = 50\n"))
     done = site.fab("deploy")
     assert done.returncode == 0, done.stdout[-5000:]
     said = [line for line in done.stdout.splitlines()
@@ -297,6 +308,29 @@ def test_a_deploy_that_changes_max_connections_restarts_the_database_and_says_so
     made = site.create("after-restart")
     assert made.status_code == 200, made.text
     assert "after-restart" in site.sql("SELECT token FROM notes").split()
+
+
+def test_a_host_that_keeps_no_copies_any_more_loses_the_receiving_account(site) -> None:
+    """The front as an earlier deploy.toml's copy host left it (the kit's receiving account,
+    the database host's key, a copy): deploying it removes the account and its key, and
+    keeps the copy, root's. The API host, which keeps the copies, keeps its account."""
+    front, db = site.hosts["front"], site.hosts["db"]
+    old = "notebook-20200101T000000Z.dump"
+    line = site.hosts["api"].read(f"{DATA}/receiver/.ssh/authorized_keys")
+    made = front.exec(join(
+        backups.receiver(Layout("notebook"), KEEP, db.address),
+        f"printf %s {shlex.quote(line)} > {DATA}/receiver/.ssh/authorized_keys",
+        f"printf dump > {BACKUPS}/{old} && chown notebook-backup {BACKUPS}/{old}"))
+    assert made.returncode == 0, made.stderr
+    done = site.fab("deploy", "front")
+    assert done.returncode == 0, done.stdout[-5000:]
+    assert ("[front]   backups: notebook-backup removed: this host keeps no copies any more "
+            f"(those it kept stay, root's, in {BACKUPS})") in done.stdout
+    assert front.exec("getent passwd notebook-backup").returncode == 2
+    assert front.exec(f"test -e {DATA}/receiver || test -e {DATA}/receive").returncode != 0
+    assert front.exec(f"stat -c '%U %a' {BACKUPS} {BACKUPS}/{old}").stdout == (
+        "root 700\nroot 644\n")  # fmt: skip
+    assert site.hosts["api"].exec("getent passwd notebook-backup").returncode == 0
 
 
 def test_a_cut_link_with_idempotency_keys_duplicates_and_loses_no_create(site: Site) -> None:
@@ -554,6 +588,59 @@ def test_backup_delete_and_restore_gives_the_rows_back(site: Site) -> None:
     assert listed.returncode == 0
     assert listed.stdout.count(name) == 2  # on the database host, and its copy on api
     _no_secret(site, done.stdout, restored.stdout, listed.stdout)
+
+
+def test_a_backup_the_database_host_lost_is_restored_from_its_copy(site: Site) -> None:
+    """The database host without the backup (as a new one after a loss would be): the restore
+    finds the copy on the API host, brings it over through the deployer, checks its sha256
+    and restores it. A copy that does not match its checksum is refused before maintenance
+    goes on; a name neither host holds is refused before anything changes."""
+    db, api, front = site.hosts["db"], site.hosts["api"], site.hosts["front"]
+    rows = "SELECT id, token FROM notes ORDER BY id"
+    done = site.fab("db", "backup")
+    assert done.returncode == 0, done.stdout[-3000:]
+    name = next(w for w in done.stdout.split() if w.startswith("notebook-") and
+                w.endswith(".dump"))  # fmt: skip
+    _wait_for(lambda: name in _dumps(api), "its copy on the API host")
+    before = site.sql(rows)
+    site.sql("DELETE FROM notes WHERE id % 3 = 0")
+    deleted = site.sql(rows)
+    assert deleted != before
+    assert db.exec(f"rm {BACKUPS}/{name} {BACKUPS}/{name}.sha256").returncode == 0
+    maintenance = "test -e /opt/notebook/shared/maintenance"
+    # a copy that is not what its checksum says: never restored, maintenance never on
+    bad = "notebook-20200101T000000Z.dump"
+    api.exec(f"cd {BACKUPS} && printf 'one' > {bad} && sha256sum {bad} > {bad}.sha256 && "
+             f"printf 'two' > {bad}")  # fmt: skip
+    try:
+        refused = site.fab("db", "restore", bad, "--yes")
+    finally:
+        api.exec(f"rm -f {BACKUPS}/{bad} {BACKUPS}/{bad}.sha256")
+    assert refused.returncode == 1, refused.stdout[-3000:]
+    assert (f"error: api: the copy of {bad} does not match its sha256: not used; the "
+            "database was not touched") in refused.stdout
+    assert "maintenance on" not in refused.stdout and front.exec(maintenance).returncode != 0
+    assert bad not in _dumps(db) and api.exec(f"test -e {DATA}/outgoing").returncode != 0
+    absent = site.fab("db", "restore", "notebook-20200102T000000Z.dump", "--yes")
+    assert absent.returncode == 2
+    assert absent.stdout.strip().splitlines()[-1] == (
+        "error: fab db restore: no backup notebook-20200102T000000Z.dump on db, nor a copy "
+        "on api (fab db backups lists them)")  # fmt: skip
+    assert site.sql(rows) == deleted
+    restored = site.fab("db", "restore", name, "--yes")
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert (f"restore: {name} is not on db: brought from the copy on api, its sha256 "
+            "checked\n") in restored.stdout
+    assert f"OK: {name} restored from the copy on api; maintenance off" in restored.stdout
+    assert site.sql(rows) == before
+    assert db.exec(f"cd {BACKUPS} && sha256sum --quiet -c {name}.sha256").returncode == 0
+    assert db.exec(f"stat -c '%U %a' {BACKUPS}/{name}").stdout == "root 600\n"
+    assert api.exec(f"test -e {DATA}/outgoing").returncode != 0
+    assert front.exec(maintenance).returncode != 0
+    assert site.create("after-restore-from-copy").status_code == 200
+    history = site.fab("history", "db")
+    assert f"db restore {name} from the copy on api" in history.stdout
+    _no_secret(site, restored.stdout, refused.stdout)
 
 
 def test_a_restore_of_a_broken_backup_leaves_maintenance_on_and_the_data_as_it_was(site: Site):

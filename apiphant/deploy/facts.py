@@ -6,6 +6,7 @@ whose answer refuses the deploy, stops it with nothing touched."""
 import threading
 from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 from apiphant.deploy import hostwide, wheelhouse
 from apiphant.deploy.config import Config, ConfigError, Host
@@ -15,6 +16,8 @@ from apiphant.deploy.host import postgres
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.system import account_check
 from apiphant.deploy.orchestrate import each_at_once
+
+T = TypeVar("T")
 
 
 def nginx_neighbours(
@@ -97,19 +100,29 @@ def database_password(executor: Hosts, config: Config, hosts: list[Host]) -> str
 
 def password_after_lock(executor: Hosts, config: Config) -> Callable[[], str]:
     """The password the locked prepare phase made on the postgres host, read back into
-    memory once, when the first secrets file that holds it is uploaded (hosts upload side
-    by side: one asks, the others wait for its answer)."""
+    memory when the first secrets file that holds it is uploaded."""
     server = config.database_host()
     assert server is not None
-    lock = threading.Lock()
-    found: list[str] = []
+    return read_after_lock(executor, server.name, postgres.password(config.layout),
+                           "the database's password, made now (not shown)",
+                           partial(_parsed, config))  # fmt: skip
 
-    def read() -> str:
+
+def read_after_lock(
+    executor: Hosts, host: str, command: str, why: str, parse: Callable[[str], T]
+) -> Callable[[], T]:
+    """What the locked prepare phase made on ``host`` (a password, a key), for the steps
+    that need it once it exists: ``command`` is asked once, when the first of them runs
+    (hosts run side by side: one asks, the others wait for its answer), and its answer
+    ``parse``d, which may refuse it (DeployError). What a plan's ``Later`` calls; a dry run
+    never calls it."""
+    lock = threading.Lock()
+    found: list[T] = []
+
+    def read() -> T:
         with lock:
             if not found:
-                why = "the database's password, made now (not shown)"
-                answer = executor.query(server.name, postgres.password(config.layout), why)
-                found.append(_parsed(config, answer))
+                found.append(parse(executor.query(host, command, why)))
             return found[0]
 
     return read

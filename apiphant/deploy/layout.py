@@ -336,6 +336,8 @@ class Layout:
     db_known_hosts = property(lambda self: self._db("known_hosts"))
     db_receive_script = property(lambda self: self._db("receive"))
     db_receiver_home = property(lambda self: self._db("receiver"))
+    db_receiver_keys = property(lambda self: self._db("receiver/.ssh/authorized_keys"))
+    db_outgoing = property(lambda self: self._db("outgoing"))  # a copy on its way to a restore
     db_backup_program_conf = property(lambda self: self._db("backup.conf"))
     backup_include = property(lambda self: f"{SUPERVISOR_INCLUDE}/{self.backup_program}.conf")
 

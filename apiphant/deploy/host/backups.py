@@ -14,6 +14,9 @@ anywhere, and the loop runs without the deployer. Pushing, not pulling: a pull w
 receiving host to hold a key into the database host, where the data is.
 """
 
+import base64
+import re
+import struct
 from shlex import quote as q
 
 from apiphant.deploy.host.agents import supervise
@@ -79,6 +82,37 @@ def list_backups(layout: Layout) -> str:
             f"{_listing(layout, False)}; else echo 'backups: none on this host'; fi")  # fmt: skip
 
 
+def has_backup(layout: Layout, name: str) -> str:
+    """Whether this host holds backup ``name`` (``fab db restore`` asks the postgres host,
+    then the copies' host): prints "present", or nothing."""
+    return f"if [ -f {q(f'{layout.db_backups}/{name}')} ]; then echo present; fi"
+
+
+def hand_out(layout: Layout, name: str, login: str) -> str:
+    """On the copies' host: backup ``name`` and its checksum where the SSH user ``login``
+    (who may not be root) can fetch them: its own files (0600) in a folder of its own
+    (0700) in the database's root-owned one, never readable by another user."""
+    out, folder = q(layout.db_outgoing), q(layout.db_backups)
+    files = " ".join(f"{folder}/{q(n)}" for n in (name, name + ".sha256"))
+    return join(
+        f"rm -rf {out}",
+        f"install -d -m 0700 -o {q(login)} {out}",
+        f"install -m 0600 -o {q(login)} {files} {out}/",
+    )
+
+
+def hand_out_done(layout: Layout) -> str:
+    """The fetched copy removed from where ``hand_out`` put it."""
+    return f"rm -rf {q(layout.db_outgoing)}"
+
+
+def parse_checksum(text: str, name: str) -> str:
+    """The sha256 a ``.sha256`` file (sha256sum's format) gives for ``name``, or ""."""
+    words = text.split()
+    ok = len(words) == 2 and words[1] == name and re.fullmatch("[0-9a-f]{64}", words[0])
+    return words[0] if ok else ""
+
+
 def last_backup(layout: Layout) -> str:
     """``fab status``'s line on the postgres host: the newest backup's age and size."""
     newest = _listing(layout, True)
@@ -86,16 +120,20 @@ def last_backup(layout: Layout) -> str:
             "| sed 's/:  */: /'; else echo '  last backup: none'; fi")  # fmt: skip
 
 
-def backup_key(layout: Layout) -> str:
-    """The postgres host's key for pushing copies, made there once (root's, 0600); prints
-    its public half, which the deploy puts in the receiving account's authorized_keys."""
+def push_key(layout: Layout) -> str:
+    """The postgres host's public key for pushing copies, if it has one; nothing if not: a
+    question only (asked before the deploy lock), the key is made by ``make_push_key``."""
+    key = q(layout.db_backup_key)
+    return f"if [ -s {key} ]; then cat {key}.pub; fi"
+
+
+def make_push_key(layout: Layout) -> str:
+    """The key made once on the postgres host (root's, 0600), under the deploy lock; prints
+    nothing: ``push_key`` reads its public half for the receiving account."""
     key = q(layout.db_backup_key)
     comment = q(f"{layout.backup_program}@{layout.name}")
-    return join(
-        f"install -d -m 0755 {q(layout.db_root)}",
-        f"[ -s {key} ] || ssh-keygen -q -t ed25519 -N '' -C {comment} -f {key}",
-        f"cat {key}.pub",
-    )
+    return (f"install -d -m 0755 {q(layout.db_root)} && "
+            f"{{ [ -s {key} ] || ssh-keygen -q -t ed25519 -N '' -C {comment} -f {key}; }}")
 
 
 def host_key() -> str:
@@ -104,13 +142,20 @@ def host_key() -> str:
 
 
 def parse_key(answer: str) -> str:
-    """One public key line (``ssh-ed25519 AAAA... comment``), or "" for anything else."""
+    """One public key line (``ssh-ed25519 AAAA... comment``) without its comment, or "" for
+    anything else: its type a plain word, and its base64 blob the key of that type (it
+    begins with the type's name), so an error message is never taken for a key."""
     lines = [line.strip() for line in answer.splitlines() if line.strip()]
-    if len(lines) != 1:
+    words = lines[0].split() if len(lines) == 1 else []
+    if len(words) < 2 or not re.fullmatch(r"[a-z][a-z0-9@.-]*", words[0]):
         return ""
-    words = lines[0].split()
-    ok = len(words) >= 2 and words[0].startswith(("ssh-", "ecdsa-")) and words[1].isascii()
-    return " ".join(words[:2]) if ok and all(c.isalnum() or c in "+/=" for c in words[1]) else ""
+    try:
+        blob = base64.b64decode(words[1], validate=True)
+    except ValueError:
+        return ""
+    kind = words[0].encode()
+    named = blob[: 4 + len(kind)] == struct.pack(">I", len(kind)) + kind
+    return " ".join(words[:2]) if named else ""
 
 
 def known_host(layout: Layout, address: str, port: int, key: str) -> str:
@@ -132,7 +177,7 @@ def receive_script(layout: Layout, keep: int) -> str:
     folder = q(layout.db_backups)
     return f"""#!/bin/sh
 # {layout.name}'s database backups, received from its postgres host: rendered by apiphant's
-# deploy kit. The only command the key in {layout.db_receiver_home}/.ssh/authorized_keys runs.
+# deploy kit. The only command the key in {layout.db_receiver_keys} runs.
 set -uf
 refuse() {{ echo "refused: this key only stores {layout.name}'s backups" >&2; exit 1; }}
 set -- ${{SSH_ORIGINAL_COMMAND:-}}
@@ -149,14 +194,14 @@ echo "stored $2"
 """  # noqa: E501
 
 
-def receiver(layout: Layout, keep: int, source: str, key: str) -> str:
+def receiver(layout: Layout, keep: int, source: str) -> str:
     """On the host that holds the copies: the receiving account (no password: ``*``, not
     locked, which sshd without PAM would refuse; its home root's, so it cannot change its
-    own authorized_keys), its folder (its own, 0700), the receive script, and the postgres
-    host's key restricted to running it, from ``source`` (its private address) only."""
+    own authorized_keys), its folder (its own, 0700) and the receive script. Its one key
+    comes next, as an upload (``receiver_key``): the postgres host may make it only under
+    the same deploy's lock."""
     user, home = layout.backup_program, layout.db_receiver_home
     script = layout.db_receive_script
-    entry = f'restrict,from="{source}",command="{script}" {key}'
     mark = q(layout.account_comment + " backups")
     return join(
         f"install -d -m 0755 {q(layout.db_root)} {q(home)} {q(home + '/.ssh')}",
@@ -168,7 +213,32 @@ def receiver(layout: Layout, keep: int, source: str, key: str) -> str:
         f"install -d -m 0700 -o {q(user)} -g {q(user)} {q(layout.db_backups)}",
         f"printf '%s' {q(receive_script(layout, keep))} > {q(script + '.new')}",
         f"chmod 0755 {q(script + '.new')} && mv -f {q(script + '.new')} {q(script)}",
-        f"printf '%s\\n' {q(entry)} > {q(home + '/.ssh/authorized_keys')}",
-        f"chmod 0644 {q(home + '/.ssh/authorized_keys')}",
-        f"echo {q(f'backups: copies from {source} kept here by {user}, its one key restricted')}",
+        f"echo {q(f'backups: copies from {source} kept here by {user}')}",
     )
+
+
+def no_receiver(layout: Layout) -> str:
+    """On a host of the deployment that does not keep the copies (or no longer: deploy.toml
+    changed which host does): the receiving account the kit made here removed, its key
+    first, so the postgres host's key opens nothing here any more; the copies it kept stay,
+    root's. Nothing when the kit made no such account here."""
+    user, home = q(layout.backup_program), q(layout.db_receiver_home)
+    mark = q(layout.account_comment + " backups")
+    folder = q(layout.db_backups)
+    said = (f"backups: {layout.backup_program} removed: this host keeps no copies any more "
+            f"(those it kept stay, root's, in {layout.db_backups})")  # fmt: skip
+    remove = join(
+        f"rm -f {q(layout.db_receiver_keys)} {q(layout.db_receive_script)}",
+        f"{{ pkill -u {user} || true; }}",  # a copy on its way in: its temporary file stays
+        f"{{ [ ! -d {folder} ] || chown -R root:root {folder}; }}",
+        f"userdel -f {user}",
+        f"{{ rmdir {home}/.ssh {home} 2>/dev/null || true; }}",
+        f"echo {q(said)}",
+    )
+    return f'if [ "$(getent passwd {user} | cut -d: -f5)" = {mark} ]; then {remove}; fi'
+
+
+def receiver_key(layout: Layout, source: str, key: str) -> str:
+    """Its one line: the postgres host's ``key``, restricted to running the receive script,
+    from ``source`` (the postgres host's private address) only."""
+    return f'restrict,from="{source}",command="{layout.db_receive_script}" {key}\n'

@@ -2,6 +2,8 @@
 maintenance, history, the database's (``fab db``), and the line each task records in a
 host's history."""
 
+from pathlib import Path
+
 from apiphant.deploy.config import Config, Host
 from apiphant.deploy.host import backups, postgres
 from apiphant.deploy.host.lock import lock, unlock
@@ -9,7 +11,7 @@ from apiphant.deploy.host.nginx import maintenance
 from apiphant.deploy.host.releases import history, in_release, record
 from apiphant.deploy.host.shell import join
 from apiphant.deploy.host.status import status, tail_logs
-from apiphant.deploy.plan.steps import Step, StepKind
+from apiphant.deploy.plan.steps import Download, Step, StepKind, Upload
 
 
 def lock_steps(config: Config, hosts: list[Host], holder: str) -> tuple[Step, ...]:
@@ -150,3 +152,36 @@ def db_restore_step(config: Config, server: Host, name: str) -> Step:
     return Step(server.name, f"restore {name} into database {config.layout.db_name}",
                 postgres.restore(config.layout, config.database.port, name),
                 timeout=24 * 3600, kind=StepKind.REASON)  # fmt: skip
+
+
+def db_fetch_steps(config: Config, copy: Host, name: str, local: Path) -> tuple[Step, ...]:
+    """Backup ``name`` and its checksum from the host of the copies to the deployer's
+    private folder ``local``, for a postgres host that lacks it (a new one, after the
+    loss of the old): there is no key between the two hosts for it, and none is made."""
+    layout = config.layout
+    out = layout.db_outgoing
+    login = config.login_of(copy)
+    return (
+        Step(copy.name, f"backups: the copy of {name}, for {login} to fetch",
+             backups.hand_out(layout, name, login), timeout=600),
+        *(Step(copy.name, f"fetch {n}", download=Download(f"{out}/{n}", local / n, n))
+          for n in (name + ".sha256", name)),
+    )  # fmt: skip
+
+
+def db_fetch_done(config: Config, copy: Host) -> Step:
+    """What ``db_fetch_steps`` left on the host of the copies removed (also on a failure)."""
+    return Step(copy.name, "backups: the fetched copy removed from its way out",
+                backups.hand_out_done(config.layout), timeout=60, kind=StepKind.REPORT)
+
+
+def db_put_steps(config: Config, server: Host, name: str, local: Path) -> tuple[Step, ...]:
+    """The fetched backup into the postgres host's backups (root's, 0600), its checksum
+    first: a dump the folder lists always has its own."""
+    folder = config.layout.db_backups
+    return (
+        Step(server.name, "backups: their folder, root's", f"install -d -m 0700 {folder}"),
+        *(Step(server.name, f"backups: {n}, from the copy",
+               upload=Upload(f"{folder}/{n}", 0o600, n, local=local / n))
+          for n in (name + ".sha256", name)),
+    )  # fmt: skip

@@ -1,6 +1,7 @@
 """The prepare phase: everything before the switch, which no live service reads; and which
 hosts build the release's virtualenv and which receive a copy of it."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote as q
@@ -47,10 +48,17 @@ class VenvCopies:
 @dataclass(frozen=True)
 class BackupKeys:
     """What the deploy read for the backups' copies (``dbfacts.backup_keys``): the postgres
-    host's public key for pushing them, and the receiving host's SSH host key."""
+    host's public key for pushing them, and the receiving host's SSH host key. ``push`` is
+    a callable when that key does not exist yet: the prepare phase's first stage makes it,
+    under the lock, and the receiving account's authorized_keys reads it when uploaded."""
 
-    push: str
+    push: str | Callable[[], str]
     host: str
+
+    @property
+    def new(self) -> bool:
+        """The push key is made by this deploy."""
+        return callable(self.push)
 
 
 def venv_copies(
@@ -119,6 +127,9 @@ def prepare_steps(
                           private_dir(paths.tls)))  # fmt: skip
         if config.renews(host):
             setup.append(("certbot's folders and the ACME webroot", tls_dirs(layout)))
+        if config.database_host() is not None and host != config.backup_copy_host():
+            setup.append(("backups: no receiving account for copies here",
+                          backups.no_receiver(layout)))  # fmt: skip
         steps.append(merged(name, setup, timeout=1800))
         has_venv = name in code_only[1]
         builder = copies.source(name)
@@ -216,12 +227,18 @@ def prepare_steps(
             receive.append(Step(name, f"virtualenv: unpack {builder}'s",
                                 virtualenv_from_archive(paths, config.product, packages),
                                 timeout=1800))  # fmt: skip
+    # What the steps after it read from the database host (``Later``), made under the lock.
     first = []
     server = config.database_host()
-    if new_password and server is not None and server in hosts:
-        first.append(Step(server.name, f"postgres: its password, made once in "
-                          f"{layout.db_password} (not shown)",
-                          postgres.make_password(layout)))  # fmt: skip
+    if server is not None and server in hosts:
+        if new_password:
+            first.append(Step(server.name, f"postgres: its password, made once in "
+                              f"{layout.db_password} (not shown)",
+                              postgres.make_password(layout)))  # fmt: skip
+        if backup_keys is not None and backup_keys.new:
+            first.append(Step(server.name, "backups: the key that pushes copies, made once in "
+                              f"{layout.db_backup_key}",
+                              backups.make_push_key(layout)))  # fmt: skip
     steps += backup_receiver_steps(config, hosts, backup_keys)
     # The backup loop last, once the database, its role and both ends of the copies are set.
     loop = [Step(h.name, f"backups: {layout.backup_program} running", backups.run_loop(layout),
@@ -282,12 +299,21 @@ def backup_copy_setup(config: Config, keys: BackupKeys | None) -> list[tuple[str
 
 
 def backup_receiver_steps(config: Config, hosts: list[Host], keys: BackupKeys | None) -> list[Step]:
-    """The receiving host's side: its account, folder, receive script and restricted key."""
+    """The receiving host's side: its account, folder and receive script, then its one key,
+    restricted, as an upload: read from the postgres host when uploaded if this deploy
+    makes it (``BackupKeys.push``), so a dry run shows where it goes, never a key."""
     copy, server = config.backup_copy_host(), config.database_host()
     if copy is None or server is None or keys is None or copy not in hosts:
         return []
-    why = (f"backups: {server.name}'s copies kept here by {config.layout.backup_program}, "
-           "whose one key stores them and does nothing else")  # fmt: skip
-    command = backups.receiver(config.layout, config.database.keep_backups,
-                               server.private_address or "", keys.push)  # fmt: skip
-    return [Step(copy.name, why, command, timeout=120)]
+    layout, source = config.layout, server.private_address or ""
+    user = layout.backup_program
+    why = (f"backups: {server.name}'s copies kept here by {user}, whose one key stores them "
+           "and does nothing else")  # fmt: skip
+    command = backups.receiver(layout, config.database.keep_backups, source)
+    push = keys.push
+    line = (backups.receiver_key(layout, source, push).encode() if isinstance(push, str)
+            else lambda: backups.receiver_key(layout, source, push()).encode())  # fmt: skip
+    shown = backups.receiver_key(layout, source, f"<{server.name}'s key for copies>").strip()
+    key = Upload(layout.db_receiver_keys, 0o644, f"{user}'s one key: {shown}", content=line)
+    return [Step(copy.name, why, command, timeout=120),
+            Step(copy.name, f"backups: {server.name}'s key for copies, restricted", upload=key)]
