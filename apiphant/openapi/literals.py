@@ -118,9 +118,9 @@ def evaluate(node: ast.expr, module: Module, env: dict[str, Any]) -> Any:
         return _regex(node, module, env)
     if isinstance(node, ast.Attribute) and node.attr in ("fullmatch", "match", "search"):
         regex = evaluate(node.value, module, env)
-        if isinstance(regex, Regex):
-            return Predicate(schemas.pattern(regex.pattern, node.attr), frozenset({"string"}))
-        return UNKNOWN
+        keywords = schemas.pattern(regex.pattern, node.attr) if isinstance(regex, Regex) else (
+            None)  # fmt: skip
+        return UNKNOWN if keywords is None else Predicate(keywords, frozenset({"string"}))
     if isinstance(node, ast.Lambda):
         return _lambda(node, module, env)
     return UNKNOWN

@@ -86,6 +86,15 @@ def _called(node: ast.Call) -> str:
         func, ast.Attribute) else ""  # fmt: skip
 
 
+def _covers(certain: Any, place: Place) -> bool:
+    """Whether a read at ``place`` happens on every way through: ``certain`` is True, False,
+    or, inside a loop over a list, the list's item (what is read of each item is certain
+    for every item, though the loop may not run at all)."""
+    if isinstance(certain, Place):
+        return place.steps[: len(certain.steps)] == certain.steps
+    return bool(certain)
+
+
 def _returns(statements: list[ast.stmt]) -> bool:
     """Whether a block holds a ``return`` of its function (not of a nested one)."""
     stack: list[ast.AST] = list(statements)
@@ -127,10 +136,9 @@ class _Walker:
             self.body(node.body, env, False, stack)
             self.body(node.orelse, env, False, stack)
         elif isinstance(node, (ast.For, ast.AsyncFor)):
-            found = self.expression(node.iter, env, certain, stack)
-            self.assign(node.target, None, found.child(schemas.ITEM)
-                        if isinstance(found, Place) else None, env)  # fmt: skip
-            self.body(node.body, env, False, stack)
+            item = self.item(self.expression(node.iter, env, certain, stack))
+            self.assign(node.target, None, item, env)
+            self.body(node.body, env, item if item and _covers(certain, item) else False, stack)
             self.body(node.orelse, env, False, stack)
         elif isinstance(node, ast.While):
             self.expression(node.test, env, certain, stack)
@@ -166,6 +174,11 @@ class _Walker:
                 place = self.place(each_value, env) if each_value is not None else None
                 self.assign(each, each_value, place, env)
 
+    @staticmethod
+    def item(found: Any) -> Place | None:
+        """The item of a list in the body that a loop goes through."""
+        return found.child(schemas.ITEM) if isinstance(found, Place) else None
+
     def place(self, node: ast.expr, env: dict[str, Any]) -> Place | None:
         """Where an expression's object sits in the request, without recording anything."""
         if isinstance(node, ast.Name) and isinstance(env.get(node.id), Place):
@@ -184,7 +197,7 @@ class _Walker:
             if isinstance(owner, Place) and not node.attr.startswith("_") and (
                     node.attr not in DICT_METHODS):  # fmt: skip
                 place = owner.child(node.attr)
-                self.reading.body.read_attribute(place.steps, certain)
+                self.reading.body.read_attribute(place.steps, _covers(certain, place))
                 return place
             return None
         if isinstance(node, ast.Lambda):
@@ -196,13 +209,13 @@ class _Walker:
                 self.expression(part, env, certain and index == 0, stack)
             return None
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
-            inner = dict(env)
+            inner, each = dict(env), certain
             for generator in node.generators:
-                found = self.expression(generator.iter, inner, certain, stack)
-                self.assign(generator.target, None, found.child(schemas.ITEM)
-                            if isinstance(found, Place) else None, inner)  # fmt: skip
+                item = self.item(self.expression(generator.iter, inner, each, stack))
+                self.assign(generator.target, None, item, inner)
+                each = item if item and not generator.ifs and _covers(each, item) else False
             for part in _comprehension_parts(node):
-                self.expression(part, inner, False, stack)
+                self.expression(part, inner, each, stack)
             return None
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.expr):
@@ -264,7 +277,7 @@ class _Walker:
         options = {key: evaluate(value, self.module, env) for key, value in given.items()
                    if key not in ("request", "field_name")}  # fmt: skip
         place = owner.child(name)
-        self.reading.body.read_field(place.steps, options, certain)
+        self.reading.body.read_field(place.steps, options, _covers(certain, place))
         return place
 
 

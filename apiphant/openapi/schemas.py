@@ -10,6 +10,7 @@ strings, lists and objects alike), a regular expression to ``pattern``, a compar
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,14 +58,60 @@ LENGTHS = {"string": ("minLength", "maxLength"), "array": ("minItems", "maxItems
            "object": ("minProperties", "maxProperties")}  # fmt: skip
 
 
-def pattern(regex: str, how: str) -> dict[str, str]:
+#: What Python's ``\s`` matches in a str pattern, spelled for any regex engine: JSON
+#: Schema's (ECMA-262) ``\s`` leaves out some (\x1c-\x1f, \x85).
+PYTHON_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: Escapes whose meaning is Python's own (Unicode \d and \w, \A, \Z...), and syntax only
+#: Python reads: a pattern with one is not translated (its field is free-form).
+PYTHON_ONLY = re.compile(r"\\[dDwWbBAZ]|\(\?P|\(\?[aiLmsux]")
+
+
+def _portable(regex: str) -> str | None:
+    """``regex`` as JSON Schema reads it with Python's meaning, or None when it cannot say."""
+    if PYTHON_ONLY.search(regex.replace("\\\\", "")):
+        return None
+    out, in_class, index = [], False, 0
+    while index < len(regex):
+        char = regex[index]
+        if char == "\\" and index + 1 < len(regex):
+            escaped = regex[index + 1]
+            if escaped == "s":
+                out.append(PYTHON_SPACE if in_class else f"[{PYTHON_SPACE}]")
+            elif escaped == "S":
+                if in_class:
+                    return None
+                out.append(f"[^{PYTHON_SPACE}]")
+            else:
+                out.append(char + escaped)
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+            out.append(char)
+            index += 1
+            for opening, spelled in (("^", "^"), ("]", "\\]")):  # a ] first is itself
+                if regex.startswith(opening, index):
+                    out.append(spelled)
+                    index += 1
+            continue
+        if char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def pattern(regex: str, how: str) -> dict[str, str] | None:
     """``re.compile(regex).fullmatch`` (``match``, ``search``) as JSON Schema's ``pattern``,
-    which searches: anchored as the method anchors."""
+    which searches: anchored as the method anchors; None when it is Python's own."""
+    portable = _portable(regex)
+    if portable is None:
+        return None
     if how == "fullmatch":
-        return {"pattern": f"^(?:{regex})$"}
+        return {"pattern": f"^(?:{portable})$"}
     if how == "match":
-        return {"pattern": f"^(?:{regex})"}
-    return {"pattern": regex}
+        return {"pattern": f"^(?:{portable})"}
+    return {"pattern": portable}
 
 
 def _json(value: Any) -> bool:
