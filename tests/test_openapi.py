@@ -218,3 +218,12 @@ def test_a_pattern_with_pythons_own_meaning_is_left_free_form() -> None:
     assert [pattern(p, "search") for p in (r"\d+", r"\w", r"(?P<x>a)", r"(?i)a", r"\Aa")] == [
         None] * 5
     assert pattern(r"\\d", "search") == {"pattern": r"\\d"}  # a backslash, then d
+
+
+def test_without_swagger_uis_package_the_page_says_what_to_install() -> None:
+    from apiphant.openapi import page
+
+    missing = page.page("shop", None).decode()
+    assert "pip install &#x27;apiphant[docs]&#x27;" in missing and 'href="openapi.json"' in missing
+    assert page.asset("swagger-ui-bundle.js", None) is None
+    assert page.folder() is not None  # the test extra installs it
