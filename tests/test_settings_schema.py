@@ -212,6 +212,26 @@ def _rendered_command(api: str, program: str) -> str:
     return line
 
 
+def test_a_deployment_serves_no_docs_unless_api_docs_is_on() -> None:
+    """apiphant serve shows /api/docs by default; a deployment's workers get --no-docs, and
+    with [api] docs = true no flag and the docs extra (Swagger UI's files) in the release.
+    The deploy sets APIPHANT_DOCS's meaning: [environment] may not."""
+    from apiphant.deploy.config import ConfigError, parse
+
+    def config_of(api: str):
+        return parse(tomllib.loads(ONE_HOST + api), Path("deploy.toml"), REPO / "myproduct")
+
+    assert BY_NAME["docs"].default is True and config_of("").api.docs is False
+    assert _rendered_command("", "apiphant serve").endswith(" --no-docs")
+    assert "docs" not in config_of("").apiphant_extras()
+    on = "[api]\ndocs = true\n"
+    assert "docs" not in _rendered_command(on, "apiphant serve")
+    assert "docs" in config_of(on).apiphant_extras()
+    with pytest.raises(ConfigError, match=r"environment.APIPHANT_DOCS: set by the deploy from "
+                                          r"\[api\] docs"):
+        config_of('[environment]\nAPIPHANT_DOCS = "true"\n')
+
+
 NON_DEFAULT_API = """
 [api]
 max_body = "512K"
