@@ -51,6 +51,11 @@ DEPLOY = ["fabric>=3.2,<4", "jinja2>=3.1,<4", "pytest>=8,<10"]
 #: supported from psycopg 3.1.14, ConnectionPool.check_connection from psycopg_pool 3.2.
 POSTGRES = ["psycopg[binary]>=3.3,<4", "psycopg_pool>=3.3,<4"]
 
+#: The docs page's files (/api/docs): Swagger UI 5, which reads OpenAPI 3.1, packaged for
+#: Python and kept current; an extra, so the base install stays small (the page says what
+#: to install when it is missing). Tested with 5.31.
+DOCS = ["swagger-ui-bundle-v2>=5.31,<6"]
+
 setup(
     name="apiphant",
     version=VERSION,
@@ -79,6 +84,7 @@ setup(
     extras_require={
         "deploy": DEPLOY,
         "postgres": POSTGRES,
+        "docs": DOCS,
         # h11 and orjson: bench.micro; psycopg: the database scenarios (apiphant and Flask).
         "bench": [*BENCH_PEERS, *POSTGRES, "h11>=0.16,<1", "orjson>=3.8,<4"],
         # apiphant's own suite (bash .ci/test); a product needs only the deploy extra.
@@ -89,6 +95,9 @@ setup(
             "h11>=0.16,<1",  # the parser's differential tests
             *BENCH_PEERS,  # the bench smoke test runs every peer
             *POSTGRES,  # apiphant.db's tests, against a real PostgreSQL
+            *DOCS,  # the docs page in a real browser
+            "schemathesis>=4.32,<5",  # a property-based client against the OpenAPI document
+            "openapi-spec-validator>=0.7,<1",  # the document is valid OpenAPI 3.1
         ],
     },
     entry_points={

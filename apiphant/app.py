@@ -135,7 +135,7 @@ class App:
     (a policy, or None for off) answers browsers' preflights; ``trusted_proxies`` are the
     peers whose X-Forwarded-For names the client; a body holding more than
     ``max_json_values`` JSON values is a 413 before it is parsed (what parsing one request
-    may cost its worker).
+    may cost its worker); ``docs`` serves the OpenAPI document and its page (openapi).
     """
 
     def __init__(
@@ -147,6 +147,7 @@ class App:
         cors: Cors | None = None,
         trusted_proxies: frozenset[str] = frozenset(),
         max_json_values: int = DEFAULT_MAX_JSON_VALUES,
+        docs: bool = False,
     ) -> None:
         self.product = product
         self.routes = routes
@@ -164,6 +165,11 @@ class App:
         #: The ``Allow`` of a route's 405: what a route answers besides a preflight.
         self.allow = ALLOW if cors is None else ALLOW_WITH_CORS
         self._entry = self._respond if cors is None else CorsMiddleware(self._respond, cors)
+        if docs:
+            from apiphant.openapi import build, serving
+
+            self._entry = serving.Docs(self._entry, product.name,
+                                       lambda: build(product.name, routes, self.hooks))
         self._direct_lines = _DIRECT_LINES if cors is None else _DIRECT_CORS_LINES
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -431,9 +437,10 @@ def create_app(
     cors: Cors | None = None,
     trusted_proxies: frozenset[str] = frozenset(),
     max_json_values: int = DEFAULT_MAX_JSON_VALUES,
+    docs: bool = False,
 ) -> App:
     """Build the WSGI application for a product folder; import errors surface here."""
     product = locate(product_path)
     routes = load(product)
     return App(product, routes, max_body, load_hooks(product), cors, trusted_proxies,
-               max_json_values)  # fmt: skip
+               max_json_values, docs)  # fmt: skip

@@ -2,6 +2,7 @@
 
 apiphant serve PRODUCT [HOST:PORT] [options]   serve on gevent (default 127.0.0.1:8888)
 apiphant routes PRODUCT                        list the routes
+apiphant openapi PRODUCT                       print the OpenAPI document
 apiphant new NAME [DIR]                        create a product from the template
 apiphant background PRODUCT                    run PRODUCT/api/background.py's tasks
 apiphant db start|url|stop|reset|migrate PRODUCT  the development database, the migrations
@@ -42,6 +43,10 @@ def parser() -> Parser:
     routes_p = sub.add_parser("routes", help="list a product's routes",
                               description="List a product's routes.")  # fmt: skip
     options.add_options(routes_p, "routes")
+    openapi_p = sub.add_parser("openapi", help="print a product's OpenAPI document (JSON)",
+                               description="Print a product's OpenAPI 3.1 document, read "
+                               "from its routes and field() calls.")  # fmt: skip
+    options.add_options(openapi_p, "openapi")
     new_p = sub.add_parser("new", help="create a product from the template",
                            description="Create a product from the template.")  # fmt: skip
     new_p.add_argument("name", help="the product's name: lowercase ASCII identifier, like shop")
@@ -104,6 +109,7 @@ def serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
     from apiphant import db
     from apiphant.app import HEALTH_PATH, create_app
+    from apiphant.openapi.serving import DOCS_PATH
     from apiphant.routing import RouteError
     from apiphant.runtime.lifecycle import serving
     from apiphant.runtime.openfiles import raise_open_files
@@ -117,7 +123,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(args.product, max_body=value["max_body"], cors=cors,
                          trusted_proxies=trusted,
-                         max_json_values=value["max_json_values"])  # fmt: skip
+                         max_json_values=value["max_json_values"],
+                         docs=value["docs"])  # fmt: skip
     except RouteError as error:
         return _import_failed(error, args.debug)
     with serving("api") as stop:
@@ -134,12 +141,14 @@ def serve(args: argparse.Namespace) -> int:
         server.start()
         # A URL that answers a browser or curl: the routes answer POST only, /api nothing.
         log.info(
-            "Apiphant is serving %s (%s) with %d routes; it answers http://%s%s%s",
+            "Apiphant is serving %s (%s) with %d routes; it answers http://%s%s%s%s",
             app.product.name,
             app.product.path,
             len(app.routes),
             format_address(host, port),
             HEALTH_PATH,
+            f"; its docs: http://{format_address(host, port)}{DOCS_PATH}" if value["docs"]
+            else "",
             f"; CORS for {', '.join(cors.origins)}" if cors else "",
         )
         stop.wait()
@@ -164,6 +173,23 @@ def routes(args: argparse.Namespace) -> int:
             f"no routes: add api/v0/<target>.py with read(request) to {args.product}",
             file=sys.stderr,
         )
+    return 0
+
+
+def openapi(args: argparse.Namespace) -> int:
+    """Print the product's OpenAPI document: its handlers are imported, never called."""
+    import json
+
+    from apiphant.openapi import build
+    from apiphant.product import locate
+    from apiphant.routing import RouteError, load, load_hooks
+
+    product = locate(args.product)
+    try:
+        table, hooks = load(product), load_hooks(product)
+    except RouteError as error:
+        return _import_failed(error, args.debug)
+    print(json.dumps(build(product.name, table, hooks), indent=2))
     return 0
 
 
@@ -211,6 +237,8 @@ def run(argv: list[str]) -> int:
         return new(args)
     if args.command == "routes":
         return routes(args)
+    if args.command == "openapi":
+        return openapi(args)
     if args.reload:
         from apiphant.product import locate
         from apiphant.runtime import reloader

@@ -27,7 +27,7 @@ DEPENDENCIES = frozenset(
 )
 #: apiphant's subcommands: a product named ``routes`` would make ``apiphant routes ADDRESS``
 #: (apiphant 0.2's form of serve) mean two things.
-COMMANDS = ("serve", "routes", "new", "background")
+COMMANDS = ("serve", "routes", "openapi", "new", "background")
 #: Linux's limit for a user name is 32; the deploy's program names add to it.
 MAX_NAME = 31
 

@@ -32,6 +32,16 @@ def _type_ok(value: Any, valid_type: type | tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
+def _whole(value: Any, valid_type: type | tuple[type, ...] | None) -> Any:
+    """``2.0`` as ``2`` where an integer is wanted (and no float): JSON has one kind of
+    number, and JSON Schema's ``integer`` (the OpenAPI document's) is any whole one, as
+    pydantic's lax mode takes it too."""
+    if type(value) is not float or valid_type is None or not value.is_integer():
+        return value
+    types = valid_type if isinstance(valid_type, tuple) else (valid_type,)
+    return int(value) if int in types and float not in types else value
+
+
 def _value_ok(value: Any, valid_value: Any) -> bool:
     if callable(valid_value):
         try:
@@ -113,8 +123,8 @@ def field(
     """Return ``request[field_name]`` after checking it, or raise Missing or Invalid.
 
     ``valid_value`` is a value to equal, a set of allowed values, or a
-    predicate. ``valid_type=int`` refuses ``true``; ``valid_type=float``
-    accepts ``1``. A JSON ``null`` counts as present.
+    predicate. ``valid_type=int`` refuses ``true`` and takes ``2.0`` as ``2``;
+    ``valid_type=float`` accepts ``1``. A JSON ``null`` counts as present.
     """
     path = child_path(request, field_name)
     try:
@@ -127,6 +137,7 @@ def field(
         if place is not None:  # an item of a list that is no object: name the item
             raise Invalid(place, "an object") from None
         raise Missing(path, explain) from None
+    value = _whole(value, valid_type)
     rule = _broken_rule(value, valid_type, valid_value, valid_length, max_length)
     if rule is not None:
         # the handler's own explain wins; None asks for none

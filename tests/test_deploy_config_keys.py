@@ -31,7 +31,7 @@ TABLES = {
         "api, background, nginx, logs, database, hosts, pools",
     "api": "max_body, max_json_values, keepalive_timeout, header_timeout, request_timeout, "
            "drain_timeout, max_connections, access_log, cors_origins, cors_headers, "
-           "cors_credentials, max_active, queue_timeout, linger_timeout, linger_time",
+           "cors_credentials, max_active, queue_timeout, linger_timeout, linger_time, docs",
     "background": "stop_timeout",
     "nginx": "listen, connect_timeout, read_timeout, send_timeout, client_timeout, "
              "keepalive_timeout, upstream_keepalive, upstream_keepalive_timeout, fail_timeout, "

@@ -126,8 +126,8 @@ def test_the_deploy_configurations_fields_are_the_settings_with_their_defaults(s
     fields = {f.name: f.default for f in dataclasses.fields(cls)}
     assert {f"{section}.{name}" for name in fields} == {
         s.deploy for s in ALL if (s.deploy or "").startswith(f"{section}.")}  # fmt: skip
-    for name, default in fields.items():
-        assert default == BY_NAME[name].default, name
+    for name, default in fields.items():  # a deployment's own where it has one (docs: off)
+        assert default == schema.deploy_default(BY_NAME[name]), name
     assert config.DEFAULT_STOP_TIMEOUT == BY_NAME["stop_timeout"].default
     assert BY_NAME["stop_timeout"].deploy == "background.stop_timeout"
 
@@ -212,6 +212,26 @@ def _rendered_command(api: str, program: str) -> str:
     return line
 
 
+def test_a_deployment_serves_no_docs_unless_api_docs_is_on() -> None:
+    """apiphant serve shows /api/docs by default; a deployment's workers get --no-docs, and
+    with [api] docs = true no flag and the docs extra (Swagger UI's files) in the release.
+    The deploy sets APIPHANT_DOCS's meaning: [environment] may not."""
+    from apiphant.deploy.config import ConfigError, parse
+
+    def config_of(api: str):
+        return parse(tomllib.loads(ONE_HOST + api), Path("deploy.toml"), REPO / "myproduct")
+
+    assert BY_NAME["docs"].default is True and config_of("").api.docs is False
+    assert _rendered_command("", "apiphant serve").endswith(" --no-docs")
+    assert "docs" not in config_of("").apiphant_extras()
+    on = "[api]\ndocs = true\n"
+    assert "docs" not in _rendered_command(on, "apiphant serve")
+    assert "docs" in config_of(on).apiphant_extras()
+    with pytest.raises(ConfigError, match=r"environment.APIPHANT_DOCS: set by the deploy from "
+                                          r"\[api\] docs"):
+        config_of('[environment]\nAPIPHANT_DOCS = "true"\n')
+
+
 NON_DEFAULT_API = """
 [api]
 max_body = "512K"
@@ -229,6 +249,7 @@ max_active = 50
 queue_timeout = 2.5
 linger_timeout = 1.5
 linger_time = 12
+docs = true
 
 [background]
 stop_timeout = 2.5
@@ -260,11 +281,12 @@ def test_the_rendered_api_line_parses_back_to_the_configured_values() -> None:
                    REPO / "myproduct")  # fmt: skip
     assert list(tomllib.loads(NON_DEFAULT_API)["api"]) == list(keys_of(Api))
     argv = _rendered_command(NON_DEFAULT_API, "apiphant serve").split(" apiphant ", 1)[1].split()
-    args = cli.parser().parse_args(argv)
+    found = options.resolve(cli.parser().parse_args(argv), "serve", environ={})
     for field in dataclasses.fields(config.api):
-        assert getattr(config.api, field.name) != BY_NAME[field.name].default, field.name
-        if BY_NAME[field.name].supervisor is not Render.ENVIRONMENT:
-            assert getattr(args, field.name) == getattr(config.api, field.name), field.name
+        setting = BY_NAME[field.name]
+        assert getattr(config.api, field.name) != schema.deploy_default(setting), field.name
+        if setting.supervisor is not Render.ENVIRONMENT:
+            assert found[field.name].value == getattr(config.api, field.name), field.name
 
 
 def test_the_programs_environment_carries_the_cors_settings_of_api() -> None:
@@ -355,15 +377,17 @@ def test_each_commands_options_are_the_schemas_flags(command: str) -> None:
     parser = {"background": background.parser, "smoke": smoke.parser}.get(
         command, lambda: _subparser(cli.parser(), command))()
     flags = {s.flag for s in schema.of_command(command) if s.flag}
-    assert _option_strings(parser) == flags | {"-h", "--help"}
+    negated = {"--no-" + s.flag[2:] for s in schema.of_command(command)
+               if s.flag and s.kind is schema.FLAG and s.default}  # fmt: skip
+    assert _option_strings(parser) == flags | negated | {"-h", "--help"}
     positionals = [a.dest for a in parser._actions if not a.option_strings]
     assert positionals == [s.name for s in schema.of_command(command) if s.positional]
 
 
 def _example(setting) -> tuple[list[str], object]:
     """Command-line words that set ``setting`` to something other than its default."""
-    if setting.kind is schema.FLAG:
-        return [setting.flag], True
+    if setting.kind is schema.FLAG:  # on by default: --no-NAME turns it off
+        return ([f"--no-{setting.flag[2:]}"], False) if setting.default else ([setting.flag], True)
     text = {"size": "512K", "count": "7"}.get(setting.kind.name, "2.5")
     if setting.repeat:
         return [setting.flag, "x", setting.flag, "y"], ["x", "y"]

@@ -33,6 +33,15 @@ def test_optional_default_and_required():
         "field": "y", "state": "missing", "explain": "give y"}
 
 
+def test_a_whole_number_is_an_integer_as_json_schema_says() -> None:
+    """JSON has one kind of number: 2.0 is JSON Schema's integer (the OpenAPI document's),
+    returned as the int 2; a float stays a float where floats are allowed."""
+    assert type(field({"x": 2.0}, "x", valid_type=int)) is int
+    assert field({"x": 2.0}, "x", valid_type=int, valid_value={1, 2}) == 2
+    assert type(field({"x": 2.0}, "x", valid_type=(int, float))) is float
+    assert error_of(lambda: field({"x": 2.5}, "x", valid_type=int))["explain"] == "an integer"
+
+
 @pytest.mark.parametrize(
     ("value", "valid_type", "ok"),
     [
@@ -45,6 +54,9 @@ def test_optional_default_and_required():
         (1.5, float, True),
         (True, float, False),
         (1.5, int, False),
+        (2.0, int, True),
+        (2.0, (int, type(None)), True),
+        (2.0, float, True),
         ("1", int, False),
         ({}, dict, True),
         ([], list, True),

@@ -53,8 +53,9 @@ def argument(setting: Setting) -> tuple[tuple[str, ...], dict[str, Any]]:
     keywords["dest"] = setting.name
     if setting.metavar:
         keywords["metavar"] = setting.metavar
-    if setting.kind is FLAG:
-        keywords.update(action="store_true", default=unset)
+    if setting.kind is FLAG:  # one on by default can be turned off: --no-docs
+        action = argparse.BooleanOptionalAction if setting.default else "store_true"
+        keywords.update(action=action, default=unset)
     elif setting.repeat:
         keywords.update(action="append", default=None)
     else:
@@ -104,8 +105,9 @@ def command_line(values: Mapping[str, Any], command: str) -> list[str]:
                 argv += [setting.flag, setting.kind.format(values[setting.name])]
                 continue
             value = values.get(setting.name, setting.default)
-            if render is Render.FLAG:
-                argv += [setting.flag] if value else []
+            if render is Render.FLAG:  # --access-log when on; --no-docs when off
+                if bool(value) != bool(setting.default):
+                    argv += [setting.flag if value else "--no-" + setting.flag[2:]]
             elif value is not None and value != setting.default:
                 argv += [setting.flag, setting.kind.format(value)]
     return argv

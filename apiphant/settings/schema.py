@@ -39,6 +39,10 @@ LOG_FORMATS = ("text", "json")
 LIST_ITEM = re.compile(r"[^,\s]{1,200}")
 
 
+#: ``Setting.deploy_default`` when a deployment's default is the command's.
+SAME: Any = type("Same", (), {"__repr__": lambda self: "SAME"})()
+
+
 class Render(enum.Enum):
     """How the deploy kit passes a setting to a program it runs under Supervisor."""
 
@@ -124,6 +128,9 @@ class Setting:
     supervisor: Render = Render.NO
     limits: bool = False  # a field of the server's Limits
     default_doc: str = ""  # the default in words, when the value does not say it
+    #: A deployment's default when it is not the command's (``docs``: on in development,
+    #: off in a deploy); SAME for the same.
+    deploy_default: Any = SAME
 
 
 SERVE_COMMANDS = ("serve",)
@@ -134,7 +141,8 @@ DB_COMMANDS = ("db start", "db stop", "db reset", "db url", "db migrate")
 #: ``apiphant serve``: the server's knobs, in the order of ``apiphant serve -h``.
 SERVE: tuple[Setting, ...] = (
     Setting("product", TEXT, None, "the product folder, e.g. myproduct",
-            commands=("serve", "routes", "background", *DB_COMMANDS), positional=True),
+            commands=("serve", "routes", "openapi", "background", *DB_COMMANDS),
+            positional=True),
     Setting("address", ADDRESS, DEFAULT_ADDRESS, "HOST:PORT or [IPv6]:PORT (default {default})",
             commands=SERVE_COMMANDS, positional=True, optional=True,
             derived="hosts.*.first_port, workers and bind"),
@@ -223,8 +231,15 @@ SERVE: tuple[Setting, ...] = (
             "seconds a lingering close may take in all (default {default})",
             commands=SERVE_COMMANDS, flag="--linger-time", deploy="api.linger_time",
             supervisor=Render.IF_NOT_DEFAULT, limits=True),
+    Setting("docs", FLAG, True,
+            "serve the OpenAPI document at /api/openapi.json and its page at /api/docs "
+            "(--no-docs: off; default: {env}, else on)",
+            commands=SERVE_COMMANDS, flag="--docs", env="APIPHANT_DOCS", deploy="api.docs",
+            deploy_default=False, supervisor=Render.FLAG,
+            deploy_help="off unless set: a deployment publishes no description of its API "
+                        "by default"),
     Setting("debug", FLAG, False, "show the full traceback of a failed import",
-            commands=("serve", "routes"), flag="--debug"),
+            commands=("serve", "routes", "openapi"), flag="--debug"),
 )  # fmt: skip
 
 #: ``apiphant-background`` (``apiphant background``); it also takes ``product``.
@@ -349,3 +364,8 @@ def default(name: str) -> Any:
     """The default of the setting ``name``: the server's Limits, the App and the deploy
     configuration start from it, so a default is written once, here."""
     return BY_NAME[name].default
+
+
+def deploy_default(setting: Setting) -> Any:
+    """A setting's default in a deployment: its own, unless it says another."""
+    return setting.default if setting.deploy_default is SAME else setting.deploy_default

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from apiphant.settings.options import help_text
-from apiphant.settings.schema import FLAG, GROUPS, Render, Setting, of_command
+from apiphant.settings.schema import FLAG, GROUPS, Render, Setting, deploy_default, of_command
 
 BLOCK = re.compile(r"(<!-- generated: ([a-z ]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
 DEFAULT_NOTE = re.compile(r" \(default \{default\}\)")
@@ -38,13 +38,15 @@ def _code(text: str | None) -> str:
     return f"`{text}`" if text else ""
 
 
-def default(setting: Setting) -> str:
-    """The default in words: ``default_doc``, or the value as the documentation shows it."""
+def default(setting: Setting, deployed: bool = False) -> str:
+    """The default in words: ``default_doc``, or the value as the documentation shows it
+    (``deployed``: a deployment's, when it differs)."""
     if setting.default_doc:
         return setting.default_doc
-    if setting.default is None:
+    value = deploy_default(setting) if deployed else setting.default
+    if value is None:
         return ""
-    shown = setting.kind.shown(setting.default)
+    shown = setting.kind.shown(value)
     return _code(shown) if shown not in ("on", "off", "none") else shown
 
 
@@ -67,8 +69,8 @@ def option(setting: Setting) -> str:
     """``--max-body MAX_BODY``, ``--access-log``, ``PRODUCT``: as ``--help`` shows it."""
     if setting.positional:
         return setting.name.upper()
-    if setting.kind is FLAG:
-        return setting.flag or ""
+    if setting.kind is FLAG:  # one on by default is turned off by --no-NAME
+        return f"{setting.flag}, --no-{setting.flag[2:]}" if setting.default else setting.flag or ""
     return f"{setting.flag} {setting.metavar or setting.name.upper()}"
 
 
@@ -94,7 +96,7 @@ def render(block: str) -> str:
             [(_code(option(s)), default(s), doc_help(s)) for s in of_command(name)],
         )
     if what == "deploy":
-        rows = [(_code(s.deploy.partition(".")[2]), default(s), deploy_help(s))
+        rows = [(_code(s.deploy.partition(".")[2]), default(s, True), deploy_help(s))
                 for group in GROUPS.values() for s in group
                 if s.deploy and s.deploy.partition(".")[0] == name]  # fmt: skip
         if rows:

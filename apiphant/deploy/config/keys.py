@@ -9,7 +9,7 @@ them a second time.
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
-from apiphant.settings.schema import BY_NAME, SIZE
+from apiphant.settings.schema import BY_NAME, SIZE, deploy_default
 from apiphant.settings.tables import deploy_help
 
 #: The field metadata entry that holds a field's ``Key``.
@@ -62,8 +62,9 @@ def setting_key(name: str, toml: str = "") -> Any:
     from that one entry (apiphant.settings.schema). ``toml``: the key's name in its table,
     when it is not the setting's (``[database] pool_size`` is ``db_pool_size``)."""
     setting = BY_NAME[name]
-    shown = f'`"{setting.kind.shown(setting.default)}"`' if setting.kind is SIZE else None
-    return key(setting.default, toml=toml, help=deploy_help(setting),
+    value = deploy_default(setting)
+    shown = f'`"{setting.kind.shown(value)}"`' if setting.kind is SIZE else None
+    return key(value, toml=toml, help=deploy_help(setting),
                default_doc=setting.default_doc or shown)  # fmt: skip
 
 

@@ -49,6 +49,7 @@ class Api:
     queue_timeout: float = setting_key("queue_timeout")
     linger_timeout: float = setting_key("linger_timeout")
     linger_time: float = setting_key("linger_time")
+    docs: bool = setting_key("docs")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 #: apiphant's extra (setup.py) with PostgreSQL's driver and pool (apiphant.db).
 DATABASE_EXTRA = "postgres"
+#: apiphant's extra with the docs page's files (Swagger UI), for ``[api] docs = true``.
+DOCS_EXTRA = "docs"
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,10 @@ class Topology:
     def apiphant_extras(self) -> tuple[str, ...]:
         """apiphant's extras the release's virtualenv installs with it: ``postgres`` (the
         driver and pool at apiphant's pinned ranges) when the programs get a database, so a
-        product need not list psycopg itself."""
-        return (DATABASE_EXTRA,) if self.has_database() else ()
+        product need not list psycopg itself; ``docs`` (the docs page's files) when the
+        workers serve it."""
+        return ((DATABASE_EXTRA,) if self.has_database() else ()) + (
+            (DOCS_EXTRA,) if self.api.docs else ())
 
     def database_remote_clients(self) -> list[Host]:
         """The hosts whose programs reach the postgres host over the network: pg_hba admits

@@ -6,12 +6,15 @@ from apiphant import settings
 from apiphant.app import RELEASE_ENV
 from apiphant.deploy.config.errors import ConfigError
 from apiphant.deploy.config.patterns import ENV_KEY
+from apiphant.settings import schema
 
-#: Set by the deploy: the release id; the CORS policy from [api]; the fronts as trusted proxies.
+#: Set by the deploy: the release id; the CORS policy and the docs from [api]; the fronts as
+#: trusted proxies.
 RESERVED_ENV = {
     RELEASE_ENV: "the release id",
     settings.CORS_ORIGINS: "[api] cors_origins",
     settings.CORS_HEADERS: "[api] cors_headers",
+    schema.env_name("docs"): "[api] docs",
     settings.TRUSTED_PROXIES: "the hosts with the nginx role",
 }
 
