@@ -5,12 +5,12 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 
 import pytest
 
 from apiphant.db.migrate import TABLE, MigrationError, found
 from tests.servers import REPO
+from tests.support.databases import new_database
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -18,14 +18,8 @@ psycopg = pytest.importorskip("psycopg")
 @pytest.fixture
 def database(postgres):
     """A new, empty database on the session's cluster, dropped after."""
-    name = f"m{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield postgres.replace("/apiphant?", f"/{name}?")
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with new_database(postgres, "m") as url:
+        yield url
 
 
 def product_with(make_product, files: dict[str, str]):

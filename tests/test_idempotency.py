@@ -20,6 +20,7 @@ from apiphant import db
 from apiphant.db import idempotency
 from apiphant.errors import ApiError
 from tests.servers import REPO, serving
+from tests.support.databases import new_database
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -66,17 +67,10 @@ HANDLERS = {
 
 @pytest.fixture(scope="module")
 def database(postgres) -> Iterator[str]:
-    name = f"idem_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(postgres, dbname=name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE runs (tag text NOT NULL)")
-    try:
+    with new_database(postgres, "idem_") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE runs (tag text NOT NULL)")
         yield url
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def runs(url: str, tag: str) -> int:

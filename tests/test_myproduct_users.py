@@ -6,12 +6,12 @@ with no database, the users part skipped in one line while echo's tests run."""
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import MYPRODUCT, REPO, serving
+from tests.servers import MYPRODUCT, serving
+from tests.support.databases import migrate, new_database
 from tests.support.ports import free_port
 
 psycopg = pytest.importorskip("psycopg")
@@ -35,20 +35,11 @@ def smoke(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def database(postgres) -> Iterator[str]:
     """A new database in the session's cluster, myproduct's migrations applied by the
     command a deploy runs; dropped after."""
-    name = f"myproduct_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(postgres, dbname=name)
-    try:
-        done = subprocess.run([sys.executable, "-m", "apiphant", "db", "migrate", str(MYPRODUCT)],
-                              env={**os.environ, "DATABASE_URL": url}, capture_output=True,
-                              text=True, cwd=REPO, timeout=60)  # fmt: skip
+    with new_database(postgres, "myproduct_") as url:
+        done = migrate(MYPRODUCT, url)
         assert done.returncode == 0, done.stderr
         assert "applied 0001_create_users.sql" in done.stdout + done.stderr
         yield url
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_without_a_database_the_users_part_is_skipped_in_one_line_and_echo_runs() -> None:

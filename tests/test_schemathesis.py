@@ -7,18 +7,17 @@ methods a route does not take. Both products run against a real PostgreSQL (the 
 cluster), so the users' CRUD and Idempotency-Key are exercised. Bounded: a fixed seed and
 at most N examples an operation."""
 
-import os
 import re
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.servers import MYPRODUCT, REPO, serving
+from tests.support.databases import migrate, new_database
 
 psycopg = pytest.importorskip("psycopg")
 CATALOG = REPO / "tests" / "products" / "catalog"
@@ -35,19 +34,10 @@ EXAMPLES = "40"
 @pytest.fixture
 def database(postgres) -> Iterator[str]:
     """A new database in the session's cluster with myproduct's migrations; dropped after."""
-    name = f"st_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(postgres, dbname=name)
-    try:
-        done = subprocess.run([sys.executable, "-m", "apiphant", "db", "migrate", str(MYPRODUCT)],
-                              env={**os.environ, "DATABASE_URL": url}, capture_output=True,
-                              text=True, cwd=REPO, timeout=60)  # fmt: skip
+    with new_database(postgres, "st_") as url:
+        done = migrate(MYPRODUCT, url)
         assert done.returncode == 0, done.stderr
         yield url
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.mark.parametrize("folder", [MYPRODUCT, CATALOG], ids=["myproduct", "catalog"])
